@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: MIT
+# wiremesh — one non-recursive Makefile. Each folder adds its parts in module.mk.
+#
+#   make              build every binary into bin/
+#   make test         install what is missing, build, run the whole suite
+#   make test SANITIZE=address,undefined   the same under ASan+UBSan (own build dir)
+#   make fuzz         build the libFuzzer targets with clang
+#   make demo         the one-command demo (network namespaces, needs root)
+#   V=1               show full commands
+
+CC      ?= cc
+PKGS    := libmicrohttpd sqlite3 jansson libsodium libcrypto libssl libcurl
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Werror
+OPT     ?= -O2 -g
+SANITIZE ?=
+
+ifeq ($(SANITIZE),)
+BUILD   := build/release
+BIN     := bin
+else
+BUILD   := build/san
+BIN     := build/san/bin
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+LDSAN   := -fsanitize=$(SANITIZE)
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) check 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -I. $(PKG_CFLAGS) -MMD -MP -pthread
+LDFLAGS += $(LDSAN) -pthread
+LDLIBS  += $(PKG_LIBS) -lm
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Filled in by module.mk files.
+LIBS      :=
+BINARIES  :=
+TEST_SRCS :=
+FUZZERS   :=
+
+all: binaries
+
+include common/module.mk
+-include $(sort $(filter-out common/module.mk tests/module.mk,$(wildcard */module.mk)))
+include tests/module.mk
+
+binaries: $(BINARIES)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BIN)/%:
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+
+%.a:
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+clean:
+	rm -rf build bin
+
+.PHONY: all binaries deps clean test unit integration fuzz demo bench-control
+.DELETE_ON_ERROR:
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Logging to stderr in logfmt: `ts=… level=… msg="…" key=value …`. The level
+ * is checked before anything is formatted. Never pass keys, tokens or auth
+ * keys: identify nodes by id and name.
+ */
+#ifndef WM_LOG_H
+#define WM_LOG_H
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+extern enum log_level log_threshold;
+
+void log_set_level(enum log_level l);
+/* Parses "error", "warn", "info", "debug"; returns 0 or ERR_INVALID. */
+int log_level_parse(const char *s, enum log_level *out);
+void log_set_prefix(const char *component);
+
+void log_emit(enum log_level l, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_at(l, ...) do { if ((l) <= log_threshold) log_emit((l), __VA_ARGS__); } while (0)
+#define log_error(...) log_at(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_at(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_at(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
+
+/*
+ * Rate limiter for remote-triggered messages: returns 1 at most `burst`
+ * times per `interval_s` seconds per limiter. Thread safe enough (racy
+ * counters only let a few extra lines through).
+ */
+struct log_ratelimit {
+	long window_start;
+	int count;
+};
+int log_ratelimit_ok(struct log_ratelimit *rl, int interval_s, int burst);
+
+#endif

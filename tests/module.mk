@@ -1,0 +1,51 @@
+# tests/: one Check runner for every unit suite, integration scripts, fuzzers.
+#
+# Every tests/unit/NAME_test.c defines `Suite *NAME_suite(void);` and is
+# found by name: no list to edit when a suite is added.
+
+UNIT_SRCS   := $(sort $(wildcard tests/unit/*_test.c))
+UNIT_NAMES  := $(patsubst tests/unit/%_test.c,%,$(UNIT_SRCS))
+UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tests/unit/runner.o
+RUNNER      := $(BUILD)/wiremesh-unit-tests
+
+$(BUILD)/tests/suites.inc: $(UNIT_SRCS) tests/module.mk
+	@mkdir -p $(dir $@)
+	$(Q)printf '%s\n' $(foreach n,$(UNIT_NAMES),'SUITE($(n))') > $@.tmp && \
+	  (cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
+
+$(BUILD)/tests/unit/runner.o: CFLAGS += -I$(BUILD)/tests
+$(BUILD)/tests/unit/runner.o: $(BUILD)/tests/suites.inc
+
+$(RUNNER): $(UNIT_OBJS) $(LIBS) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJS) -Wl,--start-group $(LIBS) $(COMMON_LIB) -Wl,--end-group $(LDLIBS) $(CHECK_LIBS)
+
+unit: binaries $(RUNNER)
+	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) $(RUNNER)
+
+integration: binaries
+	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/run-integration.sh
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory binaries $(RUNNER)
+	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/run-all.sh $(RUNNER)
+
+# libFuzzer targets: tests/fuzz/fuzz_NAME.c, built with clang into build/fuzz/.
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+fuzz:
+	$(Q)$(MAKE) --no-print-directory CC=clang SANITIZE=fuzzer-no-link,address,undefined \
+	  BUILD=build/fuzzobj BIN=build/fuzzobj/bin $(FUZZ_BINS)
+
+build/fuzz/%: tests/fuzz/%.c $(LIBS) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(CSTD) $(WARN) -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+	  -Wl,--start-group $(LIBS) $(COMMON_LIB) -Wl,--end-group $(LDLIBS)
+
+# Runs each fuzzer over its seed corpus (and briefly beyond) as a regression test.
+fuzz-smoke: fuzz
+	$(Q)tests/fuzz/run-smoke.sh
+
+.PHONY: fuzz-smoke
