@@ -49,3 +49,10 @@ fuzz-smoke: fuzz
 	$(Q)tests/fuzz/run-smoke.sh
 
 .PHONY: fuzz-smoke
+
+# Test tools (not installed): a reference node client.
+$(BUILD)/wm-node: $(BUILD)/tests/tools/wm-node.o $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+binaries: $(BUILD)/wm-node

@@ -1,0 +1,582 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The admin REST API under /api/v1 (docs/openapi.json). Every endpoint but
+ * the OpenAPI document needs `Authorization: Bearer <API key>`. Errors are
+ * RFC 7807 problem documents.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "server/mapper.h"
+#include "server/nodeview.h"
+#include "server/openapi.h"
+#include "server/policy_api.h"
+#include "server/secret.h"
+#include "server/server.h"
+
+enum { MAX_TAGS = 16 };
+
+/* ---- validation ---- */
+
+static bool
+valid_user_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len >= STORE_NAME_MAX)
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("._@+-", *p))
+			return false;
+	return true;
+}
+
+static bool
+valid_tag(const char *t)
+{
+	if (strncmp(t, "tag:", 4) != 0 || t[4] == 0 || strlen(t) > 64)
+		return false;
+	for (const char *p = t + 4; *p; p++)
+		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '-' && *p != '_')
+			return false;
+	return true;
+}
+
+static bool
+valid_dns_label(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len > 63 || n[0] == '-' || n[len - 1] == '-')
+		return false;
+	for (const char *p = n; *p; p++)
+		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '-')
+			return false;
+	return true;
+}
+
+/* Validates a tags array into compact JSON text. */
+static int
+tags_text(json_t *tags, char out[static STORE_TAGS_MAX], char *why, size_t whylen)
+{
+	json_t *v;
+	size_t i;
+	char *t;
+
+	if (tags == NULL) {
+		str_copy(out, "[]", STORE_TAGS_MAX);
+		return 0;
+	}
+	if (!json_is_array(tags) || json_array_size(tags) > MAX_TAGS) {
+		snprintf(why, whylen, "tags must be an array of at most %d \"tag:name\" strings", MAX_TAGS);
+		return ERR_INVALID;
+	}
+	json_array_foreach(tags, i, v) {
+		if (!json_is_string(v) || !valid_tag(json_string_value(v))) {
+			snprintf(why, whylen, "tags[%zu] must look like \"tag:name\" "
+			    "(lowercase letters, digits, - and _)", i);
+			return ERR_INVALID;
+		}
+	}
+	if ((t = json_dumps(tags, JSON_COMPACT)) == NULL)
+		return ERR_NOMEM;
+	if (strlen(t) >= STORE_TAGS_MAX) {
+		free(t);
+		snprintf(why, whylen, "tags list too long");
+		return ERR_INVALID;
+	}
+	str_copy(out, t, STORE_TAGS_MAX);
+	free(t);
+	return 0;
+}
+
+static int
+expiration(json_t *body, int64_t def, int64_t *out, char *why, size_t whylen)
+{
+	const char *e = NULL;
+	int64_t secs;
+	int r = jsonx_str(body, "expiration", false, &e, why, whylen);
+
+	if (r == ERR_NOT_FOUND) {
+		*out = def ? time_now_s() + def : 0;
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	if (strcmp(e, "never") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (duration_parse(e, &secs) != 0 || secs <= 0) {
+		snprintf(why, whylen, "expiration must be a duration such as 1h, 24h or 90d, or \"never\"");
+		return ERR_INVALID;
+	}
+	*out = time_now_s() + secs;
+	return 0;
+}
+
+/* ---- authentication ---- */
+
+static int
+authenticate(struct server *s, struct http_request *req, char *why, size_t whylen)
+{
+	const char *h = http_header(req, "Authorization");
+	char prefix[STORE_PREFIX_MAX];
+	uint8_t hash[STORE_HASH_LEN];
+	struct store_apikey k;
+	int64_t now = time_now_s();
+
+	if (h == NULL || strncmp(h, "Bearer ", 7) != 0) {
+		snprintf(why, whylen, "missing \"Authorization: Bearer <API key>\" header");
+		return ERR_UNAUTHORIZED;
+	}
+	if (secret_parse(SECRET_API, h + 7, prefix, hash) != 0 ||
+	    store_apikey_get(s->store, prefix, &k) != 0 || !secret_hash_equal(hash, k.hash)) {
+		snprintf(why, whylen, "API key is not valid");
+		return ERR_UNAUTHORIZED;
+	}
+	if (k.revoked_at != 0 || (k.expires_at != 0 && k.expires_at <= now)) {
+		snprintf(why, whylen, "API key has expired");
+		return ERR_UNAUTHORIZED;
+	}
+	if (k.last_used_at < now - 60 && store_apikey_touch(s->store, k.id, now) != 0)
+		log_warn("msg=\"cannot record API key use\"");
+	return 0;
+}
+
+/* ---- users ---- */
+
+static json_t *
+user_json(const struct store_user *u)
+{
+	char t[32];
+
+	time_fmt_rfc3339(t, u->created_at);
+	return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)u->id, "name", u->name,
+	    "created_at", t);
+}
+
+static int
+add_user(void *ctx, const struct store_user *u)
+{
+	return json_array_append_new(ctx, user_json(u)) == 0 ? 0 : ERR_NOMEM;
+}
+
+static void
+users(struct server *s, struct http_request *req, struct http_response *resp,
+      const char *rest, json_t *body)
+{
+	char why[256] = "";
+	struct store_user u;
+	int r;
+
+	if (*rest == 0 && strcmp(req->method, "GET") == 0) {
+		json_t *a = json_array();
+
+		if ((r = store_user_list(s->store, add_user, a)) != 0) {
+			json_decref(a);
+			http_problem_err(resp, r, "cannot list users");
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "users", a));
+	} else if (*rest == 0 && strcmp(req->method, "POST") == 0) {
+		const char *name = NULL;
+
+		if (jsonx_str(body, "name", true, &name, why, sizeof(why)) != 0) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+		if (!valid_user_name(name)) {
+			http_problem(resp, 400, NULL, "user name must be 1-63 characters of letters, "
+			    "digits and . _ @ + -");
+			return;
+		}
+		if ((r = store_user_create(s->store, name, &u)) != 0) {
+			http_problem_err(resp, r, r == ERR_EXISTS ? "user \"%s\" already exists" :
+			    "cannot create user \"%s\"", name);
+			return;
+		}
+		log_info("msg=\"user created\" user=%s", name);
+		server_reply_json(resp, 201, json_pack("{s:o}", "user", user_json(&u)));
+	} else if (*rest == '/' && strcmp(req->method, "GET") == 0) {
+		if ((r = store_user_get(s->store, rest + 1, &u)) != 0) {
+			http_problem_err(resp, r, "no user \"%s\"", rest + 1);
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "user", user_json(&u)));
+	} else if (*rest == '/' && strcmp(req->method, "DELETE") == 0) {
+		if ((r = store_user_delete(s->store, rest + 1)) != 0) {
+			if (r == ERR_PRECONDITION)
+				http_problem(resp, 409, NULL, "user \"%s\" still owns nodes; delete them first",
+				    rest + 1);
+			else
+				http_problem_err(resp, r, "no user \"%s\"", rest + 1);
+			return;
+		}
+		log_info("msg=\"user deleted\" user=%s", rest + 1);
+		server_reply_json(resp, 200, json_pack("{s:b}", "deleted", 1));
+	} else {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+	}
+}
+
+/* ---- pre-auth keys ---- */
+
+static json_t *
+pak_json(const struct store_preauthkey *k)
+{
+	json_t *tags = json_loads(k->tags, 0, NULL);
+	int64_t now = time_now_s();
+
+	return json_pack("{s:I, s:s, s:s, s:b, s:b, s:o, s:I, s:I, s:I, s:b, s:b}",
+	    "id", (json_int_t)k->id, "prefix", k->prefix, "user", k->user,
+	    "reusable", k->reusable, "ephemeral", k->ephemeral,
+	    "tags", tags ? tags : json_array(),
+	    "created_at", (json_int_t)k->created_at, "expires_at", (json_int_t)k->expires_at,
+	    "used_count", (json_int_t)k->used_count,
+	    "used", !k->reusable && k->used_count > 0,
+	    "expired", k->revoked_at != 0 || (k->expires_at != 0 && k->expires_at <= now));
+}
+
+static int
+add_pak(void *ctx, const struct store_preauthkey *k)
+{
+	return json_array_append_new(ctx, pak_json(k)) == 0 ? 0 : ERR_NOMEM;
+}
+
+static void
+preauthkeys(struct server *s, struct http_request *req, struct http_response *resp,
+	    const char *rest, json_t *body)
+{
+	char why[256] = "";
+	int r;
+
+	if (*rest == 0 && strcmp(req->method, "GET") == 0) {
+		json_t *a = json_array();
+
+		if ((r = store_preauthkey_list(s->store, http_query(req, "user"), add_pak, a)) != 0) {
+			json_decref(a);
+			http_problem_err(resp, r, "cannot list pre-auth keys");
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "preauthkeys", a));
+	} else if (*rest == 0 && strcmp(req->method, "POST") == 0) {
+		struct store_preauthkey k;
+		struct store_user u;
+		const char *user = NULL;
+		bool b;
+		char *key = NULL;
+		json_t *out;
+
+		memset(&k, 0, sizeof(k));
+		if (jsonx_str(body, "user", true, &user, why, sizeof(why)) != 0 ||
+		    (r = jsonx_bool(body, "reusable", &b, why, sizeof(why))) == ERR_INVALID ||
+		    (k.reusable = (r == 0 && b), 0) ||
+		    (r = jsonx_bool(body, "ephemeral", &b, why, sizeof(why))) == ERR_INVALID ||
+		    (k.ephemeral = (r == 0 && b), 0) ||
+		    expiration(body, 3600, &k.expires_at, why, sizeof(why)) != 0 ||
+		    tags_text(json_object_get(body, "tags"), k.tags, why, sizeof(why)) != 0) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+		if ((r = store_user_get(s->store, user, &u)) != 0) {
+			http_problem_err(resp, r, "no user \"%s\"", user);
+			return;
+		}
+		k.user_id = u.id;
+		str_copy(k.user, u.name, sizeof(k.user));
+		k.created_at = time_now_s();
+		if ((r = secret_generate(SECRET_AUTH, &key, k.prefix, k.hash)) != 0 ||
+		    (r = store_preauthkey_insert(s->store, &k)) != 0) {
+			free_secret(key);
+			http_problem_err(resp, r, "cannot create the pre-auth key");
+			return;
+		}
+		out = pak_json(&k);
+		json_object_set_new(out, "key", json_string(key));
+		free_secret(key);
+		log_info("msg=\"pre-auth key created\" id=%" PRId64 " user=%s reusable=%d ephemeral=%d",
+		    k.id, k.user, k.reusable, k.ephemeral);
+		server_reply_json(resp, 201, json_pack("{s:o}", "preauthkey", out));
+	} else if (*rest == '/' && strcmp(req->method, "POST") == 0) {
+		char *end;
+		int64_t id = strtoll(rest + 1, &end, 10);
+
+		if (end == rest + 1 || strcmp(end, "/expire") != 0) {
+			http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
+			return;
+		}
+		if ((r = store_preauthkey_expire(s->store, id, time_now_s())) != 0) {
+			http_problem_err(resp, r, "no pre-auth key %" PRId64, id);
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:b}", "expired", 1));
+	} else {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+	}
+}
+
+/* ---- API keys ---- */
+
+static json_t *
+apikey_json(const struct store_apikey *k)
+{
+	int64_t now = time_now_s();
+
+	return json_pack("{s:I, s:s, s:I, s:I, s:I, s:b}", "id", (json_int_t)k->id,
+	    "prefix", k->prefix, "created_at", (json_int_t)k->created_at,
+	    "expires_at", (json_int_t)k->expires_at, "last_used_at", (json_int_t)k->last_used_at,
+	    "expired", k->revoked_at != 0 || (k->expires_at != 0 && k->expires_at <= now));
+}
+
+static int
+add_apikey(void *ctx, const struct store_apikey *k)
+{
+	return json_array_append_new(ctx, apikey_json(k)) == 0 ? 0 : ERR_NOMEM;
+}
+
+static void
+apikeys(struct server *s, struct http_request *req, struct http_response *resp,
+	const char *rest, json_t *body)
+{
+	char why[256] = "";
+	int r;
+
+	if (*rest == 0 && strcmp(req->method, "GET") == 0) {
+		json_t *a = json_array();
+
+		if ((r = store_apikey_list(s->store, add_apikey, a)) != 0) {
+			json_decref(a);
+			http_problem_err(resp, r, "cannot list API keys");
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "apikeys", a));
+	} else if (*rest == 0 && strcmp(req->method, "POST") == 0) {
+		struct store_apikey k;
+		int64_t exp;
+		char *key = NULL;
+		char prefix[STORE_PREFIX_MAX];
+		uint8_t hash[STORE_HASH_LEN];
+		json_t *out;
+
+		if (expiration(body, 90 * 86400, &exp, why, sizeof(why)) != 0) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+		if ((r = server_apikey_create(s->store, exp, &key)) != 0 ||
+		    secret_parse(SECRET_API, key, prefix, hash) != 0 ||
+		    (r = store_apikey_get(s->store, prefix, &k)) != 0) {
+			free_secret(key);
+			http_problem_err(resp, r ? r : ERR_INTERNAL, "cannot create the API key");
+			return;
+		}
+		out = apikey_json(&k);
+		json_object_set_new(out, "key", json_string(key));
+		free_secret(key);
+		server_reply_json(resp, 201, json_pack("{s:o}", "apikey", out));
+	} else if (*rest == '/' && strcmp(req->method, "POST") == 0) {
+		char prefix[STORE_PREFIX_MAX];
+		const char *slash = strchr(rest + 1, '/');
+		size_t pl = slash ? (size_t)(slash - rest - 1) : 0;
+
+		if (slash == NULL || strcmp(slash, "/expire") != 0 || pl == 0 || pl >= sizeof(prefix)) {
+			http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
+			return;
+		}
+		memcpy(prefix, rest + 1, pl);
+		prefix[pl] = 0;
+		if ((r = store_apikey_expire(s->store, prefix, time_now_s())) != 0) {
+			http_problem_err(resp, r, "no API key with prefix %s", prefix);
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:b}", "expired", 1));
+	} else {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+	}
+}
+
+/* ---- nodes ---- */
+
+struct node_list {
+	struct server *s;
+	json_t *a;
+	const char *user;
+};
+
+static int
+add_node(void *ctx, const struct store_node *n)
+{
+	struct node_list *nl = ctx;
+	bool online = false;
+	struct store_node live;
+
+	if (nl->user && strcmp(nl->user, n->user) != 0)
+		return 0;
+	if (mapper_node_get(nl->s->mapper, n->id, &live, &online) != 0)
+		online = false;
+	return json_array_append_new(nl->a, nodeview_admin(n, online, time_now_s())) == 0 ?
+	    0 : ERR_NOMEM;
+}
+
+static void
+nodes(struct server *s, struct http_request *req, struct http_response *resp,
+      const char *rest, json_t *body)
+{
+	struct store_node n;
+	char why[256] = "";
+	const char *verb;
+	char *end;
+	int64_t id;
+	bool online = false;
+	int r;
+
+	if (*rest == 0 && strcmp(req->method, "GET") == 0) {
+		struct node_list nl = { s, json_array(), http_query(req, "user") };
+
+		if ((r = store_node_list(s->store, add_node, &nl)) != 0) {
+			json_decref(nl.a);
+			http_problem_err(resp, r, "cannot list nodes");
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "nodes", nl.a));
+		return;
+	}
+	if (*rest != '/') {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+		return;
+	}
+	id = strtoll(rest + 1, &end, 10);
+	if (end == rest + 1 || id <= 0 || (*end != 0 && *end != '/')) {
+		http_problem(resp, 400, NULL, "node id must be a positive integer");
+		return;
+	}
+	verb = *end == '/' ? end + 1 : "";
+	if ((r = store_node_get(s->store, id, &n)) != 0) {
+		http_problem_err(resp, r, "no node %" PRId64, id);
+		return;
+	}
+	if (*verb == 0 && strcmp(req->method, "GET") == 0) {
+		struct store_node live;
+
+		if (mapper_node_get(s->mapper, id, &live, &online) != 0)
+			online = false;
+		server_reply_json(resp, 200, json_pack("{s:o}", "node",
+		    nodeview_admin(&n, online, time_now_s())));
+		return;
+	}
+	if (*verb == 0 && strcmp(req->method, "DELETE") == 0) {
+		if ((r = server_node_delete(s, id)) != 0)
+			http_problem_err(resp, r, "cannot delete node %" PRId64, id);
+		else
+			server_reply_json(resp, 200, json_pack("{s:b}", "deleted", 1));
+		return;
+	}
+	if (strcmp(req->method, "POST") != 0) {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+		return;
+	}
+	if (strcmp(verb, "expire") == 0) {
+		n.expires_at = time_now_s();
+	} else if (strcmp(verb, "rename") == 0) {
+		const char *name = NULL;
+
+		if (jsonx_str(body, "name", true, &name, why, sizeof(why)) != 0) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+		if (!valid_dns_label(name)) {
+			http_problem(resp, 400, NULL, "name must be a DNS label: 1-63 lowercase letters, "
+			    "digits and inner hyphens");
+			return;
+		}
+		str_copy(n.name, name, sizeof(n.name));
+	} else if (strcmp(verb, "tags") == 0) {
+		if (tags_text(json_object_get(body, "tags"), n.tags, why, sizeof(why)) != 0 ||
+		    json_object_get(body, "tags") == NULL) {
+			http_problem(resp, 400, NULL, "%s", why[0] ? why : "field \"tags\" is required");
+			return;
+		}
+	} else {
+		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
+		return;
+	}
+	if ((r = server_node_update(s, &n)) != 0) {
+		http_problem_err(resp, r, r == ERR_EXISTS ? "name \"%s\" is already taken" :
+		    "cannot update node \"%s\"", n.name);
+		return;
+	}
+	log_info("msg=\"node updated\" node_id=%" PRId64 " name=%s change=%s", id, n.name, verb);
+	server_reply_json(resp, 200, json_pack("{s:o}", "node", nodeview_admin(&n, online,
+	    time_now_s())));
+}
+
+/* ---- dispatch ---- */
+
+static const char *
+under(const char *path, const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	if (strncmp(path, prefix, n) != 0 || (path[n] != 0 && path[n] != '/'))
+		return NULL;
+	return path + n;
+}
+
+void
+api_handle(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	char why[512];
+	json_t *body = NULL;
+	const char *rest;
+	int r;
+
+	if (strcmp(req->path, "/api/v1/openapi.json") == 0) {
+		char *doc = strdup(openapi_json);
+
+		http_set_body(resp, 200, "application/json", doc, doc ? strlen(doc) : 0);
+		return;
+	}
+	if ((r = authenticate(s, req, why, sizeof(why))) != 0) {
+		http_problem_err(resp, r, "%s", why);
+		return;
+	}
+	if (req->too_large) {
+		http_problem(resp, 413, NULL, "request body is too large");
+		return;
+	}
+	if ((rest = under(req->path, "/api/v1/policy")) != NULL) {
+		policy_api_handle(s, req, resp, rest);
+		return;
+	}
+	if (req->body.len > (size_t)s->cfg.max_body) {
+		http_problem(resp, 413, NULL, "request body is larger than %" PRId64 " bytes",
+		    s->cfg.max_body);
+		return;
+	}
+	if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0) {
+		body = req->body.len == 0 ? json_object() :
+		    jsonx_parse_object((const char *)req->body.data, req->body.len,
+		    (size_t)s->cfg.max_body, why, sizeof(why));
+		if (body == NULL) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+	}
+	if ((rest = under(req->path, "/api/v1/users")) != NULL)
+		users(s, req, resp, rest, body);
+	else if ((rest = under(req->path, "/api/v1/preauthkeys")) != NULL)
+		preauthkeys(s, req, resp, rest, body);
+	else if ((rest = under(req->path, "/api/v1/nodes")) != NULL)
+		nodes(s, req, resp, rest, body);
+	else if ((rest = under(req->path, "/api/v1/apikeys")) != NULL)
+		apikeys(s, req, resp, rest, body);
+	else
+		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
+	json_decref(body);
+}

@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The node-facing protocol (docs/protocol.md): every request is a POST with
+ * a JSON body, signed by the node's Ed25519 machine key.
+ *
+ *   /machine/register   auth key + keys + hostname -> node identity
+ *   /machine/map        the map stream: full netmap, then deltas
+ *   /machine/endpoints  candidate endpoints and home DERP region
+ *   /machine/logout     expires the node (ephemeral nodes are deleted)
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "common/sign.h"
+#include "common/util.h"
+#include "server/ipam.h"
+#include "server/mapper.h"
+#include "server/nodeview.h"
+#include "server/policy_api.h"
+#include "server/replay.h"
+#include "server/secret.h"
+#include "server/server.h"
+
+enum { MAX_ENDPOINTS = 16 };
+
+static struct log_ratelimit rl_sig;
+
+/* Checks the three signature headers; fills the machine key. */
+static int
+verify(struct server *s, struct http_request *req, uint8_t mkey[static KEY_LEN],
+       char *why, size_t whylen)
+{
+	const char *mk = http_header(req, SIGN_HDR_MACHINE);
+	const char *ts = http_header(req, SIGN_HDR_TIMESTAMP);
+	const char *sig = http_header(req, SIGN_HDR_SIGNATURE);
+	int64_t t, now = time_now_s();
+	uint8_t sigbin[ED25519_SIG_LEN];
+	char *end;
+	int r;
+
+	if (mk == NULL || ts == NULL || sig == NULL) {
+		snprintf(why, whylen, "request must be signed: %s, %s and %s headers are required",
+		    SIGN_HDR_MACHINE, SIGN_HDR_TIMESTAMP, SIGN_HDR_SIGNATURE);
+		return ERR_UNAUTHORIZED;
+	}
+	if (key_parse(mk, "mkey:", mkey) != 0) {
+		snprintf(why, whylen, "%s is not a machine key (mkey:<64 hex digits>)", SIGN_HDR_MACHINE);
+		return ERR_INVALID;
+	}
+	t = strtoll(ts, &end, 10);
+	if (*ts == 0 || *end != 0) {
+		snprintf(why, whylen, "%s must be Unix seconds", SIGN_HDR_TIMESTAMP);
+		return ERR_INVALID;
+	}
+	if (t < now - s->cfg.sign_skew_s || t > now + s->cfg.sign_skew_s) {
+		snprintf(why, whylen, "request timestamp is %" PRId64 "s away from the server's clock "
+		    "(at most %" PRId64 "s allowed)", t - now, s->cfg.sign_skew_s);
+		return ERR_STALE;
+	}
+	r = sign_verify(mkey, req->method, req->path, t, req->body.data, req->body.len, sig);
+	if (r != 0) {
+		atomic_fetch_add(&s->metrics.bad_signatures, 1);
+		if (log_ratelimit_ok(&rl_sig, 10, 5))
+			log_debug("msg=\"bad request signature\" client=%s path=%s", req->client, req->path);
+		snprintf(why, whylen, "the signature does not match the request");
+		return ERR_BAD_SIGNATURE;
+	}
+	if (hex_decode(sigbin, sizeof(sigbin), sig, SIGN_HEX_LEN) != 0)
+		return ERR_BAD_SIGNATURE;
+	if ((r = replay_check(s->replay, sigbin, sizeof(sigbin), now,
+	    t + s->cfg.sign_skew_s + 1)) != 0) {
+		snprintf(why, whylen, r == ERR_REPLAY ? "this request was already received (replay)"
+		    : "too many requests in flight; retry");
+		return r;
+	}
+	return 0;
+}
+
+/* A unique node name from a hostname: "web", "web-1", "web-2", ... Called
+ * inside the registration transaction. */
+static int
+unique_name(struct server *s, const char *hostname, int64_t self_id, char out[static STORE_NAME_MAX])
+{
+	char base[STORE_NAME_MAX];
+
+	server_dns_label(base, hostname);
+	str_copy(out, base, STORE_NAME_MAX);
+	for (int i = 1; i < 100000; i++) {
+		int taken = store_node_name_taken(s->store, out, self_id);
+
+		if (taken < 0)
+			return taken;
+		if (!taken)
+			return 0;
+		snprintf(out, STORE_NAME_MAX, "%.50s-%d", base, i);
+	}
+	return ERR_EXHAUSTED;
+}
+
+struct reg {
+	const char *auth_key;
+	uint8_t node_key[KEY_LEN];
+	uint8_t disco_key[KEY_LEN];
+	char hostname[STORE_NAME_MAX];
+};
+
+static int
+parse_register(json_t *o, struct reg *rg, char *why, size_t whylen)
+{
+	const char *nk = NULL, *dk = NULL, *hn = NULL;
+	int r;
+
+	memset(rg, 0, sizeof(*rg));
+	if ((r = jsonx_str(o, "auth_key", false, &rg->auth_key, why, whylen)) == ERR_INVALID)
+		return r;
+	if (jsonx_str(o, "node_key", true, &nk, why, whylen) != 0 ||
+	    jsonx_str(o, "disco_key", true, &dk, why, whylen) != 0 ||
+	    jsonx_str(o, "hostname", true, &hn, why, whylen) != 0)
+		return ERR_INVALID;
+	if (key_parse(nk, "nodekey:", rg->node_key) != 0) {
+		snprintf(why, whylen, "node_key must be nodekey:<64 hex digits>");
+		return ERR_INVALID;
+	}
+	if (key_parse(dk, "discokey:", rg->disco_key) != 0) {
+		snprintf(why, whylen, "disco_key must be discokey:<64 hex digits>");
+		return ERR_INVALID;
+	}
+	if (key_is_zero(rg->node_key)) {
+		snprintf(why, whylen, "node_key must not be all zeros");
+		return ERR_INVALID;
+	}
+	if (*hn == 0 || strlen(hn) >= STORE_NAME_MAX) {
+		snprintf(why, whylen, "hostname must have 1 to %d characters", STORE_NAME_MAX - 1);
+		return ERR_INVALID;
+	}
+	str_copy(rg->hostname, hn, sizeof(rg->hostname));
+	return 0;
+}
+
+/* Checks a presented pre-auth key inside the transaction. */
+static int
+check_authkey(struct server *s, const char *key, const struct store_node *existing,
+	      struct store_preauthkey *k, bool *consume, char *why, size_t whylen)
+{
+	char prefix[STORE_PREFIX_MAX];
+	uint8_t hash[STORE_HASH_LEN];
+	int64_t now = time_now_s();
+
+	*consume = true;
+	if (secret_parse(SECRET_AUTH, key, prefix, hash) != 0) {
+		snprintf(why, whylen, "auth key is malformed (expected wm-auth-<prefix>-<secret>)");
+		return ERR_UNAUTHORIZED;
+	}
+	if (store_preauthkey_get(s->store, prefix, k) != 0 || !secret_hash_equal(hash, k->hash)) {
+		snprintf(why, whylen, "auth key is not valid");
+		return ERR_UNAUTHORIZED;
+	}
+	if (k->revoked_at != 0 || (k->expires_at != 0 && k->expires_at <= now)) {
+		snprintf(why, whylen, "auth key has expired");
+		return ERR_EXPIRED;
+	}
+	if (existing && existing->preauth_key_id == k->id) {
+		*consume = false;	/* the same machine logging in again */
+		return 0;
+	}
+	if (!k->reusable && k->used_count > 0) {
+		snprintf(why, whylen, "auth key has already been used (it is single-use)");
+		return ERR_USED;
+	}
+	return 0;
+}
+
+static void
+handle_register(struct server *s, struct http_request *req, struct http_response *resp,
+		const uint8_t mkey[static KEY_LEN], json_t *body)
+{
+	char why[512] = "";
+	struct store_node node, old;
+	struct store_preauthkey k;
+	struct reg rg;
+	bool existing = false, consume = false, fresh4 = false, fresh6 = false;
+	int64_t now = time_now_s();
+	int r;
+
+	if ((r = parse_register(body, &rg, why, sizeof(why))) != 0) {
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
+	if ((r = store_tx_begin(s->store)) != 0) {
+		http_problem_err(resp, r, "database busy; retry");
+		return;
+	}
+	r = store_node_get_by_machine(s->store, mkey, &old);
+	if (r != 0 && r != ERR_NOT_FOUND)
+		goto fail;
+	existing = r == 0;
+	r = 0;
+	if (rg.auth_key) {
+		if ((r = check_authkey(s, rg.auth_key, existing ? &old : NULL, &k, &consume,
+		    why, sizeof(why))) != 0)
+			goto fail;
+	} else if (!existing) {
+		snprintf(why, sizeof(why), "this machine is not registered: an auth key is required");
+		r = ERR_UNAUTHORIZED;
+		goto fail;
+	} else if (old.expires_at != 0 && old.expires_at <= now) {
+		snprintf(why, sizeof(why), "node key has expired or the node logged out: "
+		    "register again with an auth key");
+		r = ERR_EXPIRED;
+		goto fail;
+	}
+	if (existing) {
+		node = old;
+	} else {
+		memset(&node, 0, sizeof(node));
+		memcpy(node.machine_key, mkey, KEY_LEN);
+		node.created_at = now;
+		if ((r = unique_name(s, rg.hostname, 0, node.name)) != 0)
+			goto fail;
+		if ((r = ipam_alloc(s->ipam, AF_INET, &node.ipv4)) != 0) {
+			snprintf(why, sizeof(why), "the IPv4 address pool is exhausted");
+			goto fail;
+		}
+		fresh4 = true;
+		if ((r = ipam_alloc(s->ipam, AF_INET6, &node.ipv6)) != 0) {
+			snprintf(why, sizeof(why), "the IPv6 address pool is exhausted");
+			goto fail;
+		}
+		fresh6 = true;
+	}
+	memcpy(node.node_key, rg.node_key, KEY_LEN);
+	memcpy(node.disco_key, rg.disco_key, KEY_LEN);
+	str_copy(node.hostname, rg.hostname, sizeof(node.hostname));
+	if (rg.auth_key) {
+		node.user_id = k.user_id;
+		str_copy(node.user, k.user, sizeof(node.user));
+		str_copy(node.tags, k.tags, sizeof(node.tags));
+		node.ephemeral = k.ephemeral;
+		node.preauth_key_id = k.id;
+		node.expires_at = s->cfg.node_expiry_s ? now + s->cfg.node_expiry_s : 0;
+	}
+	node.last_seen = now;
+	r = existing ? store_node_update(s->store, &node) : store_node_insert(s->store, &node);
+	if (r == ERR_EXISTS) {
+		snprintf(why, sizeof(why), "this node key is already registered to another machine");
+		goto fail;
+	}
+	if (r != 0)
+		goto fail;
+	if (consume && (r = store_preauthkey_mark_used(s->store, k.id)) != 0)
+		goto fail;
+	if ((r = store_tx_commit(s->store)) != 0) {
+		if (fresh4)
+			ipam_release(s->ipam, &node.ipv4);
+		if (fresh6)
+			ipam_release(s->ipam, &node.ipv6);
+		http_problem_err(resp, r, "could not save the registration");
+		return;
+	}
+	mapper_node_upsert(s->mapper, &node);
+	policy_state_dirty(s);
+	atomic_fetch_add(&s->metrics.registrations, 1);
+	log_info("msg=\"node registered\" node_id=%" PRId64 " name=%s user=%s new=%s",
+	    node.id, node.name, node.user, existing ? "false" : "true");
+	server_reply_json(resp, existing ? 200 : 201, json_pack("{s:o}", "node",
+	    nodeview_admin(&node, false, now)));
+	return;
+fail:
+	if (fresh4)
+		ipam_release(s->ipam, &node.ipv4);
+	if (fresh6)
+		ipam_release(s->ipam, &node.ipv6);
+	store_tx_rollback(s->store);
+	atomic_fetch_add(&s->metrics.registration_failures, 1);
+	if (why[0] == 0)
+		snprintf(why, sizeof(why), "%s", err_str(r));
+	http_problem_err(resp, r, "%s", why);
+}
+
+/* The node behind a machine key, refusing expired ones. */
+static int
+node_for(struct server *s, const uint8_t mkey[static KEY_LEN], struct store_node *n,
+	 struct http_response *resp)
+{
+	int r = store_node_get_by_machine(s->store, mkey, n);
+
+	if (r == ERR_NOT_FOUND) {
+		http_problem(resp, 401, NULL, "this machine is not registered");
+		return r;
+	}
+	if (r != 0) {
+		http_problem_err(resp, r, "cannot look up the node");
+		return r;
+	}
+	if (n->expires_at != 0 && n->expires_at <= time_now_s()) {
+		http_problem(resp, 401, NULL, "node key has expired: register again");
+		return ERR_EXPIRED;
+	}
+	return 0;
+}
+
+static void
+handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[static KEY_LEN],
+	   json_t *body)
+{
+	struct store_node n;
+	int64_t since = 0;
+	char why[256];
+	int r;
+
+	if (jsonx_int(body, "version", &since, why, sizeof(why)) == ERR_INVALID || since < 0) {
+		http_problem(resp, 400, NULL, "version must be a non-negative integer");
+		return;
+	}
+	if (node_for(s, mkey, &n, resp) != 0)
+		return;
+	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, resp)) != 0)
+		http_problem_err(resp, r, "cannot open the map stream");
+}
+
+static void
+handle_endpoints(struct server *s, struct http_response *resp, const uint8_t mkey[static KEY_LEN],
+		 json_t *body)
+{
+	json_t *eps = json_object_get(body, "endpoints"), *clean, *v;
+	struct store_node n;
+	int64_t derp = 0;
+	char why[256];
+	size_t i;
+	char *text;
+	int r;
+
+	if (!json_is_array(eps) || json_array_size(eps) > MAX_ENDPOINTS) {
+		http_problem(resp, 400, NULL, "endpoints must be an array of at most %d \"ip:port\" strings",
+		    MAX_ENDPOINTS);
+		return;
+	}
+	if (jsonx_int(body, "home_derp", &derp, why, sizeof(why)) == ERR_INVALID ||
+	    derp < 0 || derp > 65535) {
+		http_problem(resp, 400, NULL, "home_derp must be a region id (0 to 65535)");
+		return;
+	}
+	clean = json_array();
+	json_array_foreach(eps, i, v) {
+		struct endpoint e;
+		char txt[ADDR_STR_MAX];
+
+		if (!json_is_string(v) || endpoint_parse(json_string_value(v), &e) != 0) {
+			json_decref(clean);
+			http_problem(resp, 400, NULL, "endpoints[%zu] is not an \"ip:port\" endpoint", i);
+			return;
+		}
+		endpoint_fmt(txt, &e);
+		json_array_append_new(clean, json_string(txt));
+	}
+	text = json_dumps(clean, JSON_COMPACT);
+	json_decref(clean);
+	if (text == NULL || strlen(text) >= STORE_ENDPOINTS_MAX) {
+		free(text);
+		http_problem(resp, 413, NULL, "endpoints list too long");
+		return;
+	}
+	if (node_for(s, mkey, &n, resp) != 0) {
+		free(text);
+		return;
+	}
+	str_copy(n.endpoints, text, sizeof(n.endpoints));
+	free(text);
+	if (json_object_get(body, "home_derp"))
+		n.home_derp = (int)derp;
+	n.last_seen = time_now_s();
+	if ((r = server_node_update(s, &n)) != 0) {
+		http_problem_err(resp, r, "cannot save endpoints");
+		return;
+	}
+	atomic_fetch_add(&s->metrics.endpoint_updates, 1);
+	server_reply_json(resp, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static void
+handle_logout(struct server *s, struct http_response *resp, const uint8_t mkey[static KEY_LEN])
+{
+	struct store_node n;
+	int r;
+
+	if ((r = store_node_get_by_machine(s->store, mkey, &n)) != 0) {
+		http_problem_err(resp, r == ERR_NOT_FOUND ? ERR_UNAUTHORIZED : r,
+		    "this machine is not registered");
+		return;
+	}
+	if (n.ephemeral)
+		r = server_node_delete(s, n.id);
+	else {
+		n.expires_at = time_now_s();
+		r = server_node_update(s, &n);
+	}
+	if (r != 0) {
+		http_problem_err(resp, r, "cannot log out");
+		return;
+	}
+	log_info("msg=\"node logged out\" node_id=%" PRId64 " name=%s", n.id, n.name);
+	server_reply_json(resp, 200, json_pack("{s:b}", "ok", 1));
+}
+
+void
+control_handle(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	uint8_t mkey[KEY_LEN];
+	char why[512];
+	json_t *body;
+	int r;
+
+	if (strcmp(req->method, "POST") != 0) {
+		http_problem(resp, 405, NULL, "node protocol requests are POST");
+		return;
+	}
+	if (req->too_large || req->body.len > (size_t)s->cfg.max_body) {
+		http_problem(resp, 413, NULL, "request body is larger than %" PRId64 " bytes",
+		    s->cfg.max_body);
+		return;
+	}
+	if ((r = verify(s, req, mkey, why, sizeof(why))) != 0) {
+		http_problem_err(resp, r, "%s", why);
+		return;
+	}
+	body = jsonx_parse_object((const char *)req->body.data, req->body.len,
+	    (size_t)s->cfg.max_body, why, sizeof(why));
+	if (body == NULL) {
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
+	if (strcmp(req->path, "/machine/register") == 0)
+		handle_register(s, req, resp, mkey, body);
+	else if (strcmp(req->path, "/machine/map") == 0)
+		handle_map(s, resp, mkey, body);
+	else if (strcmp(req->path, "/machine/endpoints") == 0)
+		handle_endpoints(s, resp, mkey, body);
+	else if (strcmp(req->path, "/machine/logout") == 0)
+		handle_logout(s, resp, mkey);
+	else
+		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
+	json_decref(body);
+	wipe(mkey, sizeof(mkey));
+}

@@ -1,0 +1,436 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libmicrohttpd glue. Runs MHD's internal polling threads with epoll and
+ * suspend/resume. A stream reader that runs dry suspends its connection; a
+ * wake that arrives between the empty read and the suspend is remembered in
+ * `pending` so it is never lost.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "server/http.h"
+
+struct http {
+	struct MHD_Daemon *d;
+	struct http_config cfg;
+	char *cert_pem, *key_pem;
+	int port;
+};
+
+struct http_stream {
+	pthread_mutex_t lock;
+	struct MHD_Connection *conn;
+	const struct http_stream_ops *ops;
+	void *ctx;
+	bool suspended;
+	bool pending;
+};
+
+static const char *
+reason(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 412: return "Precondition Failed";
+	case 413: return "Payload Too Large";
+	case 422: return "Unprocessable Entity";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return status >= 500 ? "Internal Server Error" : "Error";
+	}
+}
+
+void
+http_set_body(struct http_response *resp, int status, const char *ctype, char *body, size_t len)
+{
+	free(resp->body);
+	resp->status = status;
+	resp->content_type = ctype;
+	resp->body = body;
+	resp->len = len;
+}
+
+int
+http_add_header(struct http_response *resp, const char *name, const char *value)
+{
+	char *v;
+
+	if (resp->nhdr >= HTTP_MAX_HEADERS || (v = strdup(value)) == NULL)
+		return ERR_NOMEM;
+	resp->hdr_name[resp->nhdr] = name;
+	resp->hdr_value[resp->nhdr++] = v;
+	return 0;
+}
+
+static void
+vproblem(struct http_response *resp, int status, const char *title, const char *fmt, va_list ap)
+{
+	char detail[1024];
+	json_t *o;
+	char *s;
+
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	o = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank",
+	    "title", title ? title : reason(status), "status", status, "detail", detail);
+	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (s == NULL) {
+		http_set_body(resp, 500, "text/plain", NULL, 0);
+		return;
+	}
+	http_set_body(resp, status, "application/problem+json", s, strlen(s));
+}
+
+void
+http_problem(struct http_response *resp, int status, const char *title, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vproblem(resp, status, title, fmt, ap);
+	va_end(ap);
+}
+
+void
+http_problem_err(struct http_response *resp, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vproblem(resp, err_http_status(err), NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+http_response_cleanup(struct http_response *resp)
+{
+	free(resp->body);
+	for (int i = 0; i < resp->nhdr; i++)
+		free(resp->hdr_value[i]);
+	memset(resp, 0, sizeof(*resp));
+}
+
+const char *
+http_header(struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+http_query(struct http_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- streams ---- */
+
+void
+http_stream_wake(struct http_stream *hs)
+{
+	pthread_mutex_lock(&hs->lock);
+	if (hs->suspended) {
+		hs->suspended = false;
+		MHD_resume_connection(hs->conn);
+	} else {
+		hs->pending = true;
+	}
+	pthread_mutex_unlock(&hs->lock);
+}
+
+static ssize_t
+stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct http_stream *hs = cls;
+	ssize_t n = hs->ops->read(hs->ctx, buf, max);
+
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n > 0)
+		return n;
+	pthread_mutex_lock(&hs->lock);
+	if (hs->pending) {
+		hs->pending = false;
+	} else {
+		hs->suspended = true;
+		MHD_suspend_connection(hs->conn);
+	}
+	pthread_mutex_unlock(&hs->lock);
+	return 0;
+}
+
+static void
+stream_free(void *cls)
+{
+	struct http_stream *hs = cls;
+
+	hs->ops->close(hs->ctx);
+	pthread_mutex_destroy(&hs->lock);
+	free(hs);
+}
+
+/* ---- request handling ---- */
+
+static void
+client_addr(struct MHD_Connection *c, char out[64])
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	struct endpoint e;
+
+	out[0] = 0;
+	if (ci && ci->client_addr && endpoint_from_sockaddr(ci->client_addr, &e) == 0)
+		endpoint_fmt(out, &e);
+}
+
+static enum MHD_Result
+send_response(struct MHD_Connection *c, struct http_request *req, struct http_response *resp)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	if (resp->stream_ops != NULL) {
+		struct http_stream *hs = calloc(1, sizeof(*hs));
+
+		if (hs == NULL) {
+			resp->stream_ops->close(resp->stream_ctx);
+			return MHD_NO;
+		}
+		pthread_mutex_init(&hs->lock, NULL);
+		hs->conn = c;
+		hs->ops = resp->stream_ops;
+		hs->ctx = resp->stream_ctx;
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024,
+		    stream_read, hs, stream_free);
+		if (r == NULL) {
+			stream_free(hs);
+			return MHD_NO;
+		}
+		hs->ops->attach(hs->ctx, hs);
+	} else {
+		r = MHD_create_response_from_buffer(resp->len, resp->body,
+		    MHD_RESPMEM_MUST_FREE);
+		if (r == NULL)
+			return MHD_NO;
+		resp->body = NULL;	/* MHD owns it now */
+	}
+	if (resp->content_type)
+		MHD_add_response_header(r, "Content-Type", resp->content_type);
+	for (int i = 0; i < resp->nhdr; i++)
+		MHD_add_response_header(r, resp->hdr_name[i], resp->hdr_value[i]);
+	ret = MHD_queue_response(c, (unsigned)resp->status, r);
+	MHD_destroy_response(r);
+	(void)req;
+	return ret;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+	   const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct http *h = cls;
+	struct http_request *req = *con_cls;
+	struct http_response resp;
+	enum MHD_Result ret;
+
+	if (req == NULL) {
+		if ((req = calloc(1, sizeof(*req))) == NULL)
+			return MHD_NO;
+		buf_init(&req->body, h->cfg.max_body);
+		req->start_ns = time_mono_ns();
+		*con_cls = req;
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		if (!req->too_large && buf_append(&req->body, upload, *upload_size) != 0)
+			req->too_large = true;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	memset(&resp, 0, sizeof(resp));
+	req->method = method;
+	req->path = url;
+	req->conn = c;
+	client_addr(c, req->client);
+	h->cfg.dispatch(h->cfg.ctx, req, &resp);
+	if (resp.status == 0)
+		http_problem(&resp, 500, NULL, "no response");
+	ret = send_response(c, req, &resp);
+	http_response_cleanup(&resp);
+	return ret;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+	     enum MHD_RequestTerminationCode toe)
+{
+	struct http_request *req = *con_cls;
+
+	if (req == NULL)
+		return;
+	buf_cleanup(&req->body);
+	free(req);
+	*con_cls = NULL;
+}
+
+static char *
+read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *p = NULL;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < 1 << 20 &&
+	    fseek(f, 0, SEEK_SET) == 0 && (p = calloc(1, (size_t)n + 1)) != NULL) {
+		if (fread(p, 1, (size_t)n, f) != (size_t)n) {
+			free(p);
+			p = NULL;
+		}
+	}
+	fclose(f);
+	return p;
+}
+
+static int
+parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct endpoint e;
+	char tmp[128];
+
+	if (listen[0] == ':') {
+		snprintf(tmp, sizeof(tmp), "0.0.0.0%s", listen);
+		listen = tmp;
+	}
+	if (endpoint_parse(listen, &e) != 0) {
+		/* endpoint_parse refuses port 0; allow it for tests. */
+		const char *colon = strrchr(listen, ':');
+
+		if (colon == NULL || strcmp(colon, ":0") != 0)
+			return ERR_INVALID;
+		snprintf(tmp, sizeof(tmp), "%.*s:1", (int)(colon - listen), listen);
+		if (endpoint_parse(tmp, &e) != 0)
+			return ERR_INVALID;
+		e.port = 0;
+	}
+	*len = endpoint_to_sockaddr(&e, ss);
+	return 0;
+}
+
+static void
+raise_nofile(unsigned want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("msg=\"cannot raise open file limit\" err=\"%s\"", strerror(errno));
+	}
+}
+
+int
+http_start(const struct http_config *cfg, struct http **out)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	struct http *h;
+	const union MHD_DaemonInfo *di;
+
+	*out = NULL;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return ERR_NOMEM;
+	h->cfg = *cfg;
+	if (parse_listen(cfg->listen, &ss, &sslen) != 0) {
+		log_error("msg=\"bad listen address\" listen=%s", cfg->listen);
+		free(h);
+		return ERR_INVALID;
+	}
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	if (cfg->tls_cert_path) {
+		h->cert_pem = read_file(cfg->tls_cert_path);
+		h->key_pem = read_file(cfg->tls_key_path ? cfg->tls_key_path : "");
+		if (h->cert_pem == NULL || h->key_pem == NULL) {
+			log_error("msg=\"cannot read TLS certificate or key\" cert=%s key=%s",
+			    cfg->tls_cert_path, cfg->tls_key_path ? cfg->tls_key_path : "(none)");
+			http_stop(h);
+			return ERR_IO;
+		}
+		flags |= MHD_USE_TLS;
+	}
+	raise_nofile(cfg->max_connections + 1024);
+	if (cfg->tls_cert_path) {
+		h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 2,
+		    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 16384,
+		    MHD_OPTION_CONNECTION_TIMEOUT, 120,
+		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096,
+		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		    MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
+		    MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
+		    MHD_OPTION_END);
+	} else {
+		h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 2,
+		    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 16384,
+		    MHD_OPTION_CONNECTION_TIMEOUT, 120,
+		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096,
+		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+		    MHD_OPTION_END);
+	}
+	if (h->d == NULL) {
+		log_error("msg=\"cannot start HTTP server\" listen=%s err=\"%s\"", cfg->listen,
+		    strerror(errno));
+		http_stop(h);
+		return ERR_IO;
+	}
+	di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = di ? di->port : 0;
+	*out = h;
+	return 0;
+}
+
+int
+http_port(const struct http *h)
+{
+	return h->port;
+}
+
+void
+http_stop(struct http *h)
+{
+	if (h == NULL)
+		return;
+	if (h->d)
+		MHD_stop_daemon(h->d);
+	if (h->key_pem)
+		wipe(h->key_pem, strlen(h->key_pem));
+	free(h->key_pem);
+	free(h->cert_pem);
+	free(h);
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The HTTP layer: the only module that includes microhttpd.h. It accepts
+ * connections (TLS when given a certificate), collects bounded request
+ * bodies, hands complete requests to one dispatch function, and sends either
+ * a whole response or a stream fed by a reader that may run dry (the
+ * connection is then suspended until http_stream_wake()).
+ */
+#ifndef WM_HTTP_H
+#define WM_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+struct http;
+struct http_stream;
+
+struct http_request {
+	const char *method;
+	const char *path;	/* without the query string */
+	struct buf body;
+	bool too_large;
+	void *conn;		/* private to http.c */
+	int64_t start_ns;
+	char client[64];	/* client address, for logs */
+};
+
+/* A streaming body. read() fills buf with up to max bytes and returns the
+ * count, 0 when nothing is ready now (the connection is suspended until
+ * http_stream_wake), or -1 to end the response. attach() is called once
+ * with the handle before the first read; close() once when the connection
+ * ends, after which the handle is gone. Called on HTTP threads. */
+struct http_stream_ops {
+	void (*attach)(void *ctx, struct http_stream *hs);
+	ssize_t (*read)(void *ctx, char *buf, size_t max);
+	void (*close)(void *ctx);
+};
+
+enum { HTTP_MAX_HEADERS = 6 };
+
+struct http_response {
+	int status;
+	char *body;		/* malloc'd, owned by the response */
+	size_t len;
+	const char *content_type;
+	const char *hdr_name[HTTP_MAX_HEADERS];
+	char *hdr_value[HTTP_MAX_HEADERS];	/* malloc'd */
+	int nhdr;
+	const struct http_stream_ops *stream_ops;	/* set for a stream */
+	void *stream_ctx;
+};
+
+typedef void (*http_dispatch_fn)(void *ctx, struct http_request *req,
+				 struct http_response *resp);
+
+struct http_config {
+	const char *listen;	/* "host:port", "[v6]:port" or ":port" */
+	const char *tls_cert_path;	/* NULL: plain HTTP */
+	const char *tls_key_path;
+	size_t max_body;	/* default limit for request bodies */
+	unsigned threads;	/* polling threads */
+	unsigned max_connections;
+	http_dispatch_fn dispatch;
+	void *ctx;
+};
+
+int http_start(const struct http_config *cfg, struct http **out) WM_MUST_CHECK;
+void http_stop(struct http *h);
+/* The port actually bound (useful with port 0). */
+int http_port(const struct http *h);
+
+/* Thread-safe: data is ready for this stream. */
+void http_stream_wake(struct http_stream *hs);
+
+/* Borrowed strings, valid while the request is being handled. */
+const char *http_header(struct http_request *req, const char *name);
+const char *http_query(struct http_request *req, const char *name);
+
+/* Response helpers. */
+void http_set_body(struct http_response *resp, int status, const char *ctype,
+		   char *body, size_t len);		/* takes ownership of body */
+int http_add_header(struct http_response *resp, const char *name, const char *value);
+/* RFC 7807 problem+json. */
+void http_problem(struct http_response *resp, int status, const char *title,
+		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Problem from an error code, with the status from err_http_status(). */
+void http_problem_err(struct http_response *resp, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void http_response_cleanup(struct http_response *resp);
+
+#endif

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Address allocation: one IPv4 from the configured sub-range of
+ * 100.64.0.0/10 and one IPv6 from fd7a:115c:a1e0::/48 per node. Sequential
+ * from the last address handed out, wrapping, so exhaustion is detected. The
+ * in-memory bitmaps are a cache of the store's UNIQUE columns, which remain
+ * the authority. 100.100.100.100, fd7a:115c:a1e0::53, the network and the
+ * broadcast address are never handed out. Callers serialise (the store lock).
+ */
+#ifndef WM_IPAM_H
+#define WM_IPAM_H
+
+#include "common/addr.h"
+#include "common/err.h"
+
+struct ipam;
+
+int ipam_new(const struct ip_prefix *v4, const struct ip_prefix *v6,
+	     struct ipam **out) WM_MUST_CHECK;
+void ipam_free(struct ipam *p);
+/* Marks an address taken (loading from the store). Out-of-range addresses
+ * are ignored (the range may have been narrowed). */
+void ipam_mark(struct ipam *p, const struct ip_addr *a);
+int ipam_alloc(struct ipam *p, int family, struct ip_addr *out) WM_MUST_CHECK;
+void ipam_release(struct ipam *p, const struct ip_addr *a);
+/* 1 if a is in range and taken. */
+int ipam_taken(const struct ipam *p, const struct ip_addr *a);
+
+#endif

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+/* /metrics in the Prometheus text format. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "server/mapper.h"
+#include "server/server.h"
+
+/* Upper bounds of the latency histogram, in microseconds. */
+static const uint64_t bounds_us[] = { 500, 1000, 2500, 5000, 10000, 25000, 50000,
+    100000, 250000, 500000, 1000000 };
+
+void
+metrics_observe(struct server *s, int status, int64_t elapsed_ns)
+{
+	uint64_t us = elapsed_ns > 0 ? (uint64_t)elapsed_ns / 1000 : 0;
+	size_t i;
+	int cls = status / 100;
+
+	atomic_fetch_add(&s->metrics.requests[cls >= 1 && cls <= 5 ? cls : 0], 1);
+	for (i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
+		if (us <= bounds_us[i])
+			break;
+	atomic_fetch_add(&s->metrics.latency_bucket[i], 1);
+	atomic_fetch_add(&s->metrics.latency_sum_us, us);
+	atomic_fetch_add(&s->metrics.latency_count, 1);
+}
+
+void
+metrics_handle(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	struct mapper_stats ms;
+	struct buf b;
+	uint64_t cum = 0;
+	int r = 0;
+
+	mapper_stats(s->mapper, &ms);
+	buf_init(&b, 1 << 20);
+	r |= buf_printf(&b, "# HELP wiremesh_nodes Registered nodes.\n# TYPE wiremesh_nodes gauge\n"
+	    "wiremesh_nodes %zu\n", ms.nodes);
+	r |= buf_printf(&b, "# HELP wiremesh_nodes_online Nodes with an open map stream.\n"
+	    "# TYPE wiremesh_nodes_online gauge\nwiremesh_nodes_online %zu\n", ms.online_nodes);
+	r |= buf_printf(&b, "# HELP wiremesh_map_streams Open map streams.\n"
+	    "# TYPE wiremesh_map_streams gauge\nwiremesh_map_streams %zu\n", ms.streams);
+	r |= buf_printf(&b, "# HELP wiremesh_map_bytes_sent_total Netmap bytes written to streams.\n"
+	    "# TYPE wiremesh_map_bytes_sent_total counter\nwiremesh_map_bytes_sent_total %" PRIu64 "\n",
+	    ms.bytes_sent);
+	r |= buf_printf(&b, "# TYPE wiremesh_map_full_total counter\nwiremesh_map_full_total %" PRIu64 "\n"
+	    "# TYPE wiremesh_map_deltas_total counter\nwiremesh_map_deltas_total %" PRIu64 "\n"
+	    "# HELP wiremesh_map_queue_collapses_total Slow streams whose queue collapsed to a full map.\n"
+	    "# TYPE wiremesh_map_queue_collapses_total counter\n"
+	    "wiremesh_map_queue_collapses_total %" PRIu64 "\n"
+	    "# TYPE wiremesh_map_version gauge\nwiremesh_map_version %" PRIu64 "\n",
+	    ms.full_maps, ms.deltas, ms.collapses, ms.version);
+	r |= buf_printf(&b, "# TYPE wiremesh_registrations_total counter\n"
+	    "wiremesh_registrations_total{result=\"ok\"} %" PRIu64 "\n"
+	    "wiremesh_registrations_total{result=\"refused\"} %" PRIu64 "\n"
+	    "# TYPE wiremesh_endpoint_updates_total counter\nwiremesh_endpoint_updates_total %" PRIu64 "\n"
+	    "# TYPE wiremesh_bad_signatures_total counter\nwiremesh_bad_signatures_total %" PRIu64 "\n",
+	    (uint64_t)atomic_load(&s->metrics.registrations),
+	    (uint64_t)atomic_load(&s->metrics.registration_failures),
+	    (uint64_t)atomic_load(&s->metrics.endpoint_updates),
+	    (uint64_t)atomic_load(&s->metrics.bad_signatures));
+	r |= buf_printf(&b, "# TYPE wiremesh_http_requests_total counter\n");
+	for (int c = 1; c <= 5; c++)
+		r |= buf_printf(&b, "wiremesh_http_requests_total{code=\"%dxx\"} %" PRIu64 "\n", c,
+		    (uint64_t)atomic_load(&s->metrics.requests[c]));
+	r |= buf_printf(&b, "# HELP wiremesh_http_request_duration_seconds Time to answer a request "
+	    "(map streams excluded).\n# TYPE wiremesh_http_request_duration_seconds histogram\n");
+	for (size_t i = 0; i <= sizeof(bounds_us) / sizeof(bounds_us[0]); i++) {
+		cum += atomic_load(&s->metrics.latency_bucket[i]);
+		if (i < sizeof(bounds_us) / sizeof(bounds_us[0]))
+			r |= buf_printf(&b, "wiremesh_http_request_duration_seconds_bucket{le=\"%g\"} %"
+			    PRIu64 "\n", (double)bounds_us[i] / 1e6, cum);
+		else
+			r |= buf_printf(&b, "wiremesh_http_request_duration_seconds_bucket{le=\"+Inf\"} %"
+			    PRIu64 "\n", cum);
+	}
+	r |= buf_printf(&b, "wiremesh_http_request_duration_seconds_sum %g\n"
+	    "wiremesh_http_request_duration_seconds_count %" PRIu64 "\n",
+	    (double)atomic_load(&s->metrics.latency_sum_us) / 1e6,
+	    (uint64_t)atomic_load(&s->metrics.latency_count));
+	(void)req;
+	if (r != 0) {
+		buf_cleanup(&b);
+		http_problem(resp, 500, NULL, "metrics too large");
+		return;
+	}
+	http_set_body(resp, 200, "text/plain; version=0.0.4", (char *)b.data, b.len);
+}

@@ -1,0 +1,25 @@
+# server/: wiremesh-server (control plane + admin CLI).
+SERVER_SRCS := $(filter-out server/main.c,$(wildcard server/*.c))
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/server/migrations_gen.o \
+               $(BUILD)/server/openapi_gen.o
+SERVER_LIB  := $(BUILD)/libserver.a
+MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
+
+# Embeds migrations/NNNN_name.sql as C strings, in order.
+$(BUILD)/server/migrations_gen.c: $(MIGRATIONS) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	$(Q)scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/server/openapi_gen.c: docs/openapi.json scripts/embed-text.sh
+	@mkdir -p $(dir $@)
+	$(Q)scripts/embed-text.sh openapi_json docs/openapi.json > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/server/%_gen.o: $(BUILD)/server/%_gen.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(SERVER_LIB): $(SERVER_OBJS)
+LIBS += $(SERVER_LIB)
+
+$(BIN)/wiremesh-server: $(BUILD)/server/main.o $(SERVER_LIB) $(POLICY_LIB_IF_ANY) $(COMMON_LIB)
+BINARIES += $(BIN)/wiremesh-server

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+/* Node JSON for netmaps and for the admin API; field names are documented
+ * in docs/protocol.md and docs/openapi.json. */
+#include <string.h>
+
+#include "common/addr.h"
+#include "common/keys.h"
+#include "common/util.h"
+#include "server/nodeview.h"
+
+static json_t *
+json_array_text(const char *text)
+{
+	json_t *v = json_loads(text, 0, NULL);
+
+	if (v == NULL || !json_is_array(v)) {
+		json_decref(v);
+		return json_array();
+	}
+	return v;
+}
+
+static json_t *
+addresses(const struct store_node *n)
+{
+	json_t *a = json_array();
+	char s[ADDR_STR_MAX], p[ADDR_STR_MAX + 8];
+
+	if (n->ipv4.family) {
+		addr_fmt(s, &n->ipv4);
+		snprintf(p, sizeof(p), "%s/32", s);
+		json_array_append_new(a, json_string(p));
+	}
+	if (n->ipv6.family) {
+		addr_fmt(s, &n->ipv6);
+		snprintf(p, sizeof(p), "%s/128", s);
+		json_array_append_new(a, json_string(p));
+	}
+	return a;
+}
+
+json_t *
+nodeview_peer(const struct store_node *n, bool online, int64_t now)
+{
+	char nk[KEY_STR_MAX], dk[KEY_STR_MAX];
+	json_t *tags = json_array_text(n->tags);
+	bool tagged = json_array_size(tags) > 0;
+
+	key_fmt(nk, "nodekey:", n->node_key);
+	key_fmt(dk, "discokey:", n->disco_key);
+	return json_pack("{s:I, s:s, s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:i, s:b, s:I, s:b}",
+	    "id", (json_int_t)n->id, "name", n->name,
+	    "user", tagged ? "tagged-devices" : n->user, "tags", tags,
+	    "addresses", addresses(n), "node_key", nk, "disco_key", dk,
+	    "allowed_ips", addresses(n), "endpoints", json_array_text(n->endpoints),
+	    "home_derp", n->home_derp, "online", online,
+	    "expires_at", (json_int_t)n->expires_at,
+	    "expired", n->expires_at != 0 && n->expires_at <= now);
+}
+
+json_t *
+nodeview_admin(const struct store_node *n, bool online, int64_t now)
+{
+	char mk[KEY_STR_MAX], nk[KEY_STR_MAX], dk[KEY_STR_MAX];
+	char v4[ADDR_STR_MAX] = "", v6[ADDR_STR_MAX] = "";
+
+	key_fmt(mk, "mkey:", n->machine_key);
+	key_fmt(nk, "nodekey:", n->node_key);
+	key_fmt(dk, "discokey:", n->disco_key);
+	if (n->ipv4.family)
+		addr_fmt(v4, &n->ipv4);
+	if (n->ipv6.family)
+		addr_fmt(v6, &n->ipv6);
+	return json_pack("{s:I, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:b, s:b, "
+	    "s:I, s:I, s:I, s:b, s:o, s:i}",
+	    "id", (json_int_t)n->id, "name", n->name, "hostname", n->hostname,
+	    "user", n->user, "tags", json_array_text(n->tags),
+	    "ipv4", v4, "ipv6", v6, "machine_key", mk, "node_key", nk, "disco_key", dk,
+	    "online", online, "ephemeral", n->ephemeral,
+	    "created_at", (json_int_t)n->created_at, "last_seen", (json_int_t)n->last_seen,
+	    "expires_at", (json_int_t)n->expires_at,
+	    "expired", n->expires_at != 0 && n->expires_at <= now,
+	    "endpoints", json_array_text(n->endpoints), "home_derp", n->home_derp);
+}

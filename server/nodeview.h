@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+/* JSON views of a node: as a peer in a netmap, and as an admin sees it. */
+#ifndef WM_NODEVIEW_H
+#define WM_NODEVIEW_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "server/store.h"
+
+/* New references. */
+json_t *nodeview_peer(const struct store_node *n, bool online, int64_t now);
+json_t *nodeview_admin(const struct store_node *n, bool online, int64_t now);
+
+#endif

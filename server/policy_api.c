@@ -1,0 +1,588 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Policy state of the running server. A compiled policy is published to the
+ * mapper as a reference-counted `compiled` context; a recompilation swaps in
+ * a new one and only the nodes whose digest changed get a fresh netmap.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/keys.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "policy/policy.h"
+#include "server/mapper.h"
+#include "server/policy_api.h"
+#include "server/server.h"
+
+struct compiled {
+	atomic_int refs;
+	struct policy_result *res;
+	size_t n;
+	int64_t *ids;		/* index -> node id */
+	int64_t *hkeys;		/* node id -> index + 1, open addressing */
+	size_t *hvals;
+	size_t hcap;
+	uint64_t *hash;		/* per index */
+};
+
+struct policy_state {
+	pthread_mutex_t lock;	/* serialises loads and compiles */
+	struct policy *pol;	/* NULL: no policy, everything allowed */
+	char *text;
+	char etag[48];
+	struct compiled *cur;
+	atomic_bool dirty;
+};
+
+/* ---- compiled context ---- */
+
+static void
+compiled_put(void *ctx)
+{
+	struct compiled *c = ctx;
+
+	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	policy_result_free(c->res);
+	free(c->ids);
+	free(c->hkeys);
+	free(c->hvals);
+	free(c->hash);
+	free(c);
+}
+
+static void
+compiled_get(void *ctx)
+{
+	atomic_fetch_add(&((struct compiled *)ctx)->refs, 1);
+}
+
+static bool
+index_of(const struct compiled *c, int64_t id, size_t *idx)
+{
+	size_t s = (size_t)((uint64_t)id * 0x9e3779b97f4a7c15ULL >> 20) & (c->hcap - 1);
+
+	for (; c->hkeys[s] != 0; s = (s + 1) & (c->hcap - 1)) {
+		if (c->hkeys[s] == id) {
+			*idx = c->hvals[s] - 1;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+compiled_can_see(void *ctx, int64_t viewer, int64_t peer)
+{
+	const struct compiled *c = ctx;
+	size_t i, j;
+
+	return index_of(c, viewer, &i) && index_of(c, peer, &j) &&
+	    policy_result_can_see(c->res, i, j);
+}
+
+static char *
+compiled_filter(void *ctx, int64_t viewer)
+{
+	const struct compiled *c = ctx;
+	json_t *f;
+	char *t;
+	size_t i;
+
+	if (!index_of(c, viewer, &i))
+		return strdup("[]");
+	if ((f = policy_result_filter(c->res, i)) == NULL)
+		return NULL;
+	t = json_dumps(f, JSON_COMPACT);
+	json_decref(f);
+	return t;
+}
+
+static const struct mapper_policy_ops compiled_ops = {
+	.can_see = compiled_can_see,
+	.filter = compiled_filter,
+	.get = compiled_get,
+	.put = compiled_put,
+};
+
+/* Builds the compiler's view of the nodes. Tag strings live in `tagbuf`. */
+struct node_view {
+	struct policy_node *pn;
+	const char **tags;
+	char (*tagstore)[65];
+};
+
+static void
+node_view_free(struct node_view *v)
+{
+	free(v->pn);
+	free(v->tags);
+	free(v->tagstore);
+}
+
+enum { TAGS_PER_NODE = 16 };
+
+static int
+node_view_build(const struct store_node *nodes, size_t n, struct node_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->pn = calloc(n + 1, sizeof(*v->pn));
+	v->tags = calloc(n * TAGS_PER_NODE + 1, sizeof(*v->tags));
+	v->tagstore = calloc(n * TAGS_PER_NODE + 1, sizeof(*v->tagstore));
+	if (v->pn == NULL || v->tags == NULL || v->tagstore == NULL) {
+		node_view_free(v);
+		return ERR_NOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct policy_node *p = &v->pn[i];
+		json_t *tags = json_loads(nodes[i].tags, 0, NULL), *t;
+		size_t k;
+
+		p->id = (uint64_t)nodes[i].id;
+		p->name = nodes[i].name;
+		p->ipv4 = nodes[i].ipv4;
+		p->ipv6 = nodes[i].ipv6;
+		p->tags = &v->tags[i * TAGS_PER_NODE];
+		json_array_foreach(tags, k, t) {
+			if (k >= TAGS_PER_NODE || !json_is_string(t))
+				break;
+			str_copy(v->tagstore[i * TAGS_PER_NODE + k], json_string_value(t), 65);
+			v->tags[i * TAGS_PER_NODE + k] = v->tagstore[i * TAGS_PER_NODE + k];
+			p->ntags++;
+		}
+		json_decref(tags);
+		p->user = p->ntags ? NULL : nodes[i].user;
+	}
+	return 0;
+}
+
+static struct compiled *
+compile(const struct policy *pol, const struct store_node *nodes, size_t n)
+{
+	struct compiled *c = calloc(1, sizeof(*c));
+	struct node_view v;
+
+	if (c == NULL)
+		return NULL;
+	atomic_init(&c->refs, 1);
+	if (node_view_build(nodes, n, &v) != 0) {
+		free(c);
+		return NULL;
+	}
+	c->res = policy_compile(pol, v.pn, n);
+	node_view_free(&v);
+	c->n = n;
+	c->hcap = 1024;
+	while (c->hcap < 4 * (n + 1))
+		c->hcap *= 2;
+	c->ids = calloc(n + 1, sizeof(*c->ids));
+	c->hash = calloc(n + 1, sizeof(*c->hash));
+	c->hkeys = calloc(c->hcap, sizeof(*c->hkeys));
+	c->hvals = calloc(c->hcap, sizeof(*c->hvals));
+	if (c->res == NULL || !c->ids || !c->hash || !c->hkeys || !c->hvals) {
+		compiled_put(c);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		size_t s = (size_t)((uint64_t)nodes[i].id * 0x9e3779b97f4a7c15ULL >> 20) & (c->hcap - 1);
+
+		while (c->hkeys[s] != 0)
+			s = (s + 1) & (c->hcap - 1);
+		c->hkeys[s] = nodes[i].id;
+		c->hvals[s] = i + 1;
+		c->ids[i] = nodes[i].id;
+		c->hash[i] = policy_result_hash(c->res, i);
+	}
+	return c;
+}
+
+/* Recompiles over the live nodes and publishes; with `all` every stream gets
+ * a full map (a new policy), else only nodes whose result changed.
+ * Called with ps->lock. */
+static void
+republish(struct server *s, bool all)
+{
+	struct policy_state *ps = s->policy;
+	struct store_node *nodes = NULL;
+	struct compiled *c;
+	int64_t *changed;
+	size_t n = 0, nchanged = 0;
+	int64_t t0 = time_mono_ms();
+
+	atomic_store(&ps->dirty, false);
+	if (ps->pol == NULL) {
+		compiled_put(ps->cur);
+		ps->cur = NULL;
+		mapper_set_policy(s->mapper, NULL, NULL, NULL, 0, all);
+		return;
+	}
+	if (mapper_nodes_copy(s->mapper, &nodes, &n) != 0)
+		goto retry;
+	if ((c = compile(ps->pol, nodes, n)) == NULL) {
+		free(nodes);
+		goto retry;
+	}
+	free(nodes);
+	changed = calloc(n + 1, sizeof(*changed));
+	for (size_t i = 0; changed && !all && i < n; i++) {
+		size_t j;
+
+		if (ps->cur == NULL || !index_of(ps->cur, c->ids[i], &j) ||
+		    ps->cur->hash[j] != c->hash[i])
+			changed[nchanged++] = c->ids[i];
+	}
+	mapper_set_policy(s->mapper, &compiled_ops, c, changed, nchanged, all || changed == NULL);
+	free(changed);
+	compiled_put(ps->cur);
+	ps->cur = c;
+	log_debug("msg=\"policy compiled\" nodes=%zu changed=%zu ms=%" PRId64, n, nchanged,
+	    time_mono_ms() - t0);
+	return;
+retry:
+	log_error("msg=\"out of memory compiling the policy; will retry\"");
+	atomic_store(&ps->dirty, true);
+}
+
+static void
+make_etag(const char *text, size_t len, char out[48])
+{
+	uint8_t h[crypto_hash_sha256_BYTES];
+	char hex[2 * 16 + 1];
+
+	crypto_hash_sha256(h, (const uint8_t *)text, len);
+	(void)hex_encode(hex, sizeof(hex), h, 16);
+	snprintf(out, 48, "\"%s\"", hex);
+}
+
+/* Validates text as a policy against the live nodes (syntax, semantics and
+ * tests). On success *out is the loaded policy. */
+static int
+validate(struct server *s, const char *text, size_t len, struct policy **out,
+	 struct policy_diags *d)
+{
+	struct store_node *nodes = NULL;
+	struct node_view v;
+	size_t n = 0;
+	int r;
+
+	if ((r = policy_load(text, len, out, d)) != 0)
+		return r;
+	if ((r = mapper_nodes_copy(s->mapper, &nodes, &n)) != 0 ||
+	    (r = node_view_build(nodes, n, &v)) != 0)
+		goto fail;
+	r = policy_run_tests(*out, v.pn, n, d);
+	node_view_free(&v);
+	if (r == 0) {
+		free(nodes);
+		return 0;
+	}
+fail:
+	free(nodes);
+	policy_free(*out);
+	*out = NULL;
+	return r;
+}
+
+static void
+log_diags(const char *path, const struct policy_diags *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		log_error("msg=\"policy rejected\" at=%s:%d:%d problem=\"%s\"", path,
+		    d->v[i].line, d->v[i].col, d->v[i].msg);
+}
+
+static char *
+read_policy_file(const char *path, size_t max, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *p;
+
+	if (f == NULL)
+		return NULL;
+	if ((p = malloc(max + 1)) == NULL) {
+		fclose(f);
+		return NULL;
+	}
+	*len = fread(p, 1, max + 1, f);
+	fclose(f);
+	if (*len > max) {
+		free(p);
+		return NULL;
+	}
+	p[*len] = 0;
+	return p;
+}
+
+/* Installs a validated policy. Called with ps->lock. */
+static void
+install(struct server *s, struct policy *pol, char *text, size_t len)
+{
+	struct policy_state *ps = s->policy;
+
+	policy_free(ps->pol);
+	free(ps->text);
+	ps->pol = pol;
+	ps->text = text;
+	make_etag(text, len, ps->etag);
+	republish(s, true);
+}
+
+static int
+load_file(struct server *s)
+{
+	struct policy_diags d;
+	struct policy *pol = NULL;
+	size_t len = 0;
+	char *text = read_policy_file(s->cfg.policy_file, POLICY_MAX_SIZE, &len);
+	int r;
+
+	if (text == NULL) {
+		log_error("msg=\"cannot read policy file (missing or over 1 MiB)\" path=%s",
+		    s->cfg.policy_file);
+		return ERR_IO;
+	}
+	policy_diags_init(&d);
+	if ((r = validate(s, text, len, &pol, &d)) != 0) {
+		log_diags(s->cfg.policy_file, &d);
+		policy_diags_cleanup(&d);
+		free(text);
+		return r;
+	}
+	policy_diags_cleanup(&d);
+	install(s, pol, text, len);
+	log_info("msg=\"policy loaded\" path=%s rules=%zu tests=%zu", s->cfg.policy_file,
+	    policy_rule_count(pol), policy_test_count(pol));
+	return 0;
+}
+
+int
+policy_state_init(struct server *s)
+{
+	struct policy_state *ps = calloc(1, sizeof(*ps));
+	struct store_policy sp;
+	int r = 0;
+
+	if (ps == NULL)
+		return ERR_NOMEM;
+	pthread_mutex_init(&ps->lock, NULL);
+	s->policy = ps;
+	pthread_mutex_lock(&ps->lock);
+	if (s->cfg.policy_file[0]) {
+		r = load_file(s);
+	} else if ((r = store_policy_latest(s->store, &sp)) == 0) {
+		struct policy_diags d;
+		struct policy *pol = NULL;
+
+		policy_diags_init(&d);
+		/* A stored policy was valid when accepted; load it even if a test
+		 * now fails against today's nodes, and say so. */
+		if (policy_load(sp.text, strlen(sp.text), &pol, &d) == 0) {
+			install(s, pol, sp.text, strlen(sp.text));
+			sp.text = NULL;
+		} else {
+			log_diags("stored policy", &d);
+			log_error("msg=\"stored policy no longer loads; allowing everything\"");
+		}
+		policy_diags_cleanup(&d);
+		store_policy_cleanup(&sp);
+	} else if (r == ERR_NOT_FOUND) {
+		r = 0;
+	}
+	pthread_mutex_unlock(&ps->lock);
+	return r;
+}
+
+void
+policy_state_free(struct server *s)
+{
+	struct policy_state *ps = s->policy;
+
+	if (ps == NULL)
+		return;
+	compiled_put(ps->cur);
+	policy_free(ps->pol);
+	free(ps->text);
+	pthread_mutex_destroy(&ps->lock);
+	free(ps);
+	s->policy = NULL;
+}
+
+void
+policy_state_dirty(struct server *s)
+{
+	if (s->policy && s->policy->pol)
+		atomic_store(&s->policy->dirty, true);
+}
+
+void
+policy_state_tick(struct server *s)
+{
+	struct policy_state *ps = s->policy;
+
+	if (ps == NULL || !atomic_load(&ps->dirty))
+		return;
+	pthread_mutex_lock(&ps->lock);
+	if (atomic_load(&ps->dirty))
+		republish(s, false);
+	pthread_mutex_unlock(&ps->lock);
+}
+
+void
+policy_state_reload_file(struct server *s)
+{
+	if (s->cfg.policy_file[0] == 0) {
+		log_info("msg=\"no policy file configured; nothing to reload\"");
+		return;
+	}
+	pthread_mutex_lock(&s->policy->lock);
+	if (load_file(s) != 0)
+		log_error("msg=\"policy reload failed; the previous policy stays active\"");
+	pthread_mutex_unlock(&s->policy->lock);
+}
+
+/* ---- REST ---- */
+
+static void
+problem_diags(struct http_response *resp, int status, const char *title,
+	      const struct policy_diags *d)
+{
+	json_t *errs = json_array(), *o;
+	char *t;
+
+	for (size_t i = 0; i < d->n; i++)
+		json_array_append_new(errs, json_pack("{s:i, s:i, s:s}", "line", d->v[i].line,
+		    "column", d->v[i].col, "message", d->v[i].msg));
+	o = json_pack("{s:s, s:s, s:i, s:s, s:o}", "type", "about:blank", "title", title,
+	    "status", status, "detail", d->n ? d->v[0].msg : title, "errors", errs);
+	t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	http_set_body(resp, status, "application/problem+json", t, t ? strlen(t) : 0);
+}
+
+static int
+add_version(void *ctx, const struct store_policy *p)
+{
+	char t[32];
+
+	time_fmt_rfc3339(t, p->created_at);
+	return json_array_append_new(ctx, json_pack("{s:I, s:s, s:s, s:s}", "id",
+	    (json_int_t)p->id, "etag", p->etag, "created_at", t, "created_by", p->created_by));
+}
+
+static void
+put_policy(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	struct policy_state *ps = s->policy;
+	const char *if_match = http_header(req, "If-Match");
+	struct policy_diags d;
+	struct store_policy sp;
+	struct policy *pol = NULL;
+	const char *auth = http_header(req, "Authorization");
+	char *text;
+	int r;
+
+	if (s->cfg.policy_file[0]) {
+		http_problem(resp, 409, NULL, "the policy is managed in the file %s; edit it and "
+		    "send SIGHUP", s->cfg.policy_file);
+		return;
+	}
+	if (req->too_large || req->body.len > (size_t)s->cfg.max_policy_body ||
+	    req->body.len > POLICY_MAX_SIZE) {
+		http_problem(resp, 413, NULL, "policy is larger than %d bytes", POLICY_MAX_SIZE);
+		return;
+	}
+	if ((text = malloc(req->body.len + 1)) == NULL) {
+		http_problem(resp, 500, NULL, "out of memory");
+		return;
+	}
+	memcpy(text, req->body.data, req->body.len);
+	text[req->body.len] = 0;
+	pthread_mutex_lock(&ps->lock);
+	if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, ps->etag) != 0) {
+		pthread_mutex_unlock(&ps->lock);
+		free(text);
+		http_problem(resp, 412, NULL, "the policy changed since you read it (If-Match %s, "
+		    "current ETag %s)", if_match, ps->etag[0] ? ps->etag : "none");
+		return;
+	}
+	policy_diags_init(&d);
+	if ((r = validate(s, text, req->body.len, &pol, &d)) != 0) {
+		pthread_mutex_unlock(&ps->lock);
+		free(text);
+		problem_diags(resp, r == ERR_TOO_LARGE ? 413 : 422,
+		    r == ERR_UNPROCESSABLE ? "policy tests failed" : "policy is not valid", &d);
+		policy_diags_cleanup(&d);
+		return;
+	}
+	policy_diags_cleanup(&d);
+	memset(&sp, 0, sizeof(sp));
+	sp.text = text;
+	make_etag(text, req->body.len, sp.etag);
+	sp.created_at = time_now_s();
+	snprintf(sp.created_by, sizeof(sp.created_by), "apikey:%.12s",
+	    auth && strlen(auth) > 14 ? auth + 14 : "?");
+	if ((r = store_policy_insert(s->store, &sp)) != 0) {
+		pthread_mutex_unlock(&ps->lock);
+		policy_free(pol);
+		free(text);
+		http_problem_err(resp, r, "cannot save the policy");
+		return;
+	}
+	install(s, pol, text, req->body.len);
+	pthread_mutex_unlock(&ps->lock);
+	log_info("msg=\"policy updated\" etag=%s by=%s", sp.etag, sp.created_by);
+	if (http_add_header(resp, "ETag", sp.etag) != 0) {
+		http_problem(resp, 500, NULL, "out of memory");
+		return;
+	}
+	server_reply_json(resp, 200, json_pack("{s:s, s:I}", "etag", sp.etag,
+	    "version", (json_int_t)sp.id));
+}
+
+void
+policy_api_handle(struct server *s, struct http_request *req, struct http_response *resp,
+		  const char *rest)
+{
+	struct policy_state *ps = s->policy;
+
+	if (strcmp(rest, "/history") == 0 && strcmp(req->method, "GET") == 0) {
+		json_t *a = json_array();
+		int r = store_policy_history(s->store, add_version, a);
+
+		if (r != 0) {
+			json_decref(a);
+			http_problem_err(resp, r, "cannot read the policy history");
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "history", a));
+	} else if (*rest == 0 && strcmp(req->method, "GET") == 0) {
+		char *t;
+
+		pthread_mutex_lock(&ps->lock);
+		if (ps->text == NULL) {
+			pthread_mutex_unlock(&ps->lock);
+			http_problem(resp, 404, NULL, "no policy is set: every node may reach every other");
+			return;
+		}
+		t = strdup(ps->text);
+		if (t == NULL || http_add_header(resp, "ETag", ps->etag) != 0) {
+			pthread_mutex_unlock(&ps->lock);
+			free(t);
+			http_problem(resp, 500, NULL, "out of memory");
+			return;
+		}
+		pthread_mutex_unlock(&ps->lock);
+		http_set_body(resp, 200, "application/hujson", t, strlen(t));
+	} else if (*rest == 0 && strcmp(req->method, "PUT") == 0) {
+		put_policy(s, req, resp);
+	} else {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+	}
+}

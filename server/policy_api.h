@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The server's side of the policy: the active policy (from the store or a
+ * file), its compilation over the live node set, the hooks the mapper uses
+ * for visibility and filters, and /api/v1/policy (GET with ETag, PUT with
+ * If-Match, history).
+ */
+#ifndef WM_POLICY_API_H
+#define WM_POLICY_API_H
+
+#include "common/err.h"
+#include "server/http.h"
+
+struct server;
+
+/* Loads the active policy (file, else newest stored version) at start. */
+int policy_state_init(struct server *s) WM_MUST_CHECK;
+void policy_state_free(struct server *s);
+/* Nodes changed: recompile soon (on the next tick). */
+void policy_state_dirty(struct server *s);
+/* Called by the timer thread: recompiles when dirty. */
+void policy_state_tick(struct server *s);
+/* SIGHUP: reload the policy file with the same checks as PUT. */
+void policy_state_reload_file(struct server *s);
+
+void policy_api_handle(struct server *s, struct http_request *req,
+		       struct http_response *resp, const char *rest);
+
+#endif

@@ -1,0 +1,504 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Server lifecycle: configuration, start-up (store, address pool, live map),
+ * request dispatch, background timers (map keepalives, ephemeral node
+ * collection) and shutdown.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "server/ipam.h"
+#include "server/mapper.h"
+#include "server/policy_api.h"
+#include "server/replay.h"
+#include "server/secret.h"
+#include "server/server.h"
+
+static const char default_filter[] =
+    "[{\"IPProto\":[6,17,1,58],\"Srcs\":[\"*\"],"
+    "\"Dsts\":[{\"Net\":\"0.0.0.0/0\",\"Ports\":{\"First\":0,\"Last\":65535}},"
+    "{\"Net\":\"::/0\",\"Ports\":{\"First\":0,\"Last\":65535}}]}]";
+
+void
+server_config_defaults(struct server_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	str_copy(c->listen, "0.0.0.0:443", sizeof(c->listen));
+	str_copy(c->db_path, "/var/lib/wiremesh/db.sqlite", sizeof(c->db_path));
+	str_copy(c->log_level, "info", sizeof(c->log_level));
+	if (prefix_parse("100.64.0.0/10", false, &c->prefix4) != 0 ||
+	    prefix_parse("fd7a:115c:a1e0::/48", false, &c->prefix6) != 0)
+		abort();	/* constants */
+	c->node_expiry_s = 0;
+	c->ephemeral_timeout_s = 120;
+	c->keepalive_s = 30;
+	c->sign_skew_s = 300;
+	c->max_body = 64 * 1024;
+	c->max_policy_body = 1024 * 1024;
+	c->threads = 4;
+	c->max_connections = 20000;
+	c->queue_max = 128;
+}
+
+static const struct {
+	const char *key;
+	enum { O_STR, O_DUR, O_INT, O_PFX4, O_PFX6 } type;
+	size_t off;
+	size_t size;
+} options[] = {
+	{ "listen", O_STR, offsetof(struct server_config, listen), 128 },
+	{ "db", O_STR, offsetof(struct server_config, db_path), 512 },
+	{ "tls_cert", O_STR, offsetof(struct server_config, tls_cert), 512 },
+	{ "tls_key", O_STR, offsetof(struct server_config, tls_key), 512 },
+	{ "derp_map", O_STR, offsetof(struct server_config, derp_map_path), 512 },
+	{ "policy_file", O_STR, offsetof(struct server_config, policy_file), 512 },
+	{ "log_level", O_STR, offsetof(struct server_config, log_level), 16 },
+	{ "prefix_v4", O_PFX4, offsetof(struct server_config, prefix4), 0 },
+	{ "prefix_v6", O_PFX6, offsetof(struct server_config, prefix6), 0 },
+	{ "node_expiry", O_DUR, offsetof(struct server_config, node_expiry_s), 0 },
+	{ "ephemeral_inactivity_timeout", O_DUR, offsetof(struct server_config, ephemeral_timeout_s), 0 },
+	{ "keepalive_interval", O_DUR, offsetof(struct server_config, keepalive_s), 0 },
+	{ "signature_max_skew", O_DUR, offsetof(struct server_config, sign_skew_s), 0 },
+	{ "max_body_bytes", O_INT, offsetof(struct server_config, max_body), 0 },
+	{ "max_policy_bytes", O_INT, offsetof(struct server_config, max_policy_body), 0 },
+	{ "http_threads", O_INT, offsetof(struct server_config, threads), 0 },
+	{ "max_connections", O_INT, offsetof(struct server_config, max_connections), 0 },
+	{ "stream_queue_max", O_INT, offsetof(struct server_config, queue_max), 0 },
+};
+
+int
+server_config_set(struct server_config *c, const char *key, const char *value,
+		  char *why, size_t whylen)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		char *p = (char *)c + options[i].off;
+		struct ip_prefix pfx;
+		int64_t v;
+		char *end;
+
+		if (strcmp(options[i].key, key) != 0)
+			continue;
+		switch (options[i].type) {
+		case O_STR:
+			if (strlen(value) >= options[i].size) {
+				snprintf(why, whylen, "%s: value too long", key);
+				return ERR_INVALID;
+			}
+			str_copy(p, value, options[i].size);
+			return 0;
+		case O_DUR:
+			if (duration_parse(value, &v) != 0) {
+				snprintf(why, whylen, "%s: \"%s\" is not a duration (e.g. 90s, 30m, 24h, 7d)",
+				    key, value);
+				return ERR_INVALID;
+			}
+			memcpy(p, &v, sizeof(v));
+			return 0;
+		case O_INT:
+			errno = 0;
+			v = strtoll(value, &end, 10);
+			if (errno || *end || end == value || v <= 0) {
+				snprintf(why, whylen, "%s: \"%s\" is not a positive integer", key, value);
+				return ERR_INVALID;
+			}
+			memcpy(p, &v, sizeof(v));
+			return 0;
+		case O_PFX4:
+		case O_PFX6:
+			if (prefix_parse(value, false, &pfx) != 0 ||
+			    pfx.addr.family != (options[i].type == O_PFX4 ? AF_INET : AF_INET6)) {
+				snprintf(why, whylen, "%s: \"%s\" is not an IPv%c prefix", key, value,
+				    options[i].type == O_PFX4 ? '4' : '6');
+				return ERR_INVALID;
+			}
+			{
+				const char *outer_s = options[i].type == O_PFX4 ?
+				    "100.64.0.0/10" : "fd7a:115c:a1e0::/48";
+				struct ip_prefix outer;
+
+				if (prefix_parse(outer_s, false, &outer) != 0 ||
+				    !prefix_covers(&outer, &pfx)) {
+					snprintf(why, whylen, "%s: %s is not inside %s", key, value,
+					    outer_s);
+					return ERR_INVALID;
+				}
+			}
+			memcpy(p, &pfx, sizeof(pfx));
+			return 0;
+		}
+	}
+	snprintf(why, whylen, "unknown option \"%s\"", key);
+	return ERR_INVALID;
+}
+
+int
+server_config_env(struct server_config *c, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
+		char name[96];
+		const char *v;
+		int r;
+
+		snprintf(name, sizeof(name), "WIREMESH_%s", options[i].key);
+		for (char *p = name; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		if ((v = getenv(name)) == NULL)
+			continue;
+		if ((r = server_config_set(c, options[i].key, v, why, whylen)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+void
+server_dns_label(char out[static STORE_NAME_MAX], const char *hostname)
+{
+	size_t n = 0;
+	bool dash = false;
+
+	for (const char *p = hostname; *p && n < 63; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '.')
+			break;
+		if (isalnum(ch) && ch < 128) {
+			if (dash && n > 0)
+				out[n++] = '-';
+			dash = false;
+			if (n < 63)
+				out[n++] = (char)tolower(ch);
+		} else {
+			dash = true;
+		}
+	}
+	out[n] = 0;
+	if (n == 0)
+		str_copy(out, "node", STORE_NAME_MAX);
+}
+
+void
+server_reply_json(struct http_response *resp, int status, json_t *v)
+{
+	char *t = v ? json_dumps(v, JSON_COMPACT) : NULL;
+
+	json_decref(v);
+	if (t == NULL) {
+		http_problem(resp, 500, NULL, "cannot encode the response");
+		return;
+	}
+	http_set_body(resp, status, "application/json", t, strlen(t));
+}
+
+int
+server_apikey_create(struct store *st, int64_t expires_at, char **key_out)
+{
+	struct store_apikey k;
+	int r;
+
+	memset(&k, 0, sizeof(k));
+	if ((r = secret_generate(SECRET_API, key_out, k.prefix, k.hash)) != 0)
+		return r;
+	k.created_at = time_now_s();
+	k.expires_at = expires_at;
+	if ((r = store_apikey_insert(st, &k)) != 0) {
+		free_secret(*key_out);
+		*key_out = NULL;
+	}
+	return r;
+}
+
+int
+server_node_delete(struct server *s, int64_t id)
+{
+	struct store_node n;
+	int r;
+
+	if ((r = store_tx_begin(s->store)) != 0)
+		return r;
+	if ((r = store_node_get(s->store, id, &n)) != 0 ||
+	    (r = store_node_delete(s->store, id)) != 0) {
+		store_tx_rollback(s->store);
+		return r;
+	}
+	if ((r = store_tx_commit(s->store)) != 0)
+		return r;
+	ipam_release(s->ipam, &n.ipv4);
+	ipam_release(s->ipam, &n.ipv6);
+	mapper_node_remove(s->mapper, id);
+	policy_state_dirty(s);
+	log_info("msg=\"node deleted\" node_id=%" PRId64 " name=%s", id, n.name);
+	return 0;
+}
+
+int
+server_node_update(struct server *s, const struct store_node *n)
+{
+	int r;
+
+	if ((r = store_tx_begin(s->store)) != 0)
+		return r;
+	if ((r = store_node_update(s->store, n)) != 0) {
+		store_tx_rollback(s->store);
+		return r;
+	}
+	if ((r = store_tx_commit(s->store)) != 0)
+		return r;
+	mapper_node_upsert(s->mapper, n);
+	policy_state_dirty(s);
+	return 0;
+}
+
+/* ---- dispatch ---- */
+
+static void
+dispatch(void *ctx, struct http_request *req, struct http_response *resp)
+{
+	struct server *s = ctx;
+	const char *p = req->path;
+
+	if (strncmp(p, "/machine/", 9) == 0) {
+		control_handle(s, req, resp);
+	} else if (strncmp(p, "/api/v1/", 8) == 0 || strcmp(p, "/api/v1") == 0) {
+		api_handle(s, req, resp);
+	} else if (strcmp(p, "/healthz") == 0) {
+		int ok = store_integrity_check(s->store) == 0;
+
+		server_reply_json(resp, ok ? 200 : 503,
+		    json_pack("{s:s}", "status", ok ? "ok" : "database unhealthy"));
+	} else if (strcmp(p, "/metrics") == 0) {
+		metrics_handle(s, req, resp);
+	} else {
+		http_problem(resp, 404, NULL, "no such endpoint: %s", p);
+	}
+	if (resp->stream_ops == NULL)
+		metrics_observe(s, resp->status, time_mono_ns() - req->start_ns);
+}
+
+/* ---- lifecycle ---- */
+
+static int
+load_node(void *ctx, const struct store_node *n)
+{
+	struct server *s = ctx;
+
+	ipam_mark(s->ipam, &n->ipv4);
+	ipam_mark(s->ipam, &n->ipv6);
+	return mapper_load(s->mapper, n);
+}
+
+static void
+on_offline(void *ctx, int64_t id)
+{
+	struct server *s = ctx;
+
+	if (store_node_set_last_seen(s->store, id, time_now_s()) != 0)
+		log_warn("msg=\"cannot record last seen\" node_id=%" PRId64, id);
+}
+
+static char *
+slurp(const char *path, size_t max)
+{
+	FILE *f = fopen(path, "rb");
+	char *p;
+	size_t n;
+
+	if (f == NULL)
+		return NULL;
+	if ((p = malloc(max + 1)) == NULL) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(p, 1, max + 1, f);
+	fclose(f);
+	if (n > max) {
+		free(p);
+		return NULL;
+	}
+	p[n] = 0;
+	return p;
+}
+
+int
+server_new(const struct server_config *cfg, struct server **out)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	struct mapper_config mc;
+	int r;
+
+	*out = NULL;
+	if (s == NULL)
+		return ERR_NOMEM;
+	s->cfg = *cfg;
+	if (cfg->derp_map_path[0]) {
+		json_error_t e;
+		json_t *dm;
+		char *text = slurp(cfg->derp_map_path, 1 << 20);
+
+		if (text == NULL) {
+			log_error("msg=\"cannot read DERP map\" path=%s", cfg->derp_map_path);
+			r = ERR_IO;
+			goto fail;
+		}
+		dm = json_loads(text, 0, &e);
+		free(text);
+		if (dm == NULL || !json_is_object(json_object_get(dm, "Regions"))) {
+			log_error("msg=\"DERP map is not valid\" path=%s line=%d err=\"%s\"",
+			    cfg->derp_map_path, dm ? 0 : e.line,
+			    dm ? "no Regions object" : e.text);
+			json_decref(dm);
+			r = ERR_INVALID;
+			goto fail;
+		}
+		s->derp_map_json = json_dumps(dm, JSON_COMPACT);
+		json_decref(dm);
+	}
+	if ((r = store_open(cfg->db_path, &s->store)) != 0)
+		goto fail;
+	if ((r = ipam_new(&cfg->prefix4, &cfg->prefix6, &s->ipam)) != 0)
+		goto fail;
+	if ((r = replay_new(1 << 18, &s->replay)) != 0)
+		goto fail;
+	memset(&mc, 0, sizeof(mc));
+	mc.queue_max = (unsigned)cfg->queue_max;
+	mc.derp_map_json = s->derp_map_json;
+	mc.default_filter_json = default_filter;
+	mc.on_offline = on_offline;
+	mc.ctx = s;
+	if ((r = mapper_new(&mc, &s->mapper)) != 0)
+		goto fail;
+	if ((r = store_node_list(s->store, load_node, s)) != 0)
+		goto fail;
+	if ((r = policy_state_init(s)) != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	server_free(s);
+	return r;
+}
+
+static pthread_t timer_thread;
+static volatile sig_atomic_t got_signal;
+
+static void *
+timers(void *arg)
+{
+	struct server *s = arg;
+	int64_t next_keepalive = time_mono_ms() + s->cfg.keepalive_s * 1000;
+
+	while (!atomic_load(&s->stopping)) {
+		int64_t ids[256];
+		size_t n;
+
+		usleep(100 * 1000);
+		policy_state_tick(s);
+		if (time_mono_ms() >= next_keepalive) {
+			mapper_keepalive(s->mapper);
+			next_keepalive = time_mono_ms() + s->cfg.keepalive_s * 1000;
+		}
+		n = mapper_idle_ephemeral(s->mapper, s->cfg.ephemeral_timeout_s * 1000, ids,
+		    ARRAY_SIZE(ids));
+		for (size_t i = 0; i < n; i++) {
+			if (server_node_delete(s, ids[i]) == 0)
+				log_info("msg=\"ephemeral node removed after inactivity\" node_id=%"
+				    PRId64, ids[i]);
+		}
+	}
+	return NULL;
+}
+
+int
+server_start(struct server *s)
+{
+	struct http_config hc;
+	int r;
+
+	memset(&hc, 0, sizeof(hc));
+	hc.listen = s->cfg.listen;
+	hc.tls_cert_path = s->cfg.tls_cert[0] ? s->cfg.tls_cert : NULL;
+	hc.tls_key_path = s->cfg.tls_key[0] ? s->cfg.tls_key : NULL;
+	hc.max_body = (size_t)(s->cfg.max_policy_body > s->cfg.max_body ?
+	    s->cfg.max_policy_body : s->cfg.max_body);
+	hc.threads = (unsigned)s->cfg.threads;
+	hc.max_connections = (unsigned)s->cfg.max_connections;
+	hc.dispatch = dispatch;
+	hc.ctx = s;
+	if ((r = http_start(&hc, &s->http)) != 0)
+		return r;
+	if (pthread_create(&timer_thread, NULL, timers, s) != 0)
+		return ERR_INTERNAL;
+	if (hc.tls_cert_path)
+		log_info("msg=\"listening\" listen=%s port=%d tls=on", s->cfg.listen,
+		    http_port(s->http));
+	else
+		log_warn("msg=\"listening with plain HTTP (no --tls-cert): use only on loopback "
+		    "or behind a TLS reverse proxy\" listen=%s port=%d tls=off", s->cfg.listen,
+		    http_port(s->http));
+	return 0;
+}
+
+static void
+on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+void
+server_wait(struct server *s)
+{
+	struct sigaction sa;
+	sigset_t mask, old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	for (;;) {
+		pthread_sigmask(SIG_BLOCK, &mask, &old);
+		while (got_signal == 0)
+			sigsuspend(&old);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (got_signal == SIGHUP) {
+			got_signal = 0;
+			log_info("msg=\"SIGHUP received: reloading the policy file\"");
+			policy_state_reload_file(s);
+			continue;
+		}
+		break;
+	}
+	log_info("msg=\"shutting down\" signal=%d", (int)got_signal);
+}
+
+void
+server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	atomic_store(&s->stopping, true);
+	if (s->http) {
+		http_stop(s->http);
+		pthread_join(timer_thread, NULL);
+	}
+	policy_state_free(s);
+	mapper_free(s->mapper);
+	replay_free(s->replay);
+	ipam_free(s->ipam);
+	store_close(s->store);
+	free(s->derp_map_json);
+	free(s);
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control server: configuration, the running state that ties the store,
+ * address allocation, mapper and HTTP layer together, and the operations
+ * both the REST API and the node protocol use. One plain config struct,
+ * filled from defaults, a HuJSON file, the environment and flags, in that
+ * order of precedence (lowest first).
+ */
+#ifndef WM_SERVER_H
+#define WM_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/addr.h"
+#include "common/err.h"
+#include "server/http.h"
+#include "server/store.h"
+
+struct server_config {
+	char listen[128];
+	char db_path[512];
+	char tls_cert[512];
+	char tls_key[512];
+	char derp_map_path[512];
+	char policy_file[512];
+	char log_level[16];
+	struct ip_prefix prefix4;
+	struct ip_prefix prefix6;
+	int64_t node_expiry_s;		/* 0: nodes never expire */
+	int64_t ephemeral_timeout_s;	/* delete ephemeral nodes offline this long */
+	int64_t keepalive_s;		/* map stream keepalive interval */
+	int64_t sign_skew_s;		/* accepted clock difference for signatures */
+	int64_t max_body;		/* request body limit, bytes */
+	int64_t max_policy_body;
+	int64_t threads;
+	int64_t max_connections;
+	int64_t queue_max;
+};
+
+/* Fills the defaults. */
+void server_config_defaults(struct server_config *c);
+/* Reads a HuJSON config file on top of c. Diagnostics to `why`. */
+int server_config_file(struct server_config *c, const char *path, char *why, size_t whylen) WM_MUST_CHECK;
+/* Applies WIREMESH_* environment variables. */
+int server_config_env(struct server_config *c, char *why, size_t whylen) WM_MUST_CHECK;
+/* Sets one option by its config-file name (also used for flags). */
+int server_config_set(struct server_config *c, const char *key, const char *value,
+		      char *why, size_t whylen) WM_MUST_CHECK;
+
+struct server;
+
+int server_new(const struct server_config *cfg, struct server **out) WM_MUST_CHECK;
+/* Starts listening and the background timers. */
+int server_start(struct server *s) WM_MUST_CHECK;
+/* Blocks until SIGINT/SIGTERM; SIGHUP reloads the policy file. */
+void server_wait(struct server *s);
+void server_free(struct server *s);
+
+/* Shared internals for the handler files (api.c, control.c, metrics.c). */
+struct mapper;
+struct ipam;
+struct replay;
+struct policy_state;
+
+struct server_metrics {
+	atomic_uint_fast64_t requests[6];	/* by status class 1xx..5xx, [0] other */
+	atomic_uint_fast64_t latency_bucket[12];
+	atomic_uint_fast64_t latency_sum_us;
+	atomic_uint_fast64_t latency_count;
+	atomic_uint_fast64_t registrations;
+	atomic_uint_fast64_t registration_failures;
+	atomic_uint_fast64_t endpoint_updates;
+	atomic_uint_fast64_t bad_signatures;
+};
+
+struct server {
+	struct server_config cfg;
+	struct store *store;
+	struct ipam *ipam;
+	struct mapper *mapper;
+	struct http *http;
+	struct replay *replay;
+	struct policy_state *policy;
+	struct server_metrics metrics;
+	char *derp_map_json;
+	atomic_bool stopping;
+};
+
+/* api.c: /api/v1/... with Bearer auth. */
+void api_handle(struct server *s, struct http_request *req, struct http_response *resp);
+/* control.c: /machine/... signed node protocol. */
+void control_handle(struct server *s, struct http_request *req, struct http_response *resp);
+/* metrics.c */
+void metrics_handle(struct server *s, struct http_request *req, struct http_response *resp);
+void metrics_observe(struct server *s, int status, int64_t elapsed_ns);
+
+/* Node operations shared by the API and the node protocol; each commits one
+ * transaction and then tells the mapper. */
+int server_node_delete(struct server *s, int64_t id) WM_MUST_CHECK;
+int server_node_update(struct server *s, const struct store_node *n) WM_MUST_CHECK;
+
+/* Responds with a JSON value (takes ownership). */
+void server_reply_json(struct http_response *resp, int status, json_t *v);
+
+/* Creates an API key in the store; *key_out is shown once. */
+int server_apikey_create(struct store *st, int64_t expires_at, char **key_out) WM_MUST_CHECK;
+
+/* DNS-safe label from a hostname ("My Laptop!" -> "my-laptop"). */
+void server_dns_label(char out[static STORE_NAME_MAX], const char *hostname);
+
+#endif

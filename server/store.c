@@ -1,0 +1,977 @@
+// SPDX-License-Identifier: MIT
+/*
+ * SQLite backend of the store. Owns the connection, the pragmas, the
+ * migrations and every SQL statement of the server. Statements are prepared
+ * per call (they are cheap next to the fsync of a commit) except for the hot
+ * ones, which are cached.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "server/migrations.h"
+#include "server/store.h"
+
+struct store {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	int in_tx;
+	int version;
+};
+
+static int
+map_rc(struct store *s, int rc)
+{
+	switch (rc) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_CONSTRAINT:
+		return ERR_EXISTS;
+	case SQLITE_NOMEM:
+		return ERR_NOMEM;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return ERR_UNAVAILABLE;
+	default:
+		log_error("msg=\"sqlite error\" code=%d err=\"%s\"", rc,
+		    sqlite3_errmsg(s->db));
+		return ERR_DB;
+	}
+}
+
+static void
+lock(struct store *s)
+{
+	if (!s->in_tx)
+		pthread_mutex_lock(&s->lock);
+}
+
+static void
+unlock(struct store *s)
+{
+	if (!s->in_tx)
+		pthread_mutex_unlock(&s->lock);
+}
+
+static int
+exec(struct store *s, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		log_error("msg=\"sqlite exec failed\" err=\"%s\"", msg ? msg : "?");
+		sqlite3_free(msg);
+		return map_rc(s, rc);
+	}
+	return 0;
+}
+
+static int
+prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+
+	if (rc != SQLITE_OK) {
+		log_error("msg=\"sqlite prepare failed\" err=\"%s\"", sqlite3_errmsg(s->db));
+		return ERR_DB;
+	}
+	return 0;
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static void
+bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+{
+	if (v == 0)
+		sqlite3_bind_null(st, i);
+	else
+		sqlite3_bind_int64(st, i, v);
+}
+
+static void
+col_text(sqlite3_stmt *st, int i, char *out, size_t n)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	str_copy(out, t ? (const char *)t : "", n);
+}
+
+static void
+col_blob(sqlite3_stmt *st, int i, uint8_t *out, size_t n)
+{
+	const void *b = sqlite3_column_blob(st, i);
+
+	memset(out, 0, n);
+	if (b != NULL && (size_t)sqlite3_column_bytes(st, i) == n)
+		memcpy(out, b, n);
+}
+
+/* Runs a statement that returns no rows; maps "no row changed" to
+ * ERR_NOT_FOUND when `must_change` is set. */
+static int
+step_done(struct store *s, sqlite3_stmt *st, bool must_change)
+{
+	int rc = sqlite3_step(st);
+	int r = map_rc(s, rc);
+
+	if (r == 0 && must_change && sqlite3_changes(s->db) == 0)
+		r = ERR_NOT_FOUND;
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int
+migrate(struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int r, current = 0, newest = 0;
+
+	if ((r = exec(s, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")) != 0)
+		return r;
+	if ((r = prepare(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &st)) != 0)
+		return r;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		current = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	for (int i = 0; i < migrations_count; i++)
+		if (migrations[i].version > newest)
+			newest = migrations[i].version;
+	if (current > newest) {
+		log_error("msg=\"database schema is newer than this binary; refusing to start\" "
+		    "db_version=%d binary_version=%d", current, newest);
+		return ERR_SCHEMA;
+	}
+	for (int i = 0; i < migrations_count; i++) {
+		const struct migration *m = &migrations[i];
+
+		if (m->version <= current)
+			continue;
+		if ((r = exec(s, "BEGIN IMMEDIATE")) != 0)
+			return r;
+		if ((r = exec(s, m->sql)) != 0)
+			goto fail;
+		if ((r = prepare(s, "INSERT INTO schema_migrations(version, name, applied_at) "
+		    "VALUES (?, ?, ?)", &st)) != 0)
+			goto fail;
+		sqlite3_bind_int(st, 1, m->version);
+		bind_text(st, 2, m->name);
+		sqlite3_bind_int64(st, 3, time_now_s());
+		if ((r = step_done(s, st, false)) != 0)
+			goto fail;
+		if ((r = exec(s, "COMMIT")) != 0)
+			goto fail;
+		log_info("msg=\"applied migration\" version=%d name=%s", m->version, m->name);
+		current = m->version;
+		continue;
+fail:
+		(void)exec(s, "ROLLBACK");
+		log_error("msg=\"migration failed\" version=%d name=%s", m->version, m->name);
+		return r;
+	}
+	s->version = current;
+	return 0;
+}
+
+int
+store_open(const char *path, struct store **out)
+{
+	struct store *s;
+	int r = ERR_DB;
+
+	*out = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return ERR_NOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+		log_error("msg=\"cannot open database\" path=%s err=\"%s\"", path,
+		    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		r = ERR_IO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	if ((r = exec(s, "PRAGMA journal_mode=WAL")) != 0 ||
+	    (r = exec(s, "PRAGMA synchronous=FULL")) != 0 ||
+	    (r = exec(s, "PRAGMA foreign_keys=ON")) != 0)
+		goto fail;
+	if ((r = migrate(s)) != 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return r;
+}
+
+void
+store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->db != NULL)
+		sqlite3_close(s->db);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+int
+store_schema_version(struct store *s)
+{
+	return s->version;
+}
+
+int
+store_integrity_check(struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "PRAGMA integrity_check", &st)) == 0) {
+		r = ERR_DB;
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0)
+			r = 0;
+		sqlite3_finalize(st);
+	}
+	unlock(s);
+	return r;
+}
+
+int
+store_tx_begin(struct store *s)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = exec(s, "BEGIN IMMEDIATE")) != 0) {
+		pthread_mutex_unlock(&s->lock);
+		return r;
+	}
+	s->in_tx = 1;
+	return 0;
+}
+
+int
+store_tx_commit(struct store *s)
+{
+	int r = exec(s, "COMMIT");
+
+	if (r != 0)
+		(void)exec(s, "ROLLBACK");
+	s->in_tx = 0;
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void
+store_tx_rollback(struct store *s)
+{
+	(void)exec(s, "ROLLBACK");
+	s->in_tx = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- users ---- */
+
+int
+store_user_create(struct store *s, const char *name, struct store_user *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "INSERT INTO users(name, created_at) VALUES (?, ?)", &st)) != 0)
+		goto out;
+	bind_text(st, 1, name);
+	sqlite3_bind_int64(st, 2, time_now_s());
+	if ((r = step_done(s, st, false)) != 0)
+		goto out;
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_last_insert_rowid(s->db);
+	str_copy(out->name, name, sizeof(out->name));
+	out->created_at = time_now_s();
+out:
+	unlock(s);
+	return r;
+}
+
+static void
+row_user(sqlite3_stmt *st, struct store_user *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->id = sqlite3_column_int64(st, 0);
+	col_text(st, 1, u->name, sizeof(u->name));
+	u->created_at = sqlite3_column_int64(st, 2);
+}
+
+int
+store_user_get(struct store *s, const char *name, struct store_user *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT id, name, created_at FROM users WHERE name = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, name);
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_user(st, out);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_user_delete(struct store *s, const char *name)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT COUNT(*) FROM nodes JOIN users ON users.id = nodes.user_id "
+	    "WHERE users.name = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, name);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+		r = ERR_PRECONDITION;
+	sqlite3_finalize(st);
+	if (r != 0)
+		goto out;
+	if ((r = prepare(s, "DELETE FROM users WHERE name = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, name);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_user_list(struct store *s, store_user_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_user u;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT id, name, created_at FROM users ORDER BY id", &st)) != 0)
+		goto out;
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		row_user(st, &u);
+		r = cb(ctx, &u);
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+/* ---- API keys ---- */
+
+#define APIKEY_COLS "id, prefix, hash, created_at, expires_at, revoked_at, last_used_at"
+
+static void
+row_apikey(sqlite3_stmt *st, struct store_apikey *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->id = sqlite3_column_int64(st, 0);
+	col_text(st, 1, k->prefix, sizeof(k->prefix));
+	col_blob(st, 2, k->hash, sizeof(k->hash));
+	k->created_at = sqlite3_column_int64(st, 3);
+	k->expires_at = sqlite3_column_int64(st, 4);
+	k->revoked_at = sqlite3_column_int64(st, 5);
+	k->last_used_at = sqlite3_column_int64(st, 6);
+}
+
+int
+store_apikey_insert(struct store *s, struct store_apikey *k)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "INSERT INTO api_keys(prefix, hash, created_at, expires_at) "
+	    "VALUES (?, ?, ?, ?)", &st)) != 0)
+		goto out;
+	bind_text(st, 1, k->prefix);
+	sqlite3_bind_blob(st, 2, k->hash, sizeof(k->hash), SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, k->created_at);
+	bind_opt_int(st, 4, k->expires_at);
+	if ((r = step_done(s, st, false)) == 0)
+		k->id = sqlite3_last_insert_rowid(s->db);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_apikey_get(struct store *s, const char *prefix, struct store_apikey *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT " APIKEY_COLS " FROM api_keys WHERE prefix = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, prefix);
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_apikey(st, out);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_apikey_expire(struct store *s, const char *prefix, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) "
+	    "WHERE prefix = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, now);
+	bind_text(st, 2, prefix);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_apikey_touch(struct store *s, int64_t id, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE api_keys SET last_used_at = ? WHERE id = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, id);
+	r = step_done(s, st, false);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_apikey_list(struct store *s, store_apikey_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_apikey k;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT " APIKEY_COLS " FROM api_keys ORDER BY id", &st)) != 0)
+		goto out;
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		row_apikey(st, &k);
+		r = cb(ctx, &k);
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+/* ---- pre-auth keys ---- */
+
+#define PAK_COLS "k.id, k.prefix, k.hash, k.user_id, u.name, k.reusable, k.ephemeral, " \
+	"k.tags, k.created_at, k.expires_at, k.used_count, k.revoked_at"
+#define PAK_FROM " FROM preauth_keys k JOIN users u ON u.id = k.user_id "
+
+static void
+row_pak(sqlite3_stmt *st, struct store_preauthkey *k)
+{
+	memset(k, 0, sizeof(*k));
+	k->id = sqlite3_column_int64(st, 0);
+	col_text(st, 1, k->prefix, sizeof(k->prefix));
+	col_blob(st, 2, k->hash, sizeof(k->hash));
+	k->user_id = sqlite3_column_int64(st, 3);
+	col_text(st, 4, k->user, sizeof(k->user));
+	k->reusable = sqlite3_column_int(st, 5) != 0;
+	k->ephemeral = sqlite3_column_int(st, 6) != 0;
+	col_text(st, 7, k->tags, sizeof(k->tags));
+	k->created_at = sqlite3_column_int64(st, 8);
+	k->expires_at = sqlite3_column_int64(st, 9);
+	k->used_count = sqlite3_column_int64(st, 10);
+	k->revoked_at = sqlite3_column_int64(st, 11);
+}
+
+int
+store_preauthkey_insert(struct store *s, struct store_preauthkey *k)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "INSERT INTO preauth_keys(prefix, hash, user_id, reusable, ephemeral, "
+	    "tags, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st)) != 0)
+		goto out;
+	bind_text(st, 1, k->prefix);
+	sqlite3_bind_blob(st, 2, k->hash, sizeof(k->hash), SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 3, k->user_id);
+	sqlite3_bind_int(st, 4, k->reusable);
+	sqlite3_bind_int(st, 5, k->ephemeral);
+	bind_text(st, 6, k->tags[0] ? k->tags : "[]");
+	sqlite3_bind_int64(st, 7, k->created_at);
+	bind_opt_int(st, 8, k->expires_at);
+	if ((r = step_done(s, st, false)) == 0)
+		k->id = sqlite3_last_insert_rowid(s->db);
+out:
+	unlock(s);
+	return r;
+}
+
+static int
+pak_get(struct store *s, const char *where, const char *text, int64_t id,
+	struct store_preauthkey *out)
+{
+	char sql[512];
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	snprintf(sql, sizeof(sql), "SELECT " PAK_COLS PAK_FROM "WHERE %s", where);
+	lock(s);
+	if ((r = prepare(s, sql, &st)) != 0)
+		goto out;
+	if (text != NULL)
+		bind_text(st, 1, text);
+	else
+		sqlite3_bind_int64(st, 1, id);
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_pak(st, out);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_preauthkey_get(struct store *s, const char *prefix, struct store_preauthkey *out)
+{
+	return pak_get(s, "k.prefix = ?", prefix, 0, out);
+}
+
+int
+store_preauthkey_get_id(struct store *s, int64_t id, struct store_preauthkey *out)
+{
+	return pak_get(s, "k.id = ?", NULL, id, out);
+}
+
+int
+store_preauthkey_mark_used(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE preauth_keys SET used_count = used_count + 1 WHERE id = ?",
+	    &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_preauthkey_expire(struct store *s, int64_t id, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE preauth_keys SET revoked_at = COALESCE(revoked_at, ?) "
+	    "WHERE id = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, id);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_preauthkey_list(struct store *s, const char *user, store_preauthkey_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_preauthkey k;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, user ? "SELECT " PAK_COLS PAK_FROM "WHERE u.name = ? ORDER BY k.id"
+	    : "SELECT " PAK_COLS PAK_FROM "ORDER BY k.id", &st)) != 0)
+		goto out;
+	if (user)
+		bind_text(st, 1, user);
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		row_pak(st, &k);
+		r = cb(ctx, &k);
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+/* ---- nodes ---- */
+
+#define NODE_COLS "n.id, n.machine_key, n.node_key, n.disco_key, n.hostname, n.name, " \
+	"n.user_id, u.name, n.tags, n.ipv4, n.ipv6, n.ephemeral, n.preauth_key_id, " \
+	"n.created_at, n.last_seen, n.expires_at, n.endpoints, n.home_derp"
+#define NODE_FROM " FROM nodes n JOIN users u ON u.id = n.user_id "
+
+static void
+col_addr(sqlite3_stmt *st, int i, struct ip_addr *a)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	memset(a, 0, sizeof(*a));
+	if (t != NULL && addr_parse((const char *)t, a) != 0)
+		memset(a, 0, sizeof(*a));
+}
+
+static void
+row_node(sqlite3_stmt *st, struct store_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->id = sqlite3_column_int64(st, 0);
+	col_blob(st, 1, n->machine_key, KEY_LEN);
+	col_blob(st, 2, n->node_key, KEY_LEN);
+	col_blob(st, 3, n->disco_key, KEY_LEN);
+	col_text(st, 4, n->hostname, sizeof(n->hostname));
+	col_text(st, 5, n->name, sizeof(n->name));
+	n->user_id = sqlite3_column_int64(st, 6);
+	col_text(st, 7, n->user, sizeof(n->user));
+	col_text(st, 8, n->tags, sizeof(n->tags));
+	col_addr(st, 9, &n->ipv4);
+	col_addr(st, 10, &n->ipv6);
+	n->ephemeral = sqlite3_column_int(st, 11) != 0;
+	n->preauth_key_id = sqlite3_column_int64(st, 12);
+	n->created_at = sqlite3_column_int64(st, 13);
+	n->last_seen = sqlite3_column_int64(st, 14);
+	n->expires_at = sqlite3_column_int64(st, 15);
+	col_text(st, 16, n->endpoints, sizeof(n->endpoints));
+	n->home_derp = sqlite3_column_int(st, 17);
+}
+
+static void
+bind_addr(sqlite3_stmt *st, int i, const struct ip_addr *a)
+{
+	char buf[ADDR_STR_MAX];
+
+	if (a->family == 0) {
+		sqlite3_bind_null(st, i);
+		return;
+	}
+	addr_fmt(buf, a);
+	bind_text(st, i, buf);
+}
+
+/* Binds columns 1..16 shared by insert and update. */
+static void
+bind_node(sqlite3_stmt *st, const struct store_node *n)
+{
+	sqlite3_bind_blob(st, 1, n->machine_key, KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 2, n->node_key, KEY_LEN, SQLITE_TRANSIENT);
+	sqlite3_bind_blob(st, 3, n->disco_key, KEY_LEN, SQLITE_TRANSIENT);
+	bind_text(st, 4, n->hostname);
+	bind_text(st, 5, n->name);
+	sqlite3_bind_int64(st, 6, n->user_id);
+	bind_text(st, 7, n->tags[0] ? n->tags : "[]");
+	bind_addr(st, 8, &n->ipv4);
+	bind_addr(st, 9, &n->ipv6);
+	sqlite3_bind_int(st, 10, n->ephemeral);
+	bind_opt_int(st, 11, n->preauth_key_id);
+	sqlite3_bind_int64(st, 12, n->created_at);
+	bind_opt_int(st, 13, n->last_seen);
+	bind_opt_int(st, 14, n->expires_at);
+	bind_text(st, 15, n->endpoints[0] ? n->endpoints : "[]");
+	sqlite3_bind_int(st, 16, n->home_derp);
+}
+
+int
+store_node_insert(struct store *s, struct store_node *n)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "INSERT INTO nodes(machine_key, node_key, disco_key, hostname, name, "
+	    "user_id, tags, ipv4, ipv6, ephemeral, preauth_key_id, created_at, last_seen, "
+	    "expires_at, endpoints, home_derp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st)) != 0)
+		goto out;
+	bind_node(st, n);
+	if ((r = step_done(s, st, false)) == 0)
+		n->id = sqlite3_last_insert_rowid(s->db);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_update(struct store *s, const struct store_node *n)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE nodes SET machine_key=?, node_key=?, disco_key=?, hostname=?, "
+	    "name=?, user_id=?, tags=?, ipv4=?, ipv6=?, ephemeral=?, preauth_key_id=?, "
+	    "created_at=?, last_seen=?, expires_at=?, endpoints=?, home_derp=? WHERE id = ?",
+	    &st)) != 0)
+		goto out;
+	bind_node(st, n);
+	sqlite3_bind_int64(st, 17, n->id);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
+static int
+node_get_where(struct store *s, const char *where, const void *blob, int64_t id,
+	       struct store_node *out)
+{
+	char sql[768];
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	snprintf(sql, sizeof(sql), "SELECT " NODE_COLS NODE_FROM "WHERE %s", where);
+	lock(s);
+	if ((r = prepare(s, sql, &st)) != 0)
+		goto out;
+	if (blob != NULL)
+		sqlite3_bind_blob(st, 1, blob, KEY_LEN, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_int64(st, 1, id);
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_node(st, out);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_get(struct store *s, int64_t id, struct store_node *out)
+{
+	return node_get_where(s, "n.id = ?", NULL, id, out);
+}
+
+int
+store_node_get_by_machine(struct store *s, const uint8_t mkey[static KEY_LEN],
+			  struct store_node *out)
+{
+	return node_get_where(s, "n.machine_key = ?", mkey, 0, out);
+}
+
+int
+store_node_delete(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "DELETE FROM nodes WHERE id = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_name_taken(struct store *s, const char *name, int64_t except_id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT 1 FROM nodes WHERE name = ? AND id != ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, name);
+	sqlite3_bind_int64(st, 2, except_id);
+	r = sqlite3_step(st) == SQLITE_ROW ? 1 : 0;
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_set_last_seen(struct store *s, int64_t id, int64_t when)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE nodes SET last_seen = ? WHERE id = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, when);
+	sqlite3_bind_int64(st, 2, id);
+	r = step_done(s, st, false);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_list(struct store *s, store_node_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_node n;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT " NODE_COLS NODE_FROM "ORDER BY n.id", &st)) != 0)
+		goto out;
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		row_node(st, &n);
+		r = cb(ctx, &n);
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+/* ---- policies ---- */
+
+int
+store_policy_insert(struct store *s, struct store_policy *p)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "INSERT INTO policies(text, etag, created_at, created_by) "
+	    "VALUES (?, ?, ?, ?)", &st)) != 0)
+		goto out;
+	bind_text(st, 1, p->text);
+	bind_text(st, 2, p->etag);
+	sqlite3_bind_int64(st, 3, p->created_at);
+	bind_text(st, 4, p->created_by);
+	if ((r = step_done(s, st, false)) == 0)
+		p->id = sqlite3_last_insert_rowid(s->db);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_policy_latest(struct store *s, struct store_policy *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	lock(s);
+	if ((r = prepare(s, "SELECT id, text, etag, created_at, created_by FROM policies "
+	    "ORDER BY id DESC LIMIT 1", &st)) != 0)
+		goto out;
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 1);
+
+		out->id = sqlite3_column_int64(st, 0);
+		out->text = strdup(t ? t : "");
+		col_text(st, 2, out->etag, sizeof(out->etag));
+		out->created_at = sqlite3_column_int64(st, 3);
+		col_text(st, 4, out->created_by, sizeof(out->created_by));
+		r = out->text ? 0 : ERR_NOMEM;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_policy_history(struct store *s, store_policy_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_policy p;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT id, etag, created_at, created_by FROM policies "
+	    "ORDER BY id DESC", &st)) != 0)
+		goto out;
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		memset(&p, 0, sizeof(p));
+		p.id = sqlite3_column_int64(st, 0);
+		col_text(st, 1, p.etag, sizeof(p.etag));
+		p.created_at = sqlite3_column_int64(st, 2);
+		col_text(st, 3, p.created_by, sizeof(p.created_by));
+		r = cb(ctx, &p);
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+void
+store_policy_cleanup(struct store_policy *p)
+{
+	free(p->text);
+	p->text = NULL;
+}
+
+int
+store_backup(struct store *s, const char *dest_path)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b;
+	int r = ERR_IO;
+
+	if (sqlite3_open(dest_path, &dst) != SQLITE_OK)
+		goto out;
+	lock(s);
+	b = sqlite3_backup_init(dst, "main", s->db, "main");
+	if (b != NULL) {
+		if (sqlite3_backup_step(b, -1) == SQLITE_DONE)
+			r = 0;
+		sqlite3_backup_finish(b);
+	}
+	unlock(s);
+out:
+	sqlite3_close(dst);
+	return r;
+}

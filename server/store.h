@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The store: every byte of SQL in the server lives behind this header, so a
+ * PostgreSQL backend can follow by implementing it again. The SQLite backend
+ * runs in WAL mode with foreign keys and a busy timeout; migrations embedded
+ * in the binary are applied in order at open, and a database newer than the
+ * binary is refused.
+ *
+ * Threads: one connection guarded by one mutex. A change is made between
+ * store_tx_begin() and store_tx_commit()/store_tx_rollback(), which hold the
+ * lock; single-call functions outside a transaction take it themselves.
+ */
+#ifndef WM_STORE_H
+#define WM_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/addr.h"
+#include "common/err.h"
+#include "common/keys.h"
+
+enum {
+	STORE_NAME_MAX = 64,	/* user and node names, DNS label length + 1 */
+	STORE_PREFIX_MAX = 16,	/* secret lookup prefix */
+	STORE_HASH_LEN = 32,	/* SHA-256 of a secret */
+	STORE_TAGS_MAX = 512,	/* JSON array text */
+	STORE_ENDPOINTS_MAX = 1024,
+};
+
+struct store;
+
+struct store_user {
+	int64_t id;
+	char name[STORE_NAME_MAX];
+	int64_t created_at;
+};
+
+struct store_apikey {
+	int64_t id;
+	char prefix[STORE_PREFIX_MAX];
+	uint8_t hash[STORE_HASH_LEN];
+	int64_t created_at;
+	int64_t expires_at;	/* 0: never */
+	int64_t revoked_at;	/* 0: not revoked */
+	int64_t last_used_at;
+};
+
+struct store_preauthkey {
+	int64_t id;
+	char prefix[STORE_PREFIX_MAX];
+	uint8_t hash[STORE_HASH_LEN];
+	int64_t user_id;
+	char user[STORE_NAME_MAX];
+	bool reusable;
+	bool ephemeral;
+	char tags[STORE_TAGS_MAX];	/* JSON array */
+	int64_t created_at;
+	int64_t expires_at;
+	int64_t used_count;
+	int64_t revoked_at;
+};
+
+struct store_node {
+	int64_t id;
+	uint8_t machine_key[KEY_LEN];
+	uint8_t node_key[KEY_LEN];
+	uint8_t disco_key[KEY_LEN];
+	char hostname[STORE_NAME_MAX];
+	char name[STORE_NAME_MAX];
+	int64_t user_id;
+	char user[STORE_NAME_MAX];
+	char tags[STORE_TAGS_MAX];
+	struct ip_addr ipv4;	/* family 0 when none */
+	struct ip_addr ipv6;
+	bool ephemeral;
+	int64_t preauth_key_id;
+	int64_t created_at;
+	int64_t last_seen;
+	int64_t expires_at;	/* 0: never */
+	char endpoints[STORE_ENDPOINTS_MAX];	/* JSON array of "ip:port" */
+	int home_derp;
+};
+
+struct store_policy {
+	int64_t id;
+	char *text;		/* owned; free with store_policy_cleanup() */
+	char etag[48];
+	int64_t created_at;
+	char created_by[STORE_NAME_MAX];
+};
+
+/* Opens (creating if needed) the database at `path` and migrates it.
+ * ERR_SCHEMA when the database is newer than this binary. */
+int store_open(const char *path, struct store **out) WM_MUST_CHECK;
+void store_close(struct store *s);
+/* The highest migration applied. */
+int store_schema_version(struct store *s);
+/* Runs PRAGMA integrity_check; 0 when it says "ok". */
+int store_integrity_check(struct store *s) WM_MUST_CHECK;
+
+int store_tx_begin(struct store *s) WM_MUST_CHECK;
+int store_tx_commit(struct store *s) WM_MUST_CHECK;
+void store_tx_rollback(struct store *s);
+
+/* Users. ERR_EXISTS on a duplicate name, ERR_NOT_FOUND, ERR_PRECONDITION
+ * when deleting a user who still owns nodes. */
+int store_user_create(struct store *s, const char *name, struct store_user *out) WM_MUST_CHECK;
+int store_user_get(struct store *s, const char *name, struct store_user *out) WM_MUST_CHECK;
+int store_user_delete(struct store *s, const char *name) WM_MUST_CHECK;
+typedef int (*store_user_cb)(void *ctx, const struct store_user *u);
+int store_user_list(struct store *s, store_user_cb cb, void *ctx) WM_MUST_CHECK;
+
+/* API keys. */
+int store_apikey_insert(struct store *s, struct store_apikey *k) WM_MUST_CHECK;
+int store_apikey_get(struct store *s, const char *prefix, struct store_apikey *out) WM_MUST_CHECK;
+int store_apikey_expire(struct store *s, const char *prefix, int64_t now) WM_MUST_CHECK;
+int store_apikey_touch(struct store *s, int64_t id, int64_t now) WM_MUST_CHECK;
+typedef int (*store_apikey_cb)(void *ctx, const struct store_apikey *k);
+int store_apikey_list(struct store *s, store_apikey_cb cb, void *ctx) WM_MUST_CHECK;
+
+/* Pre-auth keys (inside a transaction for use/consume). */
+int store_preauthkey_insert(struct store *s, struct store_preauthkey *k) WM_MUST_CHECK;
+int store_preauthkey_get(struct store *s, const char *prefix, struct store_preauthkey *out) WM_MUST_CHECK;
+int store_preauthkey_get_id(struct store *s, int64_t id, struct store_preauthkey *out) WM_MUST_CHECK;
+int store_preauthkey_mark_used(struct store *s, int64_t id) WM_MUST_CHECK;
+int store_preauthkey_expire(struct store *s, int64_t id, int64_t now) WM_MUST_CHECK;
+typedef int (*store_preauthkey_cb)(void *ctx, const struct store_preauthkey *k);
+/* user NULL: every user's keys. */
+int store_preauthkey_list(struct store *s, const char *user, store_preauthkey_cb cb, void *ctx) WM_MUST_CHECK;
+
+/* Nodes. */
+int store_node_insert(struct store *s, struct store_node *n) WM_MUST_CHECK;	/* sets n->id */
+/* Rewrites every mutable column of the node with n->id. */
+int store_node_update(struct store *s, const struct store_node *n) WM_MUST_CHECK;
+int store_node_get(struct store *s, int64_t id, struct store_node *out) WM_MUST_CHECK;
+int store_node_get_by_machine(struct store *s, const uint8_t mkey[static KEY_LEN],
+			      struct store_node *out) WM_MUST_CHECK;
+int store_node_delete(struct store *s, int64_t id) WM_MUST_CHECK;
+int store_node_name_taken(struct store *s, const char *name, int64_t except_id) WM_MUST_CHECK;
+int store_node_set_last_seen(struct store *s, int64_t id, int64_t when) WM_MUST_CHECK;
+typedef int (*store_node_cb)(void *ctx, const struct store_node *n);
+int store_node_list(struct store *s, store_node_cb cb, void *ctx) WM_MUST_CHECK;
+
+/* Policy versions: the newest is the active one. */
+int store_policy_insert(struct store *s, struct store_policy *p) WM_MUST_CHECK;
+/* ERR_NOT_FOUND when no policy has ever been set. */
+int store_policy_latest(struct store *s, struct store_policy *out) WM_MUST_CHECK;
+typedef int (*store_policy_cb)(void *ctx, const struct store_policy *p);
+/* Newest first, without the text. */
+int store_policy_history(struct store *s, store_policy_cb cb, void *ctx) WM_MUST_CHECK;
+void store_policy_cleanup(struct store_policy *p);
+
+/* Online backup of the whole database into `dest_path`. */
+int store_backup(struct store *s, const char *dest_path) WM_MUST_CHECK;
+
+#endif

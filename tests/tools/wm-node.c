@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: MIT
+/*
+ * wm-node: a minimal node that speaks the control protocol, for tests and
+ * for people writing their own agent (it is the reference client of
+ * docs/protocol.md). Keys live in a state file (mode 0600).
+ *
+ *   wm-node --server URL --state FILE register --authkey KEY --hostname NAME
+ *   wm-node --server URL --state FILE map [--since V] [--lines N] [--until-peers N]
+ *   wm-node --server URL --state FILE endpoints 192.0.2.1:41641,... [--home-derp N]
+ *   wm-node --server URL --state FILE logout
+ *   wm-node --state FILE rotate      (new node key, kept in the state file)
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "common/buf.h"
+#include "common/keys.h"
+#include "common/sign.h"
+#include "common/util.h"
+
+struct state {
+	uint8_t mpk[KEY_LEN], msk[ED25519_SK_LEN];
+	uint8_t node_pub[KEY_LEN], node_priv[KEY_LEN];
+	uint8_t disco_pub[KEY_LEN];
+};
+
+static const char *server_url, *state_path;
+static long max_lines = -1, until_peers = -1;
+static int64_t ts_offset;
+
+static int
+save(const struct state *st)
+{
+	char mk[2 * ED25519_SK_LEN + 1], nk[65], np[65], dk[65];
+	FILE *f;
+	int fd = open(state_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || (f = fdopen(fd, "w")) == NULL)
+		return -1;
+	(void)hex_encode(mk, sizeof(mk), st->msk, ED25519_SK_LEN);
+	(void)hex_encode(nk, sizeof(nk), st->node_priv, KEY_LEN);
+	(void)hex_encode(np, sizeof(np), st->node_pub, KEY_LEN);
+	(void)hex_encode(dk, sizeof(dk), st->disco_pub, KEY_LEN);
+	fprintf(f, "{\"machine_private\":\"%s\",\"node_private\":\"%s\",\"node_public\":\"%s\","
+	    "\"disco_public\":\"%s\"}\n", mk, nk, np, dk);
+	fclose(f);
+	wipe(mk, sizeof(mk));
+	return 0;
+}
+
+static int
+load(struct state *st)
+{
+	json_t *j = json_load_file(state_path, 0, NULL);
+	const char *mk, *nk, *np, *dk;
+
+	if (j == NULL) {
+		/* First use: make keys. */
+		sign_keypair(st->mpk, st->msk);
+		crypto_box_keypair(st->node_pub, st->node_priv);
+		random_bytes(st->disco_pub, KEY_LEN);
+		return save(st);
+	}
+	mk = json_string_value(json_object_get(j, "machine_private"));
+	nk = json_string_value(json_object_get(j, "node_private"));
+	np = json_string_value(json_object_get(j, "node_public"));
+	dk = json_string_value(json_object_get(j, "disco_public"));
+	if (!mk || !nk || !np || !dk || hex_decode(st->msk, ED25519_SK_LEN, mk, strlen(mk)) ||
+	    hex_decode(st->node_priv, KEY_LEN, nk, strlen(nk)) ||
+	    hex_decode(st->node_pub, KEY_LEN, np, strlen(np)) ||
+	    hex_decode(st->disco_pub, KEY_LEN, dk, strlen(dk))) {
+		json_decref(j);
+		return -1;
+	}
+	crypto_sign_ed25519_sk_to_pk(st->mpk, st->msk);
+	json_decref(j);
+	return 0;
+}
+
+struct sink {
+	struct buf line;
+	long lines;
+	int done;
+};
+
+static size_t
+on_data(char *p, size_t sz, size_t n, void *ctx)
+{
+	struct sink *s = ctx;
+
+	for (size_t i = 0; i < sz * n; i++) {
+		if (p[i] != '\n') {
+			if (buf_append(&s->line, p + i, 1) != 0)
+				return 0;
+			continue;
+		}
+		fwrite(s->line.data, 1, s->line.len, stdout);
+		fputc('\n', stdout);
+		fflush(stdout);
+		if (until_peers >= 0) {
+			json_t *j = json_loadb((const char *)s->line.data, s->line.len, 0, NULL);
+			json_t *peers = json_object_get(j, "peers");
+
+			if (json_is_array(peers) && (long)json_array_size(peers) >= until_peers)
+				s->done = 1;
+			json_decref(j);
+		}
+		buf_reset(&s->line);
+		if (++s->lines == max_lines)
+			s->done = 1;
+		if (s->done)
+			return 0;	/* ends the transfer */
+	}
+	return sz * n;
+}
+
+static int
+post(const struct state *st, const char *path, const char *body, int stream)
+{
+	char url[1024], mh[128], th[64], sh[256], mk[KEY_STR_MAX], sig[SIGN_HEX_LEN + 1];
+	struct curl_slist *h = NULL;
+	struct sink sink;
+	int64_t ts = time_now_s() + ts_offset;
+	long status = 0;
+	CURLcode cr;
+	CURL *c = curl_easy_init();
+
+	if (sign_request(st->msk, "POST", path, ts, body, strlen(body), sig) != 0)
+		return 1;
+	key_fmt(mk, "mkey:", st->mpk);
+	snprintf(url, sizeof(url), "%s%s", server_url, path);
+	snprintf(mh, sizeof(mh), SIGN_HDR_MACHINE ": %s", mk);
+	snprintf(th, sizeof(th), SIGN_HDR_TIMESTAMP ": %" PRId64, ts);
+	snprintf(sh, sizeof(sh), SIGN_HDR_SIGNATURE ": %s", sig);
+	h = curl_slist_append(h, mh);
+	h = curl_slist_append(h, th);
+	h = curl_slist_append(h, sh);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	memset(&sink, 0, sizeof(sink));
+	buf_init(&sink.line, 64 << 20);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+	if (getenv("SSL_CERT_FILE"))
+		curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
+	if (!stream)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	cr = curl_easy_perform(c);
+	if (sink.line.len > 0) {	/* an answer without a final newline */
+		fwrite(sink.line.data, 1, sink.line.len, stdout);
+		fputc('\n', stdout);
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	buf_cleanup(&sink.line);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	if (cr != CURLE_OK && !(cr == CURLE_WRITE_ERROR && sink.done)) {
+		fprintf(stderr, "wm-node: %s: %s\n", path, curl_easy_strerror(cr));
+		return 1;
+	}
+	if (status >= 400) {
+		fprintf(stderr, "wm-node: %s: HTTP %ld\n", path, status);
+		return 3;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "server", required_argument, NULL, 's' },
+		{ "state", required_argument, NULL, 'S' },
+		{ "authkey", required_argument, NULL, 'a' },
+		{ "hostname", required_argument, NULL, 'H' },
+		{ "since", required_argument, NULL, 'v' },
+		{ "lines", required_argument, NULL, 'n' },
+		{ "until-peers", required_argument, NULL, 'p' },
+		{ "home-derp", required_argument, NULL, 'd' },
+		{ "clock-offset", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *authkey = NULL, *hostname = "node", *since = "0", *home = NULL;
+	char nk[KEY_STR_MAX], dk[KEY_STR_MAX];
+	struct state st;
+	json_t *body = NULL;
+	char *text;
+	int ch, rc;
+
+	if (sodium_init() < 0)
+		return 1;
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's': server_url = optarg; break;
+		case 'S': state_path = optarg; break;
+		case 'a': authkey = optarg; break;
+		case 'H': hostname = optarg; break;
+		case 'v': since = optarg; break;
+		case 'n': max_lines = atol(optarg); break;
+		case 'p': until_peers = atol(optarg); break;
+		case 'd': home = optarg; break;
+		case 'o': ts_offset = atoll(optarg); break;
+		default: return 2;
+		}
+	}
+	if (state_path == NULL || optind >= argc) {
+		fprintf(stderr, "usage: wm-node --server URL --state FILE "
+		    "register|map|endpoints|logout|rotate ...\n");
+		return 2;
+	}
+	if (load(&st) != 0) {
+		fprintf(stderr, "wm-node: bad state file %s\n", state_path);
+		return 1;
+	}
+	if (strcmp(argv[optind], "rotate") == 0) {
+		crypto_box_keypair(st.node_pub, st.node_priv);
+		return save(&st) == 0 ? 0 : 1;
+	}
+	if (server_url == NULL) {
+		fprintf(stderr, "wm-node: --server is required\n");
+		return 2;
+	}
+	key_fmt(nk, "nodekey:", st.node_pub);
+	key_fmt(dk, "discokey:", st.disco_pub);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (strcmp(argv[optind], "register") == 0) {
+		body = json_pack("{s:s, s:s, s:s}", "node_key", nk, "disco_key", dk,
+		    "hostname", hostname);
+		if (authkey)
+			json_object_set_new(body, "auth_key", json_string(authkey));
+	} else if (strcmp(argv[optind], "map") == 0) {
+		body = json_pack("{s:I}", "version", (json_int_t)strtoull(since, NULL, 10));
+	} else if (strcmp(argv[optind], "endpoints") == 0 && optind + 1 < argc) {
+		json_t *a = json_array();
+		char *copy = strdup(argv[optind + 1]), *save_p = NULL;
+
+		for (char *t = strtok_r(copy, ",", &save_p); t; t = strtok_r(NULL, ",", &save_p))
+			json_array_append_new(a, json_string(t));
+		free(copy);
+		body = json_pack("{s:o}", "endpoints", a);
+		if (home)
+			json_object_set_new(body, "home_derp", json_integer(atoi(home)));
+	} else if (strcmp(argv[optind], "logout") == 0) {
+		body = json_object();
+	} else {
+		fprintf(stderr, "wm-node: unknown command %s\n", argv[optind]);
+		return 2;
+	}
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rc = post(&st, strcmp(argv[optind], "map") == 0 ? "/machine/map" :
+	    strcmp(argv[optind], "register") == 0 ? "/machine/register" :
+	    strcmp(argv[optind], "endpoints") == 0 ? "/machine/endpoints" : "/machine/logout",
+	    text, strcmp(argv[optind], "map") == 0);
+	free(text);
+	curl_global_cleanup();
+	return rc;
+}
