@@ -1,0 +1,19 @@
+# client-agent/: the node agent's parts. Each part keeps its own variables;
+# the userspace WireGuard engine uses the WG_ prefix.
+#
+# WireGuard engine library (embedded by the agent) and the standalone
+# wiremesh-wg (drop-in for wireguard-go).
+WG_SRCS := $(wildcard client-agent/wg/*.c)
+WG_OBJS := $(WG_SRCS:%.c=$(BUILD)/%.o)
+WG_LIB  := $(BUILD)/libwg.a
+$(WG_LIB): $(WG_OBJS)
+LIBS += $(WG_LIB)
+
+$(BIN)/wiremesh-wg: $(BUILD)/client-agent/wiremesh-wg.o $(WG_LIB) $(COMMON_LIB)
+BINARIES += $(BIN)/wiremesh-wg
+
+# Throughput and latency through tunnels between two namespaces (root).
+bench-wg: $(BIN)/wiremesh-wg
+	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/bench/wg/bench-wg.sh
+
+.PHONY: bench-wg
