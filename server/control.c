@@ -37,14 +37,15 @@ verify(struct server *s, struct http_request *req, uint8_t mkey[static KEY_LEN],
 	const char *mk = http_header(req, SIGN_HDR_MACHINE);
 	const char *ts = http_header(req, SIGN_HDR_TIMESTAMP);
 	const char *sig = http_header(req, SIGN_HDR_SIGNATURE);
+	const char *nonce = http_header(req, SIGN_HDR_NONCE);
 	int64_t t, now = time_now_s();
 	uint8_t sigbin[ED25519_SIG_LEN];
 	char *end;
 	int r;
 
-	if (mk == NULL || ts == NULL || sig == NULL) {
-		snprintf(why, whylen, "request must be signed: %s, %s and %s headers are required",
-		    SIGN_HDR_MACHINE, SIGN_HDR_TIMESTAMP, SIGN_HDR_SIGNATURE);
+	if (mk == NULL || ts == NULL || sig == NULL || nonce == NULL) {
+		snprintf(why, whylen, "request must be signed: %s, %s, %s and %s headers are required",
+		    SIGN_HDR_MACHINE, SIGN_HDR_TIMESTAMP, SIGN_HDR_NONCE, SIGN_HDR_SIGNATURE);
 		return ERR_UNAUTHORIZED;
 	}
 	if (key_parse(mk, "mkey:", mkey) != 0) {
@@ -61,7 +62,7 @@ verify(struct server *s, struct http_request *req, uint8_t mkey[static KEY_LEN],
 		    "(at most %" PRId64 "s allowed)", t - now, s->cfg.sign_skew_s);
 		return ERR_STALE;
 	}
-	r = sign_verify(mkey, req->method, req->path, t, req->body.data, req->body.len, sig);
+	r = sign_verify(mkey, req->method, req->path, t, nonce, req->body.data, req->body.len, sig);
 	if (r != 0) {
 		atomic_fetch_add(&s->metrics.bad_signatures, 1);
 		if (log_ratelimit_ok(&rl_sig, 10, 5))

@@ -9,6 +9,7 @@
  *   wm-node --server URL --state FILE endpoints 192.0.2.1:41641,... [--home-derp N]
  *   wm-node --server URL --state FILE logout
  *   wm-node --state FILE rotate      (new node key, kept in the state file)
+ *   wm-node --state FILE sign PATH BODY   prints the three signature headers
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -127,7 +128,8 @@ on_data(char *p, size_t sz, size_t n, void *ctx)
 static int
 post(const struct state *st, const char *path, const char *body, int stream)
 {
-	char url[1024], mh[128], th[64], sh[256], mk[KEY_STR_MAX], sig[SIGN_HEX_LEN + 1];
+	char url[1024], mh[128], th[64], sh[256], nh[64], mk[KEY_STR_MAX], sig[SIGN_HEX_LEN + 1];
+	char nonce[SIGN_NONCE_LEN + 1];
 	struct curl_slist *h = NULL;
 	struct sink sink;
 	int64_t ts = time_now_s() + ts_offset;
@@ -135,13 +137,16 @@ post(const struct state *st, const char *path, const char *body, int stream)
 	CURLcode cr;
 	CURL *c = curl_easy_init();
 
-	if (sign_request(st->msk, "POST", path, ts, body, strlen(body), sig) != 0)
+	sign_nonce(nonce);
+	if (sign_request(st->msk, "POST", path, ts, nonce, body, strlen(body), sig) != 0)
 		return 1;
 	key_fmt(mk, "mkey:", st->mpk);
 	snprintf(url, sizeof(url), "%s%s", server_url, path);
 	snprintf(mh, sizeof(mh), SIGN_HDR_MACHINE ": %s", mk);
 	snprintf(th, sizeof(th), SIGN_HDR_TIMESTAMP ": %" PRId64, ts);
 	snprintf(sh, sizeof(sh), SIGN_HDR_SIGNATURE ": %s", sig);
+	snprintf(nh, sizeof(nh), SIGN_HDR_NONCE ": %s", nonce);
+	h = curl_slist_append(h, nh);
 	h = curl_slist_append(h, mh);
 	h = curl_slist_append(h, th);
 	h = curl_slist_append(h, sh);
@@ -227,6 +232,19 @@ main(int argc, char **argv)
 	if (strcmp(argv[optind], "rotate") == 0) {
 		crypto_box_keypair(st.node_pub, st.node_priv);
 		return save(&st) == 0 ? 0 : 1;
+	}
+	if (strcmp(argv[optind], "sign") == 0 && optind + 2 < argc) {
+		char sig[SIGN_HEX_LEN + 1], mk[KEY_STR_MAX], nonce[SIGN_NONCE_LEN + 1];
+		int64_t ts = time_now_s() + ts_offset;
+		const char *b = argv[optind + 2];
+
+		sign_nonce(nonce);
+		if (sign_request(st.msk, "POST", argv[optind + 1], ts, nonce, b, strlen(b), sig) != 0)
+			return 1;
+		key_fmt(mk, "mkey:", st.mpk);
+		printf(SIGN_HDR_MACHINE ": %s\n" SIGN_HDR_TIMESTAMP ": %" PRId64 "\n"
+		    SIGN_HDR_NONCE ": %s\n" SIGN_HDR_SIGNATURE ": %s\n", mk, ts, nonce, sig);
+		return 0;
 	}
 	if (server_url == NULL) {
 		fprintf(stderr, "wm-node: --server is required\n");
