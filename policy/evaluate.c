@@ -434,7 +434,8 @@ policy_explain(const struct policy *p, const char *src, const char *dst_port,
 {
 	struct principal *srcs = NULL, *dsts = NULL;
 	size_t nsrc = 0, ndst = 0, i, j, k, m;
-	char *host = NULL, why[160], text[96];
+	char *host = NULL, why[160], text[96], pbuf[16];
+	const char *pname;
 	uint8_t proto = 6;
 	uint16_t port;
 	struct verdict v;
@@ -443,6 +444,16 @@ policy_explain(const struct policy *p, const char *src, const char *dst_port,
 	if (proto_s != NULL && policy_proto_parse(proto_s, &proto) != 0) {
 		say(out, "unknown protocol \"%.32s\"\n", proto_s);
 		return ERR_INVALID;
+	}
+	if (proto == 6)
+		pname = "tcp";
+	else if (proto == 17)
+		pname = "udp";
+	else if (proto == 1)
+		pname = "icmp";
+	else {
+		snprintf(pbuf, sizeof(pbuf), "proto %u", proto);
+		pname = pbuf;
 	}
 	if (p == NULL) {
 		say(out, "accept: no policy is loaded, everything is allowed\n");
@@ -461,15 +472,15 @@ policy_explain(const struct policy *p, const char *src, const char *dst_port,
 		for (j = 0; j < ndst && verdict; j++) {
 			if (!decide(p, &srcs[i], &dsts[j], proto, port, &v)) {
 				verdict = 0;
-				say(out, "deny: %s -> %s proto %u: no rule accepts it%s%s\n",
-				    src, dst_port, proto, nsrc > 1 ? " for " : "",
+				say(out, "deny: %s -> %s (%s): no rule accepts it%s%s\n",
+				    src, dst_port, pname, nsrc > 1 ? " for " : "",
 				    nsrc > 1 && srcs[i].user ? srcs[i].user : "");
 			}
 		}
 	}
 	if (verdict) {
 		(void)decide(p, &srcs[0], &dsts[0], proto, port, &v);
-		say(out, "accept: %s -> %s proto %u\n", src, dst_port, proto);
+		say(out, "accept: %s -> %s (%s)\n", src, dst_port, pname);
 		for (k = 0; k < v.nlines; k++) {
 			const struct rule *ru = &p->rules[v.rules[k]];
 
@@ -482,10 +493,16 @@ policy_explain(const struct policy *p, const char *src, const char *dst_port,
 			}
 			say(out, ", dst");
 			for (m = 0; m < ru->ndst; m++) {
-				if (!sel_match(p, &ru->dst[m].sel, &dsts[0], &srcs[0]))
+				const struct dst *dd = &ru->dst[m];
+				size_t q;
+				bool in = false;
+
+				for (q = 0; q < dd->nports && !in; q++)
+					in = port >= dd->ports[q].first && port <= dd->ports[q].last;
+				if (!in || !sel_match(p, &dd->sel, &dsts[0], &srcs[0]))
 					continue;
-				sel_text(p, &ru->dst[m].sel, text, sizeof(text));
-				say(out, " %s", text);
+				sel_text(p, &dd->sel, text, sizeof(text));
+				say(out, " %s:%u", text, port);
 			}
 			say(out, "\n");
 		}

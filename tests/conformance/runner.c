@@ -159,7 +159,8 @@ normalise(json_t *filter)
 			}
 		}
 	}
-	qsort(s.v, s.n, sizeof(*s.v), tuple_cmp);
+	if (s.n > 1)
+		qsort(s.v, s.n, sizeof(*s.v), tuple_cmp);
 	for (i = 0; i < s.n;) {
 		char line[8192];
 		size_t ll;
