@@ -623,7 +623,8 @@ static int session(struct derp_client *c, uint8_t *extra, size_t extra_len)
 	c->rlen = 0;
 	if (extra_len > c->rcap)
 		return ERR_PROTOCOL;
-	memcpy(c->rbuf, extra, extra_len);
+	if (extra_len)
+		memcpy(c->rbuf, extra, extra_len);
 	c->rlen = extra_len;
 	c->last_rx_ms = c->last_tx_ms = time_mono_ms();
 	atomic_store(&c->preferred_dirty, true);
