@@ -15,8 +15,8 @@ $(BUILD)/policy-cli: $(BUILD)/policy/tools/policy_cli_driver.o $(POLICY_LIB) $(C
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 
-# Conformance with Tailscale's control plane (cases in ../shared/conformance).
-WM_CONFORMANCE_DIR ?= ../shared/conformance/tailscale-saas
+# Conformance with Tailscale's control plane (cases captured from it, kept in tests/conformance/tailscale-saas).
+WM_CONFORMANCE_DIR ?= tests/conformance/tailscale-saas
 $(BUILD)/policy-conformance: $(BUILD)/tests/conformance/runner.o $(POLICY_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")

@@ -80,7 +80,7 @@ http_add_header(struct http_response *resp, const char *name, const char *value)
 	return 0;
 }
 
-static void
+static void __attribute__((format(printf, 4, 0)))
 vproblem(struct http_response *resp, int status, const char *title, const char *fmt, va_list ap)
 {
 	char detail[1024];

@@ -9,7 +9,7 @@ case "$WM_BIN" in
 *build/san/bin) build=$WM_TOP/build/san ;;
 *) build=$WM_TOP/build/release ;;
 esac
-dir=${WM_CONFORMANCE_DIR:-$WM_TOP/../shared/conformance/tailscale-saas}
+dir=${WM_CONFORMANCE_DIR:-$WM_TOP/tests/conformance/tailscale-saas}
 if [ ! -d "$dir/acl" ]; then
 	echo "conformance corpus not found at $dir (set WM_CONFORMANCE_DIR)"
 	exit 77
