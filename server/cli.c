@@ -54,6 +54,10 @@ cli_usage(void)
 "        | tag ID tag:a,tag:b\n"
 "  policy get | set -f FILE | history | check FILE | explain [--file F] SRC DST:PORT [--proto P]\n"
 "\n"
+"Local (read the database file, no server needed):\n"
+"  backup [--config FILE] [--db PATH] --out FILE     online copy, safe while serving\n"
+"  restore [--config FILE] [--db PATH] --from FILE   replace the database (server stopped)\n"
+"\n"
 "  version                                      prints the version\n"
 "Durations: 90s, 30m, 24h, 7d, or \"never\". Keys are printed once, alone on stdout.\n",
 	    stdout);

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "common/log.h"
+#include "server/backup.h"
 #include "server/cli.h"
 #include "server/server.h"
 
@@ -122,5 +123,7 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return serve(argc - 1, argv + 1);
+	if (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "restore") == 0)
+		return backup_main(argc - 1, argv + 1);
 	return cli_main(argc - 1, argv + 1);
 }
