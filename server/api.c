@@ -17,6 +17,7 @@
 #include "server/nodeview.h"
 #include "server/openapi.h"
 #include "server/policy_api.h"
+#include "server/routes.h"
 #include "server/secret.h"
 #include "server/server.h"
 
@@ -424,6 +425,51 @@ add_node(void *ctx, const struct store_node *n)
 	    0 : ERR_NOMEM;
 }
 
+/* GET or POST /api/v1/nodes/{id}/routes: advertised, approved (POST
+ * replaces it) and the routes the node serves to its peers right now. */
+static void
+node_routes(struct server *s, struct http_request *req, struct http_response *resp,
+	    struct store_node *n, json_t *body)
+{
+	struct ip_prefix carried[ROUTES_MAX];
+	char why[256] = "", t[ADDR_STR_MAX];
+	json_t *serving;
+	size_t nc;
+	int r;
+
+	if (strcmp(req->method, "POST") == 0) {
+		if (json_object_get(body, "approved") == NULL) {
+			http_problem(resp, 400, NULL, "field \"approved\" (an array of CIDR prefixes) is required");
+			return;
+		}
+		if (routes_normalize(json_object_get(body, "approved"), "approved",
+		    n->routes_approved, sizeof(n->routes_approved), why, sizeof(why)) != 0) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+		if ((r = server_node_update(s, n)) != 0) {
+			http_problem_err(resp, r, "cannot save the routes of node \"%s\"", n->name);
+			return;
+		}
+		log_info("msg=\"routes approved\" node_id=%" PRId64 " name=%s approved=%s", n->id,
+		    n->name, n->routes_approved);
+	} else if (strcmp(req->method, "GET") != 0) {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+		return;
+	}
+	nc = mapper_node_carried(s->mapper, n->id, carried);
+	serving = json_array();
+	for (size_t i = 0; i < nc; i++) {
+		prefix_fmt(t, &carried[i]);
+		json_array_append_new(serving, json_string(t));
+	}
+	server_reply_json(resp, 200, json_pack("{s:I, s:s, s:o, s:o, s:o}", "id",
+	    (json_int_t)n->id, "name", n->name,
+	    "advertised", json_loads(n->routes_advertised[0] ? n->routes_advertised : "[]", 0, NULL),
+	    "approved", json_loads(n->routes_approved[0] ? n->routes_approved : "[]", 0, NULL),
+	    "serving", serving));
+}
+
 static void
 nodes(struct server *s, struct http_request *req, struct http_response *resp,
       const char *rest, json_t *body)
@@ -468,6 +514,10 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 			online = false;
 		server_reply_json(resp, 200, json_pack("{s:o}", "node",
 		    nodeview_admin(&n, online, time_now_s())));
+		return;
+	}
+	if (strcmp(verb, "routes") == 0) {
+		node_routes(s, req, resp, &n, body);
 		return;
 	}
 	if (*verb == 0 && strcmp(req->method, "DELETE") == 0) {

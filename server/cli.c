@@ -38,8 +38,15 @@ cli_usage(void)
 "  serve [--config FILE] [--listen HOST:PORT] [--db PATH] [--tls-cert FILE --tls-key FILE]\n"
 "        [--derp-map FILE] [--policy-file FILE] [--log-level LEVEL]\n"
 "        [--node-expiry DUR] [--ephemeral-timeout DUR]\n"
+"        [--derp [--derp-region-id N] [--derp-region-code CODE] [--derp-region-name NAME]\n"
+"         [--derp-hostname HOST] [--derp-port PORT]] [--stun-listen HOST:PORT]\n"
 "        Runs the control server. Without --tls-cert it speaks plain HTTP (loopback or\n"
-"        behind a TLS reverse proxy). Every option can also be set in the HuJSON config\n"
+"        behind a TLS reverse proxy). --derp embeds the DERP relay at /derp on the same\n"
+"        listener (TLS when the server has TLS); it admits only node keys of registered,\n"
+"        unexpired nodes. Without --derp-map the DERP map sent to nodes is this one region\n"
+"        (default 900 \"wiremesh\"; host and port from --derp-hostname/--derp-port, else the\n"
+"        listen address). --stun-listen (e.g. 0.0.0.0:3478; default off) runs a STUN server.\n"
+"        Every option can also be set in the HuJSON config\n"
 "        file or as WIREMESH_<OPTION> in the environment (flags win over the environment,\n"
 "        which wins over the file).\n"
 "\n"
@@ -51,7 +58,7 @@ cli_usage(void)
 "  preauthkeys create --user NAME [--reusable] [--ephemeral] [--expiration DUR]\n"
 "              [--tags tag:a,tag:b] | list [--user NAME] | expire ID\n"
 "  nodes list [--user NAME] | show ID | delete ID | expire ID | rename ID NAME\n"
-"        | tag ID tag:a,tag:b\n"
+"        | tag ID tag:a,tag:b | routes ID | approve-routes ID CIDR,CIDR,... (\"\" for none)\n"
 "  policy get | set -f FILE | history | check FILE | explain [--file F] SRC DST:PORT [--proto P]\n"
 "\n"
 "Local (read the database file, no server needed):\n"
@@ -280,7 +287,7 @@ parse_opts(int argc, char **argv, struct cli *c, struct opts *o)
 }
 
 static json_t *
-tags_array(const char *s)
+list_array(const char *s)
 {
 	json_t *a = json_array();
 	char *copy = strdup(s ? s : ""), *save = NULL, *t;
@@ -429,7 +436,7 @@ cmd_preauthkeys(struct cli *c, int argc, char **argv, struct opts *o)
 		if (check_expiration(o->expiration))
 			return 2;
 		body = json_pack("{s:s, s:b, s:b, s:o}", "user", o->user, "reusable", o->reusable,
-		    "ephemeral", o->ephemeral, "tags", tags_array(o->tags));
+		    "ephemeral", o->ephemeral, "tags", list_array(o->tags));
 		if (o->expiration)
 			json_object_set_new(body, "expiration", json_string(o->expiration));
 		if (call(c, "POST", "/api/v1/preauthkeys", body, &out))
@@ -515,7 +522,7 @@ cmd_nodes(struct cli *c, int argc, char **argv, struct opts *o)
 	}
 	if (id == NULL)
 		return fail("%s", "usage: nodes list | show ID | delete ID | expire ID | "
-		    "rename ID NAME | tag ID tag:a,tag:b");
+		    "rename ID NAME | tag ID tag:a,tag:b | routes ID | approve-routes ID CIDR,...");
 	if (strcmp(verb, "show") == 0) {
 		snprintf(path, sizeof(path), "/api/v1/nodes/%.32s", id);
 		if (call(c, "GET", path, NULL, &out))
@@ -529,10 +536,29 @@ cmd_nodes(struct cli *c, int argc, char **argv, struct opts *o)
 			print_json(out);
 		else
 			printf("node %s deleted\n", id);
+	} else if (strcmp(verb, "routes") == 0 ||
+	    (strcmp(verb, "approve-routes") == 0 && optind + 2 < argc)) {
+		bool approve = strcmp(verb, "approve-routes") == 0;
+
+		snprintf(path, sizeof(path), "/api/v1/nodes/%.32s/routes", id);
+		if (call(c, approve ? "POST" : "GET", path,
+		    approve ? json_pack("{s:o}", "approved", list_array(arg)) : NULL, &out))
+			return 1;
+		if (c->json) {
+			print_json(out);
+		} else {
+			char a[512], b[512], v[512];
+
+			join_tags(json_object_get(out, "advertised"), a, sizeof(a));
+			join_tags(json_object_get(out, "approved"), b, sizeof(b));
+			join_tags(json_object_get(out, "serving"), v, sizeof(v));
+			printf("node %s (%s)\n  advertised: %s\n  approved:   %s\n  serving:    %s\n",
+			    id, jstr(out, "name"), a[0] ? a : "-", b[0] ? b : "-", v[0] ? v : "-");
+		}
 	} else if (strcmp(verb, "expire") == 0 || (strcmp(verb, "rename") == 0 && arg) ||
 	    (strcmp(verb, "tag") == 0 && arg)) {
 		json_t *body = strcmp(verb, "rename") == 0 ? json_pack("{s:s}", "name", arg) :
-		    strcmp(verb, "tag") == 0 ? json_pack("{s:o}", "tags", tags_array(arg)) :
+		    strcmp(verb, "tag") == 0 ? json_pack("{s:o}", "tags", list_array(arg)) :
 		    json_object();
 
 		snprintf(path, sizeof(path), "/api/v1/nodes/%.32s/%s", id,

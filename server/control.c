@@ -21,6 +21,7 @@
 #include "server/mapper.h"
 #include "server/nodeview.h"
 #include "server/policy_api.h"
+#include "server/routes.h"
 #include "server/replay.h"
 #include "server/secret.h"
 #include "server/server.h"
@@ -107,6 +108,8 @@ struct reg {
 	uint8_t node_key[KEY_LEN];
 	uint8_t disco_key[KEY_LEN];
 	char hostname[STORE_NAME_MAX];
+	bool has_routes;
+	char routes[STORE_ROUTES_MAX];
 };
 
 static int
@@ -139,6 +142,10 @@ parse_register(json_t *o, struct reg *rg, char *why, size_t whylen)
 		return ERR_INVALID;
 	}
 	str_copy(rg->hostname, hn, sizeof(rg->hostname));
+	if ((rg->has_routes = json_object_get(o, "advertised_routes") != NULL) &&
+	    (r = routes_normalize(json_object_get(o, "advertised_routes"), "advertised_routes",
+	    rg->routes, sizeof(rg->routes), why, whylen)) != 0)
+		return r;
 	return 0;
 }
 
@@ -236,6 +243,8 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 	memcpy(node.node_key, rg.node_key, KEY_LEN);
 	memcpy(node.disco_key, rg.disco_key, KEY_LEN);
 	str_copy(node.hostname, rg.hostname, sizeof(node.hostname));
+	if (rg.has_routes)
+		str_copy(node.routes_advertised, rg.routes, sizeof(node.routes_advertised));
 	if (rg.auth_key) {
 		node.user_id = k.user_id;
 		str_copy(node.user, k.user, sizeof(node.user));
@@ -245,6 +254,8 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		node.expires_at = s->cfg.node_expiry_s ? now + s->cfg.node_expiry_s : 0;
 	}
 	node.last_seen = now;
+	if (rg.has_routes)
+		(void)policy_state_auto_approve(s, &node);
 	r = existing ? store_node_update(s->store, &node) : store_node_insert(s->store, &node);
 	if (r == ERR_EXISTS) {
 		snprintf(why, sizeof(why), "this node key is already registered to another machine");
@@ -330,11 +341,17 @@ handle_endpoints(struct server *s, struct http_response *resp, const uint8_t mke
 	json_t *eps = json_object_get(body, "endpoints"), *clean, *v;
 	struct store_node n;
 	int64_t derp = 0;
-	char why[256];
+	char why[256], routes[STORE_ROUTES_MAX];
+	json_t *adv = json_object_get(body, "advertised_routes");
 	size_t i;
 	char *text;
 	int r;
 
+	if (adv && routes_normalize(adv, "advertised_routes", routes, sizeof(routes), why,
+	    sizeof(why)) != 0) {
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
 	if (!json_is_array(eps) || json_array_size(eps) > MAX_ENDPOINTS) {
 		http_problem(resp, 400, NULL, "endpoints must be an array of at most %d \"ip:port\" strings",
 		    MAX_ENDPOINTS);
@@ -373,6 +390,10 @@ handle_endpoints(struct server *s, struct http_response *resp, const uint8_t mke
 	free(text);
 	if (json_object_get(body, "home_derp"))
 		n.home_derp = (int)derp;
+	if (adv) {
+		str_copy(n.routes_advertised, routes, sizeof(n.routes_advertised));
+		(void)policy_state_auto_approve(s, &n);
+	}
 	n.last_seen = time_now_s();
 	if ((r = server_node_update(s, &n)) != 0) {
 		http_problem_err(resp, r, "cannot save endpoints");

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "server/mapper.h"
 #include "server/nodeview.h"
+#include "server/routes.h"
 
 /* ---- shared immutable buffers ---- */
 
@@ -83,6 +84,10 @@ struct mstream;
 struct mnode {
 	struct store_node n;
 	struct rbuf *frag;	/* peer JSON of this node, no newline */
+	/* Routes it serves (advertised and approved), and those it carries for
+	 * its peers: its exit routes and the subnets it is primary for. */
+	struct ip_prefix served[ROUTES_MAX], carried[ROUTES_MAX];
+	uint8_t nserved, ncarried;
 	int nstreams;
 	int64_t offline_since_ms;
 	struct mstream *streams;	/* list via s->next_in_node */
@@ -143,6 +148,10 @@ struct mapper {
 
 	struct mapper_policy_ops pol;
 	void *pol_ctx;
+
+	/* The primary router of each subnet prefix some node serves. */
+	struct primary { struct ip_prefix p; int64_t node; } *prim;
+	size_t nprim;
 
 	size_t nstreams;
 	atomic_uint_fast64_t bytes_sent, full_maps, deltas, collapses;
@@ -235,9 +244,9 @@ hdel(struct mapper *m, int64_t id)
 /* ---- helpers ---- */
 
 static struct rbuf *
-make_frag(const struct store_node *n, bool online)
+make_frag(const struct mnode *mn, bool online)
 {
-	json_t *v = nodeview_peer(n, online, time_now_s());
+	json_t *v = nodeview_peer(&mn->n, online, time_now_s(), mn->carried, mn->ncarried);
 	char *t = v ? json_dumps(v, JSON_COMPACT) : NULL;
 	struct rbuf *b = t ? rbuf_new(t, strlen(t)) : NULL;
 
@@ -362,6 +371,140 @@ drop_snap(struct mapper *m)
 	m->snap = NULL;
 }
 
+/* ---- routes ---- */
+
+static bool
+same_prefix(const struct ip_prefix *a, const struct ip_prefix *b)
+{
+	return a->bits == b->bits && addr_equal(&a->addr, &b->addr);
+}
+
+/* Rank of a router as primary for a prefix whose primary was `prev`: an
+ * online primary stays (no flapping), then any online router, then the old
+ * primary while none is online. Lower wins; ties go to the lower id. */
+static int
+primary_rank(const struct mnode *mn, int64_t prev)
+{
+	bool online = mn->nstreams > 0;
+
+	return online ? (mn->n.id == prev ? 0 : 1) : (mn->n.id == prev ? 2 : 3);
+}
+
+/*
+ * Chooses the primary router of every subnet prefix and updates what each
+ * router carries. Routers whose carried routes changed get a fresh fragment
+ * and a peer_changed delta, except `quiet` (the caller sends its own).
+ * Returns true when quiet's carried routes changed. Called with m->lock;
+ * O(nodes) but only run when a router changes.
+ */
+static bool
+recompute_routes(struct mapper *m, int64_t quiet)
+{
+	struct primary *np = NULL;
+	size_t nnp = 0, cap = 0;
+	bool quiet_changed = false;
+
+	/* The distinct subnet prefixes served by anyone. */
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct mnode *mn = m->nodes[i];
+
+		for (size_t k = 0; k < mn->nserved; k++) {
+			const struct ip_prefix *p = &mn->served[k];
+			size_t e;
+
+			if (route_is_exit(p))
+				continue;
+			for (e = 0; e < nnp && !same_prefix(&np[e].p, p); e++)
+				;
+			if (e < nnp)
+				continue;
+			if (nnp == cap) {
+				size_t ncap = cap ? 2 * cap : 16;
+				struct primary *t = realloc(np, ncap * sizeof(*t));
+
+				if (t == NULL) {
+					free(np);
+					return false;
+				}
+				np = t;
+				cap = ncap;
+			}
+			np[nnp].p = *p;
+			np[nnp++].node = 0;
+		}
+	}
+	/* The best router of each. */
+	for (size_t e = 0; e < nnp; e++) {
+		struct mnode *best = NULL;
+		int64_t prev = 0;
+
+		for (size_t j = 0; j < m->nprim; j++)
+			if (same_prefix(&m->prim[j].p, &np[e].p))
+				prev = m->prim[j].node;
+		for (size_t i = 0; i < m->nnodes; i++) {
+			struct mnode *mn = m->nodes[i];
+			bool serves = false;
+
+			for (size_t k = 0; k < mn->nserved && !serves; k++)
+				serves = same_prefix(&mn->served[k], &np[e].p);
+			if (!serves)
+				continue;
+			if (best == NULL || primary_rank(mn, prev) < primary_rank(best, prev) ||
+			    (primary_rank(mn, prev) == primary_rank(best, prev) &&
+			     mn->n.id < best->n.id))
+				best = mn;
+		}
+		np[e].node = best->n.id;
+	}
+	free(m->prim);
+	m->prim = np;
+	m->nprim = nnp;
+
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct mnode *mn = m->nodes[i];
+		struct ip_prefix c[ROUTES_MAX];
+		size_t nc = 0;
+		struct rbuf *frag;
+
+		if (mn->nserved == 0 && mn->ncarried == 0)
+			continue;
+		for (size_t k = 0; k < mn->nserved; k++) {
+			bool carry = route_is_exit(&mn->served[k]);
+
+			for (size_t e = 0; !carry && e < nnp; e++)
+				carry = np[e].node == mn->n.id && same_prefix(&np[e].p, &mn->served[k]);
+			if (carry)
+				c[nc++] = mn->served[k];
+		}
+		if (nc == mn->ncarried && memcmp(c, mn->carried, nc * sizeof(c[0])) == 0)
+			continue;
+		memcpy(mn->carried, c, nc * sizeof(c[0]));
+		mn->ncarried = (uint8_t)nc;
+		if (mn->n.id == quiet) {
+			quiet_changed = true;
+			continue;
+		}
+		if ((frag = make_frag(mn, mn->nstreams > 0)) == NULL)
+			continue;
+		rbuf_put(mn->frag);
+		mn->frag = frag;
+		drop_snap(m);
+		emit(m, "peer_changed", mn->frag->data, mn->frag->len, mn->n.id, false);
+		emit(m, "self", mn->frag->data, mn->frag->len, mn->n.id, true);
+	}
+	return quiet_changed;
+}
+
+/* Refreshes a node's served routes; true when it is or was a router. */
+static bool
+note_routes(struct mnode *mn)
+{
+	bool was = mn->nserved > 0 || mn->ncarried > 0;
+
+	mn->nserved = (uint8_t)routes_served(&mn->n, mn->served);
+	return was || mn->nserved > 0;
+}
+
 /* ---- public ---- */
 
 int
@@ -412,6 +555,7 @@ mapper_free(struct mapper *m)
 	free(m->hvals);
 	free(m->derp_map);
 	free(m->default_filter);
+	free(m->prim);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -436,7 +580,7 @@ insert_node(struct mapper *m, const struct store_node *n, struct mnode **out)
 		return ERR_NOMEM;
 	mn->n = *n;
 	mn->offline_since_ms = time_mono_ms();
-	if ((mn->frag = make_frag(n, false)) == NULL) {
+	if ((mn->frag = make_frag(mn, false)) == NULL) {
 		free(mn);
 		return ERR_NOMEM;
 	}
@@ -453,7 +597,8 @@ mapper_load(struct mapper *m, const struct store_node *n)
 	int r;
 
 	pthread_mutex_lock(&m->lock);
-	r = insert_node(m, n, &mn);
+	if ((r = insert_node(m, n, &mn)) == 0 && note_routes(mn))
+		recompute_routes(m, 0);
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }
@@ -473,9 +618,11 @@ mapper_node_upsert(struct mapper *m, const struct store_node *n)
 		}
 		added = true;
 	} else {
-		if ((frag = make_frag(n, mn->nstreams > 0)) == NULL)
-			goto out;
 		mn->n = *n;
+	}
+	if (note_routes(mn))
+		recompute_routes(m, mn->n.id);
+	if ((frag = make_frag(mn, mn->nstreams > 0)) != NULL) {
 		rbuf_put(mn->frag);
 		mn->frag = frag;
 	}
@@ -494,10 +641,12 @@ mapper_node_remove(struct mapper *m, int64_t id)
 	size_t idx;
 	char payload[32];
 	int n;
+	bool router;
 
 	pthread_mutex_lock(&m->lock);
 	if ((mn = node_find(m, id, &idx)) == NULL)
 		goto out;
+	router = mn->nserved > 0 || mn->ncarried > 0;
 	n = snprintf(payload, sizeof(payload), "%" PRId64, id);
 	/* Tell the peers while the node's visibility is still known. */
 	emit(m, "peer_removed", payload, (size_t)n, id, false);
@@ -522,6 +671,8 @@ mapper_node_remove(struct mapper *m, int64_t id)
 	rbuf_put(mn->frag);
 	free(mn);
 	drop_snap(m);
+	if (router)
+		recompute_routes(m, 0);
 out:
 	pthread_mutex_unlock(&m->lock);
 }
@@ -604,12 +755,47 @@ mapper_node_get(struct mapper *m, int64_t id, struct store_node *out, bool *onli
 	return r;
 }
 
+bool
+mapper_node_key_known(struct mapper *m, const uint8_t node_key[static KEY_LEN], int64_t now_s)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->nnodes; i++) {
+		const struct store_node *n = &m->nodes[i]->n;
+
+		if (memcmp(n->node_key, node_key, KEY_LEN) == 0) {
+			ok = n->expires_at == 0 || n->expires_at > now_s;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+size_t
+mapper_node_carried(struct mapper *m, int64_t id, struct ip_prefix out[static ROUTES_MAX])
+{
+	struct mnode *mn;
+	size_t n = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if ((mn = node_find(m, id, NULL)) != NULL) {
+		n = mn->ncarried;
+		memcpy(out, mn->carried, n * sizeof(*out));
+	}
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
 /* ---- streams ---- */
 
 static void
 set_online(struct mapper *m, struct mnode *mn, bool online)
 {
-	struct rbuf *frag = make_frag(&mn->n, online);
+	bool carried_changed = (mn->nserved > 0 || mn->ncarried > 0) &&
+	    recompute_routes(m, mn->n.id);
+	struct rbuf *frag = make_frag(mn, online);
 	char payload[64];
 	int n;
 
@@ -617,6 +803,10 @@ set_online(struct mapper *m, struct mnode *mn, bool online)
 		rbuf_put(mn->frag);
 		mn->frag = frag;
 		drop_snap(m);
+		if (carried_changed) {
+			emit(m, "peer_changed", frag->data, frag->len, mn->n.id, false);
+			emit(m, "self", frag->data, frag->len, mn->n.id, true);
+		}
 	}
 	n = snprintf(payload, sizeof(payload), "{\"id\":%" PRId64 ",\"online\":%s}",
 	    mn->n.id, online ? "true" : "false");

@@ -23,6 +23,7 @@
 
 #include "common/err.h"
 #include "server/http.h"
+#include "server/routes.h"
 #include "server/store.h"
 
 struct mapper;
@@ -69,6 +70,14 @@ int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_M
 /* Copies out a node (0 or ERR_NOT_FOUND); *online optional. */
 int mapper_node_get(struct mapper *m, int64_t id, struct store_node *out, bool *online);
 
+/* Whether some node has `node_key` as its current node key and has not
+ * expired at `now_s` (the embedded relay's admission check). Linear in the
+ * number of nodes, a memcmp each; no allocation. */
+bool mapper_node_key_known(struct mapper *m, const uint8_t node_key[static KEY_LEN], int64_t now_s);
+
+/* The routes the node serves to its peers now: its exit routes and the
+ * subnets it is the primary router for. Returns the count. */
+size_t mapper_node_carried(struct mapper *m, int64_t id, struct ip_prefix out[static ROUTES_MAX]);
 /* Opens a stream for a node that resumes after `since` (0: full map).
  * Fills the streaming half of a response. */
 int mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since,

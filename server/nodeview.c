@@ -7,6 +7,7 @@
 #include "common/keys.h"
 #include "common/util.h"
 #include "server/nodeview.h"
+#include "server/routes.h"
 
 static json_t *
 json_array_text(const char *text)
@@ -39,20 +40,42 @@ addresses(const struct store_node *n)
 	return a;
 }
 
+static json_t *
+prefix_list(const struct ip_prefix *p, size_t n)
+{
+	json_t *a = json_array();
+	char s[ADDR_STR_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		prefix_fmt(s, &p[i]);
+		json_array_append_new(a, json_string(s));
+	}
+	return a;
+}
+
 json_t *
-nodeview_peer(const struct store_node *n, bool online, int64_t now)
+nodeview_peer(const struct store_node *n, bool online, int64_t now,
+	      const struct ip_prefix *routes, size_t nroutes)
 {
 	char nk[KEY_STR_MAX], dk[KEY_STR_MAX];
 	json_t *tags = json_array_text(n->tags);
-	bool tagged = json_array_size(tags) > 0;
+	json_t *allowed = addresses(n), *extra;
+	bool tagged = json_array_size(tags) > 0, exit_node = false;
 
 	key_fmt(nk, "nodekey:", n->node_key);
 	key_fmt(dk, "discokey:", n->disco_key);
-	return json_pack("{s:I, s:s, s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:i, s:b, s:I, s:b}",
+	for (size_t i = 0; i < nroutes; i++)
+		exit_node |= route_is_exit(&routes[i]);
+	extra = prefix_list(routes, nroutes);
+	json_array_extend(allowed, extra);
+	json_decref(extra);
+	return json_pack("{s:I, s:s, s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:o, s:b, s:i, s:b, "
+	    "s:I, s:b}",
 	    "id", (json_int_t)n->id, "name", n->name,
 	    "user", tagged ? "tagged-devices" : n->user, "tags", tags,
 	    "addresses", addresses(n), "node_key", nk, "disco_key", dk,
-	    "allowed_ips", addresses(n), "endpoints", json_array_text(n->endpoints),
+	    "allowed_ips", allowed, "primary_routes", prefix_list(routes, nroutes),
+	    "endpoints", json_array_text(n->endpoints), "exit_node", exit_node,
 	    "home_derp", n->home_derp, "online", online,
 	    "expires_at", (json_int_t)n->expires_at,
 	    "expired", n->expires_at != 0 && n->expires_at <= now);
@@ -72,7 +95,7 @@ nodeview_admin(const struct store_node *n, bool online, int64_t now)
 	if (n->ipv6.family)
 		addr_fmt(v6, &n->ipv6);
 	return json_pack("{s:I, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:s, s:s, s:b, s:b, "
-	    "s:I, s:I, s:I, s:b, s:o, s:i}",
+	    "s:I, s:I, s:I, s:b, s:o, s:i, s:o, s:o}",
 	    "id", (json_int_t)n->id, "name", n->name, "hostname", n->hostname,
 	    "user", n->user, "tags", json_array_text(n->tags),
 	    "ipv4", v4, "ipv6", v6, "machine_key", mk, "node_key", nk, "disco_key", dk,
@@ -80,5 +103,7 @@ nodeview_admin(const struct store_node *n, bool online, int64_t now)
 	    "created_at", (json_int_t)n->created_at, "last_seen", (json_int_t)n->last_seen,
 	    "expires_at", (json_int_t)n->expires_at,
 	    "expired", n->expires_at != 0 && n->expires_at <= now,
-	    "endpoints", json_array_text(n->endpoints), "home_derp", n->home_derp);
+	    "endpoints", json_array_text(n->endpoints), "home_derp", n->home_derp,
+	    "advertised_routes", json_array_text(n->routes_advertised),
+	    "approved_routes", json_array_text(n->routes_approved));
 }

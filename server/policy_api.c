@@ -19,6 +19,7 @@
 #include "policy/policy.h"
 #include "server/mapper.h"
 #include "server/policy_api.h"
+#include "server/routes.h"
 #include "server/server.h"
 
 struct compiled {
@@ -117,6 +118,7 @@ struct node_view {
 	struct policy_node *pn;
 	const char **tags;
 	char (*tagstore)[65];
+	struct ip_prefix *routes;	/* 2 * ROUTES_MAX per node that has any */
 };
 
 static void
@@ -125,6 +127,13 @@ node_view_free(struct node_view *v)
 	free(v->pn);
 	free(v->tags);
 	free(v->tagstore);
+	free(v->routes);
+}
+
+static bool
+has_routes(const struct store_node *n)
+{
+	return n->routes_advertised[0] && strcmp(n->routes_advertised, "[]") != 0;
 }
 
 enum { TAGS_PER_NODE = 16 };
@@ -132,11 +141,16 @@ enum { TAGS_PER_NODE = 16 };
 static int
 node_view_build(const struct store_node *nodes, size_t n, struct node_view *v)
 {
+	size_t nrouters = 0, nr = 0;
+
 	memset(v, 0, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		nrouters += has_routes(&nodes[i]);
 	v->pn = calloc(n + 1, sizeof(*v->pn));
 	v->tags = calloc(n * TAGS_PER_NODE + 1, sizeof(*v->tags));
 	v->tagstore = calloc(n * TAGS_PER_NODE + 1, sizeof(*v->tagstore));
-	if (v->pn == NULL || v->tags == NULL || v->tagstore == NULL) {
+	v->routes = calloc(2 * ROUTES_MAX * nrouters + 1, sizeof(*v->routes));
+	if (v->pn == NULL || v->tags == NULL || v->tagstore == NULL || v->routes == NULL) {
 		node_view_free(v);
 		return ERR_NOMEM;
 	}
@@ -159,6 +173,15 @@ node_view_build(const struct store_node *nodes, size_t n, struct node_view *v)
 		}
 		json_decref(tags);
 		p->user = p->ntags ? NULL : nodes[i].user;
+		if (has_routes(&nodes[i])) {
+			struct ip_prefix *adv = &v->routes[2 * ROUTES_MAX * nr++];
+
+			p->advertised = adv;
+			p->nadvertised = routes_from_json(nodes[i].routes_advertised, adv,
+			    ROUTES_MAX);
+			p->routes = adv + ROUTES_MAX;
+			p->nroutes = routes_served(&nodes[i], adv + ROUTES_MAX);
+		}
 	}
 	return 0;
 }
@@ -320,6 +343,8 @@ read_policy_file(const char *path, size_t max, size_t *len)
 	return p;
 }
 
+static void auto_approve_all(struct server *s);
+
 /* Installs a validated policy. Called with ps->lock. */
 static void
 install(struct server *s, struct policy *pol, char *text, size_t len)
@@ -331,6 +356,8 @@ install(struct server *s, struct policy *pol, char *text, size_t len)
 	ps->pol = pol;
 	ps->text = text;
 	make_etag(text, len, ps->etag);
+	if (s->mapper)
+		auto_approve_all(s);
 	republish(s, true);
 }
 
@@ -412,6 +439,68 @@ policy_state_free(struct server *s)
 	pthread_mutex_destroy(&ps->lock);
 	free(ps);
 	s->policy = NULL;
+}
+
+/* Approves what the policy's autoApprovers allow. Called with ps->lock. */
+static bool
+auto_approve_locked(struct server *s, struct store_node *n)
+{
+	struct ip_prefix adv[ROUTES_MAX], served[ROUTES_MAX];
+	size_t na, ns;
+	struct node_view v;
+	bool changed = false;
+
+	if (s->policy->pol == NULL || !has_routes(n) || node_view_build(n, 1, &v) != 0)
+		return false;
+	na = routes_from_json(n->routes_advertised, adv, ROUTES_MAX);
+	ns = routes_served(n, served);
+	for (size_t i = 0; i < na; i++) {
+		bool have = false;
+
+		for (size_t j = 0; j < ns && !have; j++)
+			have = served[j].bits == adv[i].bits && addr_equal(&served[j].addr, &adv[i].addr);
+		if (!have && policy_auto_approves(s->policy->pol, &v.pn[0], &adv[i]) &&
+		    routes_approve(n, &adv[i]) == 0) {
+			char t[ADDR_STR_MAX];
+
+			prefix_fmt(t, &adv[i]);
+			log_info("msg=\"route approved by autoApprovers\" node_id=%" PRId64 " route=%s",
+			    n->id, t);
+			changed = true;
+		}
+	}
+	node_view_free(&v);
+	return changed;
+}
+
+bool
+policy_state_auto_approve(struct server *s, struct store_node *n)
+{
+	bool changed;
+
+	if (s->policy == NULL)
+		return false;
+	pthread_mutex_lock(&s->policy->lock);
+	changed = auto_approve_locked(s, n);
+	pthread_mutex_unlock(&s->policy->lock);
+	return changed;
+}
+
+/* A new policy may approve routes advertised earlier. Called with ps->lock. */
+static void
+auto_approve_all(struct server *s)
+{
+	struct store_node *nodes;
+	size_t n;
+
+	if (mapper_nodes_copy(s->mapper, &nodes, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (auto_approve_locked(s, &nodes[i]) && server_node_update(s, &nodes[i]) != 0)
+			log_error("msg=\"cannot save auto-approved routes\" node_id=%" PRId64,
+			    nodes[i].id);
+	}
+	free(nodes);
 }
 
 void

@@ -10,12 +10,16 @@
 
 #include "common/err.h"
 #include "server/http.h"
+#include "server/store.h"
 
 struct server;
 
 /* Loads the active policy (file, else newest stored version) at start. */
 int policy_state_init(struct server *s) WM_MUST_CHECK;
 void policy_state_free(struct server *s);
+/* Adds to n's approved routes those of its advertised routes that the
+ * policy's autoApprovers approve. True when it changed n (not yet saved). */
+bool policy_state_auto_approve(struct server *s, struct store_node *n);
 /* Nodes changed: recompile soon (on the next tick). */
 void policy_state_dirty(struct server *s);
 /* Called by the timer thread: recompiles when dirty. */

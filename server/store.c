@@ -649,7 +649,8 @@ out:
 
 #define NODE_COLS "n.id, n.machine_key, n.node_key, n.disco_key, n.hostname, n.name, " \
 	"n.user_id, u.name, n.tags, n.ipv4, n.ipv6, n.ephemeral, n.preauth_key_id, " \
-	"n.created_at, n.last_seen, n.expires_at, n.endpoints, n.home_derp"
+	"n.created_at, n.last_seen, n.expires_at, n.endpoints, n.home_derp, " \
+	"n.routes_advertised, n.routes_approved"
 #define NODE_FROM " FROM nodes n JOIN users u ON u.id = n.user_id "
 
 static void
@@ -684,6 +685,8 @@ row_node(sqlite3_stmt *st, struct store_node *n)
 	n->expires_at = sqlite3_column_int64(st, 15);
 	col_text(st, 16, n->endpoints, sizeof(n->endpoints));
 	n->home_derp = sqlite3_column_int(st, 17);
+	col_text(st, 18, n->routes_advertised, sizeof(n->routes_advertised));
+	col_text(st, 19, n->routes_approved, sizeof(n->routes_approved));
 }
 
 static void
@@ -699,7 +702,7 @@ bind_addr(sqlite3_stmt *st, int i, const struct ip_addr *a)
 	bind_text(st, i, buf);
 }
 
-/* Binds columns 1..16 shared by insert and update. */
+/* Binds columns 1..18 shared by insert and update. */
 static void
 bind_node(sqlite3_stmt *st, const struct store_node *n)
 {
@@ -719,6 +722,8 @@ bind_node(sqlite3_stmt *st, const struct store_node *n)
 	bind_opt_int(st, 14, n->expires_at);
 	bind_text(st, 15, n->endpoints[0] ? n->endpoints : "[]");
 	sqlite3_bind_int(st, 16, n->home_derp);
+	bind_text(st, 17, n->routes_advertised[0] ? n->routes_advertised : "[]");
+	bind_text(st, 18, n->routes_approved[0] ? n->routes_approved : "[]");
 }
 
 int
@@ -730,7 +735,8 @@ store_node_insert(struct store *s, struct store_node *n)
 	lock(s);
 	if ((r = prepare(s, "INSERT INTO nodes(machine_key, node_key, disco_key, hostname, name, "
 	    "user_id, tags, ipv4, ipv6, ephemeral, preauth_key_id, created_at, last_seen, "
-	    "expires_at, endpoints, home_derp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st)) != 0)
+	    "expires_at, endpoints, home_derp, routes_advertised, routes_approved) "
+	    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st)) != 0)
 		goto out;
 	bind_node(st, n);
 	if ((r = step_done(s, st, false)) == 0)
@@ -749,11 +755,12 @@ store_node_update(struct store *s, const struct store_node *n)
 	lock(s);
 	if ((r = prepare(s, "UPDATE nodes SET machine_key=?, node_key=?, disco_key=?, hostname=?, "
 	    "name=?, user_id=?, tags=?, ipv4=?, ipv6=?, ephemeral=?, preauth_key_id=?, "
-	    "created_at=?, last_seen=?, expires_at=?, endpoints=?, home_derp=? WHERE id = ?",
+	    "created_at=?, last_seen=?, expires_at=?, endpoints=?, home_derp=?, "
+	    "routes_advertised=?, routes_approved=? WHERE id = ?",
 	    &st)) != 0)
 		goto out;
 	bind_node(st, n);
-	sqlite3_bind_int64(st, 17, n->id);
+	sqlite3_bind_int64(st, 19, n->id);
 	r = step_done(s, st, true);
 out:
 	unlock(s);

@@ -26,6 +26,7 @@ enum {
 	STORE_HASH_LEN = 32,	/* SHA-256 of a secret */
 	STORE_TAGS_MAX = 512,	/* JSON array text */
 	STORE_ENDPOINTS_MAX = 1024,
+	STORE_ROUTES_MAX = 1024,	/* JSON array text of CIDRs */
 };
 
 struct store;
@@ -80,6 +81,8 @@ struct store_node {
 	int64_t expires_at;	/* 0: never */
 	char endpoints[STORE_ENDPOINTS_MAX];	/* JSON array of "ip:port" */
 	int home_derp;
+	char routes_advertised[STORE_ROUTES_MAX];	/* JSON array of CIDRs */
+	char routes_approved[STORE_ROUTES_MAX];
 };
 
 struct store_policy {

@@ -5,6 +5,7 @@
  * docs/protocol.md). Keys live in a state file (mode 0600).
  *
  *   wm-node --server URL --state FILE register --authkey KEY --hostname NAME
+ *           [--routes CIDR,...]  (advertised routes; also taken by endpoints)
  *   wm-node --server URL --state FILE map [--since V] [--lines N] [--until-peers N]
  *   wm-node --server URL --state FILE endpoints 192.0.2.1:41641,... [--home-derp N]
  *   wm-node --server URL --state FILE logout
@@ -195,9 +196,11 @@ main(int argc, char **argv)
 		{ "until-peers", required_argument, NULL, 'p' },
 		{ "home-derp", required_argument, NULL, 'd' },
 		{ "clock-offset", required_argument, NULL, 'o' },
+		{ "routes", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *authkey = NULL, *hostname = "node", *since = "0", *home = NULL;
+	const char *routes = NULL;
 	char nk[KEY_STR_MAX], dk[KEY_STR_MAX];
 	struct state st;
 	json_t *body = NULL;
@@ -217,6 +220,7 @@ main(int argc, char **argv)
 		case 'p': until_peers = atol(optarg); break;
 		case 'd': home = optarg; break;
 		case 'o': ts_offset = atoll(optarg); break;
+		case 'r': routes = optarg; break;
 		default: return 2;
 		}
 	}
@@ -275,6 +279,15 @@ main(int argc, char **argv)
 	} else {
 		fprintf(stderr, "wm-node: unknown command %s\n", argv[optind]);
 		return 2;
+	}
+	if (routes && body && strcmp(argv[optind], "map") != 0) {
+		json_t *a = json_array();
+		char *copy = strdup(routes), *save_r = NULL;
+
+		for (char *t = strtok_r(copy, ",", &save_r); t; t = strtok_r(NULL, ",", &save_r))
+			json_array_append_new(a, json_string(t));
+		free(copy);
+		json_object_set_new(body, "advertised_routes", a);
 	}
 	text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
