@@ -80,3 +80,7 @@ names=$(grep -ho '"name":"[^"]*"' "$T"/s[0-9]* | sort -u)
 ok "the same machine registering $SAME times at once is one node"
 
 kill -0 "$SERVER_PID" || fail "server died"
+
+# Under ASan/UBSan a report in any server log fails the test.
+stop_server
+! grep -l 'Sanitizer\|runtime error:' "$T"/*.log 2>/dev/null || fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/*.log | head -20)"

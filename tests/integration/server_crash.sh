@@ -85,3 +85,7 @@ PY
 	n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["nodes"]))' "$T/nodes.json")
 	ok "round $round: killed after $total_acked acknowledged registrations; all present ($n nodes), integrity ok"
 done
+
+# Under ASan/UBSan a report in any server log fails the test.
+stop_server
+! grep -l 'Sanitizer\|runtime error:' "$T"/*.log 2>/dev/null || fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/*.log | head -20)"
