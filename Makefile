@@ -6,6 +6,7 @@
 #   make test SANITIZE=address,undefined   the same under ASan+UBSan (own build dir)
 #   make fuzz         build the libFuzzer targets with clang
 #   make demo         the one-command demo (network namespaces, needs root)
+#   make install      binaries, systemd units, configs, man pages (PREFIX=/usr/local, DESTDIR=)
 #   V=1               show full commands
 
 CC      ?= cc

@@ -192,6 +192,15 @@ main(int argc, char **argv)
 	int r;
 
 	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			printf("usage: wiremesh-wg [-f|--foreground] INTERFACE-NAME\n\n"
+			    "Userspace WireGuard (drop-in for wireguard-go): creates the TUN device\n"
+			    "INTERFACE-NAME and the UAPI socket " SOCK_DIR "/INTERFACE-NAME.sock;\n"
+			    "configure it with wg(8) and ip(8). Detaches unless -f is given.\n\n"
+			    "Environment: WG_PROCESS_FOREGROUND=1 (same as -f),\n"
+			    "LOG_LEVEL=error|warn|info|debug (or wireguard-go's verbose|silent).\n");
+			return 0;
+		}
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--foreground") == 0)
 			foreground = true;
 		else if (name == NULL && argv[i][0] != '-')

@@ -118,6 +118,17 @@ policy_cli_main(int argc, char **argv)
 
 	if (argc < 1)
 		return usage();
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: policy check FILE\n"
+			    "       policy explain [--file F] SRC DST:PORT [--proto P]\n\n"
+			    "check    validates FILE and runs its tests, offline; exit 0 when valid\n"
+			    "         and every test passes, else one FILE:LINE:COL: message per problem.\n"
+			    "explain  accept or deny for one packet, and the rules that decided it\n"
+			    "         (--file defaults to $WIREMESH_POLICY_FILE).\n");
+			return 0;
+		}
+	}
 	if (strcmp(argv[0], "check") == 0) {
 		if (argc != 2)
 			return usage();
