@@ -22,8 +22,26 @@
 #include "server/routes.h"
 #include "server/server.h"
 
+/* A policy shared by the state and every result compiled from it: a result
+ * points into its policy, and streams keep results after a new policy is
+ * installed. */
+struct polref {
+	atomic_int refs;
+	struct policy *pol;
+};
+
+static void
+polref_put(struct polref *p)
+{
+	if (p == NULL || atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	policy_free(p->pol);
+	free(p);
+}
+
 struct compiled {
 	atomic_int refs;
+	struct polref *pref;	/* keeps the policy `res` points into */
 	struct policy_result *res;
 	size_t n;
 	int64_t *ids;		/* index -> node id */
@@ -36,6 +54,7 @@ struct compiled {
 struct policy_state {
 	pthread_mutex_t lock;	/* serialises loads and compiles */
 	struct policy *pol;	/* NULL: no policy, everything allowed */
+	struct polref *pref;	/* owns pol */
 	char *text;
 	char etag[48];
 	struct compiled *cur;
@@ -52,6 +71,7 @@ compiled_put(void *ctx)
 	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	policy_result_free(c->res);
+	polref_put(c->pref);
 	free(c->ids);
 	free(c->hkeys);
 	free(c->hvals);
@@ -187,16 +207,19 @@ node_view_build(const struct store_node *nodes, size_t n, struct node_view *v)
 }
 
 static struct compiled *
-compile(const struct policy *pol, const struct store_node *nodes, size_t n)
+compile(struct polref *pref, const struct store_node *nodes, size_t n)
 {
 	struct compiled *c = calloc(1, sizeof(*c));
+	const struct policy *pol = pref->pol;
 	struct node_view v;
 
 	if (c == NULL)
 		return NULL;
 	atomic_init(&c->refs, 1);
+	atomic_fetch_add(&pref->refs, 1);
+	c->pref = pref;
 	if (node_view_build(nodes, n, &v) != 0) {
-		free(c);
+		compiled_put(c);
 		return NULL;
 	}
 	c->res = policy_compile(pol, v.pn, n);
@@ -248,7 +271,7 @@ republish(struct server *s, bool all)
 	}
 	if (mapper_nodes_copy(s->mapper, &nodes, &n) != 0)
 		goto retry;
-	if ((c = compile(ps->pol, nodes, n)) == NULL) {
+	if ((c = compile(ps->pref, nodes, n)) == NULL) {
 		free(nodes);
 		goto retry;
 	}
@@ -350,8 +373,18 @@ static void
 install(struct server *s, struct policy *pol, char *text, size_t len)
 {
 	struct policy_state *ps = s->policy;
+	struct polref *pref = malloc(sizeof(*pref));
 
-	policy_free(ps->pol);
+	if (pref == NULL) {
+		log_error("msg=\"out of memory installing the policy; the previous one stays\"");
+		policy_free(pol);
+		free(text);
+		return;
+	}
+	atomic_init(&pref->refs, 1);
+	pref->pol = pol;
+	polref_put(ps->pref);	/* results compiled from it keep it alive */
+	ps->pref = pref;
 	free(ps->text);
 	ps->pol = pol;
 	ps->text = text;
@@ -434,7 +467,7 @@ policy_state_free(struct server *s)
 	if (ps == NULL)
 		return;
 	compiled_put(ps->cur);
-	policy_free(ps->pol);
+	polref_put(ps->pref);
 	free(ps->text);
 	pthread_mutex_destroy(&ps->lock);
 	free(ps);
