@@ -174,6 +174,9 @@ do_restore(const char *db, const char *from)
 
 	if (access(from, R_OK) != 0)
 		return fail("cannot read the backup %s", from);
+	if ((r = store_file_schema_version(from, &version)) != 0)
+		return fail("%s is not a wiremesh database%s", from,
+		    r == ERR_IO ? " (not an SQLite file)" : " (no schema_migrations table)");
 	snprintf(tmp, sizeof(tmp), "%s.restoring", db);
 	snprintf(old, sizeof(old), "%s.pre-restore", db);
 	if (copy_file(from, tmp) != 0) {

@@ -235,6 +235,38 @@ store_schema_version(struct store *s)
 }
 
 int
+store_file_schema_version(const char *path, int *version)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int r = ERR_IO;
+
+	*version = 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+	    "name = 'schema_migrations'", -1, &st, NULL) != SQLITE_OK)
+		goto out;	/* "file is not a database" surfaces here */
+	r = sqlite3_step(st) == SQLITE_ROW ? 0 : ERR_NOT_FOUND;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (r != 0)
+		goto out;
+	r = ERR_NOT_FOUND;
+	if (sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &st,
+	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
+		*version = sqlite3_column_int(st, 0);
+		r = 0;
+	}
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return r;
+}
+
+int
 store_integrity_check(struct store *s)
 {
 	sqlite3_stmt *st = NULL;

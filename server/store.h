@@ -99,6 +99,10 @@ int store_open(const char *path, struct store **out) WM_MUST_CHECK;
 void store_close(struct store *s);
 /* The highest migration applied. */
 int store_schema_version(struct store *s);
+/* The schema version of the database file at `path`, read without opening it
+ * as a store (read-only, no migrations). ERR_NOT_FOUND when the file is an
+ * SQLite database but not a wiremesh one, ERR_IO when it is not a database. */
+int store_file_schema_version(const char *path, int *version) WM_MUST_CHECK;
 /* Runs PRAGMA integrity_check; 0 when it says "ok". */
 int store_integrity_check(struct store *s) WM_MUST_CHECK;
 

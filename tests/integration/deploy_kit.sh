@@ -31,8 +31,9 @@ if [ -x "$WM_BIN/wiremeshd" ]; then
 fi
 if [ -x "$WM_BIN/wiremesh" ]; then
 	help_ok "wiremesh --help" "$WM_BIN/wiremesh" --help
-	for v in up down status ping netcheck ip; do
-		help_ok "wiremesh $v --help" "$WM_BIN/wiremesh" "$v" --help
+	# One usage text covers every verb (the server's verbs have their own).
+	for v in up down status ping netcheck ip debug; do
+		grep -qE "^ +$v( |\$)" "$T/help.out" || fail "wiremesh --help does not describe \"$v\""
 	done
 	n_agent=$((n_agent + 1))
 fi
@@ -117,6 +118,12 @@ if command -v sqlite3 >/dev/null; then
 	if "$SRV" restore --db "$T/db.sqlite" --from "$T/future.sqlite" >"$T/rs.out" 2>&1; then
 		fail "restore accepted a backup from a newer version"
 	fi
+	sqlite3 "$T/other.sqlite" "CREATE TABLE t(a)"
+	if "$SRV" restore --db "$T/db.sqlite" --from "$T/other.sqlite" >"$T/rs.out" 2>&1; then
+		fail "restore accepted an SQLite file that is not a wiremesh database"
+	fi
+	grep -q 'not a wiremesh database' "$T/rs.out" || fail "unclear refusal: $(cat "$T/rs.out")"
+	[ ! -e "$T/db.sqlite.restoring" ] || fail "a refused restore left its temporary file"
 	ok "backup while serving, restore (later changes gone), newer database refused"
 else
 	ok "backup while serving, restore (later changes gone); sqlite3 missing: newer-schema check skipped"
@@ -148,6 +155,8 @@ for f in usr/local/bin/wiremesh-server usr/local/bin/wiremesh-derper usr/local/b
 	 usr/local/lib/sysusers.d/wiremesh.conf \
 	 etc/wiremesh/server.hujson etc/wiremesh/acls.hujson etc/wiremesh/derpmap.json \
 	 usr/local/share/man/man8/wiremesh-server.8 usr/local/share/man/man8/wiremesh-derper.8 \
+	 usr/local/share/man/man8/wiremeshd.8 usr/local/share/man/man8/wiremesh-wg.8 \
+	 usr/local/share/man/man1/wiremesh.1 \
 	 usr/local/share/doc/wiremesh/examples/firewall/router.nft \
 	 usr/local/share/doc/wiremesh/examples/nginx/wiremesh.conf \
 	 usr/local/share/doc/wiremesh/operations.md; do
