@@ -17,3 +17,9 @@ bench-wg: $(BIN)/wiremesh-wg
 	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/bench/wg/bench-wg.sh
 
 .PHONY: bench-wg
+
+# Agent pure-logic libraries: disco codec, path state machine, packet filter.
+AGENT_LIB_SRCS := client-agent/disco.c client-agent/paths.c client-agent/filter.c
+AGENT_LIB      := $(BUILD)/libagent.a
+$(AGENT_LIB): $(AGENT_LIB_SRCS:%.c=$(BUILD)/%.o)
+LIBS += $(AGENT_LIB)
