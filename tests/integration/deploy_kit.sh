@@ -230,5 +230,16 @@ else
 	echo "# nginx not installed: its config is not checked"
 fi
 
+# Container: no image is built here (no daemon, no registry), but its build
+# stage runs `make install DESTDIR=/out PREFIX=/usr`, done above into root2:
+# every path the runtime stage copies from /out must exist there.
 grep -q '^USER wiremesh' "$D/Containerfile" || fail "the container must not run as root"
+n=0
+for src in $(sed -n 's|^COPY --from=build /out\(/[^ ]*\) .*|\1|p' "$D/Containerfile"); do
+	[ -e "$T/root2$src" ] || fail "Containerfile copies /out$src, which make install does not create"
+	n=$((n + 1))
+done
+[ "$n" -ge 2 ] || fail "Containerfile: expected COPY --from=build lines"
+[ -x "$T/root2/usr/bin/wiremesh-server" ] || fail "the image's entrypoint would be missing"
+ok "Containerfile: runs as non-root; its $n copied paths exist after make install PREFIX=/usr"
 echo "deploy_kit: all checks passed"
