@@ -48,10 +48,11 @@ enum {
 	SENT_TO_MAX = 64,		/* peers remembered for PeerGone */
 	ADOPT_MAX = 256,
 	EV_BATCH = 256,
+	HANGUP_GRACE_MS = 500,
 };
 
 enum conn_state { ST_TLS, ST_HTTP, ST_REPLY, ST_INFO, ST_VERIFY, ST_ACTIVE };
-enum src_kind { SRC_CONN, SRC_HTTPS, SRC_HTTP, SRC_WAKE, SRC_VERIFY };
+enum src_kind { SRC_CONN, SRC_HTTPS, SRC_HTTP, SRC_WAKE, SRC_VERIFY, SRC_WATCH };
 
 struct ev_src {
 	enum src_kind kind;
@@ -66,6 +67,11 @@ struct conn {
 	struct ev_src src;		/* first: epoll data points here */
 	int fd;
 	SSL *ssl;
+	void (*release)(void *ctx);	/* borrowed fd: hand back instead of close() */
+	void *release_ctx;
+	int watch_fd;			/* borrowed, watched for hangups only; -1 none */
+	struct ev_src watch_src;
+	int64_t hangup_close_ms;	/* watch saw a hangup: close then; 0 none */
 	enum conn_state state;
 	bool plain_http_port;		/* came in on the http listener */
 	bool want_out;			/* EPOLLOUT registered */
@@ -111,6 +117,9 @@ struct verify_result {
 struct adopt {
 	int fd;
 	SSL *ssl;
+	void (*release)(void *ctx);
+	void *release_ctx;
+	int watch_fd;
 	uint8_t *data;
 	size_t n;
 };
@@ -423,6 +432,8 @@ static struct conn *conn_new(struct derp_server *s, int fd, SSL *ssl, enum conn_
 		return NULL;
 	}
 	c->src.kind = SRC_CONN;
+	c->watch_src.kind = SRC_WATCH;
+	c->watch_fd = -1;
 	c->fd = fd;
 	c->ssl = ssl;
 	c->state = st;
@@ -495,7 +506,13 @@ static void conn_close(struct derp_server *s, struct conn *c)
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
-	close(c->fd);
+	if (c->watch_fd >= 0)
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->watch_fd, NULL);
+	c->watch_fd = -1;
+	if (c->release)
+		c->release(c->release_ctx);
+	else
+		close(c->fd);
 	c->fd = -1;
 	while (c->qcount) {
 		free(c->q[c->qhead]);
@@ -1063,6 +1080,14 @@ static void on_accept(struct derp_server *s, int lfd, bool tls)
 	}
 }
 
+static void adopt_release(struct adopt *a)
+{
+	if (a->release)
+		a->release(a->release_ctx);
+	else
+		close(a->fd);
+}
+
 static void on_adopts(struct derp_server *s)
 {
 	struct adopt batch[ADOPT_MAX];
@@ -1087,9 +1112,19 @@ static void on_adopts(struct derp_server *s)
 			INC(s, dropped_conn_limit);
 		if (c == NULL) {
 			SSL_free(a->ssl);
-			close(a->fd);
+			adopt_release(a);
 			free(a->data);
 			continue;
+		}
+		c->release = a->release;
+		c->release_ctx = a->release_ctx;
+		if (a->watch_fd >= 0) {
+			/* The proxy in front of fd may never pass the client's
+			 * hangup on; the client's own socket shows it. */
+			struct epoll_event wev = { .events = EPOLLRDHUP, .data.ptr = &c->watch_src };
+
+			if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, a->watch_fd, &wev) == 0)
+				c->watch_fd = a->watch_fd;
 		}
 		if (a->ssl)
 			SSL_set_mode(a->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -1185,6 +1220,18 @@ static void on_verdicts_drain(struct derp_server *s)
 	}
 }
 
+/*
+ * The client's socket behind a proxy hung up. What it sent before may still
+ * be on its way through the proxy, so the connection lives on for a grace
+ * period (closed by on_tick) instead of losing its last frames.
+ */
+static void on_hangup(struct derp_server *s, struct conn *c)
+{
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->watch_fd, NULL);
+	c->watch_fd = -1;
+	c->hangup_close_ms = time_mono_ms() + HANGUP_GRACE_MS;
+}
+
 static void on_tick(struct derp_server *s)
 {
 	int64_t now = time_mono_ms();
@@ -1192,7 +1239,9 @@ static void on_tick(struct derp_server *s)
 
 	for (c = s->conns; c; c = next) {
 		next = c->next;
-		if (c->state == ST_ACTIVE) {
+		if (c->hangup_close_ms && now >= c->hangup_close_ms) {
+			conn_close(s, c);
+		} else if (c->state == ST_ACTIVE) {
 			if (now >= c->next_keepalive_ms) {
 				(void)send_frame(s, c, DERP_FRAME_KEEP_ALIVE, NULL, 0, NULL, 0);
 				c->next_keepalive_ms = now + s->cfg.keepalive_ms;
@@ -1245,6 +1294,14 @@ static void *loop_main(void *arg)
 
 				if (!c->dead)
 					conn_event(s, c, evs[i].events);
+				break;
+			}
+			case SRC_WATCH: {
+				struct conn *c = (struct conn *)((uint8_t *)src -
+						offsetof(struct conn, watch_src));
+
+				if (!c->dead)
+					on_hangup(s, c);
 				break;
 			}
 			}
@@ -1411,9 +1468,8 @@ void derp_server_public_key(const struct derp_server *s, uint8_t out[static KEY_
 uint16_t derp_server_https_port(const struct derp_server *s) { return s->https_port; }
 uint16_t derp_server_http_port(const struct derp_server *s) { return s->http_port; }
 
-int derp_server_adopt_fd(struct derp_server *s, int fd, SSL *ssl, const void *already_read, size_t n)
+static int adopt(struct derp_server *s, struct adopt a, const void *already_read, size_t n)
 {
-	uint8_t *copy = NULL;
 	uint64_t one = 1;
 	int r = 0;
 
@@ -1425,13 +1481,14 @@ int derp_server_adopt_fd(struct derp_server *s, int fd, SSL *ssl, const void *al
 		r = ERR_TOO_LARGE;
 		goto fail;
 	}
-	if (n && (copy = malloc(n)) == NULL) {
+	if (n && (a.data = malloc(n)) == NULL) {
 		r = ERR_NOMEM;
 		goto fail;
 	}
 	if (n)
-		memcpy(copy, already_read, n);
-	if (relay_set_nonblock(fd) != 0) {
+		memcpy(a.data, already_read, n);
+	a.n = n;
+	if (relay_set_nonblock(a.fd) != 0) {
 		r = ERR_IO;
 		goto fail;
 	}
@@ -1441,16 +1498,29 @@ int derp_server_adopt_fd(struct derp_server *s, int fd, SSL *ssl, const void *al
 		r = ERR_EXHAUSTED;
 		goto fail;
 	}
-	s->adopts[s->nadopts++] = (struct adopt){ .fd = fd, .ssl = ssl, .data = copy, .n = n };
+	s->adopts[s->nadopts++] = a;
 	pthread_mutex_unlock(&s->adopt_lock);
 	if (write(s->wake_fd, &one, sizeof(one)) < 0)
 		log_debug("msg=\"derp: wake write failed\"");
 	return 0;
 fail:
-	free(copy);
-	SSL_free(ssl);
-	close(fd);
+	free(a.data);
+	SSL_free(a.ssl);
+	adopt_release(&a);
 	return r;
+}
+
+int derp_server_adopt_fd(struct derp_server *s, int fd, SSL *ssl, const void *already_read, size_t n)
+{
+	return adopt(s, (struct adopt){ .fd = fd, .ssl = ssl, .watch_fd = -1 }, already_read, n);
+}
+
+int derp_server_adopt_borrowed(struct derp_server *s, int fd, int watch_fd,
+			       void (*release)(void *ctx), void *release_ctx,
+			       const void *already_read, size_t n)
+{
+	return adopt(s, (struct adopt){ .fd = fd, .release = release, .release_ctx = release_ctx,
+					.watch_fd = watch_fd }, already_read, n);
 }
 
 void derp_server_stats(const struct derp_server *s, struct derp_server_stats *out)
@@ -1521,7 +1591,7 @@ void derp_server_free(struct derp_server *s)
 		reap(s, true);
 		for (unsigned i = 0; i < s->nadopts; i++) {
 			SSL_free(s->adopts[i].ssl);
-			close(s->adopts[i].fd);
+			adopt_release(&s->adopts[i]);
 			free(s->adopts[i].data);
 		}
 	}

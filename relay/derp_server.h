@@ -19,7 +19,8 @@
  *
  * Embedded use: the embedder's HTTP layer checks the request with
  * derp_upgrade_check(), answers 101 with the headers derp_server_upgrade_headers()
- * lists, and hands the upgraded socket over with derp_server_adopt_fd().
+ * lists, and hands the upgraded socket over with derp_server_adopt_fd() (the
+ * relay owns it) or derp_server_adopt_borrowed() (the HTTP layer owns it).
  *
  * ADMISSION CONTRACT. With a `verify` callback the relay admits a client
  * only after the callback returns 0 for its node key. The key is proven: the
@@ -117,6 +118,21 @@ uint16_t derp_server_http_port(const struct derp_server *s);
  */
 int derp_server_adopt_fd(struct derp_server *s, int fd, SSL *ssl,
 			 const void *already_read, size_t n) WM_MUST_CHECK;
+
+/*
+ * Like derp_server_adopt_fd() for a plain socket the relay does not own (an
+ * HTTP server's upgraded connection, possibly a socketpair that proxies its
+ * TLS): the relay reads, writes and epolls fd but never closes it; when it
+ * is done with the connection (or cannot take it) it calls release(ctx)
+ * exactly once, on its event-loop thread or, on error, before this returns.
+ * fd must stay open until then. `watch_fd` (or -1) is the client's own
+ * socket behind such a proxy, watched only for a hangup (EPOLLRDHUP), which
+ * ends the connection; a proxy need not pass the client's EOF on through fd.
+ * Thread safe; same returns.
+ */
+int derp_server_adopt_borrowed(struct derp_server *s, int fd, int watch_fd,
+			       void (*release)(void *ctx), void *release_ctx,
+			       const void *already_read, size_t n) WM_MUST_CHECK;
 
 /*
  * The one check of a /derp upgrade request, for the standalone loop and the

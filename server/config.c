@@ -59,10 +59,12 @@ server_config_file(struct server_config *c, const char *path, char *why, size_t 
 		}
 		if (json_is_string(v))
 			snprintf(val, sizeof(val), "%s", json_string_value(v));
+		else if (json_is_boolean(v))
+			snprintf(val, sizeof(val), "%s", json_is_true(v) ? "true" : "false");
 		else if (json_is_integer(v))
 			snprintf(val, sizeof(val), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		else {
-			snprintf(why, whylen, "%s: \"%s\" must be a string or an integer", path, key);
+			snprintf(why, whylen, "%s: \"%s\" must be a string, an integer or a boolean", path, key);
 			goto out;
 		}
 		if (server_config_set(c, key, val, err, sizeof(err)) != 0) {

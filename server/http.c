@@ -3,7 +3,9 @@
  * libmicrohttpd glue. Runs MHD's internal polling threads with epoll and
  * suspend/resume. A stream reader that runs dry suspends its connection; a
  * wake that arrives between the empty read and the suspend is remembered in
- * `pending` so it is never lost.
+ * `pending` so it is never lost. Upgraded connections (MHD_ALLOW_UPGRADE)
+ * are handed to the dispatcher's callback; struct http_upgrade is MHD's
+ * upgrade handle under another name.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,10 +30,17 @@ struct http {
 	struct http_config cfg;
 	char *cert_pem, *key_pem;
 	int port;
+	/* Every live stream, so that http_stop() can resume the suspended
+	 * ones: MHD refuses to stop with suspended connections. */
+	pthread_mutex_t streams_lock;
+	struct http_stream *streams;
+	bool stopping;
 };
 
 struct http_stream {
 	pthread_mutex_t lock;
+	struct http *h;
+	struct http_stream *prev, *next;	/* h->streams, under h->streams_lock */
 	struct MHD_Connection *conn;
 	const struct http_stream_ops *ops;
 	void *ctx;
@@ -52,6 +61,7 @@ reason(int status)
 	case 412: return "Precondition Failed";
 	case 413: return "Payload Too Large";
 	case 422: return "Unprocessable Entity";
+	case 426: return "Upgrade Required";
 	case 503: return "Service Unavailable";
 	case 504: return "Gateway Timeout";
 	default: return status >= 500 ? "Internal Server Error" : "Error";
@@ -159,13 +169,20 @@ static ssize_t
 stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct http_stream *hs = cls;
-	ssize_t n = hs->ops->read(hs->ctx, buf, max);
+	ssize_t n;
 
+	if (__atomic_load_n(&hs->h->stopping, __ATOMIC_ACQUIRE))
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	n = hs->ops->read(hs->ctx, buf, max);
 	if (n < 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	if (n > 0)
 		return n;
 	pthread_mutex_lock(&hs->lock);
+	if (__atomic_load_n(&hs->h->stopping, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&hs->lock);
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	}
 	if (hs->pending) {
 		hs->pending = false;
 	} else {
@@ -180,10 +197,53 @@ static void
 stream_free(void *cls)
 {
 	struct http_stream *hs = cls;
+	struct http *h = hs->h;
 
+	pthread_mutex_lock(&h->streams_lock);
+	if (hs->prev)
+		hs->prev->next = hs->next;
+	else
+		h->streams = hs->next;
+	if (hs->next)
+		hs->next->prev = hs->prev;
+	pthread_mutex_unlock(&h->streams_lock);
 	hs->ops->close(hs->ctx);
 	pthread_mutex_destroy(&hs->lock);
 	free(hs);
+}
+
+/* ---- upgrades ---- */
+
+/* A request plus what the dispatcher asked an upgrade to call; MHD hands
+ * it back to on_upgraded() and frees it through on_completed(). */
+struct req_priv {
+	struct http_request req;	/* first */
+	http_upgrade_fn up_fn;
+	void *up_ctx;
+};
+
+void
+http_upgrade_close(struct http_upgrade *u)
+{
+	if (MHD_upgrade_action((struct MHD_UpgradeResponseHandle *)u,
+	    MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
+		log_warn("msg=\"closing an upgraded connection failed\"");
+}
+
+static void
+on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra,
+	    size_t n, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct http *h = cls;
+	struct req_priv *rp = con_cls;
+	const union MHD_ConnectionInfo *ci = NULL;
+	int hup_fd = -1;
+
+	if (h->cert_pem)
+		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci && ci->connect_fd != sock)
+		hup_fd = ci->connect_fd;
+	rp->up_fn(rp->up_ctx, (struct http_upgrade *)urh, sock, hup_fd, extra, n);
 }
 
 /* ---- request handling ---- */
@@ -201,12 +261,20 @@ client_addr(struct MHD_Connection *c, char out[64])
 }
 
 static enum MHD_Result
-send_response(struct MHD_Connection *c, struct http_request *req, struct http_response *resp)
+send_response(struct http *h, struct MHD_Connection *c, struct http_request *req,
+	      struct http_response *resp)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
-	if (resp->stream_ops != NULL) {
+	if (resp->upgrade != NULL) {
+		struct req_priv *rp = (struct req_priv *)req;
+
+		rp->up_fn = resp->upgrade;
+		rp->up_ctx = resp->upgrade_ctx;
+		if ((r = MHD_create_response_for_upgrade(on_upgraded, h)) == NULL)
+			return MHD_NO;
+	} else if (resp->stream_ops != NULL) {
 		struct http_stream *hs = calloc(1, sizeof(*hs));
 
 		if (hs == NULL) {
@@ -214,6 +282,13 @@ send_response(struct MHD_Connection *c, struct http_request *req, struct http_re
 			return MHD_NO;
 		}
 		pthread_mutex_init(&hs->lock, NULL);
+		hs->h = h;
+		pthread_mutex_lock(&h->streams_lock);
+		hs->next = h->streams;
+		if (h->streams)
+			h->streams->prev = hs;
+		h->streams = hs;
+		pthread_mutex_unlock(&h->streams_lock);
 		hs->conn = c;
 		hs->ops = resp->stream_ops;
 		hs->ctx = resp->stream_ctx;
@@ -237,7 +312,6 @@ send_response(struct MHD_Connection *c, struct http_request *req, struct http_re
 		MHD_add_response_header(r, resp->hdr_name[i], resp->hdr_value[i]);
 	ret = MHD_queue_response(c, (unsigned)resp->status, r);
 	MHD_destroy_response(r);
-	(void)req;
 	return ret;
 }
 
@@ -251,8 +325,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	enum MHD_Result ret;
 
 	if (req == NULL) {
-		if ((req = calloc(1, sizeof(*req))) == NULL)
+		struct req_priv *rp = calloc(1, sizeof(*rp));
+
+		if (rp == NULL)
 			return MHD_NO;
+		req = &rp->req;
 		buf_init(&req->body, h->cfg.max_body);
 		req->start_ns = time_mono_ns();
 		*con_cls = req;
@@ -272,7 +349,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 	h->cfg.dispatch(h->cfg.ctx, req, &resp);
 	if (resp.status == 0)
 		http_problem(&resp, 500, NULL, "no response");
-	ret = send_response(c, req, &resp);
+	ret = send_response(h, c, req, &resp);
 	http_response_cleanup(&resp);
 	return ret;
 }
@@ -286,7 +363,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (req == NULL)
 		return;
 	buf_cleanup(&req->body);
-	free(req);
+	free((struct req_priv *)req);
 	*con_cls = NULL;
 }
 
@@ -355,17 +432,18 @@ http_start(const struct http_config *cfg, struct http **out)
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-	    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	    MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
 	struct http *h;
 	const union MHD_DaemonInfo *di;
 
 	*out = NULL;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return ERR_NOMEM;
+	pthread_mutex_init(&h->streams_lock, NULL);
 	h->cfg = *cfg;
 	if (parse_listen(cfg->listen, &ss, &sslen) != 0) {
 		log_error("msg=\"bad listen address\" listen=%s", cfg->listen);
-		free(h);
+		http_stop(h);
 		return ERR_INVALID;
 	}
 	if (ss.ss_family == AF_INET6)
@@ -380,6 +458,8 @@ http_start(const struct http_config *cfg, struct http **out)
 			return ERR_IO;
 		}
 		flags |= MHD_USE_TLS;
+		if (cfg->upgrades)
+			flags = (flags & ~(unsigned)MHD_USE_EPOLL) | MHD_USE_POLL;
 	}
 	raise_nofile(cfg->max_connections + 1024);
 	if (cfg->tls_cert_path) {
@@ -426,8 +506,22 @@ http_stop(struct http *h)
 {
 	if (h == NULL)
 		return;
-	if (h->d)
+	if (h->d) {
+		/* Readers end their streams from now on; wake the sleeping ones. */
+		__atomic_store_n(&h->stopping, true, __ATOMIC_RELEASE);
+		pthread_mutex_lock(&h->streams_lock);
+		for (struct http_stream *hs = h->streams; hs; hs = hs->next) {
+			pthread_mutex_lock(&hs->lock);
+			if (hs->suspended) {
+				hs->suspended = false;
+				MHD_resume_connection(hs->conn);
+			}
+			pthread_mutex_unlock(&hs->lock);
+		}
+		pthread_mutex_unlock(&h->streams_lock);
 		MHD_stop_daemon(h->d);
+	}
+	pthread_mutex_destroy(&h->streams_lock);
 	if (h->key_pem)
 		wipe(h->key_pem, strlen(h->key_pem));
 	free(h->key_pem);

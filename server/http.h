@@ -4,7 +4,8 @@
  * connections (TLS when given a certificate), collects bounded request
  * bodies, hands complete requests to one dispatch function, and sends either
  * a whole response or a stream fed by a reader that may run dry (the
- * connection is then suspended until http_stream_wake()).
+ * connection is then suspended until http_stream_wake()), or switches the
+ * connection to another protocol (101 + an upgrade callback, for /derp).
  */
 #ifndef WM_HTTP_H
 #define WM_HTTP_H
@@ -19,6 +20,7 @@
 
 struct http;
 struct http_stream;
+struct http_upgrade;
 
 struct http_request {
 	const char *method;
@@ -41,6 +43,21 @@ struct http_stream_ops {
 	void (*close)(void *ctx);
 };
 
+/*
+ * Called once on an HTTP thread after a 101 answer went out: `fd` now carries
+ * the new protocol (with TLS it is a local socketpair whose other end http.c
+ * proxies through the TLS session, so only read/write/poll it); `extra`
+ * holds `n` bytes the client sent after the request head, to be treated as
+ * read from fd. With TLS the proxy does not pass the client's hangup on, so
+ * `hup_fd` is the client's TCP socket, to be watched for EPOLLRDHUP and
+ * nothing else (never read, written or closed); -1 without TLS, where fd
+ * itself shows the hangup. The callee owns the connection from here: it
+ * must call http_upgrade_close(u) exactly once (any thread) when done, and
+ * must never close(fd) itself. Must not block.
+ */
+typedef void (*http_upgrade_fn)(void *ctx, struct http_upgrade *u, int fd, int hup_fd,
+				const void *extra, size_t n);
+
 enum { HTTP_MAX_HEADERS = 6 };
 
 struct http_response {
@@ -53,6 +70,8 @@ struct http_response {
 	int nhdr;
 	const struct http_stream_ops *stream_ops;	/* set for a stream */
 	void *stream_ctx;
+	http_upgrade_fn upgrade;	/* set with status 101 and an Upgrade header */
+	void *upgrade_ctx;
 };
 
 typedef void (*http_dispatch_fn)(void *ctx, struct http_request *req,
@@ -65,6 +84,11 @@ struct http_config {
 	size_t max_body;	/* default limit for request bodies */
 	unsigned threads;	/* polling threads */
 	unsigned max_connections;
+	/* Responses may upgrade connections. With TLS this selects MHD's poll
+	 * backend: the epoll one of libmicrohttpd 0.9.75 does not finish an
+	 * upgraded TLS connection the application closed until the client
+	 * closes it too. */
+	bool upgrades;
 	http_dispatch_fn dispatch;
 	void *ctx;
 };
@@ -76,6 +100,9 @@ int http_port(const struct http *h);
 
 /* Thread-safe: data is ready for this stream. */
 void http_stream_wake(struct http_stream *hs);
+
+/* Ends an upgraded connection (see http_upgrade_fn); thread-safe. */
+void http_upgrade_close(struct http_upgrade *u);
 
 /* Borrowed strings, valid while the request is being handled. */
 const char *http_header(struct http_request *req, const char *name);

@@ -29,6 +29,13 @@ serve(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "node-expiry", required_argument, NULL, 'E' },
 		{ "ephemeral-timeout", required_argument, NULL, 'T' },
+		{ "derp", no_argument, NULL, 'D' },
+		{ "derp-region-id", required_argument, NULL, 'I' },
+		{ "derp-region-code", required_argument, NULL, 'R' },
+		{ "derp-region-name", required_argument, NULL, 'N' },
+		{ "derp-hostname", required_argument, NULL, 'H' },
+		{ "derp-port", required_argument, NULL, 'p' },
+		{ "stun-listen", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -36,6 +43,9 @@ serve(int argc, char **argv)
 		['l'] = "listen", ['d'] = "db", ['C'] = "tls_cert", ['K'] = "tls_key",
 		['M'] = "derp_map", ['P'] = "policy_file", ['L'] = "log_level",
 		['E'] = "node_expiry", ['T'] = "ephemeral_inactivity_timeout",
+		['D'] = "derp", ['I'] = "derp_region_id", ['R'] = "derp_region_code",
+		['N'] = "derp_region_name", ['H'] = "derp_hostname", ['p'] = "derp_port",
+		['S'] = "stun_listen",
 	};
 	struct { int key; const char *val; } flags[32];
 	struct server_config cfg;
@@ -60,7 +70,7 @@ serve(int argc, char **argv)
 			return 2;
 		}
 		flags[nflags].key = ch;
-		flags[nflags++].val = optarg;
+		flags[nflags++].val = optarg ? optarg : "true";	/* --derp */
 	}
 	if (optind < argc) {
 		fprintf(stderr, "wiremesh-server serve: unexpected argument \"%s\"\n", argv[optind]);

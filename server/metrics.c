@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "relay/derp_server.h"
+#include "relay/stun_server.h"
 #include "server/mapper.h"
 #include "server/server.h"
 
@@ -83,6 +85,12 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 	    "wiremesh_http_request_duration_seconds_count %" PRIu64 "\n",
 	    (double)atomic_load(&s->metrics.latency_sum_us) / 1e6,
 	    (uint64_t)atomic_load(&s->metrics.latency_count));
+	pthread_mutex_lock(&s->derp_lock);	/* the relay may be going away */
+	if (s->derp)
+		r |= derp_server_metrics(s->derp, &b);
+	pthread_mutex_unlock(&s->derp_lock);
+	if (s->stun)
+		r |= stun_server_metrics(s->stun, &b);
 	(void)req;
 	if (r != 0) {
 		buf_cleanup(&b);

@@ -21,5 +21,5 @@ $(BUILD)/server/%_gen.o: $(BUILD)/server/%_gen.c
 $(SERVER_LIB): $(SERVER_OBJS)
 LIBS += $(SERVER_LIB)
 
-$(BIN)/wiremesh-server: $(BUILD)/server/main.o $(SERVER_LIB) $(POLICY_LIB_IF_ANY) $(COMMON_LIB)
+$(BIN)/wiremesh-server: $(BUILD)/server/main.o $(SERVER_LIB) $(RELAY_LIB) $(POLICY_LIB_IF_ANY) $(COMMON_LIB)
 BINARIES += $(BIN)/wiremesh-server

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Server lifecycle: configuration, start-up (store, address pool, live map),
- * request dispatch, background timers (map keepalives, ephemeral node
- * collection) and shutdown.
+ * Server lifecycle: configuration, start-up (store, address pool, live map,
+ * the embedded DERP relay and STUN server), request dispatch, background
+ * timers (map keepalives, ephemeral node collection) and shutdown.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +16,9 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "relay/derp_map.h"
+#include "relay/derp_server.h"
+#include "relay/stun_server.h"
 #include "server/ipam.h"
 #include "server/mapper.h"
 #include "server/policy_api.h"
@@ -40,18 +43,21 @@ server_config_defaults(struct server_config *c)
 		abort();	/* constants */
 	c->node_expiry_s = 0;
 	c->ephemeral_timeout_s = 120;
-	c->keepalive_s = 30;
+	c->keepalive_s = 10;	/* also bounds how long a vanished stream looks online */
 	c->sign_skew_s = 300;
 	c->max_body = 64 * 1024;
 	c->max_policy_body = 1024 * 1024;
 	c->threads = 4;
 	c->max_connections = 20000;
 	c->queue_max = 128;
+	c->derp_region_id = 900;
+	str_copy(c->derp_region_code, "wiremesh", sizeof(c->derp_region_code));
+	str_copy(c->derp_region_name, "wiremesh embedded relay", sizeof(c->derp_region_name));
 }
 
 static const struct {
 	const char *key;
-	enum { O_STR, O_DUR, O_INT, O_PFX4, O_PFX6 } type;
+	enum { O_STR, O_DUR, O_INT, O_PFX4, O_PFX6, O_BOOL } type;
 	size_t off;
 	size_t size;
 } options[] = {
@@ -73,6 +79,13 @@ static const struct {
 	{ "http_threads", O_INT, offsetof(struct server_config, threads), 0 },
 	{ "max_connections", O_INT, offsetof(struct server_config, max_connections), 0 },
 	{ "stream_queue_max", O_INT, offsetof(struct server_config, queue_max), 0 },
+	{ "derp", O_BOOL, offsetof(struct server_config, derp), 0 },
+	{ "derp_region_id", O_INT, offsetof(struct server_config, derp_region_id), 0 },
+	{ "derp_region_code", O_STR, offsetof(struct server_config, derp_region_code), 32 },
+	{ "derp_region_name", O_STR, offsetof(struct server_config, derp_region_name), 64 },
+	{ "derp_hostname", O_STR, offsetof(struct server_config, derp_hostname), 256 },
+	{ "derp_port", O_INT, offsetof(struct server_config, derp_port), 0 },
+	{ "stun_listen", O_STR, offsetof(struct server_config, stun_listen), 128 },
 };
 
 int
@@ -88,6 +101,22 @@ server_config_set(struct server_config *c, const char *key, const char *value,
 		if (strcmp(options[i].key, key) != 0)
 			continue;
 		switch (options[i].type) {
+		case O_BOOL: {
+			bool b;
+
+			if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0 ||
+			    strcmp(value, "yes") == 0 || strcmp(value, "on") == 0) {
+				b = true;
+			} else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
+			    strcmp(value, "no") == 0 || strcmp(value, "off") == 0) {
+				b = false;
+			} else {
+				snprintf(why, whylen, "%s: \"%s\" is not true or false", key, value);
+				return ERR_INVALID;
+			}
+			memcpy(p, &b, sizeof(b));
+			return 0;
+		}
 		case O_STR:
 			if (strlen(value) >= options[i].size) {
 				snprintf(why, whylen, "%s: value too long", key);
@@ -257,6 +286,192 @@ server_node_update(struct server *s, const struct store_node *n)
 	return 0;
 }
 
+/* ---- embedded relay ---- */
+
+/* Verifier thread of the relay: only current, unexpired node keys. */
+static int
+derp_admit(void *ctx, const uint8_t nodekey[static KEY_LEN])
+{
+	struct server *s = ctx;
+
+	return mapper_node_key_known(s->mapper, nodekey, time_now_s()) ? 0 : ERR_FORBIDDEN;
+}
+
+static void
+derp_release(void *ctx)
+{
+	http_upgrade_close(ctx);
+}
+
+/* HTTP thread, after the 101 went out. */
+static void
+derp_upgraded(void *ctx, struct http_upgrade *u, int fd, int hup_fd, const void *extra, size_t n)
+{
+	struct server *s = ctx;
+	int r = ERR_UNAVAILABLE;
+
+	pthread_mutex_lock(&s->derp_lock);
+	if (s->derp)
+		r = derp_server_adopt_borrowed(s->derp, fd, hup_fd, derp_release, u, extra, n);
+	else
+		http_upgrade_close(u);
+	pthread_mutex_unlock(&s->derp_lock);
+	if (r != 0)
+		log_debug("msg=\"derp: upgraded connection not taken\" err=\"%s\"", err_str(r));
+}
+
+static void
+derp_handle(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	const char *p = req->path;
+
+	if (strcmp(p, "/derp") == 0) {
+		struct derp_http_header h[DERP_UPGRADE_HEADERS];
+		int st = derp_upgrade_check(req->method, http_header(req, "Upgrade"));
+
+		if (st != 0) {
+			http_problem(resp, st, NULL, st == 405 ? "use GET" :
+			    "/derp needs \"Upgrade: DERP\"");
+			return;
+		}
+		pthread_mutex_lock(&s->derp_lock);
+		if (s->derp)
+			derp_server_upgrade_headers(s->derp, h);
+		pthread_mutex_unlock(&s->derp_lock);
+		if (s->derp == NULL) {	/* shutting down; only ever goes to NULL */
+			http_problem(resp, 503, NULL, "the relay is shutting down");
+			return;
+		}
+		resp->status = 101;
+		for (int i = 0; i < DERP_UPGRADE_HEADERS; i++) {
+			if (http_add_header(resp, h[i].name, h[i].value) != 0) {
+				http_response_cleanup(resp);
+				http_problem(resp, 500, NULL, "out of memory");
+				return;
+			}
+		}
+		resp->upgrade = derp_upgraded;
+		resp->upgrade_ctx = s;
+	} else if (strcmp(p, "/generate_204") == 0) {
+		const char *ch = http_header(req, "X-Tailscale-Challenge");
+
+		http_set_body(resp, 204, NULL, NULL, 0);
+		/* echo only a short token of safe characters */
+		if (ch && strlen(ch) <= 64 && strspn(ch, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == strlen(ch)) {
+			char v[80];
+
+			snprintf(v, sizeof(v), "response %s", ch);
+			if (http_add_header(resp, "X-Tailscale-Response", v) != 0)
+				log_debug("msg=\"derp: challenge header dropped\"");
+		}
+	} else if (strcmp(p, "/derp/probe") == 0 || strcmp(p, "/derp/latency-check") == 0) {
+		http_set_body(resp, 200, NULL, NULL, 0);
+	} else {
+		http_problem(resp, 404, NULL, "no such endpoint: %s", p);
+	}
+}
+
+/* Splits "host:port", "[v6]:port" or ":port". */
+static int
+split_hostport(const char *hp, char *host, size_t hostlen, long *port)
+{
+	const char *colon = strrchr(hp, ':');
+	const char *h = hp;
+	size_t hl;
+	char *end;
+
+	if (colon == NULL)
+		return ERR_INVALID;
+	hl = (size_t)(colon - hp);
+	if (hl >= 2 && hp[0] == '[' && hp[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl >= hostlen)
+		return ERR_INVALID;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	*port = strtol(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || *port < 0 || *port > 65535)
+		return ERR_INVALID;
+	return 0;
+}
+
+static bool
+is_off(const char *v)
+{
+	return v[0] == 0 || strcmp(v, "off") == 0 || strcmp(v, "-1") == 0;
+}
+
+/*
+ * The DERP map when the embedded relay is on and no --derp-map file is
+ * given: one region, one node, this server. HostName is derp_hostname, else
+ * the listen host, else the machine's name; DERPPort is derp_port, else the
+ * listen port; STUNPort the stun_listen port or -1.
+ */
+static int
+embedded_derp_map(const struct server_config *c, char **out)
+{
+	char host[256], shost[256], rid[24], name[40];
+	long port, sport = -1;
+	struct ip_addr a;
+	json_t *node, *root;
+	struct derp_map *check = NULL;
+	char why[256];
+	int r;
+
+	*out = NULL;
+	if (split_hostport(c->listen, host, sizeof(host), &port) != 0) {
+		log_error("msg=\"embedded DERP: cannot read the listen address\" listen=%s", c->listen);
+		return ERR_INVALID;
+	}
+	if (c->derp_hostname[0])
+		str_copy(host, c->derp_hostname, sizeof(host));
+	else if (host[0] == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
+		if (gethostname(host, sizeof(host)) != 0 || host[0] == 0) {
+			log_error("msg=\"embedded DERP: set derp_hostname (no host name)\"");
+			return ERR_INVALID;
+		}
+		host[sizeof(host) - 1] = 0;
+	}
+	if (c->derp_port)
+		port = (long)c->derp_port;
+	if (port <= 0 || port > 65535) {
+		log_error("msg=\"embedded DERP: set derp_port (the listen port is %ld)\"", port);
+		return ERR_INVALID;
+	}
+	if (!is_off(c->stun_listen) &&
+	    (split_hostport(c->stun_listen, shost, sizeof(shost), &sport) != 0 || sport == 0)) {
+		log_error("msg=\"embedded DERP: stun_listen needs HOST:PORT with a fixed port\" "
+		    "stun_listen=%s", c->stun_listen);
+		return ERR_INVALID;
+	}
+	snprintf(rid, sizeof(rid), "%" PRId64, c->derp_region_id);
+	snprintf(name, sizeof(name), "%" PRId64 "a", c->derp_region_id);
+	node = json_pack("{s:s, s:I, s:s, s:i, s:i}", "Name", name,
+	    "RegionID", (json_int_t)c->derp_region_id, "HostName", host,
+	    "DERPPort", (int)port, "STUNPort", (int)sport);
+	if (node && addr_parse(host, &a) == 0)
+		json_object_set_new(node, a.family == AF_INET ? "IPv4" : "IPv6", json_string(host));
+	root = node ? json_pack("{s:{s:{s:I, s:s, s:s, s:[o]}}}", "Regions", rid,
+	    "RegionID", (json_int_t)c->derp_region_id, "RegionCode", c->derp_region_code,
+	    "RegionName", c->derp_region_name, "Nodes", node) : NULL;
+	*out = root ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
+	if (*out == NULL)
+		return ERR_NOMEM;
+	/* what agents will parse */
+	if ((r = derp_map_parse(*out, strlen(*out), &check, why, sizeof(why))) != 0) {
+		log_error("msg=\"embedded DERP: generated map is invalid\" why=\"%s\"", why);
+		free(*out);
+		*out = NULL;
+		return r;
+	}
+	derp_map_free(check);
+	return 0;
+}
+
 /* ---- dispatch ---- */
 
 static void
@@ -276,6 +491,9 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 		    json_pack("{s:s}", "status", ok ? "ok" : "database unhealthy"));
 	} else if (strcmp(p, "/metrics") == 0) {
 		metrics_handle(s, req, resp);
+	} else if (s->cfg.derp && (strcmp(p, "/derp") == 0 || strncmp(p, "/derp/", 6) == 0 ||
+	    strcmp(p, "/generate_204") == 0)) {
+		derp_handle(s, req, resp);
 	} else {
 		http_problem(resp, 404, NULL, "no such endpoint: %s", p);
 	}
@@ -338,6 +556,14 @@ server_new(const struct server_config *cfg, struct server **out)
 	if (s == NULL)
 		return ERR_NOMEM;
 	s->cfg = *cfg;
+	pthread_mutex_init(&s->derp_lock, NULL);
+	if (cfg->derp && cfg->derp_region_id > 65535) {
+		log_error("msg=\"derp_region_id must be 1..65535\"");
+		r = ERR_INVALID;
+		goto fail;
+	}
+	if (cfg->derp && !cfg->derp_map_path[0] && (r = embedded_derp_map(cfg, &s->derp_map_json)) != 0)
+		goto fail;
 	if (cfg->derp_map_path[0]) {
 		json_error_t e;
 		json_t *dm;
@@ -379,6 +605,22 @@ server_new(const struct server_config *cfg, struct server **out)
 		goto fail;
 	if ((r = policy_state_init(s)) != 0)
 		goto fail;
+	if (cfg->derp) {
+		struct derp_server_config dc;
+
+		memset(&dc, 0, sizeof(dc));
+		dc.verify = derp_admit;
+		dc.verify_ctx = s;
+		dc.max_conns = (unsigned)cfg->max_connections;
+		if ((s->derp = derp_server_new(&dc)) == NULL) {
+			r = ERR_NOMEM;
+			goto fail;
+		}
+	}
+	if (!is_off(cfg->stun_listen) && (s->stun = stun_server_new(cfg->stun_listen)) == NULL) {
+		r = ERR_NOMEM;
+		goto fail;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -422,6 +664,15 @@ server_start(struct server *s)
 	struct http_config hc;
 	int r;
 
+	if (s->derp && (r = derp_server_start(s->derp)) != 0) {
+		log_error("msg=\"cannot start the embedded DERP relay\" err=\"%s\"", err_str(r));
+		return r;
+	}
+	if (s->stun && (r = stun_server_start(s->stun)) != 0) {
+		log_error("msg=\"cannot start the STUN server\" listen=%s err=\"%s\"",
+		    s->cfg.stun_listen, err_str(r));
+		return r;
+	}
 	memset(&hc, 0, sizeof(hc));
 	hc.listen = s->cfg.listen;
 	hc.tls_cert_path = s->cfg.tls_cert[0] ? s->cfg.tls_cert : NULL;
@@ -430,6 +681,7 @@ server_start(struct server *s)
 	    s->cfg.max_policy_body : s->cfg.max_body);
 	hc.threads = (unsigned)s->cfg.threads;
 	hc.max_connections = (unsigned)s->cfg.max_connections;
+	hc.upgrades = s->derp != NULL;
 	hc.dispatch = dispatch;
 	hc.ctx = s;
 	if ((r = http_start(&hc, &s->http)) != 0)
@@ -443,6 +695,9 @@ server_start(struct server *s)
 		log_warn("msg=\"listening with plain HTTP (no --tls-cert): use only on loopback "
 		    "or behind a TLS reverse proxy\" listen=%s port=%d tls=off", s->cfg.listen,
 		    http_port(s->http));
+	if (s->derp)
+		log_info("msg=\"derp: embedded relay at /derp\" region_id=%" PRId64 " region=%s "
+		    "admission=nodes", s->cfg.derp_region_id, s->cfg.derp_region_code);
 	return 0;
 }
 
@@ -490,15 +745,28 @@ server_free(struct server *s)
 	if (s == NULL)
 		return;
 	atomic_store(&s->stopping, true);
+	/* The relay goes first, while the HTTP layer can still take back the
+	 * upgraded connections it hands over; later upgrades are refused. */
+	if (s->derp) {
+		struct derp_server *d;
+
+		pthread_mutex_lock(&s->derp_lock);
+		d = s->derp;
+		s->derp = NULL;
+		pthread_mutex_unlock(&s->derp_lock);
+		derp_server_free(d);
+	}
 	if (s->http) {
 		http_stop(s->http);
 		pthread_join(timer_thread, NULL);
 	}
+	stun_server_free(s->stun);
 	policy_state_free(s);
 	mapper_free(s->mapper);
 	replay_free(s->replay);
 	ipam_free(s->ipam);
 	store_close(s->store);
 	free(s->derp_map_json);
+	pthread_mutex_destroy(&s->derp_lock);
 	free(s);
 }

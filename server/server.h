@@ -9,6 +9,7 @@
 #ifndef WM_SERVER_H
 #define WM_SERVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,6 +40,16 @@ struct server_config {
 	int64_t threads;
 	int64_t max_connections;
 	int64_t queue_max;
+	/* The embedded relay: DERP at /derp on the same listener (TLS when the
+	 * server has TLS) and a STUN server; the region it is announced as in
+	 * the generated DERP map (a --derp-map file wins over it). */
+	bool derp;
+	int64_t derp_region_id;
+	char derp_region_code[32];
+	char derp_region_name[64];
+	char derp_hostname[256];	/* "" : the listen host, else the machine's name */
+	int64_t derp_port;		/* 0 : the listen port */
+	char stun_listen[128];		/* "" : no STUN server */
 };
 
 /* Fills the defaults. */
@@ -65,6 +76,8 @@ struct mapper;
 struct ipam;
 struct replay;
 struct policy_state;
+struct derp_server;
+struct stun_server;
 
 struct server_metrics {
 	atomic_uint_fast64_t requests[6];	/* by status class 1xx..5xx, [0] other */
@@ -88,6 +101,11 @@ struct server {
 	struct server_metrics metrics;
 	char *derp_map_json;
 	atomic_bool stopping;
+	/* Embedded relay; derp is NULL once shutdown began (under derp_lock,
+	 * which upgrades hold while handing a connection over). */
+	pthread_mutex_t derp_lock;
+	struct derp_server *derp;
+	struct stun_server *stun;
 };
 
 /* api.c: /api/v1/... with Bearer auth. */
