@@ -682,29 +682,43 @@ self_sources(struct policy_result *R, struct work *W, size_t rule)
 	struct plist *lists;
 	int r;
 
+	size_t *at;
+
 	if ((lists = calloc(R->nusers ? R->nusers : 1, sizeof(*lists))) == NULL)
 		return ERR_NOMEM;
 	R->selfsrc[rule] = lists;
-	/* One pass per family over the sorted nodes, bucketed by user. */
-	for (u = 0; u < R->nusers; u++) {
-		na = 0;
-		for (i = 0; i < W->n4; i++) {
-			size_t n = W->ord4[i];
-			const struct cls *c = &R->cls[R->ncls[n]];
+	if ((at = calloc(R->nusers + 1, sizeof(*at))) == NULL)
+		return ERR_NOMEM;
+	/* Bucket the source nodes by user in one pass per family: count, then
+	 * place. Walking the address-sorted nodes keeps each bucket sorted,
+	 * IPv4 before IPv6, as plist_build expects. */
+	for (i = 0; i < W->n4 + W->n6; i++) {
+		size_t n = i < W->n4 ? W->ord4[i] : W->ord6[i - W->n4];
 
-			if (c->userid == u && bit(W->srcmask, R->ncls[n]))
-				W->tmp[na++] = addr_range(&R->nodes[n].ipv4);
-		}
-		for (i = 0; i < W->n6; i++) {
-			size_t n = W->ord6[i];
-			const struct cls *c = &R->cls[R->ncls[n]];
+		size_t uid = R->cls[R->ncls[n]].userid;
 
-			if (c->userid == u && bit(W->srcmask, R->ncls[n]))
-				W->tmp[na++] = addr_range(&R->nodes[n].ipv6);
-		}
-		if ((r = plist_build(&lists[u], W->tmp, na, NULL, 0)) != 0)
-			return r;
+		if (uid < R->nusers && bit(W->srcmask, R->ncls[n]))
+			at[uid + 1]++;
 	}
+	for (u = 0; u < R->nusers; u++)
+		at[u + 1] += at[u];
+	for (i = 0; i < W->n4 + W->n6; i++) {
+		bool v4 = i < W->n4;
+		size_t n = v4 ? W->ord4[i] : W->ord6[i - W->n4];
+		const struct cls *c = &R->cls[R->ncls[n]];
+
+		if (c->userid < R->nusers && bit(W->srcmask, R->ncls[n]))
+			W->tmp[at[c->userid]++] = addr_range(v4 ? &R->nodes[n].ipv4 :
+			    &R->nodes[n].ipv6);
+	}
+	/* at[u] is now the end of bucket u, the start of bucket u + 1. */
+	for (u = 0, na = 0; u < R->nusers; na = at[u], u++) {
+		if ((r = plist_build(&lists[u], W->tmp + na, at[u] - na, NULL, 0)) != 0) {
+			free(at);
+			return r;
+		}
+	}
+	free(at);
 	return 0;
 }
 
