@@ -23,3 +23,10 @@ AGENT_LIB_SRCS := client-agent/disco.c client-agent/paths.c client-agent/filter.
 AGENT_LIB      := $(BUILD)/libagent.a
 $(AGENT_LIB): $(AGENT_LIB_SRCS:%.c=$(BUILD)/%.o)
 LIBS += $(AGENT_LIB)
+
+# Node agent daemon and CLI (issue 6).
+AGENTD_OBJS := $(addprefix $(BUILD)/client-agent/,agent.o control_client.o localapi.o netcfg.o)
+$(BIN)/wiremeshd: $(BUILD)/client-agent/wiremeshd.o $(AGENTD_OBJS) $(AGENT_LIB) $(BUILD)/librelay.a \
+	$(WG_LIB) $(COMMON_LIB)
+$(BIN)/wiremesh: $(BUILD)/client-agent/wiremesh.o $(BUILD)/client-agent/localapi.o $(COMMON_LIB)
+BINARIES += $(BIN)/wiremeshd $(BIN)/wiremesh

@@ -524,7 +524,8 @@ stage_and_initiate(struct peer *p, const uint8_t *pkt, size_t len)
 			s->count--;
 			STAT(p->dev, drop_staged_overflow);
 		}
-		memcpy(copy, pkt, len);
+		if (len)	/* a keepalive is empty (pkt may be NULL) */
+			memcpy(copy, pkt, len);
 		unsigned slot = (s->head + s->count) % WG_MAX_STAGED_PACKETS;
 		s->buf[slot] = copy;
 		s->len[slot] = (uint16_t)len;

@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Control client: signed requests, the map stream thread and the endpoint
+ * reporter thread. Each thread owns its curl handle. Stopping sets a flag
+ * that the transfer's progress callback sees within a second.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "client-agent/control_client.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/sign.h"
+#include "common/util.h"
+
+struct control {
+	char *url;
+	struct control_keys keys;
+	struct control_callbacks cb;
+	atomic_bool stop;
+	atomic_uint_fast64_t version;
+
+	pthread_t stream_thr, ep_thr;
+	bool started;
+
+	pthread_mutex_t lock;		/* guards the fields below */
+	pthread_cond_t cond;
+	char *ep_body;			/* pending endpoint report, NULL if none */
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void
+curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct control *
+control_new(const char *url, const struct control_keys *keys, const struct control_callbacks *cb)
+{
+	struct control *c = calloc(1, sizeof(*c));
+
+	pthread_once(&curl_once, curl_init_once);
+	if (c == NULL)
+		return NULL;
+	if ((c->url = strdup(url)) == NULL) {
+		free(c);
+		return NULL;
+	}
+	/* A trailing slash would double in "URL/machine/...". */
+	for (size_t n = strlen(c->url); n > 0 && c->url[n - 1] == '/'; n--)
+		c->url[n - 1] = 0;
+	c->keys = *keys;
+	c->cb = *cb;
+	atomic_init(&c->stop, false);
+	atomic_init(&c->version, 0);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	return c;
+}
+
+void
+control_free(struct control *c)
+{
+	if (c == NULL)
+		return;
+	atomic_store(&c->stop, true);
+	pthread_mutex_lock(&c->lock);
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	if (c->started) {
+		pthread_join(c->stream_thr, NULL);
+		pthread_join(c->ep_thr, NULL);
+	}
+	free(c->ep_body);
+	free(c->url);
+	wipe(&c->keys, sizeof(c->keys));
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+}
+
+uint64_t
+control_version(struct control *c)
+{
+	return atomic_load(&c->version);
+}
+
+/* ---- one signed POST ---- */
+
+struct sink {
+	struct control *c;
+	struct buf data;	/* whole body (plain requests) or the current line */
+	bool stream;
+	bool got_line;
+};
+
+static size_t
+on_data(char *p, size_t sz, size_t nmemb, void *ctx)
+{
+	struct sink *s = ctx;
+	size_t n = sz * nmemb;
+
+	if (!s->stream)
+		return buf_append(&s->data, p, n) == 0 ? n : 0;
+	for (size_t i = 0; i < n; i++) {
+		json_t *msg;
+		json_error_t e;
+
+		if (p[i] != '\n') {
+			if (buf_append(&s->data, p + i, 1) != 0) {
+				log_warn("msg=\"map message too large; reconnecting\"");
+				return 0;
+			}
+			continue;
+		}
+		msg = json_loadb((const char *)s->data.data, s->data.len, 0, &e);
+		buf_reset(&s->data);
+		if (!json_is_object(msg)) {
+			log_warn("msg=\"bad map message; reconnecting\" err=\"%s\"", e.text);
+			json_decref(msg);
+			return 0;
+		}
+		if (!s->got_line) {
+			s->got_line = true;
+			if (s->c->cb.state)
+				s->c->cb.state(s->c->cb.ctx, true, NULL);
+		}
+		s->c->cb.message(s->c->cb.ctx, msg);
+		json_t *v = json_object_get(msg, "version");
+		if (json_is_integer(v) && json_integer_value(v) > 0)
+			atomic_store(&s->c->version, (uint64_t)json_integer_value(v));
+		json_decref(msg);
+	}
+	return n;
+}
+
+static int
+on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct control *c = ctx;
+
+	return atomic_load(&c->stop) ? 1 : 0;
+}
+
+/* The problem detail of an RFC 7807 body, else the body's start. */
+static void
+problem_text(const struct buf *b, long status, char *why, size_t whylen)
+{
+	json_t *j = json_loadb((const char *)b->data, b->len, 0, NULL);
+	const char *d = json_string_value(json_object_get(j, "detail"));
+
+	if (d == NULL)
+		d = json_string_value(json_object_get(j, "title"));
+	if (d)
+		snprintf(why, whylen, "control server refused (HTTP %ld): %s", status, d);
+	else
+		snprintf(why, whylen, "control server answered HTTP %ld", status);
+	json_decref(j);
+}
+
+static int
+status_err(long status)
+{
+	switch (status) {
+	case 400: return ERR_INVALID;
+	case 401: return ERR_UNAUTHORIZED;
+	case 403: return ERR_FORBIDDEN;
+	case 404: return ERR_NOT_FOUND;
+	case 409: return ERR_EXISTS;
+	case 410: return ERR_EXPIRED;
+	default: return status >= 500 ? ERR_UNAVAILABLE : ERR_PROTOCOL;
+	}
+}
+
+/* POSTs body to path. stream: lines go to the message callback. Returns 0
+ * for a 2xx answer; *status gets the HTTP status (0 when unreachable). */
+static int
+post(struct control *c, const char *path, const char *body, bool stream, struct sink *sink,
+     long *status, char *why, size_t whylen)
+{
+	char url[2048], mh[128], th[64], sh[256], nh[64], mk[KEY_STR_MAX];
+	char sig[SIGN_HEX_LEN + 1], nonce[SIGN_NONCE_LEN + 1], cerr[CURL_ERROR_SIZE] = "";
+	const char *ca = getenv("SSL_CERT_FILE");
+	struct curl_slist *h = NULL;
+	int64_t ts = time_now_s();
+	CURLcode cr;
+	CURL *k;
+	int r;
+
+	*status = 0;
+	if ((k = curl_easy_init()) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return ERR_NOMEM;
+	}
+	sign_nonce(nonce);
+	if (sign_request(c->keys.machine_sk, "POST", path, ts, nonce, body, strlen(body), sig) != 0) {
+		curl_easy_cleanup(k);
+		snprintf(why, whylen, "cannot sign the request");
+		return ERR_INTERNAL;
+	}
+	key_fmt(mk, "mkey:", c->keys.machine_pk);
+	snprintf(url, sizeof(url), "%s%s", c->url, path);
+	snprintf(mh, sizeof(mh), SIGN_HDR_MACHINE ": %s", mk);
+	snprintf(th, sizeof(th), SIGN_HDR_TIMESTAMP ": %" PRId64, ts);
+	snprintf(sh, sizeof(sh), SIGN_HDR_SIGNATURE ": %s", sig);
+	snprintf(nh, sizeof(nh), SIGN_HDR_NONCE ": %s", nonce);
+	h = curl_slist_append(h, nh);
+	h = curl_slist_append(h, mh);
+	h = curl_slist_append(h, th);
+	h = curl_slist_append(h, sh);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, "Expect:");
+	curl_easy_setopt(k, CURLOPT_URL, url);
+	curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(k, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(k, CURLOPT_WRITEDATA, sink);
+	curl_easy_setopt(k, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (ca && *ca)
+		curl_easy_setopt(k, CURLOPT_CAINFO, ca);
+	if (stream) {
+		curl_easy_setopt(k, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(k, CURLOPT_LOW_SPEED_TIME, (long)CONTROL_STALL_S);
+	} else {
+		curl_easy_setopt(k, CURLOPT_TIMEOUT, 15L);
+	}
+	cr = curl_easy_perform(k);
+	curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(k);
+	wipe(sig, sizeof(sig));
+	if (*status >= 300) {
+		if (stream)	/* the body is a problem document, not lines */
+			buf_reset(&sink->data);
+		problem_text(&sink->data, *status, why, whylen);
+		return status_err(*status);
+	}
+	if (cr != CURLE_OK) {
+		if (atomic_load(&c->stop)) {
+			snprintf(why, whylen, "stopped");
+			return ERR_UNAVAILABLE;
+		}
+		snprintf(why, whylen, "cannot reach the control server at %s: %s", c->url,
+		    cerr[0] ? cerr : curl_easy_strerror(cr));
+		return *status ? ERR_IO : ERR_UNAVAILABLE;
+	}
+	r = 0;
+	if (stream) {
+		snprintf(why, whylen, "the control server closed the map stream");
+		r = ERR_IO;
+	}
+	return r;
+}
+
+int
+control_register(struct control *c, const char *authkey, const char *hostname, json_t **node,
+		 char *why, size_t whylen)
+{
+	char nk[KEY_STR_MAX], dk[KEY_STR_MAX], *text;
+	struct sink sink = { .c = c };
+	json_t *body, *resp;
+	long status;
+	int r;
+
+	*node = NULL;
+	key_fmt(nk, "nodekey:", c->keys.node_pub);
+	key_fmt(dk, "discokey:", c->keys.disco_pub);
+	body = json_pack("{s:s, s:s, s:s}", "node_key", nk, "disco_key", dk, "hostname", hostname);
+	if (body && authkey && *authkey)
+		json_object_set_new(body, "auth_key", json_string(authkey));
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (text == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return ERR_NOMEM;
+	}
+	buf_init(&sink.data, 1 << 20);
+	r = post(c, "/machine/register", text, false, &sink, &status, why, whylen);
+	free_secret(text);
+	if (r == 0) {
+		resp = json_loadb((const char *)sink.data.data, sink.data.len, 0, NULL);
+		if (!json_is_object(json_object_get(resp, "node"))) {
+			snprintf(why, whylen, "control server sent a malformed registration reply");
+			json_decref(resp);
+			r = ERR_PROTOCOL;
+		} else {
+			*node = json_incref(json_object_get(resp, "node"));
+			json_decref(resp);
+		}
+	}
+	buf_cleanup(&sink.data);
+	return r;
+}
+
+/* Sleeps up to ms unless stopping; returns true when stopping. */
+static bool
+nap(struct control *c, int64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&c->lock);
+	while (!atomic_load(&c->stop))
+		if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&c->lock);
+	return atomic_load(&c->stop);
+}
+
+static int64_t
+jitter(int64_t ms)
+{
+	return ms * 3 / 4 + (int64_t)random_u32((uint32_t)(ms / 2) + 1);
+}
+
+static void *
+stream_main(void *arg)
+{
+	struct control *c = arg;
+	int64_t backoff = CONTROL_BACKOFF_MIN_MS;
+	char why[512], body[64];
+
+	while (!atomic_load(&c->stop)) {
+		struct sink sink = { .c = c, .stream = true };
+		int64_t t0 = time_mono_ms();
+		long status;
+
+		snprintf(body, sizeof(body), "{\"version\":%" PRIu64 "}", control_version(c));
+		buf_init(&sink.data, CONTROL_MAX_LINE);
+		(void)!post(c, "/machine/map", body, true, &sink, &status, why, sizeof(why));
+		buf_cleanup(&sink.data);
+		if (atomic_load(&c->stop))
+			break;
+		if (c->cb.state)
+			c->cb.state(c->cb.ctx, false, why);
+		if (sink.got_line && time_mono_ms() - t0 > 10000)
+			backoff = CONTROL_BACKOFF_MIN_MS;
+		log_info("msg=\"map stream ended; retrying\" why=\"%s\" retry_ms=%" PRId64, why, backoff);
+		if (nap(c, jitter(backoff)))
+			break;
+		backoff = backoff * 2 > CONTROL_BACKOFF_MAX_MS ? CONTROL_BACKOFF_MAX_MS : backoff * 2;
+	}
+	return NULL;
+}
+
+static void *
+endpoints_main(void *arg)
+{
+	struct control *c = arg;
+	int64_t backoff = CONTROL_BACKOFF_MIN_MS;
+
+	pthread_mutex_lock(&c->lock);
+	while (!atomic_load(&c->stop)) {
+		char *body, why[512];
+		struct sink sink = { .c = c };
+		long status;
+		int r;
+
+		if (c->ep_body == NULL) {
+			pthread_cond_wait(&c->cond, &c->lock);
+			continue;
+		}
+		body = c->ep_body;
+		c->ep_body = NULL;
+		pthread_mutex_unlock(&c->lock);
+		buf_init(&sink.data, 1 << 16);
+		r = post(c, "/machine/endpoints", body, false, &sink, &status, why, sizeof(why));
+		buf_cleanup(&sink.data);
+		if (r == 0) {
+			backoff = CONTROL_BACKOFF_MIN_MS;
+			free(body);
+			pthread_mutex_lock(&c->lock);
+			continue;
+		}
+		log_info("msg=\"endpoint report failed; retrying\" why=\"%s\"", why);
+		pthread_mutex_lock(&c->lock);
+		if (c->ep_body == NULL)	/* nothing newer: retry this one */
+			c->ep_body = body;
+		else
+			free(body);
+		pthread_mutex_unlock(&c->lock);
+		if (nap(c, jitter(backoff))) {
+			pthread_mutex_lock(&c->lock);
+			break;
+		}
+		backoff = backoff * 2 > CONTROL_BACKOFF_MAX_MS ? CONTROL_BACKOFF_MAX_MS : backoff * 2;
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int
+control_start(struct control *c, uint64_t since)
+{
+	if (c->started)
+		return ERR_EXISTS;
+	atomic_store(&c->version, since);
+	if (pthread_create(&c->stream_thr, NULL, stream_main, c) != 0)
+		return ERR_INTERNAL;
+	if (pthread_create(&c->ep_thr, NULL, endpoints_main, c) != 0) {
+		atomic_store(&c->stop, true);
+		pthread_join(c->stream_thr, NULL);
+		return ERR_INTERNAL;
+	}
+	c->started = true;
+	return 0;
+}
+
+void
+control_set_endpoints(struct control *c, const char *const *eps, size_t n, int home_derp)
+{
+	json_t *a = json_array(), *body;
+	char *text;
+
+	for (size_t i = 0; i < n && i < CONTROL_MAX_ENDPOINTS; i++)
+		json_array_append_new(a, json_string(eps[i]));
+	body = json_pack("{s:o, s:i}", "endpoints", a, "home_derp", home_derp);
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (text == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	free(c->ep_body);
+	c->ep_body = text;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}

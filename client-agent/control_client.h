@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The agent's side of the node protocol (server/control.c): signed POSTs
+ * over libcurl. Registration is a blocking call; the map stream and the
+ * endpoint reports run on the client's own thread once started. The stream
+ * resumes with the last version it saw, and every failure is retried with
+ * exponential backoff (500 ms doubling to 8 s, +-25 % jitter), so the data
+ * plane never depends on the server being up.
+ *
+ * https:// URLs are verified against the system CAs or SSL_CERT_FILE;
+ * http:// is allowed (the caller warns).
+ */
+#ifndef WM_CONTROL_CLIENT_H
+#define WM_CONTROL_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/err.h"
+#include "common/keys.h"
+
+enum {
+	CONTROL_MAX_LINE = 32 << 20,	/* one map message */
+	CONTROL_MAX_ENDPOINTS = 16,
+	CONTROL_BACKOFF_MIN_MS = 500,
+	CONTROL_BACKOFF_MAX_MS = 8000,
+	CONTROL_STALL_S = 100,		/* no byte for this long: the stream is dead */
+};
+
+struct control_keys {
+	uint8_t machine_sk[ED25519_SK_LEN];
+	uint8_t machine_pk[KEY_LEN];
+	uint8_t node_pub[KEY_LEN];
+	uint8_t disco_pub[KEY_LEN];
+};
+
+struct control_callbacks {
+	/* One map message (full, delta or keepalive); borrowed for the call.
+	 * Runs on the client's stream thread. */
+	void (*message)(void *ctx, json_t *msg);
+	/* The stream connected, or failed with `why` (never NULL when !up). */
+	void (*state)(void *ctx, bool up, const char *why);
+	void *ctx;
+};
+
+struct control;
+
+/* Copies url, keys and callbacks. NULL on ENOMEM. Nothing runs yet. */
+struct control *control_new(const char *url, const struct control_keys *keys,
+			    const struct control_callbacks *cb);
+/* Stops the thread and wipes the keys. NULL is a no-op. */
+void control_free(struct control *c);
+
+/*
+ * POST /machine/register (blocking, 15 s). authkey may be NULL (a machine
+ * already registered). On success *node is the server's node object (new
+ * reference). On failure fills why: the server's problem detail, or that
+ * the server cannot be reached. ERR_UNAVAILABLE (unreachable) or the
+ * mapped HTTP error.
+ */
+int control_register(struct control *c, const char *authkey, const char *hostname,
+		     json_t **node, char *why, size_t whylen) WM_MUST_CHECK;
+
+/* Starts the stream thread, resuming after `since` (0: full map). */
+int control_start(struct control *c, uint64_t since) WM_MUST_CHECK;
+
+/* Queues an endpoint report (latest wins; sent by the stream's thread
+ * helper, retried until it succeeds). eps are "ip:port" strings. */
+void control_set_endpoints(struct control *c, const char *const *eps, size_t n, int home_derp);
+
+/* Last map version seen. */
+uint64_t control_version(struct control *c);
+
+#endif
