@@ -41,6 +41,22 @@ fi
 if "$SRV" serve --no-such-flag >/dev/null 2>&1; then fail "serve accepted an unknown flag"; fi
 ok "--help of every command (agent binaries present: $n_agent of 2)"
 
+# ---- the documents keep up with the code ----
+# Every option of the server's table is described in the example config, and
+# every metric the server and relay export is in docs/operations.md.
+opts=$(sed -n 's/^[[:space:]]*{ "\([a-z_0-9]*\)", O_[A-Z0-9]*,.*/\1/p' "$WM_TOP/server/server.c")
+[ "$(echo "$opts" | wc -w)" -ge 15 ] || fail "cannot read the option table of server/server.c"
+for o in $opts; do
+	grep -q "\"$o\"" "$D/config/server.hujson" || fail "deploy/config/server.hujson does not describe \"$o\""
+done
+metrics=$(cat "$WM_TOP"/server/*.c "$WM_TOP"/relay/*.c | grep -oE 'wiremesh_[a-z0-9_]+' |
+	sed -E 's/_(bucket|sum|count)$//' | sort -u)
+[ "$(echo "$metrics" | wc -w)" -ge 10 ] || fail "cannot find the metric names"
+for m in $metrics; do
+	grep -q "\`$m[\`{]" "$WM_TOP/docs/operations.md" || fail "docs/operations.md does not list metric $m"
+done
+ok "server.hujson describes all $(echo "$opts" | wc -w) options; operations.md lists all $(echo "$metrics" | wc -w) metrics"
+
 # ---- example policy ----
 "$SRV" policy check "$D/config/acls.hujson" >"$T/pc.out" 2>&1 ||
 	fail "deploy/config/acls.hujson does not pass: $(cat "$T/pc.out")"
@@ -74,8 +90,10 @@ fi
 # which wins over the file: every other option comes from the example.
 PORT=$(free_port)
 WM_SERVER_LOG=$T/server.log
+STUN_PORT=$(free_port)
 WIREMESH_LISTEN=127.0.0.1:$PORT WIREMESH_DB=$T/db.sqlite WIREMESH_TLS_CERT= WIREMESH_TLS_KEY= \
 WIREMESH_DERP_MAP=$D/config/derpmap.json WIREMESH_POLICY_FILE=$D/config/acls.hujson \
+WIREMESH_STUN_LISTEN=127.0.0.1:$STUN_PORT \
 	"$SRV" serve --config "$D/config/server.hujson" >"$WM_SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 WM_PIDS+=("$SERVER_PID")
@@ -83,11 +101,16 @@ URL=http://127.0.0.1:$PORT
 wait_for 10 curl -sf "$URL/healthz" || fail "server with deploy/config/server.hujson did not become healthy"
 grep -q 'msg="policy loaded".*rules=7 tests=4' "$WM_SERVER_LOG" || fail "example policy not loaded"
 curl -sf "$URL/metrics" | grep -q '^wiremesh_nodes 0' || fail "/metrics lacks wiremesh_nodes"
+# The example turns on the embedded relay and STUN.
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/derp/probe")" = 200 ] || fail "embedded relay is not on"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/generate_204")" = 204 ] || fail "/generate_204"
+"$DERPER" debug stun "127.0.0.1:$STUN_PORT" >"$T/stun.out" 2>&1 || fail "STUN: $(cat "$T/stun.out")"
+grep -q '127.0.0.1' "$T/stun.out" || fail "STUN did not report our address: $(cat "$T/stun.out")"
 bootstrap
 api PUT /api/v1/policy '{}' >"$T/put.out"
 grep -q '^409 ' "$T/put.out" || fail "policy_file set but PUT was not refused with 409: $(cat "$T/put.out")"
 expect_status 201 "$(api POST /api/v1/users '{"name":"alice"}')"
-ok "the server runs with deploy/config/server.hujson, the example DERP map and policy file"
+ok "the server runs with deploy/config/server.hujson (embedded relay, STUN), the example DERP map and policy file"
 
 # ---- backup while serving, restore, newer database refused ----
 "$SRV" backup --db "$T/db.sqlite" --out "$T/backup.sqlite" >"$T/bk.out" 2>&1 || fail "backup: $(cat "$T/bk.out")"
