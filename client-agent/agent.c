@@ -1575,6 +1575,9 @@ cmd_up(struct agent *a, json_t *req)
 	r = control_register(c, authkey, host, &node, why, sizeof(why));
 	if (r != 0) {
 		control_free(c);
+		pthread_mutex_lock(&a->mu);
+		str_copy(a->control_err, why, sizeof(a->control_err));
+		pthread_mutex_unlock(&a->mu);
 		pthread_mutex_unlock(&a->ctl_mu);
 		log_warn("msg=\"login failed\" why=\"%s\"", why);
 		return reply_err("%s", why);
@@ -1718,8 +1721,14 @@ cmd_status(struct agent *a)
 	for (size_t i = 0; i < a->nderps; i++)
 		if (a->derps[i].region == a->home_region)
 			relay_up = derp_client_connected(a->derps[i].c);
-	if (!a->want_up && !a->have_netmap)
+	if (!a->want_up && !a->have_netmap) {
+		if (a->control_err[0])
+			(void)!buf_printf(&b, "# Health: login failed: %s\n", a->control_err);
 		(void)!buf_printf(&b, "Logged out. Run: wiremesh up --login-server URL --authkey KEY\n");
+	} else if (a->want_up && !a->ctl && a->control_err[0]) {
+		(void)!buf_printf(&b, "# Health: cannot log in to %s: %s (retrying)\n",
+		    a->login_server, a->control_err);
+	}
 	health_locked(a, &b);
 	v4[0] = v6[0] = 0;
 	if (a->self4.family)

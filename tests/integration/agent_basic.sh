@@ -70,7 +70,8 @@ DB=$T/db.sqlite
 bootstrap
 start_ctl() {
 	WM_SERVER_LOG=$T/server.log
-	ip netns exec "$NS_SRV" "$SRV" serve --listen 192.0.2.1:8080 --db "$DB" \
+	# Keepalives every 2 s so that a closed map stream (a node going down) is noticed soon.
+	ip netns exec "$NS_SRV" env WIREMESH_KEEPALIVE_INTERVAL=2s "$SRV" serve --listen 192.0.2.1:8080 --db "$DB" \
 		--derp-map "$T/derpmap.json" >>"$WM_SERVER_LOG" 2>&1 &
 	SERVER_PID=$!
 	WM_PIDS+=("$SERVER_PID")
@@ -144,6 +145,32 @@ wait $ncp 2>/dev/null
 cmp -s "$T/blob" "$T/nc.out" || fail "TCP data differs ($(stat -c %s "$T/nc.out") bytes)"
 ok "ICMP and TCP (200 kB) through the tunnel"
 
+# Policy: node2 may reach node1:80 only; node1 may reach node2 on any port.
+cat >"$T/policy.hujson" <<POL
+{
+  "hosts": {"node1": "$ip1/32", "node2": "$ip2/32"},
+  "acls": [
+    {"action": "accept", "src": ["node2"], "dst": ["node1:80"]},
+    {"action": "accept", "src": ["node1"], "dst": ["node2:*"]},
+  ],
+}
+POL
+adm policy set -f "$T/policy.hujson" >/dev/null || fail "policy set"
+for port in 80 22; do
+	ip netns exec "$NS1" nc -lk -p $port >/dev/null 2>&1 &
+	WM_PIDS+=($!)
+done
+ip netns exec "$NS2" nc -lk -p 22 >/dev/null 2>&1 &
+WM_PIDS+=($!)
+tcp() { ip netns exec "$1" timeout 2 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null; }
+blocked22() { ! tcp "$NS2" "$ip1" 22; }
+wait_for 15 blocked22 || fail "policy: node2 -> node1:22 still passes"
+tcp "$NS2" "$ip1" 80 || fail "policy: node2 -> node1:80 refused"
+tcp "$NS1" "$ip2" 22 || fail "policy: replies to node1's own connection to node2:22 dropped"
+drops=$(wm 1 debug --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["filter"]["dropped_policy"])')
+[ "$drops" -gt 0 ] || fail "policy drops not counted"
+ok "policy: node2->node1:80 passes, :22 dropped ($drops drops counted), node1's own flows answered"
+
 wm 1 netcheck >"$T/nc1" || fail "netcheck: $(cat "$T/nc1")"
 grep -q '^\* UDP: true' "$T/nc1" && grep -q '^\* IPv4: yes, 192.0.2.11:41641' "$T/nc1" &&
 	grep -q -- '- test: ' "$T/nc1" || fail "netcheck output: $(cat "$T/nc1")"
@@ -183,6 +210,13 @@ ctl_up() { ! wm 1 status | grep -q 'cannot reach the control server'; }
 wait_for 20 ctl_up || fail "agent did not reconnect: $(wm 1 status)"
 ok "control server down: tunnel kept working; reconnected"
 
+# The agent restarts: it logs in again by itself (new disco key) and the
+# peer is reachable again.
+kill -TERM "$AGENT1"; wait "$AGENT1" 2>/dev/null
+start_agent 1 "$NS1"
+wait_for 20 direct || fail "no direct path after the agent restarted: $(wm 1 status)"
+ok "agent restart: reconnected and direct again"
+
 wm 2 down >/dev/null || fail "down"
 gone() { ! ip -n "$NS2" addr show dev wm0 | grep -q "inet 100\."; }
 wait_for 5 gone || fail "down left the address"
@@ -191,9 +225,24 @@ offline() { wm 1 status | grep -q 'node2 .*offline'; }
 wait_for 10 offline || fail "node1 does not see node2 offline: $(wm 1 status)"
 ok "peer shows offline after its down"
 
+# A login server that does not answer: up fails and status says why.
+wm 2 up --login-server http://192.0.2.1:9 --authkey "$AK" >"$T/up3" 2>&1 && fail "up to a dead server succeeded"
+grep -q 'cannot reach the control server at http://192.0.2.1:9' "$T/up3" || fail "up error: $(cat "$T/up3")"
+wm 2 status | grep -q 'login failed: cannot reach the control server' || fail "status after failed up: $(wm 2 status)"
+ok "unreachable control server: $(head -n1 "$T/up3")"
+
+# The admin deletes node2: it disappears from node1's status and WireGuard.
+id2=$(adm nodes list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("nodes", d) if isinstance(d, dict) else d; print([n["id"] for n in d if n["name"]=="node2"][0])') ||
+	fail "nodes list"
+adm nodes delete "$id2" >/dev/null || fail "nodes delete"
+gone2() { ! wm 1 status | grep -q node2; }
+wait_for 10 gone2 || fail "deleted node still listed: $(wm 1 status)"
+ok "deleted node disappears from its peer's status"
+
 # A clean stop (under ASan this also checks for leaks).
 kill -TERM "$AGENT1"
 wait "$AGENT1"; rc=$?
 [ "$rc" = 0 ] || fail "wiremeshd exit status $rc on SIGTERM"
 [ ! -e "$T/n1.sock" ] || fail "socket left behind"
 ok "SIGTERM: clean exit"
+
