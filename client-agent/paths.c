@@ -42,8 +42,10 @@
  * candidate that is removed are forgotten with it.
  *
  * paths_next_due() is exact: the trusted set changes only when some trust
- * lapses, so it walks the (at most PATHS_MAX_CANDIDATES) lapse times and
- * returns the first instant at which paths_due_pings() would return a ping.
+ * lapses, so it walks the (at most PATHS_MAX_CANDIDATES) lapse times from
+ * the latest time any call was given and returns the first instant at which
+ * paths_due_pings() would return a ping (that latest time itself meaning
+ * "now"). Time must not go backwards.
  */
 #include "client-agent/paths.h"
 
