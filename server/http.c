@@ -100,6 +100,15 @@ vproblem(struct http_response *resp, int status, const char *title, const char *
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	o = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank",
 	    "title", title ? title : reason(status), "status", status, "detail", detail);
+	if (o == NULL) {
+		/* The detail quotes client input that is not UTF-8 (or was cut
+		 * inside a character): keep the problem, mask those bytes. */
+		for (char *p = detail; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+		o = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank",
+		    "title", title ? title : reason(status), "status", status, "detail", detail);
+	}
 	s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (s == NULL) {
