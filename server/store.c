@@ -5,10 +5,12 @@
  * per call (they are cheap next to the fsync of a commit) except for the hot
  * ones, which are cached.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -196,6 +198,15 @@ store_open(const char *path, struct store **out)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return ERR_NOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	/* Create the file private (0600) before SQLite does: it holds hashed
+	 * secrets and node keys, and SQLite gives its -wal and -shm files the
+	 * database file's mode. An existing file keeps the mode the admin set. */
+	if (strcmp(path, ":memory:") != 0) {
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+		if (fd >= 0)
+			close(fd);
+	}
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 	    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
 		log_error("msg=\"cannot open database\" path=%s err=\"%s\"", path,

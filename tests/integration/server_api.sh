@@ -9,7 +9,8 @@ bootstrap
 [[ "$WIREMESH_API_KEY" =~ ^wm-api-[0-9a-f]{12}-[0-9a-f]{48}$ ]] || fail "key shape: $WIREMESH_API_KEY"
 secret=${WIREMESH_API_KEY##*-}
 ! grep -qa "$secret" "$T"/db.sqlite* || fail "API key secret stored in clear"
-ok "apikeys create --db prints the key alone; only its hash is stored"
+[ "$(stat -c %a "$T/db.sqlite")" = 600 ] || fail "database file mode is $(stat -c %a "$T/db.sqlite"), not 600"
+ok "apikeys create --db prints the key alone; only its hash is stored; the database is mode 0600"
 
 start_server
 grep -q 'plain HTTP' "$WM_SERVER_LOG" || fail "no plain-HTTP warning in the log"
