@@ -1013,7 +1013,12 @@ nc_main(void *arg)
 			continue;
 		}
 		run_netcheck(a);
-		next = time_mono_ms() + AGENT_NETCHECK_EVERY_MS;
+		/* Without UDP, look again soon: when it comes back, the STUN-mapped
+		 * endpoint is what lets peers punch through to us. */
+		pthread_mutex_lock(&a->mu);
+		run = a->have_report && a->report.udp;
+		pthread_mutex_unlock(&a->mu);
+		next = time_mono_ms() + (run ? AGENT_NETCHECK_EVERY_MS : AGENT_NETCHECK_NO_UDP_MS);
 	}
 	return NULL;
 }

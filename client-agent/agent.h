@@ -28,6 +28,7 @@ enum {
 	AGENT_KEEPALIVE_S = 25,		/* WireGuard persistent keepalive */
 	AGENT_MAX_PEERS = 4096,
 	AGENT_NETCHECK_EVERY_MS = 30000,
+	AGENT_NETCHECK_NO_UDP_MS = 3000,	/* while the last report saw no UDP */
 	AGENT_CMM_EVERY_MS = 5000,	/* call-me-maybe while no direct path */
 	AGENT_DERP_IDLE_MS = 60000,	/* non-home relay connections close after */
 	AGENT_PING_TIMEOUT_MS = 5000,
