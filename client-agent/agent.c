@@ -1449,8 +1449,8 @@ stop_control(struct agent *a)
 	c = a->ctl;
 	pthread_mutex_lock(&a->mu);
 	a->control_connected = false;
+	a->ctl = NULL;		/* written under both locks: readers hold either */
 	pthread_mutex_unlock(&a->mu);
-	a->ctl = NULL;
 	pthread_mutex_unlock(&a->ctl_mu);	/* control_free joins threads that take ctl_mu */
 	control_free(c);
 	pthread_mutex_lock(&a->ctl_mu);
@@ -1526,10 +1526,14 @@ health_locked(struct agent *a, struct buf *b)
 
 	for (size_t i = 0; i < a->nderps; i++)
 		relay |= derp_client_connected(a->derps[i].c);
-	if (a->ctl && !a->control_connected)
-		(void)!buf_printf(b, "# Health: cannot reach the control server %s: %s "
-		    "(existing tunnels keep working; retrying)\n", a->login_server,
-		    a->control_err[0] ? a->control_err : "connecting");
+	if (a->ctl && !a->control_connected) {
+		if (a->control_err[0])
+			(void)!buf_printf(b, "# Health: %s (existing tunnels keep working; retrying)\n",
+			    a->control_err);
+		else
+			(void)!buf_printf(b, "# Health: connecting to the control server %s\n",
+			    a->login_server);
+	}
 	if (a->have_netmap && a->dmap && !relay)
 		(void)!buf_printf(b, "# Health: cannot reach any DERP relay "
 		    "(peers without a direct path are unreachable)\n");
@@ -1591,7 +1595,9 @@ cmd_up(struct agent *a, json_t *req)
 	str_copy(a->hostname, host, sizeof(a->hostname));
 	a->want_up = true;
 	prefs_save(a);
+	pthread_mutex_lock(&a->mu);
 	a->ctl = c;
+	pthread_mutex_unlock(&a->mu);
 	if (control_start(c, 0) != 0) {
 		pthread_mutex_unlock(&a->ctl_mu);
 		json_decref(node);
@@ -1681,7 +1687,9 @@ resume_main(void *arg)
 		r = control_register(c, NULL, a->hostname, &node, why, sizeof(why));
 		json_decref(node);
 		if (r == 0 && control_start(c, 0) == 0) {
+			pthread_mutex_lock(&a->mu);
 			a->ctl = c;
+			pthread_mutex_unlock(&a->mu);
 			pthread_mutex_unlock(&a->ctl_mu);
 			log_info("msg=\"reconnected to control server\" url=%s", a->login_server);
 			return NULL;

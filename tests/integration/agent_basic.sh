@@ -144,6 +144,16 @@ ip netns exec "$NS1" nc -q 1 -w 5 "$ip2" 8080 <"$T/blob" || fail "nc connect"
 wait $ncp 2>/dev/null
 cmp -s "$T/blob" "$T/nc.out" || fail "TCP data differs ($(stat -c %s "$T/nc.out") bytes)"
 ok "ICMP and TCP (200 kB) through the tunnel"
+if command -v iperf3 >/dev/null; then
+	ip netns exec "$NS2" iperf3 -s -1 -B "$ip2" >/dev/null 2>&1 &
+	WM_PIDS+=($!)
+	iperf_up() { ip netns exec "$NS2" ss -ltn | grep -q ':5201 '; }
+	wait_for 5 iperf_up || fail "iperf3 server did not start"
+	ip netns exec "$NS1" iperf3 -c "$ip2" -t 2 -J >"$T/iperf.json" || fail "iperf3 through the tunnel"
+	mbps=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e6))' "$T/iperf.json")
+	[ "$mbps" -gt 0 ] || fail "iperf3 moved nothing"
+	ok "iperf3 through the tunnel (direct): $mbps Mbit/s"
+fi
 
 # Policy: node2 may reach node1:80 only; node1 may reach node2 on any port.
 cat >"$T/policy.hujson" <<POL
