@@ -200,3 +200,93 @@ mesh_start_derper() {
 		--tls-key "$T/key.pem" "$@"
 	wait_for 10 grep -q 'msg="ready"' "$log" || { cat "$log"; fail "derper did not start"; }
 }
+
+# ---- a whole mesh: control server, relays, agents ----
+#   mesh_start_control [serve args...]  wiremesh-server in the internet namespace
+#       on https://203.0.113.1 (TLS, embedded relay "lon" region 1 on the same
+#       listener, STUN 203.0.113.1:3478), SQLite in $T; needs mesh_ca first with
+#       control.test and 203.0.113.1 among the names. $MESH_DERP_MAP (optional)
+#       is passed as --derp-map (default: `mesh_derp_map 1`). Sets CONTROL_PID,
+#       CONTROL_URL, WIREMESH_API_KEY.
+#   mesh_derp_map N              prints a DERP map: region 1 "lon" (the control
+#       server's relay, control.test at 203.0.113.1) and, for N=2, region 2 "fra"
+#       (a wiremesh-derper, derp2.test at 203.0.113.2, started by the caller with
+#       mesh_start_derper LOG --addr 203.0.113.2:443 --stun-addr 203.0.113.2:3478)
+#   mesh_authkey USER            a reusable pre-auth key for USER (user made if needed)
+#   mesh_start_agent I           wiremeshd in node I's namespace; sets AGENT_PID[I]
+#   wm I ARGS...                 the wiremesh CLI against node I's agent
+#   srv ARGS...                  the admin CLI against the control server
+#   mesh_api METHOD PATH [BODY]  REST call with the admin key: "STATUS BODY"
+CONTROL_IP=203.0.113.1
+CONTROL_URL=https://$CONTROL_IP
+declare -A AGENT_PID=()
+
+srv() {
+	in_inet env SSL_CERT_FILE="$T/ca.pem" WIREMESH_SERVER="$CONTROL_URL" \
+		WIREMESH_API_KEY="$WIREMESH_API_KEY" "$WM_BIN/wiremesh-server" "$@"
+}
+
+mesh_derp_map() {
+	local r2=""
+	[ "$1" -ge 2 ] && r2=',
+  "2": {"RegionID": 2, "RegionCode": "fra", "RegionName": "Frankfurt",
+        "Nodes": [{"Name": "2a", "RegionID": 2, "HostName": "derp2.test", "IPv4": "203.0.113.2",
+                   "DERPPort": 443, "STUNPort": 3478}]}'
+	cat <<JSON
+{"Regions": {
+  "1": {"RegionID": 1, "RegionCode": "lon", "RegionName": "London",
+        "Nodes": [{"Name": "1a", "RegionID": 1, "HostName": "control.test", "IPv4": "$CONTROL_IP",
+                   "DERPPort": 443, "STUNPort": 3478}]}$r2
+}}
+JSON
+}
+
+mesh_start_control() {
+	local args=()
+	[ -n "${MESH_DERP_MAP:-}" ] || { MESH_DERP_MAP=$T/derpmap.json; mesh_derp_map 1 >"$MESH_DERP_MAP"; }
+	args+=(--derp-map "$MESH_DERP_MAP")
+	if [ -z "${WIREMESH_API_KEY:-}" ]; then
+		WIREMESH_API_KEY=$("$WM_BIN/wiremesh-server" apikeys create --db "$T/control.sqlite" 2>"$T/apikey.err") ||
+			{ cat "$T/apikey.err"; fail "apikeys create"; }
+		export WIREMESH_API_KEY
+	fi
+	: >>"$T/control.log"
+	WM_SERVER_LOG=$T/control.log
+	bg_inet "$T/control.log" "$WM_BIN/wiremesh-server" serve --listen "$CONTROL_IP:443" \
+		--db "$T/control.sqlite" --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" \
+		--derp --derp-region-id 1 --derp-region-code lon --derp-region-name London \
+		--derp-hostname control.test --stun-listen "$CONTROL_IP:3478" "${args[@]}" "$@"
+	CONTROL_PID=$BG_PID
+	wait_for 10 in_inet curl -sf --cacert "$T/ca.pem" "$CONTROL_URL/healthz" ||
+		{ tail -n 20 "$T/control.log"; fail "control server did not become healthy"; }
+}
+
+mesh_stop_control() {
+	kill -TERM "$CONTROL_PID" 2>/dev/null
+	wait "$CONTROL_PID" 2>/dev/null || true
+}
+
+mesh_api() {
+	local m=$1 p=$2
+	if [ $# -ge 3 ]; then printf '%s' "$3" >"$T/req"; fi
+	in_inet curl -s --cacert "$T/ca.pem" -o "$T/resp" -w '%{http_code}' -X "$m" \
+		-H "Authorization: Bearer $WIREMESH_API_KEY" \
+		${3+-H 'Content-Type: application/json' --data-binary "@$T/req"} "$CONTROL_URL$p"
+	echo " $(cat "$T/resp")"
+}
+
+mesh_authkey() {
+	srv users list 2>/dev/null | grep -qw "$1" || srv users create "$1" >/dev/null || fail "users create $1"
+	srv preauthkeys create --user "$1" --reusable --expiration 1h || fail "preauthkeys create"
+}
+
+mesh_start_agent() {	# I [extra wiremeshd args]
+	local i=$1; shift
+	mkdir -p "$T/n$i"
+	bg_node "$i" "$T/n$i/agent.log" env SSL_CERT_FILE="$T/ca.pem" "$WM_BIN/wiremeshd" \
+		--state-dir "$T/n$i/state" --socket "$T/n$i/sock" --tun wm0 --port 41641 "$@"
+	AGENT_PID[$i]=$BG_PID
+	wait_for 10 test -S "$T/n$i/sock" || { cat "$T/n$i/agent.log"; fail "wiremeshd $i did not start"; }
+}
+
+wm() { local i=$1; shift; in_node "$i" "$WM_BIN/wiremesh" --socket "$T/n$i/sock" "$@"; }
