@@ -84,7 +84,7 @@ static void
 write_all(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);	/* the peer may be gone */
 
 		if (w < 0 && errno == EINTR)
 			continue;
