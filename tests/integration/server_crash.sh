@@ -7,6 +7,16 @@
 # address pool and names stay unique across restarts. Several rounds.
 . "$(dirname "$0")/lib.sh"
 
+# Processes this script has waited for leave the cleanup list (their PIDs
+# may be reused); stop() stops the current server at most once.
+reaped() {
+	local p i
+	for p in "$@"; do
+		for i in "${!WM_PIDS[@]}"; do [ "${WM_PIDS[$i]}" != "$p" ] || unset "WM_PIDS[$i]"; done
+	done
+}
+stop() { [ -n "${SERVER_PID:-}" ] || return 0; stop_server; reaped "$SERVER_PID"; SERVER_PID=; }
+
 ROUNDS=${WM_CRASH_ROUNDS:-4}
 WORKERS=${WM_CRASH_WORKERS:-8}
 
@@ -50,6 +60,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	wait "$SERVER_PID" 2>/dev/null
 	touch "$T/stop$round"
 	for p in "${wpids[@]}"; do wait "$p"; done
+	reaped "$SERVER_PID" "${wpids[@]}"
 	[ ! -s "$T/bad" ] || fail "$(cat "$T/bad")"
 
 	# The database as the crash left it (main file and WAL), checked on a copy.
@@ -87,5 +98,5 @@ PY
 done
 
 # Under ASan/UBSan a report in any server log fails the test.
-stop_server
+stop
 ! grep -l 'Sanitizer\|runtime error:' "$T"/*.log 2>/dev/null || fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/*.log | head -20)"

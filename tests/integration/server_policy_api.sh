@@ -7,6 +7,16 @@
 # filters replaced, deltas of invisible nodes withheld).
 . "$(dirname "$0")/lib.sh"
 
+# Processes this script has waited for leave the cleanup list (their PIDs
+# may be reused); stop() stops the current server at most once.
+reaped() {
+	local p i
+	for p in "$@"; do
+		for i in "${!WM_PIDS[@]}"; do [ "${WM_PIDS[$i]}" != "$p" ] || unset "WM_PIDS[$i]"; done
+	done
+}
+stop() { [ -n "${SERVER_PID:-}" ] || return 0; stop_server; reaped "$SERVER_PID"; SERVER_PID=; }
+
 bootstrap
 start_server
 "$SRV" users create alice >/dev/null && "$SRV" users create bob >/dev/null || fail "users"
@@ -148,7 +158,7 @@ head -c $((1024 * 1024 + 10)) /dev/zero | tr '\0' ' ' >"$T/huge"
 expect_status 413 "$(policy PUT /api/v1/policy "$T/huge")"
 ok "If-Match * accepted, peers return; DELETE 405, oversize 413"
 
-stop_server
+stop
 unset PORT
 start_server
 out=$(policy GET /api/v1/policy); expect_status 200 "$out"
@@ -157,5 +167,5 @@ out=$(policy GET /api/v1/policy/history)
 [ "$(echo "$out" | grep -o '"etag"' | wc -l)" = 3 ] || fail "history after restart: $out"
 ok "the active policy and its history survive a restart"
 
-stop_server
+stop
 ! grep -l 'Sanitizer\|runtime error:' "$T"/*.log 2>/dev/null || fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/*.log | head -20)"

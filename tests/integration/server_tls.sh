@@ -10,6 +10,16 @@
 #    broken file is refused with FILE:LINE:COL.
 . "$(dirname "$0")/lib.sh"
 
+# Processes this script has waited for leave the cleanup list (their PIDs
+# may be reused); stop() stops the current server at most once.
+reaped() {
+	local p i
+	for p in "$@"; do
+		for i in "${!WM_PIDS[@]}"; do [ "${WM_PIDS[$i]}" != "$p" ] || unset "WM_PIDS[$i]"; done
+	done
+}
+stop() { [ -n "${SERVER_PID:-}" ] || return 0; stop_server; reaped "$SERVER_PID"; SERVER_PID=; }
+
 command -v openssl >/dev/null || skip "openssl is not installed"
 
 # A test CA and a server certificate for 127.0.0.1, valid for a day.
@@ -55,14 +65,14 @@ SSL_CERT_FILE=$T/ca.crt node a map --lines 1 >"$T/map" 2>/dev/null
 grep -q '"type":"full"' "$T/map" && grep -q '"name":"tls-b"' "$T/map" ||
 	fail "map stream over HTTPS: $(head -c 300 "$T/map")"
 ok "wm-node registers and streams its map over HTTPS"
-stop_server
+stop
 
 unset PORT
 start_server
 grep -q 'plain HTTP' "$WM_SERVER_LOG" || fail "no plain-HTTP warning without --tls-cert"
 grep -q 'tls=off' "$WM_SERVER_LOG" || fail "no tls=off in the log"
 ok "without --tls-cert the log says plain HTTP"
-stop_server
+stop
 
 # ---- configuration file and environment ----
 p1=$(free_port); p2=$(free_port); p3=$(free_port)
@@ -102,7 +112,7 @@ hdrs=(); while IFS= read -r l; do hdrs+=(-H "$l"); done <"$T/h"
 curl -s -o /dev/null "${hdrs[@]}" --data-binary '{"endpoints":["192.0.2.1:1"]}' "$URL/machine/endpoints"
 wait_for 5 grep -q 'level=debug.*bad request signature' "$T/cfg1.log" ||
 	fail "log_level from the config file not applied"
-stop_server
+stop
 ok "serve --config FILE.hujson: listen, db, prefixes and log level applied"
 
 # Environment beats the file: another port, database and IPv4 range.
@@ -118,13 +128,13 @@ node d1 register --authkey "$DK" --hostname env-one >"$T/d1" || fail "register: 
 grep -q '"ipv4":"100.64.10.' "$T/d1" || fail "WIREMESH_PREFIX_V4 did not override the file: $(cat "$T/d1")"
 grep -q '"ipv6":"fd7a:115c:a1e0:9:' "$T/d1" || fail "the file's v6 prefix was lost: $(cat "$T/d1")"
 [ "$(sqlite3 "$T/env.sqlite" 'SELECT count(*) FROM nodes')" = 1 ] || fail "WIREMESH_DB not used"
-stop_server
+stop
 ok "WIREMESH_LISTEN, WIREMESH_DB and WIREMESH_PREFIX_V4 override the config file"
 
 # A flag beats the environment.
 WIREMESH_LISTEN=127.0.0.1:$p2 serve_cfg "$T/cfg3.log" --listen "127.0.0.1:$p3"
 wait_for 10 healthy "$p3" || fail "--listen did not override WIREMESH_LISTEN: $(cat "$T/cfg3.log")"
-stop_server
+stop
 ok "a flag overrides the environment"
 
 # Broken configurations are refused with a clear message.
@@ -141,5 +151,5 @@ grep -q 'environment' "$T/bad.log" && grep -q 'prefix_v4' "$T/bad.log" ||
 ok "broken config (FILE:LINE:COL), unknown option and bad environment value refused"
 
 # Under ASan/UBSan a report in any server log fails the test.
-stop_server
+stop
 ! grep -l 'Sanitizer\|runtime error:' "$T"/*.log 2>/dev/null || fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/*.log | head -20)"
