@@ -30,3 +30,9 @@ $(BIN)/wiremeshd: $(BUILD)/client-agent/wiremeshd.o $(AGENTD_OBJS) $(AGENT_LIB) 
 	$(WG_LIB) $(COMMON_LIB)
 $(BIN)/wiremesh: $(BUILD)/client-agent/wiremesh.o $(BUILD)/client-agent/localapi.o $(COMMON_LIB)
 BINARIES += $(BIN)/wiremeshd $(BIN)/wiremesh
+
+# Time from `up` to first pong and to a direct path, 20 runs (root, namespaces).
+bench-agent: $(BIN)/wiremeshd $(BIN)/wiremesh $(BIN)/wiremesh-server
+	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/bench/agent/bench-agent.sh
+
+.PHONY: bench-agent
