@@ -71,6 +71,10 @@ $(BIN)/%:
 deps:
 	$(Q)scripts/install-deps.sh
 
+# the one-command demo: namespaces, control server, relays, four agents (root)
+demo: deps binaries
+	$(Q)WM_BIN=$(abspath $(BIN)) scripts/demo.sh
+
 clean:
 	rm -rf build bin
 
