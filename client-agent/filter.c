@@ -8,7 +8,10 @@
  * Verdicts, in order: a packet that cannot be parsed (short, bad version or
  * header length, lengths that disagree, truncated transport header, a
  * non-first fragment of a protocol whose ports or ICMP type we would need)
- * is DROP_MALFORMED; one a rule allows is ACCEPT; a TCP/UDP/SCTP reply of a
+ * is DROP_MALFORMED, unless the first fragment of the same packet (source,
+ * destination, protocol, identification; the last 64 such packets are
+ * remembered for 30 s in the conntrack) passed, in which case it gets that fragment's verdict; one a
+ * rule allows is ACCEPT; a TCP/UDP/SCTP reply of a
  * tracked flow, an ICMP echo reply to a tracked echo request, or an ICMP
  * error about a tracked flow is ACCEPT_ESTABLISHED; anything else is
  * DROP_POLICY. Rules match protocol, source prefix, destination prefix and,
@@ -361,7 +364,10 @@ out:
 struct pkt {
 	int family;
 	uint8_t proto;
+	bool fragment;			/* any fragment, the first included */
 	bool nonfirst_frag;		/* no transport header in this packet */
+	bool unclassified;		/* non-first fragment of TCP/UDP/SCTP/ICMP */
+	uint32_t frag_id;		/* IPv4 identification or IPv6 fragment id */
 	bool has_ports;			/* TCP, UDP, SCTP */
 	bool is_icmp;			/* ICMP for v4, ICMPv6 for v6 */
 	const uint8_t *src, *dst;	/* 4 or 16 bytes */
@@ -410,6 +416,8 @@ parse_ip(const uint8_t *ip, size_t len, bool inner, struct pkt *k)
 		k->family = AF_INET;
 		k->proto = ip[9];
 		k->nonfirst_frag = (frag & 0x1fff) != 0;
+		k->fragment = (frag & 0x3fff) != 0;	/* MF or an offset */
+		k->frag_id = be16(ip + 4);
 		k->src = ip + 12;
 		k->dst = ip + 16;
 		off = ihl;
@@ -444,6 +452,8 @@ parse_ip(const uint8_t *ip, size_t len, bool inner, struct pkt *k)
 			if (nh == P_FRAGMENT) {
 				hl = 8;
 				k->nonfirst_frag = (be16(ip + off + 2) & 0xfff8) != 0;
+				k->fragment = true;
+				k->frag_id = (uint32_t)be16(ip + off + 4) << 16 | be16(ip + off + 6);
 			} else if (nh == P_AH) {
 				hl = ((size_t)ip[off + 1] + 2) * 4;
 			} else {
@@ -465,9 +475,12 @@ parse_ip(const uint8_t *ip, size_t len, bool inner, struct pkt *k)
 	k->has_ports = ported(k->proto);
 	k->is_icmp = (k->family == AF_INET && k->proto == P_ICMP) ||
 		     (k->family == AF_INET6 && k->proto == P_ICMPV6);
-	if (k->nonfirst_frag)
-		/* Ports or ICMP type are in the first fragment only. */
-		return k->has_ports || k->is_icmp ? -1 : 0;
+	if (k->nonfirst_frag) {
+		/* Ports and ICMP type are in the first fragment only: such a
+		 * fragment passes only as part of a first fragment that did. */
+		k->unclassified = k->has_ports || k->is_icmp;
+		return inner && k->unclassified ? -1 : 0;
+	}
 	if (k->has_ports) {
 		size_t need = k->proto == P_TCP ? 20 : k->proto == P_UDP ? 8 : 12;
 
@@ -536,9 +549,21 @@ rules_allow(const struct wm_filter *f, const struct pkt *k)
 
 /* ---- conntrack ---- */
 
-enum { KEY_LEN_CT = 40, NIL = UINT32_MAX };
+enum { KEY_LEN_CT = 40, NIL = UINT32_MAX,
+       FRAG_SLOTS = 64,			/* packets whose later fragments may pass */
+       FRAG_IDLE_MS = 30 * 1000 };		/* reassembly wait (RFC 791: 15 s and up) */
 
 struct ct_key { uint8_t b[KEY_LEN_CT]; };
+
+/* A first fragment that passed: its later fragments get the same verdict.
+ * Kept apart from the flows (a small ring, oldest replaced) so fragments can
+ * never push flows out of the table. */
+struct frag {
+	struct ct_key key;
+	int64_t expire_ms;
+	uint8_t verdict;
+	bool used;
+};
 
 struct ct_entry {
 	struct ct_key key;
@@ -553,6 +578,7 @@ struct conntrack {
 	struct ct_entry *e;
 	uint32_t *buckets;
 	uint32_t nbuckets, max, count;
+	struct frag frags[FRAG_SLOTS];	/* first fragments that passed */
 	uint32_t free_head, lru_head, lru_tail;
 	uint8_t hkey[crypto_shorthash_KEYBYTES];
 	struct filter_stats stats;
@@ -725,8 +751,8 @@ insert(struct conntrack *ct, const struct ct_key *k, uint8_t proto, int64_t now)
 	ct->buckets[b] = i;
 	ct->e[i].prev = ct->e[i].next = NIL;
 	lru_push(ct, i);
-	ct->e[i].expire_ms = now + idle_ms(proto);
 	ct->count++;
+	ct->e[i].expire_ms = now + idle_ms(proto);
 }
 
 /* The flow key from this node's side: local address and port first. */
@@ -853,6 +879,79 @@ count(struct conntrack *ct, enum filter_verdict v)
 	return v;
 }
 
+/* Fragments of one packet: source, destination, protocol, identification. */
+static void
+frag_key(struct ct_key *key, const struct pkt *k)
+{
+	make_key(key, k->family, k->proto, k->dst, k->src, (uint16_t)(k->frag_id >> 16),
+		 (uint16_t)k->frag_id);
+}
+
+/* The live slot holding key, or NULL (mu held). */
+static struct frag *
+frag_find(struct conntrack *ct, const struct ct_key *key, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < FRAG_SLOTS; i++)
+		if (ct->frags[i].used && now < ct->frags[i].expire_ms &&
+		    memcmp(ct->frags[i].key.b, key->b, sizeof(key->b)) == 0)
+			return &ct->frags[i];
+	return NULL;
+}
+
+/* The verdict of the first fragment of k's packet, or DROP_MALFORMED. */
+static enum filter_verdict
+later_fragment(struct conntrack *ct, const struct pkt *k, int64_t now)
+{
+	enum filter_verdict v = FILTER_DROP_MALFORMED;
+	struct ct_key key;
+	struct frag *fr;
+
+	if (ct == NULL)
+		return v;
+	frag_key(&key, k);
+	pthread_mutex_lock(&ct->mu);
+	if ((fr = frag_find(ct, &key, now)) != NULL)
+		v = (enum filter_verdict)fr->verdict;
+	pthread_mutex_unlock(&ct->mu);
+	return v;
+}
+
+static enum filter_verdict
+first_fragment(struct conntrack *ct, const struct pkt *k, enum filter_verdict v, int64_t now)
+{
+	struct ct_key key;
+	struct frag *fr;
+
+	if (ct == NULL || !k->fragment || k->nonfirst_frag || !(k->has_ports || k->is_icmp))
+		return v;
+	frag_key(&key, k);
+	pthread_mutex_lock(&ct->mu);
+	if ((fr = frag_find(ct, &key, now)) == NULL) {
+		size_t i;
+
+		/* A free or expired slot, else the one closest to expiry. */
+		fr = &ct->frags[0];
+		for (i = 0; i < FRAG_SLOTS; i++) {
+			struct frag *c = &ct->frags[i];
+
+			if (!c->used || now >= c->expire_ms) {
+				fr = c;
+				break;
+			}
+			if (c->expire_ms < fr->expire_ms)
+				fr = c;
+		}
+		fr->key = key;
+		fr->used = true;
+	}
+	fr->expire_ms = now + FRAG_IDLE_MS;
+	fr->verdict = (uint8_t)v;
+	pthread_mutex_unlock(&ct->mu);
+	return v;
+}
+
 enum filter_verdict
 filter_check_inbound(const struct wm_filter *f, struct conntrack *ct,
 		     const uint8_t *ip, size_t len, int64_t now_ms)
@@ -861,10 +960,14 @@ filter_check_inbound(const struct wm_filter *f, struct conntrack *ct,
 
 	if (parse_ip(ip, len, false, &k) != 0)
 		return count(ct, FILTER_DROP_MALFORMED);
-	if (f == NULL || rules_allow(f, &k))
+	if (f == NULL)
 		return count(ct, FILTER_ACCEPT);
+	if (k.unclassified)
+		return count(ct, later_fragment(ct, &k, now_ms));
+	if (rules_allow(f, &k))
+		return count(ct, first_fragment(ct, &k, FILTER_ACCEPT, now_ms));
 	if (ct != NULL && established(ct, &k, now_ms))
-		return count(ct, FILTER_ACCEPT_ESTABLISHED);
+		return count(ct, first_fragment(ct, &k, FILTER_ACCEPT_ESTABLISHED, now_ms));
 	return count(ct, FILTER_DROP_POLICY);
 }
 

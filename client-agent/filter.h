@@ -11,7 +11,10 @@
  * destination port (ports are ignored for protocols without them).
  *
  * The conntrack remembers flows the node opened (TCP/UDP 5-tuples, ICMP echo
- * ids, IPv4 and IPv6) so their replies pass whatever the rules say.
+ * ids, IPv4 and IPv6) so their replies pass whatever the rules say, and the
+ * last 64 inbound first fragments that passed (30 s), so the later fragments
+ * of those packets pass too; other non-first fragments of TCP, UDP, SCTP and
+ * ICMP cannot be judged and are DROP_MALFORMED.
  */
 #ifndef WM_FILTER_H
 #define WM_FILTER_H

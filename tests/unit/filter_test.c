@@ -350,10 +350,13 @@ START_TEST(test_malformed)
 	b[3] = (uint8_t)n;
 	/* Padding after the IP total length is fine. */
 	ck_assert_int_eq(filter_check_inbound(f, ct, b, n + 5, 0), FILTER_ACCEPT);
-	/* Non-first fragment of UDP: no ports to judge. First fragment: fine. */
+	/* Non-first fragment of UDP: no ports to judge (unless no filter).
+	 * First fragment: fine. */
 	b[6] = 0x00;
 	b[7] = 0x10;
-	BAD(n);
+	ck_assert_int_eq(filter_check_inbound(f, ct, b, n, 0), FILTER_DROP_MALFORMED);
+	bad++;
+	ck_assert_int_eq(filter_check_inbound(NULL, NULL, b, n, 0), FILTER_ACCEPT);
 	b[6] = 0x20;
 	b[7] = 0;
 	ck_assert_int_eq(filter_check_inbound(f, ct, b, n, 0), FILTER_ACCEPT);
@@ -449,6 +452,93 @@ START_TEST(test_parse_errors)
 	ck_assert_int_eq(filter_parse("[]xyz", 2, &f, NULL, 0), 0);
 	filter_free(f);
 	ck_assert_int_eq(filter_parse("[x", 2, &f, err, 1), ERR_INVALID);
+}
+END_TEST
+
+/* IPv4 fragment: id, offset in 8-byte units, more-fragments flag. */
+static void
+frag4(uint8_t *b, uint16_t id, uint16_t off, bool more)
+{
+	b[4] = (uint8_t)(id >> 8);
+	b[5] = (uint8_t)id;
+	b[6] = (uint8_t)((more ? 0x20 : 0) | (off >> 8));
+	b[7] = (uint8_t)off;
+}
+
+static enum filter_verdict
+later4(const struct wm_filter *f, struct conntrack *ct, const char *src, const char *dst,
+       uint16_t id, int64_t now)
+{
+	uint8_t b[128];
+	size_t n = mk(b, src, dst, UDP, 0x4142, 0x4344);	/* the "ports" are payload here */
+
+	frag4(b, id, 185, false);
+	return filter_check_inbound(f, ct, b, n, now);
+}
+
+START_TEST(test_fragments)
+{
+	struct wm_filter *f = parse_ok("[{\"IPProto\":[17,58],\"Srcs\":[\"100.64.0.1\",\"fd7a:115c:a1e0::1\"],"
+				      "\"Dsts\":[{\"Net\":\"*\",\"Ports\":{\"First\":53,\"Last\":53}}]}]");
+	struct conntrack *ct = conntrack_new(64);
+	uint8_t b[128], v6[128];
+	size_t n;
+	int id;
+
+	/* Unknown later fragments: unclassifiable. */
+	ck_assert_int_eq(later4(f, ct, "100.64.0.1", "100.64.0.2", 0x1234, 0), FILTER_DROP_MALFORMED);
+	/* The first fragment passes the rules; the rest of that packet follows it. */
+	n = mk(b, "100.64.0.1", "100.64.0.2", UDP, 1000, 53);
+	frag4(b, 0x1234, 0, true);
+	ck_assert_int_eq(filter_check_inbound(f, ct, b, n, 10), FILTER_ACCEPT);
+	ck_assert_int_eq(later4(f, ct, "100.64.0.1", "100.64.0.2", 0x1234, 11), FILTER_ACCEPT);
+	ck_assert_int_eq(later4(f, ct, "100.64.0.1", "100.64.0.2", 0x1235, 11), FILTER_DROP_MALFORMED);
+	ck_assert_int_eq(later4(f, ct, "100.64.0.3", "100.64.0.2", 0x1234, 11), FILTER_DROP_MALFORMED);
+	ck_assert_int_eq(later4(f, ct, "100.64.0.1", "100.64.0.2", 0x1234, 10 + 30000),
+			 FILTER_DROP_MALFORMED);
+	/* A first fragment that is dropped takes its packet with it. */
+	n = mk(b, "100.64.0.1", "100.64.0.2", UDP, 1000, 54);
+	frag4(b, 0x2222, 0, true);
+	ck_assert_int_eq(filter_check_inbound(f, ct, b, n, 20), FILTER_DROP_POLICY);
+	ck_assert_int_eq(later4(f, ct, "100.64.0.1", "100.64.0.2", 0x2222, 21), FILTER_DROP_MALFORMED);
+	/* A fragmented reply of a tracked flow. */
+	out(ct, "100.64.0.2", "100.64.0.9", UDP, 4000, 5000, 30);
+	n = mk(b, "100.64.0.9", "100.64.0.2", UDP, 5000, 4000);
+	frag4(b, 0x3333, 0, true);
+	ck_assert_int_eq(filter_check_inbound(f, ct, b, n, 31), FILTER_ACCEPT_ESTABLISHED);
+	ck_assert_int_eq(later4(f, ct, "100.64.0.9", "100.64.0.2", 0x3333, 32),
+			 FILTER_ACCEPT_ESTABLISHED);
+	/* IPv6: fragment header, id 0xdeadbeef. */
+	n = mk(b, "fd7a:115c:a1e0::1", "fd7a:115c:a1e0::2", UDP, 1000, 53);
+	memcpy(v6, b, 40);
+	v6[6] = 44;
+	v6[5] = 16;
+	memset(v6 + 40, 0, 8);
+	v6[40] = UDP;
+	v6[43] = 1;			/* offset 0, M */
+	v6[44] = 0xde, v6[45] = 0xad, v6[46] = 0xbe, v6[47] = 0xef;
+	memcpy(v6 + 48, b + 40, 8);
+	ck_assert_int_eq(filter_check_inbound(f, ct, v6, 56, 40), FILTER_ACCEPT);
+	v6[42] = 0x05;			/* offset 160 units */
+	v6[43] = 0x00;
+	ck_assert_int_eq(filter_check_inbound(f, ct, v6, 56, 41), FILTER_ACCEPT);
+	v6[47] = 0xee;
+	ck_assert_int_eq(filter_check_inbound(f, ct, v6, 56, 41), FILTER_DROP_MALFORMED);
+	/* Without a filter every well-formed fragment passes. */
+	ck_assert_int_eq(later4(NULL, ct, "100.64.0.7", "100.64.0.2", 0x7777, 50), FILTER_ACCEPT);
+	/* Bounded: the 64 most recent first fragments are remembered. */
+	for (id = 0; id < 100; id++) {
+		n = mk(b, "100.64.0.1", "100.64.0.2", UDP, 1000, 53);
+		frag4(b, (uint16_t)(0x8000 + id), 0, true);
+		ck_assert_int_eq(filter_check_inbound(f, ct, b, n, 100 + id), FILTER_ACCEPT);
+	}
+	for (id = 0; id < 100; id++)
+		ck_assert_int_eq(later4(f, ct, "100.64.0.1", "100.64.0.2", (uint16_t)(0x8000 + id), 300),
+				 id < 36 ? FILTER_DROP_MALFORMED : FILTER_ACCEPT);
+	/* Fragments never take flows' places. */
+	ck_assert_uint_eq(conntrack_count(ct), 1);
+	conntrack_free(ct);
+	filter_free(f);
 }
 END_TEST
 
@@ -668,6 +758,7 @@ filter_suite(void)
 	tcase_add_test(tc, test_icmp);
 	tcase_add_test(tc, test_table_bound);
 	tcase_add_test(tc, test_malformed);
+	tcase_add_test(tc, test_fragments);
 	tcase_add_test(tc, test_parse_errors);
 	tcase_add_test(tc, test_differential);
 	suite_add_tcase(s, tc);
