@@ -187,6 +187,7 @@ main(int argc, char **argv)
 	struct stat st_sock;
 	struct wg_device *dev = NULL;
 	int tun_fd = -1, lfd, sfd, ready[2] = { -1, -1 }, mtu = WG_DEFAULT_MTU;
+	bool vnet = false;
 	const char *name = NULL;
 	sigset_t mask;
 	int r;
@@ -211,10 +212,16 @@ main(int argc, char **argv)
 	if (name == NULL || strlen(name) >= IFNAMSIZ || strchr(name, '/'))
 		usage();
 	set_log_level();
-	if ((r = wg_tun_open(name, ifname, &tun_fd)) != 0) {
+	/* WIREMESH_WG_OFFLOAD=0 opens a plain TUN (no TSO/GRO), for comparison. */
+	if (getenv("WIREMESH_WG_OFFLOAD") && strcmp(getenv("WIREMESH_WG_OFFLOAD"), "0") == 0)
+		r = wg_tun_open(name, ifname, &tun_fd);
+	else
+		r = wg_tun_open_offload(name, ifname, &tun_fd, &vnet);
+	if (r != 0) {
 		log_error("msg=\"cannot create TUN device\" interface=%s err=%s", name, err_str(r));
 		return 1;
 	}
+	log_debug("msg=\"TUN device open\" interface=%s offload=%s", ifname, vnet ? "yes" : "no");
 	if (wg_tun_set_mtu(ifname, WG_DEFAULT_MTU) != 0)
 		log_warn("msg=\"cannot set MTU\" interface=%s", ifname);
 	snprintf(path, sizeof(path), SOCK_DIR "/%s.sock", ifname);

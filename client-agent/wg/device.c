@@ -26,8 +26,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/udp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,7 +38,9 @@
 #include "client-agent/wg/crypto.h"
 #include "client-agent/wg/device.h"
 #include "client-agent/wg/noise.h"
+#include "client-agent/wg/offload.h"
 #include "client-agent/wg/timers.h"
+#include "client-agent/wg/tun.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -47,6 +51,13 @@ enum {
 	LOAD_THRESHOLD = 64,		/* handshake messages per second */
 	TIMER_TICK_MS = 50,
 	SOCK_BUF = 7 << 20,
+	READ_ARENA = 1 << 20,		/* TUN reads per batch */
+	TX_GROUPS = 16,			/* send groups per sendmmsg */
+	GSO_MAX_SEGS = 64,		/* datagrams per UDP GSO message */
+	GSO_MAX_BYTES = 65507,		/* largest UDP payload over IPv4 */
+	GROUP_BUF = WG_MAX_DATAGRAM,
+	TX_MSGS = TX_GROUPS * GSO_MAX_SEGS,
+	SINK_CAP = 256,			/* decrypted packets per TUN flush */
 };
 
 struct staged {
@@ -99,6 +110,8 @@ struct wg_device {
 	uint16_t port;
 	uint32_t fwmark;
 	int tun_fd;
+	bool tun_vnet;			/* TUN reads/writes carry a virtio_net_hdr */
+	_Atomic bool udp_gso;		/* UDP_SEGMENT works on the socket */
 	_Atomic int mtu;
 	int stop_fd;
 	pthread_t tx_thread, rx_thread, timer_thread;
@@ -241,6 +254,8 @@ open_socket(uint16_t port, uint32_t fwmark, int *fd_out, bool *v6_out, uint16_t 
 	if (fwmark)
 		(void)setsockopt(fd, SOL_SOCKET, SO_MARK, &fwmark, sizeof(fwmark));
 	set_bufsize(fd);
+	/* Runs of same-size datagrams arrive as one buffer (see rx_batch). */
+	(void)setsockopt(fd, SOL_UDP, UDP_GRO, &(int){ 1 }, sizeof(int));
 	if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
 		r = errno == EADDRINUSE ? ERR_EXISTS : ERR_IO;
 		close(fd);
@@ -687,25 +702,97 @@ route(struct wg_device *dev, const uint8_t *pkt, size_t len)
 
 /* ---- TUN -> UDP ---- */
 
-struct tx_state {
-	struct wg_aead *aead;
-	uint8_t *buf[BATCH];
-	size_t len[BATCH];
-	struct mmsghdr msgs[BATCH];
-	struct iovec iov[BATCH];
-	struct sockaddr_storage sa[BATCH];
-	struct peer *touched[BATCH];
-	size_t touched_bytes[BATCH];
-	bool touched_data[BATCH];
+/*
+ * Datagrams leave in groups: consecutive datagrams for one peer and endpoint
+ * of one size (the last may be shorter) share a buffer and go out as one
+ * UDP GSO message (UDP_SEGMENT), a whole batch of groups in one sendmmsg.
+ * Without GSO (refused by the kernel with EIO once) every datagram of a
+ * group is its own message.
+ */
+struct tx_group {
+	uint8_t *buf;			/* GROUP_BUF bytes */
+	size_t len, seg;		/* bytes used, size of each datagram */
+	unsigned n;
+	bool closed;
+	struct peer *peer;
+	struct endpoint ep;
 };
 
-static void
-flush_mmsg(struct wg_device *dev, struct tx_state *st, unsigned n)
-{
-	unsigned done = 0;
+struct tx_state {
+	struct wg_aead *aead;
+	uint8_t *rbuf;			/* READ_ARENA bytes of packets read from TUN */
+	uint8_t *rpkt[BATCH];
+	size_t rlen[BATCH];
+	uint8_t *scratch;		/* one segment when it has to be staged */
+	struct tx_group g[TX_GROUPS];
+	unsigned ng;
+	struct mmsghdr msgs[TX_MSGS];
+	struct iovec iov[TX_MSGS];
+	unsigned msg_group[TX_MSGS];
+	struct sockaddr_storage sa[TX_GROUPS];
+	union {
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} cm[TX_GROUPS];
+	struct peer *touched[BATCH];
+	size_t touched_bytes[BATCH];
+};
 
-	while (done < n) {
-		int r = sendmmsg(dev->sock, st->msgs + done, n - done, 0);
+/* Messages for groups [from, ng): one GSO message per group or one per
+ * datagram. Returns the number of messages. */
+static unsigned
+build_msgs(struct wg_device *dev, struct tx_state *st, unsigned from, bool gso)
+{
+	unsigned nm = 0;
+
+	for (unsigned gi = from; gi < st->ng; gi++) {
+		struct tx_group *g = &st->g[gi];
+		socklen_t sl;
+
+		if (g->n == 0)
+			continue;
+		sl = ep_to_sa(dev, &g->ep, &st->sa[gi]);
+		for (unsigned k = 0; k < g->n; k++) {
+			struct msghdr *mh = &st->msgs[nm].msg_hdr;
+			size_t off = k * g->seg;
+
+			memset(&st->msgs[nm], 0, sizeof(st->msgs[nm]));
+			st->iov[nm].iov_base = g->buf + off;
+			st->iov[nm].iov_len = k + 1 < g->n ? g->seg : g->len - off;
+			mh->msg_iov = &st->iov[nm];
+			mh->msg_iovlen = 1;
+			mh->msg_name = &st->sa[gi];
+			mh->msg_namelen = sl;
+			st->msg_group[nm] = gi;
+			if (gso && g->n > 1) {
+				struct cmsghdr *c;
+				uint16_t seg = (uint16_t)g->seg;
+
+				st->iov[nm].iov_len = g->len;
+				mh->msg_control = st->cm[gi].buf;
+				mh->msg_controllen = sizeof(st->cm[gi].buf);
+				c = CMSG_FIRSTHDR(mh);
+				c->cmsg_level = SOL_UDP;
+				c->cmsg_type = UDP_SEGMENT;
+				c->cmsg_len = CMSG_LEN(sizeof(seg));
+				memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+				nm++;
+				break;
+			}
+			nm++;
+		}
+	}
+	return nm;
+}
+
+static void
+tx_flush(struct wg_device *dev, struct tx_state *st)
+{
+	bool gso = atomic_load_explicit(&dev->udp_gso, memory_order_relaxed);
+	unsigned nm = build_msgs(dev, st, 0, gso), done = 0;
+
+	while (done < nm) {
+		int r = sendmmsg(dev->sock, st->msgs + done, nm - done, 0);
 
 		if (r < 0) {
 			if (errno == EINTR)
@@ -716,92 +803,249 @@ flush_mmsg(struct wg_device *dev, struct tx_state *st, unsigned n)
 				(void)poll(&pfd, 1, 100);
 				continue;
 			}
-			STAT_ADD(dev, drop_send_error, n - done);
-			return;
+			if (st->msgs[done].msg_hdr.msg_control) {
+				/* GSO refused: EIO when the route's device cannot
+				 * checksum (for good), EINVAL/EMSGSIZE when a
+				 * segment exceeds the path MTU (this group). */
+				if (errno == EIO)
+					atomic_store(&dev->udp_gso, false);
+				nm = build_msgs(dev, st, st->msg_group[done], false);
+				done = 0;
+				continue;
+			}
+			STAT(dev, drop_send_error);
+			done++;
+			continue;
 		}
 		done += (unsigned)r;
 	}
+	for (unsigned gi = 0; gi < st->ng; gi++)
+		st->g[gi].n = 0;
+	st->ng = 0;
+}
+
+/* The group a datagram of at most `max` bytes for (p, ep) goes to; flushes
+ * when every group is in use. */
+static struct tx_group *
+tx_group_for(struct wg_device *dev, struct tx_state *st, struct peer *p,
+	     const struct endpoint *ep, size_t max)
+{
+	struct tx_group *g = st->ng ? &st->g[st->ng - 1] : NULL;
+
+	if (g && g->peer == p && !g->closed && g->n < GSO_MAX_SEGS &&
+	    g->len + max <= GSO_MAX_BYTES && ep_equal(&g->ep, ep))
+		return g;
+	if (st->ng == TX_GROUPS)
+		tx_flush(dev, st);
+	g = &st->g[st->ng++];
+	g->len = g->seg = 0;
+	g->n = 0;
+	g->closed = false;
+	g->peer = p;
+	g->ep = *ep;
+	return g;
+}
+
+/* Adds the datagram just sealed at the end of `g` (wl bytes at g->len) to
+ * the group, moving it to a fresh group when its size does not fit. */
+static void
+tx_group_commit(struct wg_device *dev, struct tx_state *st, struct tx_group *g, size_t wl)
+{
+	if (g->n && wl > g->seg) {
+		struct tx_group *ng;
+		uint8_t *src = g->buf + g->len;
+
+		/* A closed group is never chosen again, so ng is empty (after a
+		 * flush it may be g's own slot, hence memmove). */
+		g->closed = true;
+		ng = tx_group_for(dev, st, g->peer, &g->ep, wl);
+		memmove(ng->buf, src, wl);
+		g = ng;
+	}
+	if (g->n == 0)
+		g->seg = wl;
+	else if (wl < g->seg)
+		g->closed = true;
+	g->len += wl;
+	g->n++;
+}
+
+/* Like take_send_keypair, reserving `n` consecutive counters. */
+static struct wg_keypair *
+take_send_keypair_n(struct peer *p, unsigned n, uint64_t *ctr, struct endpoint *ep,
+		    bool *has_ep)
+{
+	struct wg_keypair *kp;
+	int64_t now = now_ns(p->dev);
+
+	pthread_mutex_lock(&p->lock);
+	kp = p->cur;
+	if (kp && now - kp->birth < (int64_t)WG_REJECT_AFTER_TIME * WG_NS_PER_S) {
+		*ctr = atomic_fetch_add(&kp->send_counter, n);
+		if (*ctr + n <= WG_REJECT_AFTER_MESSAGES) {
+			wg_keypair_get(kp);
+			*ep = p->ep;
+			*has_ep = p->has_endpoint;
+			pthread_mutex_unlock(&p->lock);
+			return kp;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
 }
 
 static void
-tx_batch(struct wg_device *dev, struct tx_state *st, unsigned n)
+touch(struct tx_state *st, unsigned *ntouched, struct peer *p, size_t bytes)
 {
-	unsigned nmsg = 0, ntouched = 0;
+	unsigned t;
 
-	for (unsigned i = 0; i < n; i++) {
-		uint8_t *pl = st->buf[i] + WG_DATA_HEADER_LEN;
-		struct wg_keypair *kp;
-		struct endpoint ep;
-		bool has_ep = false;
-		uint64_t ctr = 0;
-		struct peer *p;
-		size_t wl;
-		unsigned t;
+	for (t = 0; t < *ntouched && st->touched[t] != p; t++)
+		;
+	if (t == *ntouched) {
+		st->touched[t] = p;
+		st->touched_bytes[t] = 0;
+		(*ntouched)++;
+	}
+	st->touched_bytes[t] += bytes;
+}
 
-		p = route(dev, pl, st->len[i]);
-		if (p == NULL) {
-			STAT(dev, drop_no_route);
-			continue;
+/* One packet read from TUN: split, route, encrypt into send groups. */
+static void
+tx_packet(struct wg_device *dev, struct tx_state *st, uint8_t *pkt, size_t len,
+	  unsigned *ntouched)
+{
+	struct wg_vnet_hdr h;
+	struct wg_tso tso;
+	struct wg_keypair *kp;
+	struct endpoint ep;
+	bool has_ep = false;
+	uint64_t ctr = 0;
+	struct peer *p;
+	size_t max, mtu = (size_t)atomic_load(&dev->mtu);
+	int n;
+
+	memset(&h, 0, sizeof(h));
+	if (dev->tun_vnet) {
+		if (len < WG_VNET_HDR_LEN) {
+			STAT(dev, drop_bad_ip);
+			return;
 		}
-		kp = take_send_keypair(p, &ctr, &ep, &has_ep);
-		if (kp == NULL) {
-			stage_and_initiate(p, pl, st->len[i]);
-			continue;
-		}
-		wl = seal_packet(dev, st->aead, kp, ctr, st->buf[i], st->len[i]);
-		wg_keypair_put(kp);
+		wg_vnet_hdr_get(&h, pkt);
+		pkt += WG_VNET_HDR_LEN;
+		len -= WG_VNET_HDR_LEN;
+	}
+	if ((n = wg_tso_begin(&tso, &h, pkt, len)) < 0) {
+		STAT(dev, drop_bad_ip);
+		return;
+	}
+	p = route(dev, pkt, len);
+	if (p == NULL) {
+		STAT(dev, drop_no_route);
+		return;
+	}
+	kp = take_send_keypair_n(p, (unsigned)n, &ctr, &ep, &has_ep);
+	if (kp == NULL) {
+		size_t sl;
+
+		while ((sl = wg_tso_next(&tso, st->scratch, WG_MAX_PACKET)) != 0)
+			stage_and_initiate(p, st->scratch, sl);
+		return;
+	}
+	/* Largest segment plus padding and overhead. */
+	max = (tso.gso ? tso.hlen + tso.seg : len);
+	max = (max > mtu ? max : mtu) + WG_DATA_OVERHEAD + WG_PADDING;
+	for (;;) {
+		struct tx_group *g = tx_group_for(dev, st, p, &ep, max);
+		uint8_t *out = g->buf + g->len;
+		size_t sl, wl;
+
+		sl = wg_tso_next(&tso, out + WG_DATA_HEADER_LEN,
+				 GROUP_BUF - g->len - WG_DATA_OVERHEAD - WG_PADDING);
+		if (sl == 0)
+			break;
+		wl = seal_packet(dev, st->aead, kp, ctr++, out, sl);
 		if (wl == 0)
 			continue;
-		for (t = 0; t < ntouched && st->touched[t] != p; t++)
-			;
-		if (t == ntouched) {
-			st->touched[ntouched] = p;
-			st->touched_bytes[ntouched] = 0;
-			ntouched++;
-		}
-		st->touched_bytes[t] += wl;
 		STAT(dev, tx_packets);
 		STAT_ADD(dev, tx_bytes, wl);
+		touch(st, ntouched, p, wl);
 		if (dev->ops.send &&
-		    dev->ops.send(dev->ops.arg, p->pub, has_ep ? &ep : NULL, st->buf[i], wl) !=
+		    dev->ops.send(dev->ops.arg, p->pub, has_ep ? &ep : NULL, out, wl) !=
 			    WG_OUTPUT_UDP)
 			continue;
 		if (!has_ep) {
 			STAT(dev, drop_send_error);
 			continue;
 		}
-		st->iov[nmsg].iov_base = st->buf[i];
-		st->iov[nmsg].iov_len = wl;
-		memset(&st->msgs[nmsg], 0, sizeof(st->msgs[nmsg]));
-		st->msgs[nmsg].msg_hdr.msg_iov = &st->iov[nmsg];
-		st->msgs[nmsg].msg_hdr.msg_iovlen = 1;
-		st->msgs[nmsg].msg_hdr.msg_name = &st->sa[nmsg];
-		st->msgs[nmsg].msg_hdr.msg_namelen = ep_to_sa(dev, &ep, &st->sa[nmsg]);
-		nmsg++;
+		tx_group_commit(dev, st, g, wl);
 	}
-	if (nmsg)
-		flush_mmsg(dev, st, nmsg);
+	wg_keypair_put(kp);
+}
+
+static void
+tx_batch(struct wg_device *dev, struct tx_state *st, unsigned n)
+{
+	unsigned ntouched = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		tx_packet(dev, st, st->rpkt[i], st->rlen[i], &ntouched);
+	if (st->ng)
+		tx_flush(dev, st);
 	for (unsigned t = 0; t < ntouched; t++)
 		after_send(st->touched[t], st->touched_bytes[t], true);
+}
+
+static void
+tx_state_free(struct tx_state *st)
+{
+	if (st == NULL)
+		return;
+	for (int i = 0; i < TX_GROUPS; i++)
+		free(st->g[i].buf);
+	free(st->rbuf);
+	free(st->scratch);
+	wg_aead_free(st->aead);
+	free(st);
+}
+
+static struct tx_state *
+tx_state_new(void)
+{
+	struct tx_state *st = calloc(1, sizeof(*st));
+
+	if (st == NULL)
+		return NULL;
+	st->aead = wg_aead_new();
+	st->rbuf = malloc(READ_ARENA);
+	st->scratch = malloc(WG_MAX_PACKET);
+	for (int i = 0; i < TX_GROUPS; i++)
+		if ((st->g[i].buf = malloc(GROUP_BUF)) == NULL)
+			st->aead = NULL;
+	if (st->aead == NULL || st->rbuf == NULL || st->scratch == NULL) {
+		tx_state_free(st);
+		return NULL;
+	}
+	return st;
 }
 
 static void *
 tx_thread(void *arg)
 {
 	struct wg_device *dev = arg;
-	struct tx_state *st = calloc(1, sizeof(*st));
+	struct tx_state *st = tx_state_new();
 	struct pollfd pfd[2];
+	size_t room = WG_MAX_PACKET + WG_VNET_HDR_LEN;
 
-	if (st == NULL)
+	if (st == NULL) {
+		log_error("msg=\"tx thread: out of memory\"");
 		return NULL;
-	st->aead = wg_aead_new();
-	for (int i = 0; i < BATCH; i++)
-		st->buf[i] = malloc(WG_MAX_DATAGRAM);
+	}
 	pfd[0].fd = dev->tun_fd;
 	pfd[0].events = POLLIN;
 	pfd[1].fd = dev->stop_fd;
 	pfd[1].events = POLLIN;
 	for (;;) {
+		size_t off = 0;
 		unsigned n = 0;
 
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -812,8 +1056,10 @@ tx_thread(void *arg)
 			atomic_store(&dev->dead, true);
 			break;
 		}
-		while (n < BATCH) {
-			ssize_t r = read(dev->tun_fd, st->buf[n] + WG_DATA_HEADER_LEN, WG_MAX_PACKET);
+		/* Small packets pack densely into the arena; stop when a
+		 * largest one might no longer fit. */
+		while (n < BATCH && off + room <= READ_ARENA) {
+			ssize_t r = read(dev->tun_fd, st->rbuf + off, room);
 
 			if (r < 0) {
 				if (errno == EINTR)
@@ -824,7 +1070,9 @@ tx_thread(void *arg)
 			}
 			if (r == 0)
 				break;
-			st->len[n++] = (size_t)r;
+			st->rpkt[n] = st->rbuf + off;
+			st->rlen[n++] = (size_t)r;
+			off += ((size_t)r + 15) & ~(size_t)15;
 		}
 		if (n) {
 			pthread_rwlock_rdlock(&dev->lock);
@@ -834,10 +1082,7 @@ tx_thread(void *arg)
 		if (atomic_load(&dev->dead))
 			break;
 	}
-	for (int i = 0; i < BATCH; i++)
-		free(st->buf[i]);
-	wg_aead_free(st->aead);
-	free(st);
+	tx_state_free(st);
 	return NULL;
 }
 
@@ -1051,15 +1296,9 @@ handle_cookie(struct wg_device *dev, const uint8_t *buf)
 }
 
 static void
-deliver(struct wg_device *dev, const uint8_t *pkt, size_t len)
+tun_writev(struct wg_device *dev, const struct iovec *iov, int n)
 {
-	if (dev->ops.deliver) {
-		dev->ops.deliver(dev->ops.arg, pkt, len);
-		return;
-	}
-	if (dev->tun_fd < 0)
-		return;
-	while (write(dev->tun_fd, pkt, len) < 0) {
+	while (writev(dev->tun_fd, iov, n) < 0) {
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1074,8 +1313,73 @@ deliver(struct wg_device *dev, const uint8_t *pkt, size_t len)
 }
 
 static void
+deliver(struct wg_device *dev, const uint8_t *pkt, size_t len)
+{
+	if (dev->ops.deliver) {
+		dev->ops.deliver(dev->ops.arg, pkt, len);
+		return;
+	}
+	if (dev->tun_fd < 0)
+		return;
+	if (dev->tun_vnet) {
+		/* Authenticated by the AEAD: no need for the kernel to check
+		 * the inner checksums again (as the kernel's WireGuard). */
+		static const uint8_t hdr[WG_VNET_HDR_LEN] = { WG_VNET_F_DATA_VALID };
+		struct iovec iov[2] = { { (void *)hdr, sizeof(hdr) }, { (void *)pkt, len } };
+
+		tun_writev(dev, iov, 2);
+		return;
+	}
+	struct iovec iov = { (void *)pkt, len };
+
+	tun_writev(dev, &iov, 1);
+}
+
+/*
+ * Decrypted packets of one receive batch, bound for a TUN device with vnet
+ * headers: segments of one TCP flow are merged (GRO) and each merged packet
+ * is one write. Packets stay in the receive buffers until the flush.
+ */
+struct rx_sink {
+	struct wg_gro gro;
+	struct wg_gro_pkt pkts[SINK_CAP];
+	struct wg_gro_group groups[SINK_CAP];
+	uint8_t *base[WG_GRO_MAX_SEGS + 1];
+	size_t lens[WG_GRO_MAX_SEGS + 1];
+	struct iovec iov[WG_GRO_MAX_SEGS + 1];
+};
+
+static void
+sink_flush(struct wg_device *dev, struct rx_sink *s)
+{
+	for (unsigned i = 0; i < s->gro.ngroups; i++) {
+		unsigned n = wg_gro_prepare(&s->gro, i, s->base, s->lens);
+
+		for (unsigned k = 0; k < n; k++) {
+			s->iov[k].iov_base = s->base[k];
+			s->iov[k].iov_len = s->lens[k];
+		}
+		tun_writev(dev, s->iov, (int)n);
+	}
+	wg_gro_reset(&s->gro);
+}
+
+/* Queues a decrypted packet that has WG_VNET_HDR_LEN bytes of headroom;
+ * false when it must be delivered at once. */
+static bool
+sink_add(struct wg_device *dev, struct rx_sink *s, uint8_t *pkt, size_t len)
+{
+	if (s == NULL || !dev->tun_vnet || dev->tun_fd < 0 || dev->ops.deliver)
+		return false;
+	if (wg_gro_add(&s->gro, pkt, len))
+		return true;
+	sink_flush(dev, s);
+	return wg_gro_add(&s->gro, pkt, len);
+}
+
+static void
 handle_data(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *from,
-	    uint8_t *buf, size_t len, uint8_t *scratch)
+	    uint8_t *buf, size_t len, uint8_t *scratch, struct rx_sink *sink)
 {
 	uint64_t ctr = wg_get_le64(buf + WG_DATA_OFF_COUNTER);
 	uint8_t *pl = buf + WG_DATA_HEADER_LEN;
@@ -1148,15 +1452,16 @@ handle_data(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *
 	}
 	STAT(dev, rx_packets);
 	STAT_ADD(dev, rx_bytes, tot);
-	deliver(dev, pl, tot);
+	if (!sink_add(dev, sink, pl, tot))
+		deliver(dev, pl, tot);
 out:
 	wg_keypair_put(kp);
 }
 
 /* One datagram from the socket or wg_device_input (dev->lock held). */
 static void
-handle_datagram(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *from,
-		uint8_t *buf, size_t len, uint8_t *scratch)
+handle_datagram_sink(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *from,
+		     uint8_t *buf, size_t len, uint8_t *scratch, struct rx_sink *sink)
 {
 	if (len < 4 || buf[0] < WG_MSG_INITIATION || buf[0] > WG_MSG_DATA || buf[1] || buf[2] ||
 	    buf[3]) {
@@ -1190,12 +1495,25 @@ handle_datagram(struct wg_device *dev, struct wg_aead *aead, const struct endpoi
 	case WG_MSG_DATA:
 		if (len < WG_DATA_MIN_LEN)
 			break;
-		handle_data(dev, aead, from, buf, len, scratch);
+		handle_data(dev, aead, from, buf, len, scratch, sink);
 		return;
 	}
 	STAT(dev, drop_bad_length);
 }
 
+/* One datagram from the socket or wg_device_input (dev->lock held). */
+static void
+handle_datagram(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *from,
+		uint8_t *buf, size_t len, uint8_t *scratch)
+{
+	handle_datagram_sink(dev, aead, from, buf, len, scratch, NULL);
+}
+
+/*
+ * With UDP_GRO the kernel hands over runs of same-size datagrams from one
+ * sender as one buffer, with the size in a control message; each is
+ * handled on its own.
+ */
 struct rx_state {
 	struct wg_aead *aead;
 	uint8_t *buf[BATCH];
@@ -1203,20 +1521,102 @@ struct rx_state {
 	struct mmsghdr msgs[BATCH];
 	struct iovec iov[BATCH];
 	struct sockaddr_storage sa[BATCH];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm[BATCH];
+	struct rx_sink sink;
 };
 
-static void *
-rx_thread(void *arg)
+static void
+rx_state_free(struct rx_state *st)
 {
-	struct wg_device *dev = arg;
+	if (st == NULL)
+		return;
+	for (int i = 0; i < BATCH; i++)
+		free(st->buf[i]);
+	free(st->scratch);
+	wg_aead_free(st->aead);
+	free(st);
+}
+
+static struct rx_state *
+rx_state_new(void)
+{
 	struct rx_state *st = calloc(1, sizeof(*st));
+	bool ok;
 
 	if (st == NULL)
 		return NULL;
 	st->aead = wg_aead_new();
 	st->scratch = malloc(WG_MAX_DATAGRAM);
+	ok = st->aead && st->scratch;
 	for (int i = 0; i < BATCH; i++)
-		st->buf[i] = malloc(WG_MAX_DATAGRAM);
+		ok = (st->buf[i] = malloc(WG_MAX_DATAGRAM)) != NULL && ok;
+	if (!ok) {
+		rx_state_free(st);
+		return NULL;
+	}
+	wg_gro_init(&st->sink.gro, st->sink.pkts, st->sink.groups, SINK_CAP);
+	return st;
+}
+
+static size_t
+gro_segment_size(struct msghdr *mh)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+			int v;
+
+			memcpy(&v, CMSG_DATA(c), sizeof(v));
+			return v > 0 ? (size_t)v : 0;
+		}
+	}
+	return 0;
+}
+
+static void
+rx_batch(struct wg_device *dev, struct rx_state *st, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct msghdr *mh = &st->msgs[i].msg_hdr;
+		size_t len = st->msgs[i].msg_len, seg = gro_segment_size(mh);
+		struct endpoint from;
+
+		if (!sa_to_ep(&st->sa[i], &from)) {
+			STAT(dev, drop_short);
+			continue;
+		}
+		if (mh->msg_flags & MSG_TRUNC) {
+			STAT(dev, drop_bad_length);
+			continue;
+		}
+		if (seg == 0 || seg > len)
+			seg = len;
+		for (size_t off = 0; off < len; off += seg) {
+			size_t dl = len - off < seg ? len - off : seg;
+
+			handle_datagram_sink(dev, st->aead, &from, st->buf[i] + off, dl,
+					     st->scratch, &st->sink);
+		}
+		if (len == 0)
+			handle_datagram_sink(dev, st->aead, &from, st->buf[i], 0, st->scratch,
+					     &st->sink);
+	}
+	sink_flush(dev, &st->sink);
+}
+
+static void *
+rx_thread(void *arg)
+{
+	struct wg_device *dev = arg;
+	struct rx_state *st = rx_state_new();
+
+	if (st == NULL) {
+		log_error("msg=\"rx thread: out of memory\"");
+		return NULL;
+	}
 	for (;;) {
 		struct pollfd pfd[2];
 		int fd, n;
@@ -1240,32 +1640,24 @@ rx_thread(void *arg)
 			continue;
 		}
 		for (int i = 0; i < BATCH; i++) {
+			struct msghdr *mh = &st->msgs[i].msg_hdr;
+
 			st->iov[i].iov_base = st->buf[i];
 			st->iov[i].iov_len = WG_MAX_DATAGRAM;
 			memset(&st->msgs[i], 0, sizeof(st->msgs[i]));
-			st->msgs[i].msg_hdr.msg_iov = &st->iov[i];
-			st->msgs[i].msg_hdr.msg_iovlen = 1;
-			st->msgs[i].msg_hdr.msg_name = &st->sa[i];
-			st->msgs[i].msg_hdr.msg_namelen = sizeof(st->sa[i]);
+			mh->msg_iov = &st->iov[i];
+			mh->msg_iovlen = 1;
+			mh->msg_name = &st->sa[i];
+			mh->msg_namelen = sizeof(st->sa[i]);
+			mh->msg_control = st->cm[i].buf;
+			mh->msg_controllen = sizeof(st->cm[i].buf);
 		}
 		n = recvmmsg(fd, st->msgs, BATCH, MSG_DONTWAIT, NULL);
-		for (int i = 0; i < n; i++) {
-			struct endpoint from;
-
-			if (!sa_to_ep(&st->sa[i], &from)) {
-				STAT(dev, drop_short);
-				continue;
-			}
-			handle_datagram(dev, st->aead, &from, st->buf[i], st->msgs[i].msg_len,
-					st->scratch);
-		}
+		if (n > 0)
+			rx_batch(dev, st, n);
 		pthread_rwlock_unlock(&dev->lock);
 	}
-	for (int i = 0; i < BATCH; i++)
-		free(st->buf[i]);
-	free(st->scratch);
-	wg_aead_free(st->aead);
-	free(st);
+	rx_state_free(st);
 	return NULL;
 }
 
@@ -1338,6 +1730,8 @@ wg_device_new(int tun_fd, int mtu, uint16_t listen_port, struct wg_device **out)
 	wg_cookie_checker_set_key(&dev->checker, dev->id.pub);
 	dev->clock = default_clock;
 	dev->tun_fd = tun_fd;
+	dev->tun_vnet = wg_tun_fd_has_vnet_hdr(tun_fd);
+	dev->udp_gso = true;
 	dev->sock = -1;
 	dev->mtu = mtu > 0 ? mtu : WG_DEFAULT_MTU;
 	dev->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

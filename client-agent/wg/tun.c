@@ -20,8 +20,8 @@
 
 extern char **environ;
 
-int
-wg_tun_open(const char *name, char out_name[static IFNAMSIZ], int *fd_out)
+static int
+tun_open_flags(const char *name, char out_name[static IFNAMSIZ], int *fd_out, short flags)
 {
 	struct ifreq ifr;
 	int fd;
@@ -33,7 +33,7 @@ wg_tun_open(const char *name, char out_name[static IFNAMSIZ], int *fd_out)
 	if (fd < 0)
 		return ERR_IO;
 	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ifr.ifr_flags = flags;
 	str_copy(ifr.ifr_name, name, IFNAMSIZ);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		int e = errno;
@@ -44,6 +44,42 @@ wg_tun_open(const char *name, char out_name[static IFNAMSIZ], int *fd_out)
 	str_copy(out_name, ifr.ifr_name, IFNAMSIZ);
 	*fd_out = fd;
 	return 0;
+}
+
+int
+wg_tun_open(const char *name, char out_name[static IFNAMSIZ], int *fd_out)
+{
+	return tun_open_flags(name, out_name, fd_out, IFF_TUN | IFF_NO_PI);
+}
+
+int
+wg_tun_open_offload(const char *name, char out_name[static IFNAMSIZ], int *fd_out, bool *vnet)
+{
+	int r;
+
+	*vnet = false;
+	r = tun_open_flags(name, out_name, fd_out, IFF_TUN | IFF_NO_PI | IFF_VNET_HDR);
+	if (r == ERR_IO)
+		return wg_tun_open(name, out_name, fd_out);
+	if (r != 0)
+		return r;
+	*vnet = true;
+	/* TSO needs checksum offload; without either the kernel still sends
+	 * (and accepts) a vnet header, only never a super packet. */
+	if (ioctl(*fd_out, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) != 0)
+		(void)!ioctl(*fd_out, TUNSETOFFLOAD, 0);
+	return 0;
+}
+
+bool
+wg_tun_fd_has_vnet_hdr(int fd)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	if (fd < 0 || ioctl(fd, TUNGETIFF, &ifr) != 0)
+		return false;
+	return (ifr.ifr_flags & IFF_VNET_HDR) != 0;
 }
 
 static int

@@ -17,6 +17,14 @@
  * pick. The actual name goes to `out_name`. The fd is non-blocking and
  * close-on-exec; the caller owns it. */
 int wg_tun_open(const char *name, char out_name[static IFNAMSIZ], int *fd_out) WM_MUST_CHECK;
+/* Same, with IFF_VNET_HDR and TSO/checksum offloads (TUNSETOFFLOAD) when the
+ * kernel has them: reads then return a virtio_net_hdr and up to 64 KiB TCP
+ * super packets, writes take a virtio_net_hdr (see offload.h). Falls back to
+ * a plain TUN; `*vnet` tells which one it got. */
+int wg_tun_open_offload(const char *name, char out_name[static IFNAMSIZ], int *fd_out,
+			bool *vnet) WM_MUST_CHECK;
+/* True when the TUN fd was opened with IFF_VNET_HDR. */
+bool wg_tun_fd_has_vnet_hdr(int fd);
 int wg_tun_set_mtu(const char *name, int mtu) WM_MUST_CHECK;
 int wg_tun_get_mtu(const char *name, int *mtu) WM_MUST_CHECK;
 int wg_tun_set_up(const char *name, bool up) WM_MUST_CHECK;
