@@ -84,8 +84,17 @@ http_serve() {
 get() { in_node "$1" curl -s --max-time 3 "http://$2:$3/"; }
 
 case_easy() {
+	local out t0 t1 t2
 	up 1; up 2
-	local out
+	# from `up` on both nodes: first packet through the tunnel, then a direct path
+	t0=$(date +%s%N)
+	wait_for 5 in_node 1 ping -c 1 -W 1 "$(ip4 2)" || fail "easy<->easy: no ICMP through the tunnel within 5 s of up"
+	t1=$(date +%s%N)
+	wait_for 10 path_is 1 node2 'direct *' || fail "easy<->easy: no direct path within 10 s of up"
+	t2=$(date +%s%N)
+	echo "after up: first ping in $(( (t1 - t0) / 1000000 )) ms, direct path in $(( (t2 - t0) / 1000000 )) ms"
+	[ $(( (t1 - t0) / 1000000 )) -lt 1000 ] || fail "easy<->easy: first ping took more than 1 s (target)"
+	[ $(( (t2 - t0) / 1000000 )) -lt 3000 ] || fail "easy<->easy: direct path took more than 3 s (target)"
 	out=$(wm 1 ping node2) || { echo "$out"; fail "easy<->easy: no pong"; }
 	echo "$out"
 	echo "$out" | tail -n 1 | grep -q "^pong from node2 ($(ip4 2)) via $(wan_ip 2):41641 in [0-9]*ms$" ||
@@ -95,7 +104,7 @@ case_easy() {
 	http_serve 2 8080
 	out=$(get 1 "$(ip4 2)" 8080)
 	[ "$out" = "node 2 8080" ] || fail "easy<->easy: TCP through the tunnel got '$out'"
-	ok "easy<->easy: ping reports a direct path ($(wan_ip 2):41641), status shows it, TCP through the tunnel works"
+	ok "easy<->easy: first ping $(( (t1 - t0) / 1000000 )) ms and direct path $(( (t2 - t0) / 1000000 )) ms after up; ping reports a direct path ($(wan_ip 2):41641), status shows it, TCP through the tunnel works"
 }
 
 case_hard() {
