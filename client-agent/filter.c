@@ -59,7 +59,9 @@ struct dst {
 
 struct rule {
 	uint8_t protos[32];		/* bitmap */
-	size_t src0, nsrc, dst0, ndst;
+	/* srcs[src0 .. src0+nhost) are single addresses, sorted (binary
+	 * search); srcs[src0+nhost .. src0+nsrc) are wider prefixes. */
+	size_t src0, nsrc, nhost, dst0, ndst;
 };
 
 struct wm_filter {
@@ -202,6 +204,52 @@ parse_net(const char *s, struct net out[2], size_t *n)
 	return 0;
 }
 
+static bool
+is_host(const struct net *n)
+{
+	return n->family == AF_INET ? n->mlo == 0xffffffffu
+				    : n->mhi == UINT64_MAX && n->mlo == UINT64_MAX;
+}
+
+/* Orders addresses by family, then value (hosts only). */
+static int
+cmp_addr(int fa, uint64_t ha, uint64_t la, int fb, uint64_t hb, uint64_t lb)
+{
+	if (fa != fb)
+		return fa < fb ? -1 : 1;
+	if (ha != hb)
+		return ha < hb ? -1 : 1;
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return 0;
+}
+
+static int
+cmp_host(const void *a, const void *b)
+{
+	const struct net *x = a, *y = b;
+
+	return cmp_addr(x->family, x->hi, x->lo, y->family, y->hi, y->lo);
+}
+
+/* Moves the single addresses to the front, sorted; *nhost says how many. */
+static void
+sort_srcs(struct net *v, size_t n, size_t *nhost)
+{
+	size_t i, h = 0;
+
+	for (i = 0; i < n; i++)
+		if (is_host(&v[i])) {
+			struct net t = v[h];
+
+			v[h++] = v[i];
+			v[i] = t;
+		}
+	if (h > 1)
+		qsort(v, h, sizeof(v[0]), cmp_host);
+	*nhost = h;
+}
+
 static json_t *
 get2(json_t *o, const char *a, const char *b)
 {
@@ -268,6 +316,8 @@ parse_rule(struct wm_filter *f, json_t *jr, size_t ri, char *err, size_t errlen)
 				return rc == ERR_TOO_LARGE ? fail(err, errlen, "too many addresses") : rc;
 	}
 	r->nsrc = f->nsrcs - r->src0;
+	if (r->nsrc > 0)
+		sort_srcs(f->srcs + r->src0, r->nsrc, &r->nhost);
 
 	dsts = get2(jr, "Dsts", "DstPorts");
 	if (dsts != NULL && !json_is_null(dsts) && !json_is_array(dsts))
@@ -518,6 +568,32 @@ addr128(const struct pkt *k, const uint8_t *a, uint64_t *hi, uint64_t *lo)
 }
 
 static bool
+src_allowed(const struct wm_filter *f, const struct rule *r, int family, uint64_t hi, uint64_t lo)
+{
+	const struct net *v;
+	size_t lo_i = 0, hi_i = r->nhost, j;
+
+	if (r->nsrc == 0)
+		return false;
+	v = f->srcs + r->src0;
+	while (lo_i < hi_i) {
+		size_t mid = lo_i + (hi_i - lo_i) / 2;
+		int c = cmp_addr(v[mid].family, v[mid].hi, v[mid].lo, family, hi, lo);
+
+		if (c == 0)
+			return true;
+		if (c < 0)
+			lo_i = mid + 1;
+		else
+			hi_i = mid;
+	}
+	for (j = r->nhost; j < r->nsrc; j++)
+		if (net_contains(&v[j], family, hi, lo))
+			return true;
+	return false;
+}
+
+static bool
 rules_allow(const struct wm_filter *f, const struct pkt *k)
 {
 	uint64_t shi, slo, dhi, dlo;
@@ -527,22 +603,20 @@ rules_allow(const struct wm_filter *f, const struct pkt *k)
 	addr128(k, k->dst, &dhi, &dlo);
 	for (i = 0; i < f->nrules; i++) {
 		const struct rule *r = &f->rules[i];
-		bool src_ok = false;
+		bool dst_ok = false;
 
 		if (!(r->protos[k->proto / 8] & (1u << (k->proto % 8))))
 			continue;
-		for (j = 0; j < r->nsrc && !src_ok; j++)
-			src_ok = net_contains(&f->srcs[r->src0 + j], k->family, shi, slo);
-		if (!src_ok)
-			continue;
-		for (j = 0; j < r->ndst; j++) {
+		/* Destinations first: few (this node's addresses), and most
+		 * rules fail there. */
+		for (j = 0; j < r->ndst && !dst_ok; j++) {
 			const struct dst *d = &f->dsts[r->dst0 + j];
 
-			if (!net_contains(&d->net, k->family, dhi, dlo))
-				continue;
-			if (!k->has_ports || (k->dport >= d->first && k->dport <= d->last))
-				return true;
+			dst_ok = net_contains(&d->net, k->family, dhi, dlo) &&
+				 (!k->has_ports || (k->dport >= d->first && k->dport <= d->last));
 		}
+		if (dst_ok && src_allowed(f, r, k->family, shi, slo))
+			return true;
 	}
 	return false;
 }

@@ -24,6 +24,15 @@ AGENT_LIB      := $(BUILD)/libagent.a
 $(AGENT_LIB): $(AGENT_LIB_SRCS:%.c=$(BUILD)/%.o)
 LIBS += $(AGENT_LIB)
 
+# Packet filter benchmark: rule-set sizes, conntrack (prints figures).
+$(BUILD)/bench-filter: $(BUILD)/tests/bench/filter/bench_filter.o $(AGENT_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+bench-filter: $(BUILD)/bench-filter
+	$(Q)$(BUILD)/bench-filter
+
+.PHONY: bench-filter
+
 # Node agent daemon and CLI (issue 6).
 AGENTD_OBJS := $(addprefix $(BUILD)/client-agent/,agent.o control_client.o localapi.o netcfg.o)
 $(BIN)/wiremeshd: $(BUILD)/client-agent/wiremeshd.o $(AGENTD_OBJS) $(AGENT_LIB) $(BUILD)/librelay.a \

@@ -183,6 +183,14 @@ START_TEST(test_defaults_and_star)
 	ck_assert_int_eq(in(none, NULL, "1.2.3.4", "5.6.7.8", TCP, 1, 2, 0), FILTER_DROP_POLICY);
 	ck_assert_int_eq(in(ts, NULL, "100.64.0.1", "100.64.0.2", TCP, 1, 80, 0), FILTER_ACCEPT);
 	ck_assert_int_eq(in(ts, NULL, "100.64.0.1", "100.64.0.2", TCP, 1, 81, 0), FILTER_DROP_POLICY);
+	{
+		/* Rules without sources or destinations match nothing. */
+		struct wm_filter *empty = parse_ok(
+			"[{\"Dsts\":[{\"Net\":\"*\"}]},{\"Srcs\":[\"*\"]},{\"Srcs\":null,\"Dsts\":null}]");
+
+		ck_assert_int_eq(in(empty, NULL, "1.2.3.4", "5.6.7.8", TCP, 1, 2, 0), FILTER_DROP_POLICY);
+		filter_free(empty);
+	}
 	filter_free(f);
 	filter_free(none);
 	filter_free(ts);
@@ -548,7 +556,7 @@ struct nprefix { int family; uint8_t a[16]; int bits; };
 struct ndst { struct nprefix p; int first, last; };
 struct nrule {
 	int protos[8]; int nprotos;	/* nprotos 0: default set */
-	struct nprefix srcs[4]; int nsrcs;
+	struct nprefix srcs[24]; int nsrcs;
 	struct ndst dsts[4]; int ndsts;
 };
 
@@ -629,8 +637,9 @@ rand_prefix(unsigned *seed, struct nprefix *p, char *out, size_t cap)
 	max = p->family == AF_INET ? 32 : 128;
 	memset(p->a, 0, sizeof(p->a));
 	rand_addr(seed, p->family, p->a);
-	switch (rand_r(seed) % 4) {
+	switch (rand_r(seed) % 5) {
 	case 0:
+	case 4:
 		p->bits = max;
 		break;
 	case 1:
@@ -662,7 +671,7 @@ START_TEST(test_differential)
 	for (round = 0; round < 200; round++) {
 		struct nrule r[6];
 		int nr = rand_r(&seed) % 6, i, j, k;
-		char json[8192], item[128];
+		char json[16384], item[128];
 		size_t len = 0;
 		struct wm_filter *f;
 
@@ -681,7 +690,7 @@ START_TEST(test_differential)
 			}
 			r[i].nsrcs = 0;
 			len += (size_t)snprintf(json + len, sizeof(json) - len, "\"Srcs\":[");
-			k = rand_r(&seed) % 3;
+			k = rand_r(&seed) % 11;
 			for (j = 0; j < k; j++) {
 				if (rand_r(&seed) % 8 == 0) {
 					/* "*" is both families' everything. */
