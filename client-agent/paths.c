@@ -278,6 +278,16 @@ paths_heard_from(struct paths *p, const struct endpoint *from, int64_t now_ms)
 	p->c[k].heard_ms = now_ms;
 }
 
+void
+paths_reprobe(struct paths *p, int64_t now_ms)
+{
+	size_t i;
+
+	saw(p, now_ms);
+	for (i = 0; i < p->n; i++)
+		p->c[i].pinged = false;
+}
+
 static int64_t
 interval(const struct paths *p, size_t i, int best)
 {

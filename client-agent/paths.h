@@ -57,6 +57,11 @@ bool paths_pong(struct paths *p, const uint8_t txid[static DISCO_TXID_LEN],
  * us; add as candidate, due for a ping at once). */
 void paths_heard_from(struct paths *p, const struct endpoint *from, int64_t now_ms);
 
+/* Added: makes every candidate due for a ping now (e.g. when the peer's
+ * ping shows its NAT has opened towards us), keeping confirmations, RTTs
+ * and outstanding pings. */
+void paths_reprobe(struct paths *p, int64_t now_ms);
+
 /* The best confirmed direct path (lowest latency, trusted for PATHS_TRUST_MS
  * = 6500 after its last pong). false when the peer should go via DERP.
  * ep and rtt_ms may be NULL. */

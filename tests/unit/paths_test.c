@@ -332,6 +332,28 @@ START_TEST(test_heard_from)
 }
 END_TEST
 
+START_TEST(test_reprobe)
+{
+	struct paths *p = paths_new();
+	struct endpoint eps[2] = { E1, E2 };
+	struct paths_ping out[8];
+	const struct paths_ping *to1;
+
+	paths_set_candidates(p, eps, 2, 0);
+	ck_assert_uint_eq(paths_due_pings(p, 0, out, 8), 2);
+	to1 = ping_to(out, 2, &E1);
+	ck_assert_uint_eq(paths_due_pings(p, 500, out + 2, 6), 0);
+	paths_reprobe(p, 500);
+	ck_assert_int_eq(paths_next_due(p), 500);
+	ck_assert_uint_eq(paths_due_pings(p, 500, out + 2, 6), 2);
+	/* The earlier ping still counts. */
+	ck_assert(paths_pong(p, to1->txid, &E1, 510));
+	ck_assert(paths_best(p, 510, NULL, NULL));
+	ck_assert_int_eq(paths_next_due(p), 500 + PATHS_HEARTBEAT_MS);
+	paths_free(p);
+}
+END_TEST
+
 /* paths_next_due agrees with paths_due_pings at every millisecond, under
  * random pongs and candidate changes. */
 START_TEST(test_next_due_exact)
@@ -382,6 +404,7 @@ paths_suite(void)
 	tcase_add_test(tc, test_unknown_txid_ignored);
 	tcase_add_test(tc, test_candidates_replaced);
 	tcase_add_test(tc, test_heard_from);
+	tcase_add_test(tc, test_reprobe);
 	tcase_add_test(tc, test_next_due_exact);
 	suite_add_tcase(s, tc);
 	return s;
