@@ -80,7 +80,7 @@ struct apeer {
 	bool direct;
 	struct endpoint direct_ep;
 	int rtt_ms;
-	int64_t last_cmm_ms, last_derp_tx_ms, direct_since_ms;
+	int64_t last_cmm_ms, last_derp_tx_ms, direct_since_ms, last_reprobe_ms;
 	uint64_t tx_derp, tx_udp, disco_rx, disco_tx;
 };
 
@@ -615,6 +615,21 @@ handle_disco(struct agent *a, const struct inbox_item *it)
 		r.type = DISCO_PONG;
 		memcpy(r.txid, m.txid, DISCO_TXID_LEN);
 		if (it->kind == IN_UDP) {
+			/* The peer reaches us directly, so our NAT now passes its
+			 * address: probe every candidate again at once instead of
+			 * waiting out the probe interval (our first pings may have
+			 * been dropped by the peer's NAT before it had sent to us). */
+			if (!p->direct && !paths_best(p->paths, now, NULL, NULL) &&
+			    now - p->last_reprobe_ms >= 1000) {
+				struct paths *fresh = paths_new();
+
+				if (fresh) {
+					paths_free(p->paths);
+					p->paths = fresh;
+					update_candidates_locked(p, now);
+					p->last_reprobe_ms = now;
+				}
+			}
 			paths_heard_from(p->paths, &it->from, now);
 			r.src = it->from;
 		} else {
@@ -1164,6 +1179,7 @@ upsert_peer(struct agent *a, const struct apeer *np)
 		struct endpoint cmm[MAX_EPS];
 		size_t ncmm = p->ncmm;
 		int64_t lc = p->last_cmm_ms, ltx = p->last_derp_tx_ms, ds = p->direct_since_ms;
+		int64_t lr = p->last_reprobe_ms;
 		uint64_t c1 = p->tx_derp, c2 = p->tx_udp, c3 = p->disco_rx, c4 = p->disco_tx;
 		int rtt = p->rtt_ms;
 
@@ -1177,6 +1193,7 @@ upsert_peer(struct agent *a, const struct apeer *np)
 		p->last_cmm_ms = lc;
 		p->last_derp_tx_ms = ltx;
 		p->direct_since_ms = ds;
+		p->last_reprobe_ms = lr;
 		p->tx_derp = c1;
 		p->tx_udp = c2;
 		p->disco_rx = c3;
