@@ -78,40 +78,77 @@ wg_vnet_hdr_put(uint8_t b[static WG_VNET_HDR_LEN], const struct wg_vnet_hdr *h)
 	b[9] = (uint8_t)(h->csum_offset >> 8);
 }
 
-/* Sums 32-bit words in memory order into a 64-bit accumulator; the carries
- * collect in the upper half and are folded at the end, which is the same
- * one's complement sum as adding 16-bit words. */
-uint64_t
-wg_csum_partial(const uint8_t *p, size_t len, uint64_t sum)
+/* 64-bit one's complement addition (end-around carry): the same sum as
+ * adding 16-bit words, four at a time. */
+static inline uint64_t
+add64c(uint64_t a, uint64_t b)
 {
-	uint32_t w[8];
-	uint16_t h;
+	uint64_t s = a + b;
+
+	return s + (s < b);
+}
+
+/* The last len % 8 bytes as words in memory order, zero padded. */
+static inline uint64_t
+tail_word(const uint8_t *p, size_t len)
+{
+	uint8_t t[8] = { 0 };
+	uint64_t v;
+
+	memcpy(t, p, len);
+	memcpy(&v, t, 8);
+	return v;
+}
+
+/* Four independent accumulators keep the carries off one dependency
+ * chain. `dst` (may be NULL) receives a copy of the bytes summed. */
+static inline uint64_t
+csum_copy(uint8_t *dst, const uint8_t *p, size_t len, uint64_t sum)
+{
+	uint64_t a0 = sum, a1 = 0, a2 = 0, a3 = 0, v[4];
 
 	while (len >= 32) {
-		memcpy(w, p, 32);
-		sum += (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7];
+		memcpy(v, p, 32);
+		if (dst) {
+			memcpy(dst, v, 32);
+			dst += 32;
+		}
+		a0 = add64c(a0, v[0]);
+		a1 = add64c(a1, v[1]);
+		a2 = add64c(a2, v[2]);
+		a3 = add64c(a3, v[3]);
 		p += 32;
 		len -= 32;
 	}
-	while (len >= 4) {
-		memcpy(w, p, 4);
-		sum += w[0];
-		p += 4;
-		len -= 4;
-	}
-	if (len >= 2) {
-		memcpy(&h, p, 2);
-		sum += h;
-		p += 2;
-		len -= 2;
+	a0 = add64c(add64c(a0, a1), add64c(a2, a3));
+	while (len >= 8) {
+		memcpy(v, p, 8);
+		if (dst) {
+			memcpy(dst, v, 8);
+			dst += 8;
+		}
+		a0 = add64c(a0, v[0]);
+		p += 8;
+		len -= 8;
 	}
 	if (len) {
-		uint8_t last[2] = { p[0], 0 };
-
-		memcpy(&h, last, 2);
-		sum += h;
+		if (dst)
+			memcpy(dst, p, len);
+		a0 = add64c(a0, tail_word(p, len));
 	}
-	return sum;
+	return a0;
+}
+
+uint64_t
+wg_csum_partial(const uint8_t *p, size_t len, uint64_t sum)
+{
+	return csum_copy(NULL, p, len, sum);
+}
+
+uint64_t
+wg_csum_copy(uint8_t *dst, const uint8_t *src, size_t len, uint64_t sum)
+{
+	return csum_copy(dst, src, len, sum);
 }
 
 uint16_t
@@ -130,7 +167,7 @@ csum_add_be16(uint64_t sum, uint16_t v)
 	uint16_t h;
 
 	memcpy(&h, b, 2);
-	return sum + h;
+	return add64c(sum, h);
 }
 
 /* Pseudo-header sum for TCP over IPv4 or IPv6 with `l4len` bytes. */
@@ -209,6 +246,7 @@ size_t
 wg_tso_next(struct wg_tso *t, uint8_t *out, size_t cap)
 {
 	size_t plen, outlen, l4len;
+	uint64_t psum;
 	uint16_t c;
 	uint8_t *tcp;
 
@@ -237,7 +275,8 @@ wg_tso_next(struct wg_tso *t, uint8_t *out, size_t cap)
 	if (outlen > cap)
 		return 0;
 	memcpy(out, t->pkt, t->hlen);
-	memcpy(out + t->hlen, t->pkt + t->hlen + t->off, plen);
+	/* the payload starts at an even offset, so its sum adds to the rest */
+	psum = wg_csum_copy(out + t->hlen, t->pkt + t->hlen + t->off, plen, 0);
 	if (!t->v6) {
 		put16(out + 2, (uint16_t)outlen);
 		put16(out + 4, (uint16_t)(get16(t->pkt + 4) + t->index));
@@ -253,7 +292,8 @@ wg_tso_next(struct wg_tso *t, uint8_t *out, size_t cap)
 		tcp[13] &= (uint8_t)~TCP_CWR;
 	l4len = outlen - t->l3len;
 	tcp[TCP_CSUM_OFF] = tcp[TCP_CSUM_OFF + 1] = 0;
-	c = (uint16_t)~wg_csum_fold(wg_csum_partial(tcp, l4len, pseudo_sum(out, t->v6, l4len)));
+	c = (uint16_t)~wg_csum_fold(wg_csum_partial(tcp, t->hlen - t->l3len,
+						   add64c(psum, pseudo_sum(out, t->v6, l4len))));
 	memcpy(tcp + TCP_CSUM_OFF, &c, 2);
 	t->off += plen;
 	t->index++;

@@ -45,6 +45,8 @@ void wg_vnet_hdr_put(uint8_t b[static WG_VNET_HDR_LEN], const struct wg_vnet_hdr
  * the result with memcpy (it is in memory order, not host order). */
 uint64_t wg_csum_partial(const uint8_t *p, size_t len, uint64_t sum);
 uint16_t wg_csum_fold(uint64_t sum);
+/* wg_csum_partial that also copies the bytes to `dst` (one pass). */
+uint64_t wg_csum_copy(uint8_t *dst, const uint8_t *src, size_t len, uint64_t sum);
 
 /*
  * Iterator over the segments of one packet read from TUN (after its vnet
