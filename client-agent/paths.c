@@ -18,6 +18,11 @@
  *    │                    └──── no pong for PATHS_TRUST_MS (6500) ─────┘
  *   paths_set_candidates / paths_heard_from (a new endpoint is due at once)
  *
+ * A ping from the peer arriving directly from a candidate that is not
+ * trusted makes it due at once (at most every PATHS_REPING_MS = 250): the
+ * peer's NAT has just opened towards us, and our earlier ping may have been
+ * dropped before it did, so waiting for the next round would cost up to 2 s.
+ *
  * A candidate is CONFIRMED ("trusted") while now < last_pong + PATHS_TRUST_MS.
  * Its latency is the round trip of the latest pong (now - time the matching
  * ping was sent). The best path is the trusted candidate with the lowest
@@ -253,9 +258,12 @@ paths_heard_from(struct paths *p, const struct endpoint *from, int64_t now_ms)
 		struct cand *c = &p->c[k];
 
 		c->heard_ms = now_ms;
-		/* The peer is punching towards us: answer with a ping soon, so
-		 * both NATs open, unless one went out in the last probe period. */
-		if (c->pinged && now_ms - c->last_ping_ms >= PATHS_PROBE_MS)
+		/* The peer's ping got through, so its NAT (and ours) now pass
+		 * this address: ping back at once rather than at the next probe
+		 * round (our earlier ping may have hit its NAT before it opened).
+		 * Rate-limited, and not needed while the path is trusted. */
+		if (!trusted(c, now_ms) && c->pinged &&
+		    now_ms - c->last_ping_ms >= PATHS_REPING_MS)
 			c->pinged = false;
 		return;
 	}

@@ -25,6 +25,9 @@ enum {
 	/* Added: while a path is confirmed, the other candidates are still
 	 * probed, less often, so a better (or returning) path is found. */
 	PATHS_REPROBE_MS = 10000,
+	/* Added: an untrusted candidate the peer's ping came from is pinged
+	 * back at once, but not more often than this. */
+	PATHS_REPING_MS = 250,
 };
 
 struct paths;				/* one per peer */
@@ -54,7 +57,8 @@ bool paths_pong(struct paths *p, const uint8_t txid[static DISCO_TXID_LEN],
 		const struct endpoint *from, int64_t now_ms);
 
 /* A ping from the peer arrived directly from `from` (proves `from` reaches
- * us; add as candidate, due for a ping at once). */
+ * us; add as candidate, due for a ping at once; an existing untrusted
+ * candidate is due at once too, unless pinged in the last PATHS_REPING_MS). */
 void paths_heard_from(struct paths *p, const struct endpoint *from, int64_t now_ms);
 
 /* Added: makes every candidate due for a ping now (e.g. when the peer's

@@ -318,16 +318,26 @@ START_TEST(test_heard_from)
 	paths_heard_from(p, &E3, 0);
 	ck_assert_uint_eq(paths_due_pings(p, 0, out, 8), 1);
 	ck_assert(same(&out[0].to, &E3));
-	ck_assert(paths_pong(p, out[0].txid, &E3, 3));
-	ck_assert(paths_best(p, 3, NULL, NULL));
+	/* Heard again: pinged back at once, but at most every PATHS_REPING_MS. */
+	paths_heard_from(p, &E3, 100);
+	ck_assert_uint_eq(paths_due_pings(p, 100, out + 1, 7), 0);
+	paths_heard_from(p, &E3, PATHS_REPING_MS);
+	ck_assert_int_eq(paths_next_due(p), PATHS_REPING_MS);
+	ck_assert_uint_eq(paths_due_pings(p, PATHS_REPING_MS, out + 1, 7), 1);
+	ck_assert(paths_pong(p, out[1].txid, &E3, PATHS_REPING_MS + 3));
+	ck_assert(paths_best(p, PATHS_REPING_MS + 3, NULL, NULL));
+	/* Trusted: hearing from it changes nothing. */
+	paths_heard_from(p, &E3, 1000);
+	ck_assert_uint_eq(paths_due_pings(p, 1000, out + 2, 6), 0);
+	ck_assert(paths_pong(p, out[0].txid, &E3, 1001));	/* the first ping's pong, late */
 	/* The table is bounded. */
 	for (i = 0; i < 3 * PATHS_MAX_CANDIDATES; i++) {
 		e = E1;
 		e.port = (uint16_t)(1000 + i);
-		paths_heard_from(p, &e, 10 + i);
+		paths_heard_from(p, &e, 2000 + i);
 	}
-	ck_assert_uint_eq(paths_snapshot(p, 200, NULL, 0), PATHS_MAX_CANDIDATES);
-	ck_assert(paths_best(p, 200, NULL, NULL));	/* the trusted path was not evicted */
+	ck_assert_uint_eq(paths_snapshot(p, 2200, NULL, 0), PATHS_MAX_CANDIDATES);
+	ck_assert(paths_best(p, 2200, NULL, NULL));	/* the trusted path was not evicted */
 	paths_free(p);
 }
 END_TEST
