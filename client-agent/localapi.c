@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,25 @@ struct conn {
 	int fd;
 };
 
+/* Is `group` among the supplementary groups of user `uid`? */
+static bool
+in_group(uid_t uid, gid_t primary, gid_t group)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	gid_t groups[256];
+	int n = (int)ARRAY_SIZE(groups);
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+		return false;
+	if (getgrouplist(pw.pw_name, primary, groups, &n) < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == group)
+			return true;
+	return false;
+}
+
 static bool
 allowed(struct localapi *l, int fd)
 {
@@ -49,7 +70,11 @@ allowed(struct localapi *l, int fd)
 		return false;
 	if (cr.uid == 0 || cr.uid == geteuid())
 		return true;
-	return l->group != (gid_t)-1 && cr.gid == l->group;
+	if (l->group == (gid_t)-1)
+		return false;
+	if (cr.gid == l->group)
+		return true;
+	return in_group(cr.uid, cr.gid, l->group);
 }
 
 /* Reads one request: up to a newline or EOF, with a 10 s budget. */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "client-agent/localapi.c"
@@ -174,6 +175,35 @@ START_TEST(no_daemon)
 }
 END_TEST
 
+START_TEST(others_refused)
+{
+	struct localapi *l;
+	int calls = 0, st;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		return;	/* needs root to become another user */
+	mkpath();
+	ck_assert_int_eq(localapi_new(path, (gid_t)-1, echo, &calls, &l), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		json_t *req = json_pack("{s:s}", "cmd", "status"), *rep = NULL;
+		char why[256];
+
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(2);
+		_exit(localapi_call(path, req, 2000, &rep, why, sizeof(why)) == ERR_UNAVAILABLE &&
+		      strstr(why, "ermission") ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 0);
+	ck_assert_int_eq(calls, 0);
+	localapi_free(l);
+}
+END_TEST
+
 Suite *localapi_suite(void);
 
 Suite *
@@ -187,6 +217,7 @@ localapi_suite(void)
 	tcase_add_test(tc, concurrent);
 	tcase_add_test(tc, bad_requests);
 	tcase_add_test(tc, no_daemon);
+	tcase_add_test(tc, others_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
