@@ -644,7 +644,6 @@ struct ct_entry {
 	int64_t expire_ms;
 	uint32_t hnext;			/* hash chain, or free list */
 	uint32_t prev, next;		/* LRU list, head = most recent */
-	bool used;
 };
 
 struct conntrack {
@@ -764,7 +763,6 @@ remove_entry(struct conntrack *ct, uint32_t i)
 	if (*pp == i)
 		*pp = ct->e[i].hnext;
 	lru_unlink(ct, i);
-	ct->e[i].used = false;
 	ct->e[i].hnext = ct->free_head;
 	ct->free_head = i;
 	ct->count--;
@@ -819,7 +817,6 @@ insert(struct conntrack *ct, const struct ct_key *k, uint8_t proto, int64_t now)
 	i = ct->free_head;
 	ct->free_head = ct->e[i].hnext;
 	ct->e[i].key = *k;
-	ct->e[i].used = true;
 	b = bucket_of(ct, k);
 	ct->e[i].hnext = ct->buckets[b];
 	ct->buckets[b] = i;

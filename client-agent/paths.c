@@ -297,9 +297,8 @@ paths_reprobe(struct paths *p, int64_t now_ms)
 }
 
 static int64_t
-interval(const struct paths *p, size_t i, int best)
+interval(size_t i, int best)
 {
-	(void)p;
 	if (best < 0)
 		return PATHS_PROBE_MS;
 	return (int)i == best ? PATHS_HEARTBEAT_MS : PATHS_REPROBE_MS;
@@ -345,7 +344,7 @@ paths_due_pings(struct paths *p, int64_t now_ms, struct paths_ping *out, size_t 
 	for (i = 0; i < p->n && w < max; i++) {
 		struct cand *c = &p->c[i];
 
-		if (c->pinged && now_ms < c->last_ping_ms + interval(p, i, best))
+		if (c->pinged && now_ms < c->last_ping_ms + interval(i, best))
 			continue;
 		out[w].to = c->ep;
 		random_bytes(out[w].txid, DISCO_TXID_LEN);
@@ -415,7 +414,7 @@ first_due_in(const struct paths *p, int64_t t0, int64_t t1)
 
 	for (i = 0; i < p->n; i++) {
 		const struct cand *c = &p->c[i];
-		int64_t due = c->pinged ? c->last_ping_ms + interval(p, i, best) : t0;
+		int64_t due = c->pinged ? c->last_ping_ms + interval(i, best) : t0;
 
 		if (due < t0)
 			due = t0;
