@@ -135,6 +135,8 @@ wm 1 status | grep -q "node2 .*direct 192.0.2.12:41641" || fail "status path: $(
 ok "direct path: $(wm 1 ping -c 1 node2)"
 
 ip netns exec "$NS1" ping -c 3 -i 0.2 -W 2 "$ip2" >/dev/null || fail "ICMP through the tunnel"
+ip2v6=$(wm 2 ip -6)
+ip netns exec "$NS1" ping -6 -c 2 -i 0.2 -W 2 "$ip2v6" >/dev/null || fail "ICMPv6 through the tunnel to $ip2v6"
 ip netns exec "$NS2" nc -l -p 8080 >"$T/nc.out" 2>/dev/null &
 ncp=$!; WM_PIDS+=($ncp)
 sleep_until_listen() { ip netns exec "$NS2" ss -ltn | grep -q ':8080 '; }
@@ -143,7 +145,7 @@ head -c 200000 /dev/urandom >"$T/blob"
 ip netns exec "$NS1" nc -q 1 -w 5 "$ip2" 8080 <"$T/blob" || fail "nc connect"
 wait $ncp 2>/dev/null
 cmp -s "$T/blob" "$T/nc.out" || fail "TCP data differs ($(stat -c %s "$T/nc.out") bytes)"
-ok "ICMP and TCP (200 kB) through the tunnel"
+ok "ICMP, ICMPv6 and TCP (200 kB) through the tunnel"
 if command -v iperf3 >/dev/null; then
 	ip netns exec "$NS2" iperf3 -s -1 -B "$ip2" >/dev/null 2>&1 &
 	WM_PIDS+=($!)
