@@ -82,8 +82,11 @@ static int
 addr_cmd(const char *verb, const char *ifname, const struct ip_addr *a)
 {
 	char s[ADDR_STR_MAX], p[ADDR_STR_MAX + 8];
+	/* nodad: no duplicate address detection delay on a point-to-point TUN. */
 	const char *argv[] = { "ip", a->family == AF_INET6 ? "-6" : "-4", "addr", verb, p,
-			       "dev", ifname, NULL };
+			       "dev", ifname,
+			       a->family == AF_INET6 && strcmp(verb, "replace") == 0 ? "nodad" : NULL,
+			       NULL };
 
 	addr_fmt(s, a);
 	snprintf(p, sizeof(p), "%s/%d", s, a->family == AF_INET6 ? 128 : 32);
