@@ -61,7 +61,10 @@ enum {
 	MAX_WAITERS = 16,
 	NAME_MAX_LEN = 64,
 	TICK_MS = 50,
+	KEY_HASH_BITS = 13,		/* 8192 slots: at most half full */
+	KEY_HASH_SIZE = 1 << KEY_HASH_BITS,
 };
+_Static_assert(KEY_HASH_SIZE >= 2 * AGENT_MAX_PEERS, "peer key hash too small");
 
 struct apeer {
 	int64_t id;
@@ -127,6 +130,7 @@ struct agent {
 	pthread_cond_t cond;		/* netmap arrived, ping answered, netcheck done */
 	struct apeer **peers;
 	size_t npeers;
+	struct apeer **khash;		/* node key -> peer, open addressing */
 	bool have_self;
 	int64_t self_id;
 	char self_name[NAME_MAX_LEN], self_user[NAME_MAX_LEN];
@@ -218,13 +222,42 @@ reply_ok(const char *text, json_t *data)
 	    "data", data ? data : json_object());
 }
 
+static size_t
+key_slot(const uint8_t key[static KEY_LEN])
+{
+	uint64_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return (size_t)((h * 0x9E3779B97F4A7C15ull) >> (64 - KEY_HASH_BITS));
+}
+
+/* The engine's hooks look peers up by node key for every packet. */
 static struct apeer *
 find_key_locked(struct agent *a, const uint8_t key[static KEY_LEN])
 {
-	for (size_t i = 0; i < a->npeers; i++)
-		if (memcmp(a->peers[i]->node_key, key, KEY_LEN) == 0)
-			return a->peers[i];
+	for (size_t i = key_slot(key), n = 0; n < KEY_HASH_SIZE; i = (i + 1) & (KEY_HASH_SIZE - 1), n++) {
+		struct apeer *p = a->khash[i];
+
+		if (p == NULL)
+			return NULL;
+		if (memcmp(p->node_key, key, KEY_LEN) == 0)
+			return p;
+	}
 	return NULL;
+}
+
+/* Rebuilds the key index after the peer set or a key changed (rare). */
+static void
+rehash_locked(struct agent *a)
+{
+	memset(a->khash, 0, KEY_HASH_SIZE * sizeof(*a->khash));
+	for (size_t k = 0; k < a->npeers; k++) {
+		size_t i = key_slot(a->peers[k]->node_key);
+
+		while (a->khash[i] != NULL)
+			i = (i + 1) & (KEY_HASH_SIZE - 1);
+		a->khash[i] = a->peers[k];
+	}
 }
 
 static struct apeer *
@@ -1202,6 +1235,8 @@ upsert_peer(struct agent *a, const struct apeer *np)
 	}
 	p->seen = true;
 	update_candidates_locked(p, now);
+	if (add)
+		rehash_locked(a);
 	pthread_mutex_unlock(&a->mu);
 	if (rekeyed)
 		(void)wg_device_peer_remove(a->dev, gone_key);
@@ -1227,6 +1262,7 @@ remove_peer(struct agent *a, int64_t id)
 		return;
 	}
 	a->peers[idx] = a->peers[--a->npeers];
+	rehash_locked(a);
 	pthread_mutex_unlock(&a->mu);
 	log_info("msg=\"peer removed\" peer=%s id=%" PRId64, p->name, p->id);
 	(void)wg_device_peer_remove(a->dev, p->node_key);
@@ -1504,6 +1540,7 @@ clear_netmap(struct agent *a)
 		memcpy(old, a->peers, a->npeers * sizeof(*old));
 		n = a->npeers;
 		a->npeers = 0;
+		rehash_locked(a);
 	}
 	ngone = derps_take_locked(a, gone, false);
 	a->home_region = 0;
@@ -2150,9 +2187,10 @@ agent_new(const struct agent_config *cfg, struct agent **out)
 	pthread_rwlock_init(&a->flock, NULL);
 	atomic_init(&a->stop, false);
 	a->peers = calloc(AGENT_MAX_PEERS, sizeof(*a->peers));
+	a->khash = calloc(KEY_HASH_SIZE, sizeof(*a->khash));
 	a->inbox = calloc(INBOX_LEN, sizeof(*a->inbox));
 	a->ct = conntrack_new(0);
-	if (a->peers == NULL || a->inbox == NULL || a->ct == NULL) {
+	if (a->peers == NULL || a->khash == NULL || a->inbox == NULL || a->ct == NULL) {
 		r = ERR_NOMEM;
 		goto fail;
 	}
@@ -2212,6 +2250,7 @@ fail:
 		close(a->tun_fd);
 	conntrack_free(a->ct);
 	free(a->peers);
+	free(a->khash);
 	free(a->inbox);
 	wipe(a, sizeof(*a));
 	free(a);
@@ -2260,6 +2299,7 @@ agent_free(struct agent *a)
 		free(a->peers[i]);
 	}
 	free(a->peers);
+	free(a->khash);
 	free(a->inbox);
 	free(a->reported);
 	free(a->derp_map_json);
