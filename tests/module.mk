@@ -56,3 +56,14 @@ $(BUILD)/wm-node: $(BUILD)/tests/tools/wm-node.o $(COMMON_LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 binaries: $(BUILD)/wm-node
+
+# Control-server load generator (tests/bench/control/bench_control.c):
+#   make bench-control NODES=N [BENCH_ARGS=--policy-fanout]
+NODES ?= 1000
+$(BUILD)/bench-control: $(BUILD)/tests/bench/control/bench_control.o $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+
+bench-control: $(BIN)/wiremesh-server $(BUILD)/bench-control
+	$(Q)$(BUILD)/bench-control --nodes $(NODES) --server $(BIN)/wiremesh-server $(BENCH_ARGS)

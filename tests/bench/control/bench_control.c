@@ -1,0 +1,1378 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench-control: a load generator for the control server. It starts a real
+ * bin/wiremesh-server (fresh SQLite database in a temporary directory, plain
+ * HTTP on loopback), enrols N nodes over the signed node protocol and holds N
+ * map streams with one thread: epoll, non-blocking sockets and a small
+ * HTTP/1.1 client written for this (keep-alive, Content-Length and chunked
+ * bodies). Map lines are never buffered whole: a full map of 10,000 peers is
+ * several MB, so each line is scanned as it arrives (its head for type and
+ * version, a marker count for the peers, a watched string).
+ *
+ *   bench-control --nodes N [--server BIN] [--joins J] [--endpoints E]
+ *                 [--idle-s S] [--policy-fanout] [--max-opening K]
+ *
+ * Prints one line:
+ *   bench-control: nodes=N enrol_per_s=… join_p50_ms=… join_p99_ms=…
+ *   endpoint_p99_ms=… restart_recover_s=… rss_kb_per_node=… idle_cpu_pct=…
+ *   rss_baseline_kb=… maps_all_s=… [change_fanout_p99_ms=…]
+ * Progress and diagnostics go to stderr.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "common/keys.h"
+#include "common/sign.h"
+#include "common/util.h"
+
+enum { HDR_MAX = 2048, OUT_MAX = 2048, HEAD_KEEP = 160, BODY_MAX = 64 * 1024, NSRC = 8 };
+
+#define MARKER "\"disco_key\":\""	/* once per node object in a map line */
+
+enum cstate { C_IDLE, C_CONNECTING, C_SENDING, C_HEADERS, C_BODY };
+enum kind { K_NONE, K_REGISTER, K_MAP, K_AUX };
+enum chunk { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER };
+
+/* One matcher: counts a pattern in a byte stream split anywhere. */
+struct match {
+	char carry[24];
+	uint8_t clen;
+};
+
+struct conn {
+	int fd;
+	int node;		/* index, or -1 for the auxiliary connection */
+	enum cstate st;
+	enum kind kind;
+	char *out;
+	size_t outlen, outoff;
+	char hdr[HDR_MAX];
+	size_t hlen;
+	int status;
+	bool chunked, close_after;
+	int64_t clen, got;
+	enum chunk cst;
+	uint64_t crem;
+	/* small bodies (register and aux answers) */
+	char *body;
+	size_t blen;
+	bool done;		/* aux: the answer is complete */
+	bool failed;
+};
+
+struct node {
+	uint8_t pk[KEY_LEN], sk[ED25519_SK_LEN];
+	uint8_t nk[KEY_LEN], dk[KEY_LEN];
+	struct conn c;
+	bool registered, up;	/* up: map answer 200 seen, stream open */
+	bool synced;		/* a whole line arrived since the stream opened */
+	bool want_stream;
+	int peers;		/* -1 until the first full map */
+	uint64_t version;
+	/* the line being received */
+	char head[HEAD_KEEP];
+	size_t hl;
+	unsigned markers, watch_hits;
+	struct match mm, mw;
+	int watch_round;
+	int64_t full_ms;	/* time of the last complete full map */
+	int64_t retry_at;
+	int backoff;
+	unsigned nfull, nlines;
+	bool opening;		/* counted in n_opening */
+};
+
+static struct {
+	int nnodes, nall, joins, endpoints, idle_s, max_opening, max_reg;
+	bool policy_fanout;
+	bool reg_on, open_on;	/* phases: registrations, stream opening */
+	const char *server_bin;
+	char dir[256], db[300], log[300];
+	int port;
+	pid_t pid;
+	char apikey[256], authkey[256];
+	struct node *nodes;
+	int epfd;
+	/* counters */
+	int expected;		/* peers every stream should list */
+	int n_current;		/* streams up with peers == expected */
+	int n_opening;
+	int reg_inflight, reg_done, reg_next;
+	int open_next;
+	char watch[64];
+	int watch_round, n_watch;
+	int64_t pol_t0;
+	bool pol_active;
+	int n_pol;
+	int64_t *pol_ms;
+	unsigned errors, reconnects;
+	struct conn aux;
+	uint64_t bytes;
+} g;
+
+static char rbuf[256 * 1024];
+
+static void
+on_signal(int sig)
+{
+	if (g.pid > 0)
+		kill(g.pid, SIGKILL);
+	_exit(128 + sig);
+}
+
+/* ---- small helpers ---- */
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "bench-control: %s\n", what);
+	if (g.pid > 0)
+		kill(g.pid, SIGKILL);
+	exit(1);
+}
+
+static bool
+is_current(const struct node *n)
+{
+	return n->up && n->synced && n->peers == g.expected;
+}
+
+/* Every change to up/peers goes through here so that n_current stays right. */
+static void
+set_state(struct node *n, bool up, int peers)
+{
+	bool was = is_current(n);
+
+	n->up = up;
+	n->peers = peers;
+	g.n_current += (int)is_current(n) - (int)was;
+}
+
+static void
+recount(void)
+{
+	g.n_current = 0;
+	for (int i = 0; i < g.nnodes; i++)
+		g.n_current += is_current(&g.nodes[i]);
+}
+
+static unsigned
+match_feed(struct match *m, const char *pat, const char *p, size_t n)
+{
+	size_t plen = strlen(pat), keep = plen - 1;
+	unsigned c = 0;
+
+	if (m->clen > 0) {
+		char tmp[64];
+		size_t k = n < keep ? n : keep, tl = m->clen + k;
+
+		memcpy(tmp, m->carry, m->clen);
+		memcpy(tmp + m->clen, p, k);
+		for (size_t i = 0; i < m->clen && i + plen <= tl; i++)
+			c += memcmp(tmp + i, pat, plen) == 0;
+	}
+	for (const char *q = p; q < p + n && (q = memmem(q, (size_t)(p + n - q), pat, plen)) != NULL;
+	    q += plen)
+		c++;
+	if (n >= keep) {
+		memcpy(m->carry, p + n - keep, keep);
+		m->clen = (uint8_t)keep;
+	} else {
+		size_t old = m->clen + n > keep ? keep - n : m->clen;
+
+		memmove(m->carry, m->carry + m->clen - old, old);
+		memcpy(m->carry + old, p, n);
+		m->clen = (uint8_t)(old + n);
+	}
+	return c;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+pct(int64_t *v, int n, double p)
+{
+	int i;
+
+	if (n == 0)
+		return -1;
+	qsort(v, (size_t)n, sizeof(*v), cmp_i64);
+	i = (int)(p * n + 0.999999) - 1;
+	if (i < 0)
+		i = 0;
+	if (i >= n)
+		i = n - 1;
+	return (double)v[i];
+}
+
+/* ---- server process ---- */
+
+static long
+proc_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmRSS:", 6) == 0)
+			kb = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
+static long long
+proc_cpu_ticks(pid_t pid)
+{
+	char path[64], buf[2048], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	if ((p = strrchr(buf, ')')) == NULL)
+		return -1;
+	/* after ") ": state(3) ... utime is field 14, stime 15 */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (long long)(ut + st);
+}
+
+static void
+start_server(void)
+{
+	char listen[64];
+	pid_t pid;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", g.port);
+	if ((pid = fork()) < 0)
+		die("fork failed");
+	if (pid == 0) {
+		int fd = open(g.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		/* the server must not outlive the benchmark */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execl(g.server_bin, g.server_bin, "serve", "--listen", listen, "--db", g.db,
+		    "--log-level", "warn", (char *)NULL);
+		_exit(127);
+	}
+	g.pid = pid;
+}
+
+static int
+free_port(void)
+{
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+		die("cannot find a free port");
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* ---- connections ---- */
+
+static void
+conn_close(struct conn *c)
+{
+	if (c->fd >= 0) {
+		epoll_ctl(g.epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+	}
+	c->fd = -1;
+	c->st = C_IDLE;
+	free(c->out);
+	c->out = NULL;
+}
+
+static int
+conn_open(struct conn *c)
+{
+	struct sockaddr_in a, src;
+	struct epoll_event ev;
+	int one = 1;
+	int idx = c->node < 0 ? 0 : c->node;
+
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return -1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#ifdef IP_BIND_ADDRESS_NO_PORT
+	setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+	/* several source addresses: more than 28k ephemeral ports in all */
+	memset(&src, 0, sizeof(src));
+	src.sin_family = AF_INET;
+	src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(idx % NSRC));
+	if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+		close(c->fd);
+		c->fd = -1;
+		return -1;
+	}
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)g.port);
+	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS) {
+		close(c->fd);
+		c->fd = -1;
+		return -1;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLOUT;
+	ev.data.ptr = c;
+	if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+		close(c->fd);
+		c->fd = -1;
+		return -1;
+	}
+	c->st = C_CONNECTING;
+	return 0;
+}
+
+static void
+want_out(struct conn *c, bool on)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | (on ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	epoll_ctl(g.epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Queues a request; the connection must be idle-open or about to connect. */
+static void
+conn_request(struct conn *c, char *req, size_t len, enum kind kind)
+{
+	free(c->out);
+	c->out = req;
+	c->outlen = len;
+	c->outoff = 0;
+	c->kind = kind;
+	c->hlen = 0;
+	c->status = 0;
+	c->chunked = c->close_after = false;
+	c->clen = -1;
+	c->got = 0;
+	c->cst = CH_SIZE;
+	c->crem = 0;
+	c->done = c->failed = false;
+	free(c->body);
+	c->body = NULL;
+	c->blen = 0;
+	if (c->st == C_IDLE && c->fd >= 0) {
+		c->st = C_SENDING;
+		want_out(c, true);
+	}
+}
+
+static char *
+signed_request(const struct node *n, const char *path, const char *body, size_t *len)
+{
+	char mk[KEY_STR_MAX], sig[SIGN_HEX_LEN + 1], nonce[SIGN_NONCE_LEN + 1];
+	int64_t ts = time_now_s();
+	size_t bl = strlen(body), cap = 1024 + bl;
+	char *r = malloc(cap);
+	int k;
+
+	if (r == NULL)
+		die("out of memory");
+	sign_nonce(nonce);
+	if (sign_request(n->sk, "POST", path, ts, nonce, body, bl, sig) != 0)
+		die("signing failed");
+	key_fmt(mk, "mkey:", n->pk);
+	k = snprintf(r, cap, "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	    SIGN_HDR_MACHINE ": %s\r\n" SIGN_HDR_TIMESTAMP ": %" PRId64 "\r\n"
+	    SIGN_HDR_NONCE ": %s\r\n" SIGN_HDR_SIGNATURE ": %s\r\n\r\n%s",
+	    path, g.port, bl, mk, ts, nonce, sig, body);
+	*len = (size_t)k;
+	return r;
+}
+
+static char *
+register_request(const struct node *n, int idx, size_t *len)
+{
+	char nk[KEY_STR_MAX], dk[KEY_STR_MAX], body[768];
+
+	key_fmt(nk, "nodekey:", n->nk);
+	key_fmt(dk, "discokey:", n->dk);
+	snprintf(body, sizeof(body), "{\"node_key\":\"%s\",\"disco_key\":\"%s\","
+	    "\"hostname\":\"bench-%d\",\"auth_key\":\"%s\"}", nk, dk, idx, g.authkey);
+	return signed_request(n, "/machine/register", body, len);
+}
+
+static char *
+map_request(const struct node *n, size_t *len)
+{
+	char body[64];
+
+	snprintf(body, sizeof(body), "{\"version\":%" PRIu64 "}", n->version);
+	return signed_request(n, "/machine/map", body, len);
+}
+
+static char *
+api_request(const char *method, const char *path, const char *body, size_t *len)
+{
+	size_t bl = body ? strlen(body) : 0, cap = 1024 + bl;
+	char *r = malloc(cap);
+	int k;
+
+	if (r == NULL)
+		die("out of memory");
+	k = snprintf(r, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
+	    "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n\r\n%s", method, path, g.port, g.apikey, bl, body ? body : "");
+	*len = (size_t)k;
+	return r;
+}
+
+/* ---- map lines ---- */
+
+static void
+line_end(struct node *n)
+{
+	int64_t now = time_mono_ms();
+	char *v;
+
+	n->nlines++;
+	if (!n->synced) {
+		bool was = is_current(n);
+
+		n->synced = true;
+		g.n_current += (int)is_current(n) - (int)was;
+	}
+	n->head[n->hl < HEAD_KEEP ? n->hl : HEAD_KEEP - 1] = 0;
+	if ((v = strstr(n->head, "\"version\":")) != NULL)
+		n->version = strtoull(v + 10, NULL, 10);
+	if (strncmp(n->head, "{\"type\":\"full\"", 14) == 0) {
+		n->nfull++;
+		n->full_ms = now;
+		set_state(n, n->up, (int)n->markers - 1);
+		if (n->opening) {
+			n->opening = false;
+			g.n_opening--;
+		}
+		if (g.pol_active && g.pol_ms[n - g.nodes] < 0) {
+			g.pol_ms[n - g.nodes] = now - g.pol_t0;
+			g.n_pol++;
+		}
+	} else if (strncmp(n->head, "{\"type\":\"delta\"", 15) == 0) {
+		if (strstr(n->head, "\"peer_added\":"))
+			set_state(n, n->up, n->peers + 1);
+		else if (strstr(n->head, "\"peer_removed\":"))
+			set_state(n, n->up, n->peers - 1);
+	}
+	if (n->watch_hits > 0 && g.watch[0] && n->watch_round != g.watch_round) {
+		n->watch_round = g.watch_round;
+		g.n_watch++;
+	}
+	n->hl = 0;
+	n->markers = n->watch_hits = 0;
+	n->mm.clen = n->mw.clen = 0;
+}
+
+static void
+line_feed(struct node *n, const char *p, size_t len)
+{
+	while (len > 0) {
+		const char *nl = memchr(p, '\n', len);
+		size_t k = nl ? (size_t)(nl - p) : len;
+
+		if (n->hl < HEAD_KEEP - 1) {
+			size_t c = k < HEAD_KEEP - 1 - n->hl ? k : HEAD_KEEP - 1 - n->hl;
+
+			memcpy(n->head + n->hl, p, c);
+		}
+		n->hl += k;
+		n->markers += match_feed(&n->mm, MARKER, p, k);
+		if (g.watch[0])
+			n->watch_hits += match_feed(&n->mw, g.watch, p, k);
+		if (nl == NULL)
+			return;
+		line_end(n);
+		p += k + 1;
+		len -= k + 1;
+	}
+}
+
+/* ---- responses ---- */
+
+static void on_complete(struct conn *c);
+static void on_fail(struct conn *c);
+
+static void
+body_data(struct conn *c, const char *p, size_t n)
+{
+	if (c->kind == K_MAP && c->node >= 0 && c->status == 200) {
+		line_feed(&g.nodes[c->node], p, n);
+		return;
+	}
+	if (c->blen + n > BODY_MAX)
+		n = BODY_MAX - c->blen;
+	if (c->body == NULL && (c->body = malloc(BODY_MAX + 1)) == NULL)
+		die("out of memory");
+	memcpy(c->body + c->blen, p, n);
+	c->blen += n;
+	c->body[c->blen] = 0;
+}
+
+/* Feeds body bytes; returns the number used (the rest belongs to the next
+ * answer) or -1 on a framing error. Sets done when the body is complete. */
+static ssize_t
+body_feed(struct conn *c, const char *p, size_t n, bool *complete)
+{
+	size_t i = 0;
+
+	*complete = false;
+	if (!c->chunked) {
+		size_t k = n;
+
+		if (c->clen >= 0 && (int64_t)k > c->clen - c->got)
+			k = (size_t)(c->clen - c->got);
+		body_data(c, p, k);
+		c->got += (int64_t)k;
+		if (c->clen >= 0 && c->got == c->clen)
+			*complete = true;
+		return (ssize_t)k;
+	}
+	while (i < n && !*complete) {
+		char ch = p[i];
+
+		switch (c->cst) {
+		case CH_SIZE:
+			if (ch >= '0' && ch <= '9')
+				c->crem = c->crem * 16 + (uint64_t)(ch - '0');
+			else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+				c->crem = c->crem * 16 + (uint64_t)((ch | 0x20) - 'a' + 10);
+			else if (ch == ';')
+				c->cst = CH_EXT;
+			else if (ch == '\r')
+				c->cst = CH_SIZE_LF;
+			else
+				return -1;
+			i++;
+			break;
+		case CH_EXT:
+			if (ch == '\r')
+				c->cst = CH_SIZE_LF;
+			i++;
+			break;
+		case CH_SIZE_LF:
+			if (ch != '\n')
+				return -1;
+			i++;
+			c->cst = c->crem == 0 ? CH_TRAILER : CH_DATA;
+			c->hlen = 0;	/* trailer line length */
+			break;
+		case CH_DATA: {
+			size_t k = n - i < c->crem ? n - i : (size_t)c->crem;
+
+			body_data(c, p + i, k);
+			i += k;
+			c->crem -= k;
+			if (c->crem == 0)
+				c->cst = CH_DATA_CR;
+			break;
+		}
+		case CH_DATA_CR:
+			if (ch != '\r')
+				return -1;
+			c->cst = CH_DATA_LF;
+			i++;
+			break;
+		case CH_DATA_LF:
+			if (ch != '\n')
+				return -1;
+			c->cst = CH_SIZE;
+			c->crem = 0;
+			i++;
+			break;
+		case CH_TRAILER:
+			/* trailer lines until an empty one */
+			i++;
+			if (ch == '\n') {
+				if (c->hlen == 0)
+					*complete = true;
+				c->hlen = 0;
+			} else if (ch != '\r') {
+				c->hlen++;
+			}
+			break;
+		}
+	}
+	return (ssize_t)i;
+}
+
+/* Parses the status line and headers in c->hdr. */
+static int
+parse_headers(struct conn *c)
+{
+	char *line, *save = NULL;
+
+	c->hdr[c->hlen] = 0;
+	line = strtok_r(c->hdr, "\r\n", &save);
+	if (line == NULL || sscanf(line, "HTTP/1.%*d %d", &c->status) != 1)
+		return -1;
+	while ((line = strtok_r(NULL, "\r\n", &save)) != NULL) {
+		if (strncasecmp(line, "Content-Length:", 15) == 0)
+			c->clen = strtoll(line + 15, NULL, 10);
+		else if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 && strcasestr(line, "chunked"))
+			c->chunked = true;
+		else if (strncasecmp(line, "Connection:", 11) == 0 && strcasestr(line, "close"))
+			c->close_after = true;
+	}
+	c->hlen = 0;
+	return 0;
+}
+
+/* Handles received bytes; returns -1 when the connection must be dropped. */
+static int
+conn_input(struct conn *c, const char *p, size_t n)
+{
+	while (n > 0) {
+		if (c->st == C_HEADERS) {
+			size_t i;
+			bool end = false;
+
+			for (i = 0; i < n && !end; i++) {
+				if (c->hlen >= HDR_MAX - 1)
+					return -1;
+				c->hdr[c->hlen++] = p[i];
+				end = c->hlen >= 4 && memcmp(c->hdr + c->hlen - 4, "\r\n\r\n", 4) == 0;
+			}
+			p += i;
+			n -= i;
+			if (!end)
+				return 0;
+			if (parse_headers(c) != 0)
+				return -1;
+			c->st = C_BODY;
+			if (c->kind == K_MAP && c->node >= 0 && c->status == 200) {
+				struct node *nd = &g.nodes[c->node];
+
+				nd->hl = 0;
+				nd->markers = nd->watch_hits = 0;
+				nd->mm.clen = nd->mw.clen = 0;
+				nd->synced = false;
+				set_state(nd, true, nd->peers);
+			}
+			if (!c->chunked && c->clen == 0) {
+				c->st = C_IDLE;
+				on_complete(c);
+				if (c->fd < 0)
+					return 0;
+			}
+			continue;
+		}
+		if (c->st == C_BODY) {
+			bool complete;
+			ssize_t k = body_feed(c, p, n, &complete);
+
+			if (k < 0)
+				return -1;
+			p += k;
+			n -= (size_t)k;
+			if (complete) {
+				c->st = C_IDLE;
+				on_complete(c);
+				if (c->fd < 0)
+					return 0;
+			}
+			continue;
+		}
+		return -1;	/* bytes while no request is out */
+	}
+	return 0;
+}
+
+static void
+conn_event(struct conn *c, uint32_t ev)
+{
+	if (c->st == C_CONNECTING && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+		int err = 0;
+		socklen_t el = sizeof(err);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+			on_fail(c);
+			return;
+		}
+		c->st = c->out ? C_SENDING : C_IDLE;
+		if (c->st == C_IDLE)
+			want_out(c, false);
+	}
+	if (c->st == C_SENDING && (ev & EPOLLOUT)) {
+		while (c->outoff < c->outlen) {
+			ssize_t k = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
+			    MSG_NOSIGNAL);
+
+			if (k < 0) {
+				if (errno == EAGAIN)
+					return;
+				on_fail(c);
+				return;
+			}
+			c->outoff += (size_t)k;
+		}
+		free(c->out);
+		c->out = NULL;
+		c->st = C_HEADERS;
+		want_out(c, false);
+	}
+	if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+		int rounds = 0;
+
+		while (c->fd >= 0 && rounds++ < 16) {
+			ssize_t k = recv(c->fd, rbuf, sizeof(rbuf), 0);
+
+			if (k < 0 && errno == EAGAIN)
+				return;
+			if (k <= 0) {
+				/* EOF: an answer without length ends here */
+				if (k == 0 && c->st == C_BODY && !c->chunked && c->clen < 0) {
+					c->st = C_IDLE;
+					on_complete(c);
+					conn_close(c);
+					return;
+				}
+				on_fail(c);
+				return;
+			}
+			g.bytes += (uint64_t)k;
+			if (conn_input(c, rbuf, (size_t)k) != 0) {
+				on_fail(c);
+				return;
+			}
+			if ((size_t)k < sizeof(rbuf))
+				return;
+		}
+	}
+}
+
+/* ---- node state machine ---- */
+
+static void
+node_schedule_retry(struct node *n)
+{
+	int64_t now = time_mono_ms();
+
+	n->backoff = n->backoff ? (n->backoff * 2 > 2000 ? 2000 : n->backoff * 2) : 100;
+	n->retry_at = now + n->backoff / 2 + (int64_t)random_u32((uint32_t)n->backoff);
+}
+
+static void
+node_send(struct node *n)
+{
+	size_t len;
+	char *r;
+	int i = (int)(n - g.nodes);
+
+	if (n->c.fd < 0 && conn_open(&n->c) != 0) {
+		g.errors++;
+		node_schedule_retry(n);
+		return;
+	}
+	if (!n->registered) {
+		r = register_request(n, i, &len);
+		conn_request(&n->c, r, len, K_REGISTER);
+		g.reg_inflight++;
+	} else {
+		r = map_request(n, &len);
+		conn_request(&n->c, r, len, K_MAP);
+		if (!n->opening) {
+			n->opening = true;
+			g.n_opening++;
+		}
+	}
+	n->retry_at = 0;
+}
+
+static void
+on_complete(struct conn *c)
+{
+	struct node *n;
+
+	if (c->node < 0) {
+		c->done = true;
+		return;
+	}
+	n = &g.nodes[c->node];
+	if (c->kind == K_REGISTER) {
+		g.reg_inflight--;
+		if (c->status == 200 || c->status == 201) {
+			n->registered = true;
+			n->backoff = 0;
+			g.reg_done++;
+		} else {
+			g.errors++;
+			if (g.errors < 20)
+				fprintf(stderr, "bench-control: register node %d: HTTP %d %s\n",
+				    c->node, c->status, c->body ? c->body : "");
+			node_schedule_retry(n);
+		}
+		free(c->body);
+		c->body = NULL;
+		c->blen = 0;
+		if (c->close_after)
+			conn_close(c);
+		return;
+	}
+	if (c->kind == K_MAP) {
+		/* a map stream ended cleanly (or was refused) */
+		if (c->status != 200) {
+			g.errors++;
+			if (g.errors < 20)
+				fprintf(stderr, "bench-control: map node %d: HTTP %d %s\n",
+				    c->node, c->status, c->body ? c->body : "");
+		}
+		set_state(n, false, n->peers);
+		if (n->opening) {
+			n->opening = false;
+			g.n_opening--;
+		}
+		conn_close(c);
+		if (n->want_stream)
+			node_schedule_retry(n);
+	}
+}
+
+static void
+on_fail(struct conn *c)
+{
+	struct node *n;
+
+	if (c->node < 0) {
+		c->failed = true;
+		conn_close(c);
+		return;
+	}
+	n = &g.nodes[c->node];
+	if (c->kind == K_REGISTER && c->st != C_IDLE)
+		g.reg_inflight--;
+	conn_close(c);
+	set_state(n, false, n->peers);
+	if (n->opening) {
+		n->opening = false;
+		g.n_opening--;
+	}
+	if (!n->registered || n->want_stream) {
+		g.reconnects++;
+		node_schedule_retry(n);
+	}
+}
+
+/* ---- the loop ---- */
+
+static void
+tick(void)
+{
+	int64_t now = time_mono_ms();
+
+	/* registrations, at most max_reg at a time */
+	while (g.reg_on && g.reg_next < g.nall && g.reg_inflight < g.max_reg) {
+		struct node *n = &g.nodes[g.reg_next++];
+
+		node_send(n);
+	}
+	for (int i = 0; i < g.nall; i++) {
+		struct node *n = &g.nodes[i];
+
+		if (n->retry_at == 0 || n->retry_at > now)
+			continue;
+		if (!n->registered && g.reg_inflight >= g.max_reg)
+			continue;
+		if (n->registered && (!n->want_stream || g.n_opening >= g.max_opening))
+			continue;
+		node_send(n);
+	}
+	/* stream opening, at most max_opening waiting for their first map */
+	while (g.open_on && g.open_next < g.nnodes && g.n_opening < g.max_opening) {
+		struct node *n = &g.nodes[g.open_next++];
+
+		n->want_stream = true;
+		if (n->c.fd >= 0 && n->c.st != C_IDLE) {
+			node_schedule_retry(n);
+			continue;
+		}
+		node_send(n);
+	}
+}
+
+static void
+loop_once(int timeout_ms)
+{
+	struct epoll_event ev[256];
+	int k = epoll_wait(g.epfd, ev, 256, timeout_ms);
+
+	for (int i = 0; i < k; i++)
+		conn_event(ev[i].data.ptr, ev[i].events);
+}
+
+typedef bool (*pred_fn)(void);
+static bool never(void);
+static bool aux_done(void);
+
+/* Runs the loop until pred() or the timeout; true when pred() held. */
+static bool
+run_until(pred_fn pred, int64_t timeout_ms)
+{
+	int64_t start = time_mono_ms(), end = start + timeout_ms, last_tick = 0;
+	int64_t last_report = start;
+
+	while (!pred()) {
+		int64_t now = time_mono_ms();
+
+		if (now >= end)
+			return false;
+		if (now - last_report >= 10000 && pred != never && pred != aux_done) {
+			fprintf(stderr, "bench-control:   ... %.0f s: %d/%d streams current, %d opening, "
+			    "%d registered, %.1f GB read\n", (now - start) / 1000.0, g.n_current,
+			    g.nnodes, g.n_opening, g.reg_done, g.bytes / 1e9);
+			last_report = now;
+		}
+		if (now - last_tick >= 20) {
+			tick();
+			last_tick = now;
+		}
+		loop_once(10);
+	}
+	return true;
+}
+
+static bool never(void) { return false; }
+static bool aux_done(void) { return g.aux.done || g.aux.failed; }
+static bool all_registered(void) { return g.reg_done >= g.nall; }
+static bool all_current(void) { return g.n_current == g.nnodes; }
+static bool all_watched(void) { return g.n_watch >= g.nnodes; }
+static bool all_policy(void) { return g.n_pol >= g.nnodes; }
+
+/* One request on the auxiliary connection (Connection: close); returns the
+ * status, the body in *body (malloc'd) when asked. */
+static int
+aux_call(char *req, size_t len, char **body, int64_t timeout_ms)
+{
+	struct conn *c = &g.aux;
+
+	conn_close(c);
+	c->node = -1;
+	conn_request(c, req, len, K_AUX);
+	if (conn_open(c) != 0)
+		return -1;
+	if (!run_until(aux_done, timeout_ms) || c->failed) {
+		conn_close(c);
+		return -1;
+	}
+	if (body) {
+		*body = c->body;
+		c->body = NULL;
+	}
+	conn_close(c);
+	return c->status;
+}
+
+static int
+api(const char *method, const char *path, const char *json, char **body)
+{
+	size_t len;
+	char *r = api_request(method, path, json, &len);
+
+	return aux_call(r, len, body, 60000);
+}
+
+/* ---- phases ---- */
+
+static void
+wait_healthy(void)
+{
+	int64_t end = time_mono_ms() + 20000;
+
+	for (;;) {
+		size_t len;
+		char *r = api_request("GET", "/healthz", NULL, &len);
+
+		if (aux_call(r, len, NULL, 2000) == 200)
+			return;
+		if (time_mono_ms() > end)
+			die("the server did not become healthy (see its log)");
+		usleep(50 * 1000);
+	}
+}
+
+static void
+bootstrap(void)
+{
+	char cmd[1024];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "'%s' apikeys create --db '%s' 2>>'%s'", g.server_bin, g.db,
+	    g.log);
+	if ((p = popen(cmd, "r")) == NULL || fgets(g.apikey, sizeof(g.apikey), p) == NULL)
+		die("apikeys create failed");
+	pclose(p);
+	g.apikey[strcspn(g.apikey, "\r\n")] = 0;
+}
+
+static void
+make_authkey(void)
+{
+	char *body = NULL;
+	json_t *j;
+	const char *k;
+
+	if (api("POST", "/api/v1/users", "{\"name\":\"bench\"}", NULL) != 201)
+		die("cannot create the user");
+	if (api("POST", "/api/v1/preauthkeys",
+	    "{\"user\":\"bench\",\"reusable\":true,\"expiration\":\"24h\"}", &body) / 100 != 2 ||
+	    body == NULL)
+		die("cannot create the pre-auth key");
+	j = json_loads(body, 0, NULL);
+	k = json_string_value(json_object_get(json_object_get(j, "preauthkey"), "key"));
+	if (k == NULL)
+		die("pre-auth key answer has no key");
+	str_copy(g.authkey, k, sizeof(g.authkey));
+	json_decref(j);
+	free(body);
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: bench-control --nodes N [--server BIN] [--joins J] "
+	    "[--endpoints E] [--idle-s S] [--policy-fanout] [--fanout-only] [--max-opening K] "
+	    "[--keep]\n");
+	exit(2);
+}
+
+static void
+fmt_ms(char *out, size_t n, double v)
+{
+	if (v < 0)
+		snprintf(out, n, "n/a");
+	else
+		snprintf(out, n, "%.1f", v);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "nodes", required_argument, NULL, 'n' },
+		{ "server", required_argument, NULL, 's' },
+		{ "joins", required_argument, NULL, 'j' },
+		{ "endpoints", required_argument, NULL, 'e' },
+		{ "idle-s", required_argument, NULL, 'i' },
+		{ "max-opening", required_argument, NULL, 'o' },
+		{ "policy-fanout", no_argument, NULL, 'p' },
+		{ "fanout-only", no_argument, NULL, 'f' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rlimit rl;
+	int ch;
+	bool keep = false, fanout_only = false;
+	int64_t t0, t_reg, t_maps;
+	long rss_base, rss;
+	long long cpu0, cpu1;
+	double enrol_per_s, maps_s, restart_s = -1, idle_pct;
+	int64_t *joins, *eps;
+	int nj = 0, ne = 0;
+	char b1[32], b2[32], b3[32], b4[32], b5[32];
+	double fan_p99 = -1;
+
+	g.nnodes = 1000;
+	g.joins = 5;
+	g.endpoints = 5;
+	g.idle_s = 10;
+	g.max_opening = 32;
+	g.max_reg = 64;
+	g.server_bin = "bin/wiremesh-server";
+	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'n': g.nnodes = atoi(optarg); break;
+		case 's': g.server_bin = optarg; break;
+		case 'j': g.joins = atoi(optarg); break;
+		case 'e': g.endpoints = atoi(optarg); break;
+		case 'i': g.idle_s = atoi(optarg); break;
+		case 'o': g.max_opening = atoi(optarg); break;
+		case 'p': g.policy_fanout = true; break;
+		case 'k': keep = true; break;
+		case 'f': fanout_only = g.policy_fanout = true; break;
+		default: usage();
+		}
+	}
+	if (fanout_only)
+		g.joins = g.endpoints = g.idle_s = 0;
+	if (g.nnodes < 2 || g.joins < 0 || g.endpoints < 0 || g.max_opening < 1)
+		usage();
+	if (sodium_init() < 0)
+		die("libsodium");
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		if (rl.rlim_cur < (rlim_t)g.nnodes + 64) {
+			fprintf(stderr, "bench-control: open file limit %llu is too low for %d nodes\n",
+			    (unsigned long long)rl.rlim_cur, g.nnodes);
+			return 1;
+		}
+	}
+	g.nall = g.nnodes + g.joins;
+	g.nodes = calloc((size_t)g.nall, sizeof(*g.nodes));
+	g.pol_ms = calloc((size_t)g.nnodes, sizeof(*g.pol_ms));
+	joins = calloc((size_t)g.joins + 1, sizeof(*joins));
+	eps = calloc((size_t)g.endpoints + 1, sizeof(*eps));
+	if (g.nodes == NULL || g.pol_ms == NULL || joins == NULL || eps == NULL)
+		die("out of memory");
+	for (int i = 0; i < g.nall; i++) {
+		struct node *n = &g.nodes[i];
+
+		sign_keypair(n->pk, n->sk);
+		random_bytes(n->nk, KEY_LEN);
+		random_bytes(n->dk, KEY_LEN);
+		n->c.fd = -1;
+		n->c.node = i;
+		n->peers = -1;
+	}
+	g.aux.fd = -1;
+	g.aux.node = -1;
+	if ((g.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		die("epoll");
+
+	snprintf(g.dir, sizeof(g.dir), "%s/bench-control.XXXXXX",
+	    getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(g.dir) == NULL)
+		die("mkdtemp");
+	snprintf(g.db, sizeof(g.db), "%s/db.sqlite", g.dir);
+	snprintf(g.log, sizeof(g.log), "%s/server.log", g.dir);
+	bootstrap();
+	g.port = free_port();
+	start_server();
+	wait_healthy();
+	make_authkey();
+	rss_base = proc_rss_kb(g.pid);
+	fprintf(stderr, "bench-control: server pid %d on 127.0.0.1:%d, dir %s, baseline rss %ld kB\n",
+	    (int)g.pid, g.port, g.dir, rss_base);
+
+	/* enrol: register the N stream nodes (joiners are kept back) */
+	g.nall = g.nnodes;
+	g.reg_on = true;
+	t0 = time_mono_ms();
+	if (!run_until(all_registered, 1800 * 1000))
+		die("registration did not finish in 30 min");
+	t_reg = time_mono_ms();
+	enrol_per_s = g.nnodes * 1000.0 / (double)(t_reg - t0 > 0 ? t_reg - t0 : 1);
+	fprintf(stderr, "bench-control: %d registered in %.1f s (%.0f/s), %u errors\n",
+	    g.nnodes, (t_reg - t0) / 1000.0, enrol_per_s, g.errors);
+
+	/* open every stream; each must get a full map with all N-1 peers */
+	g.expected = g.nnodes - 1;
+	g.open_on = true;
+	recount();
+	if (!run_until(all_current, 1800 * 1000)) {
+		fprintf(stderr, "bench-control: only %d of %d streams current after 30 min\n",
+		    g.n_current, g.nnodes);
+		die("streams did not come up");
+	}
+	t_maps = time_mono_ms();
+	maps_s = (t_maps - t_reg) / 1000.0;
+	fprintf(stderr, "bench-control: %d streams with full maps in %.1f s (%.1f MB read), "
+	    "%u errors, %u reconnects\n", g.nnodes, maps_s, g.bytes / 1e6, g.errors, g.reconnects);
+	/* settle: the online deltas of the last streams */
+	run_until(never, 2000);
+	rss = proc_rss_kb(g.pid);
+
+	/* idle CPU */
+	cpu0 = proc_cpu_ticks(g.pid);
+	t0 = time_mono_ms();
+	run_until(never, (int64_t)g.idle_s * 1000);
+	cpu1 = proc_cpu_ticks(g.pid);
+	idle_pct = (double)(cpu1 - cpu0) * 100.0 / (double)sysconf(_SC_CLK_TCK) /
+	    ((time_mono_ms() - t0) / 1000.0);
+	fprintf(stderr, "bench-control: rss %ld kB (%.1f kB/node), idle cpu %.2f %% of one core\n",
+	    rss, (double)rss / g.nnodes, idle_pct);
+
+	/* joins, one at a time */
+	for (int j = 0; j < g.joins; j++) {
+		struct node *n = &g.nodes[g.nnodes + j];
+		size_t len;
+		char *r = register_request(n, g.nnodes + j, &len);
+		int st;
+
+		g.expected++;
+		recount();
+		t0 = time_mono_ms();
+		st = aux_call(r, len, NULL, 60000);
+		if (st != 200 && st != 201) {
+			fprintf(stderr, "bench-control: join %d: HTTP %d\n", j, st);
+			g.expected--;
+			recount();
+			continue;
+		}
+		n->registered = true;
+		if (!run_until(all_current, 120 * 1000)) {
+			fprintf(stderr, "bench-control: join %d reached only %d of %d streams\n", j,
+			    g.n_current, g.nnodes);
+			continue;
+		}
+		joins[nj++] = time_mono_ms() - t0;
+		run_until(never, 200);
+	}
+
+	/* endpoint changes */
+	for (int e = 0; e < g.endpoints; e++) {
+		struct node *n = &g.nodes[(size_t)e * (size_t)g.nnodes / (size_t)g.endpoints];
+		char body[128];
+		size_t len;
+		char *r;
+		int st;
+
+		g.watch_round++;
+		g.n_watch = 0;
+		snprintf(g.watch, sizeof(g.watch), "\"192.0.2.1:%d\"", 20000 + g.watch_round);
+		snprintf(body, sizeof(body), "{\"endpoints\":[%s],\"home_derp\":900}", g.watch);
+		r = signed_request(n, "/machine/endpoints", body, &len);
+		t0 = time_mono_ms();
+		st = aux_call(r, len, NULL, 60000);
+		if (st != 200) {
+			fprintf(stderr, "bench-control: endpoints %d: HTTP %d\n", e, st);
+			continue;
+		}
+		if (!run_until(all_watched, 120 * 1000)) {
+			fprintf(stderr, "bench-control: endpoint change %d reached only %d of %d "
+			    "streams\n", e, g.n_watch, g.nnodes);
+			continue;
+		}
+		eps[ne++] = time_mono_ms() - t0;
+		run_until(never, 200);
+	}
+	g.watch[0] = 0;
+
+	/* policy change fan-out: every node's filter changes */
+	if (g.policy_fanout) {
+		const char *pol = "{\"acls\":[{\"action\":\"accept\",\"src\":[\"*\"],"
+		    "\"dst\":[\"*:22,443\"]}]}";
+		int st;
+
+		for (int i = 0; i < g.nnodes; i++)
+			g.pol_ms[i] = -1;
+		g.n_pol = 0;
+		g.pol_active = true;
+		g.pol_t0 = time_mono_ms();
+		st = api("PUT", "/api/v1/policy", pol, NULL);
+		if (st != 200) {
+			fprintf(stderr, "bench-control: policy PUT: HTTP %d\n", st);
+		} else if (!run_until(all_policy, 300 * 1000)) {
+			fprintf(stderr, "bench-control: policy change reached only %d of %d streams\n",
+			    g.n_pol, g.nnodes);
+		} else {
+			fan_p99 = pct(g.pol_ms, g.nnodes, 0.99);
+			fprintf(stderr, "bench-control: policy fan-out p50 %.0f ms, max %.0f ms\n",
+			    pct(g.pol_ms, g.nnodes, 0.50), pct(g.pol_ms, g.nnodes, 1.0));
+		}
+		g.pol_active = false;
+		/* wait for the streams to be current again */
+		run_until(all_current, 120 * 1000);
+	}
+
+	/* restart: SIGKILL, start again on the same database */
+	if (!fanout_only) {
+		int status;
+
+		t0 = time_mono_ms();
+		kill(g.pid, SIGKILL);
+		waitpid(g.pid, &status, 0);
+		/* every stream sees its connection end (as a client would at once) */
+		for (int i = 0; i < g.nnodes; i++) {
+			struct node *n = &g.nodes[i];
+
+			conn_close(&n->c);
+			set_state(n, false, n->peers);
+			n->backoff = 0;
+			node_schedule_retry(n);
+		}
+		start_server();
+		if (run_until(all_current, 600 * 1000))
+			restart_s = (time_mono_ms() - t0) / 1000.0;
+		else
+			fprintf(stderr, "bench-control: after restart only %d of %d streams current\n",
+			    g.n_current, g.nnodes);
+		fprintf(stderr, "bench-control: restart: %u reconnect attempts, %u errors\n",
+		    g.reconnects, g.errors);
+	}
+
+	fmt_ms(b1, sizeof(b1), pct(joins, nj, 0.50));
+	fmt_ms(b2, sizeof(b2), pct(joins, nj, 0.99));
+	fmt_ms(b3, sizeof(b3), pct(eps, ne, 0.99));
+	fmt_ms(b4, sizeof(b4), restart_s);
+	fmt_ms(b5, sizeof(b5), fan_p99);
+	printf("bench-control: nodes=%d enrol_per_s=%.0f join_p50_ms=%s join_p99_ms=%s "
+	    "endpoint_p99_ms=%s restart_recover_s=%s rss_kb_per_node=%.1f idle_cpu_pct=%.2f "
+	    "rss_baseline_kb=%ld maps_all_s=%.1f%s%s\n", g.nnodes, enrol_per_s, b1, b2, b3,
+	    b4, (double)rss / g.nnodes, idle_pct, rss_base, maps_s,
+	    g.policy_fanout ? " change_fanout_p99_ms=" : "", g.policy_fanout ? b5 : "");
+	fflush(stdout);
+
+	kill(g.pid, SIGTERM);
+	waitpid(g.pid, NULL, 0);
+	if (!keep) {
+		char p[400];
+
+		snprintf(p, sizeof(p), "%s/db.sqlite-wal", g.dir);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/db.sqlite-shm", g.dir);
+		unlink(p);
+		unlink(g.db);
+		unlink(g.log);
+		rmdir(g.dir);
+	}
+	return 0;
+}
