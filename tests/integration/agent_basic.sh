@@ -63,6 +63,7 @@ JSON
 ip netns exec "$NS_SRV" "$WM_BIN/wiremesh-derper" --addr 192.0.2.1:443 --http-port -1 \
 	--stun-addr 192.0.2.1:3478 --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" \
 	>"$T/derper.log" 2>&1 &
+DERPER_PID=$!
 WM_PIDS+=($!)
 wait_for 10 grep -q 'msg="ready"' "$T/derper.log" || fail "derper did not start: $(cat "$T/derper.log")"
 
@@ -228,6 +229,13 @@ kill -TERM "$AGENT1"; wait "$AGENT1" 2>/dev/null
 start_agent 1 "$NS1"
 wait_for 20 direct || fail "no direct path after the agent restarted: $(wm 1 status)"
 ok "agent restart: reconnected and direct again"
+
+# The relay goes away: status says so, and the direct path keeps working.
+kill "$DERPER_PID"; wait "$DERPER_PID" 2>/dev/null
+no_relay() { wm 1 status | grep -q 'cannot reach any DERP relay'; }
+wait_for 10 no_relay || fail "status does not report the relay down: $(wm 1 status)"
+ip netns exec "$NS1" ping -c 2 -i 0.2 -W 2 "$ip2" >/dev/null || fail "direct tunnel broke with the relay down"
+ok "relay down: status says so; the direct path keeps working"
 
 wm 2 down >/dev/null || fail "down"
 gone() { ! ip -n "$NS2" addr show dev wm0 | grep -q "inet 100\."; }
