@@ -6,6 +6,9 @@
  * Includes the agent's .c files to reach its static parsers.
  */
 #include "client-agent/agent.c"
+#include "client-agent/agent_cmd.c"
+#include "client-agent/agent_disco.c"
+#include "client-agent/agent_netmap.c"
 #include "client-agent/control_client.c"
 #include "client-agent/netcfg.c"
 

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals shared by the agent's files (not an API): the agent state, its
+ * peers and relay connections, and the functions the files call across.
+ * Locking rules are in agent.h; "_locked" functions want a->mu held.
+ *
+ *   agent.c         helpers, prefs, relay connections, engine hooks, TUN
+ *                   reader, lifecycle, local API dispatch
+ *   agent_disco.c   disco messages, the loop (path timers, relay cleanup),
+ *                   endpoints and netcheck
+ *   agent_netmap.c  map messages: self, peers, DERP map, filter
+ *   agent_cmd.c     up/down/reconnect and the local API commands
+ */
+#ifndef WM_AGENT_INT_H
+#define WM_AGENT_INT_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <inttypes.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "client-agent/agent.h"
+#include "client-agent/control_client.h"
+#include "client-agent/derp_client.h"
+#include "client-agent/disco.h"
+#include "client-agent/filter.h"
+#include "client-agent/netcfg.h"
+#include "client-agent/netcheck.h"
+#include "client-agent/paths.h"
+#include "client-agent/wg/device.h"
+#include "client-agent/wg/tun.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "relay/derp_map.h"
+#include "relay/stun.h"
+
+enum {
+	MAX_EPS = 16,
+	MAX_ALLOWED = 16,
+	MAX_DERPS = 32,
+	INBOX_LEN = 512,
+	INBOX_PKT = 1024,
+	MAX_WAITERS = 16,
+	NAME_MAX_LEN = 64,
+	TICK_MS = 50,
+	KEY_HASH_BITS = 13,		/* 8192 slots: at most half full */
+	KEY_HASH_SIZE = 1 << KEY_HASH_BITS,
+};
+_Static_assert(KEY_HASH_SIZE >= 2 * AGENT_MAX_PEERS, "peer key hash too small");
+
+struct apeer {
+	int64_t id;
+	char name[NAME_MAX_LEN], user[NAME_MAX_LEN];
+	uint8_t node_key[KEY_LEN], disco_key[KEY_LEN];
+	struct ip_addr addr4, addr6;
+	struct ip_prefix allowed[MAX_ALLOWED];
+	size_t nallowed;
+	struct endpoint eps[MAX_EPS];
+	size_t neps;
+	struct endpoint cmm[MAX_EPS];
+	size_t ncmm;
+	int home_derp;
+	bool online, expired, seen;
+	struct paths *paths;
+	bool direct;
+	struct endpoint direct_ep;
+	int rtt_ms;
+	int64_t last_cmm_ms, last_derp_tx_ms, direct_since_ms, last_reprobe_ms;
+	uint64_t tx_derp, tx_udp, disco_rx, disco_tx;
+};
+
+struct dctx {
+	struct agent *a;
+	int region;
+};
+
+struct dconn {
+	int region;
+	struct derp_client *c;
+	struct dctx *ctx;
+};
+
+enum in_kind { IN_UDP, IN_DERP };
+
+struct inbox_item {
+	enum in_kind kind;
+	struct endpoint from;
+	uint8_t src[KEY_LEN];
+	int region;
+	size_t len;
+	uint8_t pkt[INBOX_PKT];
+};
+
+struct waiter {
+	bool active, done;
+	uint8_t txid[DISCO_TXID_LEN];
+	int64_t sent_ms;
+	int rtt_ms;
+	bool via_udp;
+	struct endpoint from;
+};
+
+struct agent {
+	struct agent_config cfg;
+	uint8_t disco_priv[KEY_LEN], disco_pub[KEY_LEN];
+	struct wg_device *dev;
+	int tun_fd;
+	char ifname[IFNAMSIZ];
+	atomic_bool stop;
+
+	pthread_mutex_t mu;		/* everything below unless noted */
+	pthread_cond_t cond;		/* netmap arrived, ping answered, netcheck done */
+	struct apeer **peers;
+	size_t npeers;
+	struct apeer **khash;		/* node key -> peer, open addressing */
+	bool have_self;
+	int64_t self_id;
+	char self_name[NAME_MAX_LEN], self_user[NAME_MAX_LEN];
+	struct ip_addr self4, self6;
+	bool routes_done;
+	char *derp_map_json;
+	struct derp_map *dmap;
+	struct dconn derps[MAX_DERPS];
+	size_t nderps;
+	int home_region;
+	struct endpoint my_eps[MAX_EPS];
+	size_t nmy_eps;
+	char *reported;			/* last endpoint report sent */
+	struct waiter waiters[MAX_WAITERS];
+
+	/* control */
+	pthread_mutex_t ctl_mu;		/* serialises up/down; taken before mu */
+	struct control *ctl;
+	char login_server[512], hostname[NAME_MAX_LEN];
+	bool want_up, control_connected, have_netmap;
+	char control_err[512];
+	uint64_t netmaps, deltas;
+
+	/* filter: read on the engine's receive path */
+	pthread_rwlock_t flock;
+	char *filter_json;
+	struct wm_filter *filter;
+	struct conntrack *ct;
+
+	/* netcheck */
+	pthread_mutex_t nc_mu;		/* guards nc_active only (fed by the loop) */
+	struct netcheck *nc_active;
+	struct netcheck_report report;	/* under mu */
+	bool have_report, nc_want;
+	uint64_t nc_gen;
+
+	/* inbox (own lock) */
+	pthread_mutex_t in_mu;
+	pthread_cond_t in_cond;
+	struct inbox_item *inbox;
+	unsigned in_head, in_len;
+
+	pthread_t loop_thr, tun_thr, nc_thr, resume_thr;
+	bool tun_started, resume_started;
+
+	atomic_uint_fast64_t c_inbox_drop, c_disco_bad, c_disco_unknown, c_derp_in, c_derp_out;
+	atomic_uint_fast64_t c_derp_drop, c_tun_write_err, c_filter_drop;
+};
+
+/* agent.c: helpers, prefs, relay connections, hooks, lifecycle */
+bool agent_ep_equal(const struct endpoint *a, const struct endpoint *b);
+void agent_timespec_in(struct timespec *ts, int64_t ms);
+json_t *agent_reply_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+json_t *agent_reply_ok(const char *text, json_t *data);
+struct apeer *agent_find_key_locked(struct agent *a, const uint8_t key[static KEY_LEN]);
+void agent_rehash_locked(struct agent *a);
+struct apeer *agent_find_disco_locked(struct agent *a, const uint8_t key[static KEY_LEN]);
+struct apeer *agent_find_id_locked(struct agent *a, int64_t id, size_t *idx);
+const char *agent_region_code_locked(struct agent *a, int region, char buf[static 16]);
+void agent_prefs_save(struct agent *a);
+struct derp_client *agent_derp_get_locked(struct agent *a, int region, bool create);
+int agent_derp_send_locked(struct agent *a, int region, const uint8_t key[static KEY_LEN],
+		 const uint8_t *pkt, size_t len);
+size_t agent_derps_take_locked(struct agent *a, struct dconn *out, bool keep_home);
+void agent_derps_free(struct dconn *d, size_t n);
+void agent_set_home_locked(struct agent *a, int region);
+int agent_first_region_locked(struct agent *a);
+
+/* agent_disco.c: path discovery loop, endpoints, netcheck */
+int agent_seal_to(struct agent *a, const uint8_t peer_disco[static KEY_LEN],
+		  const struct disco_msg *m, uint8_t out[static DISCO_MAX_PACKET], size_t *len);
+void agent_update_candidates_locked(struct apeer *p, int64_t now);
+void *agent_loop_main(void *arg);
+void agent_report_endpoints(struct agent *a);
+void *agent_nc_main(void *arg);
+
+/* agent_netmap.c: applying map messages */
+void agent_on_message(void *ctx, json_t *msg);
+void agent_on_state(void *ctx, bool up, const char *why);
+
+/* agent_cmd.c: up/down and the local API commands */
+void agent_stop_control(struct agent *a);
+json_t *agent_cmd_up(struct agent *a, json_t *req);
+json_t *agent_cmd_down(struct agent *a);
+void *agent_resume_main(void *arg);
+json_t *agent_cmd_status(struct agent *a);
+json_t *agent_cmd_ip(struct agent *a, json_t *req);
+json_t *agent_cmd_ping(struct agent *a, json_t *req);
+json_t *agent_cmd_netcheck(struct agent *a);
+json_t *agent_cmd_debug(struct agent *a);
+
+#endif
