@@ -10,7 +10,8 @@
 
 const uint8_t derp_magic[DERP_MAGIC_LEN] = { 0x44, 0x45, 0x52, 0x50, 0xf0, 0x9f, 0x94, 0x91 };
 
-static const uint8_t disco_magic[6] = { 0x54, 0x53, 0xf0, 0x9f, 0x92, 0xac };
+/* Path-discovery messages start with "WM" U+1F4AC (docs/disco.md); the relay only counts them. */
+static const uint8_t disco_magic[6] = { 'W', 'M', 0xf0, 0x9f, 0x92, 0xac };
 
 void derp_frame_put_header(uint8_t out[static DERP_HEADER_LEN], uint8_t type, uint32_t len)
 {
