@@ -282,11 +282,28 @@ struct wgsnap {
 	uint64_t rx, tx;
 };
 
+/* The "# Health: " lines written so far, as a JSON array of their text. */
+static json_t *
+health_json(struct buf *b)
+{
+	static const char tag[] = "# Health: ";
+	json_t *arr = json_array();
+	char *text = buf_cstr(b), *line, *save = NULL, *copy;
+
+	if (text == NULL || (copy = strdup(text)) == NULL)
+		return arr;
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (strncmp(line, tag, sizeof(tag) - 1) == 0)
+			json_array_append_new(arr, json_string(line + sizeof(tag) - 1));
+	free(copy);
+	return arr;
+}
+
 json_t *
 agent_cmd_status(struct agent *a)
 {
 	struct wg_device_info *info = NULL;
-	json_t *peers = json_array(), *data, *self;
+	json_t *peers = json_array(), *data, *self, *health;
 	char v4[ADDR_STR_MAX], v6[ADDR_STR_MAX], rc[16];
 	int64_t now_s = time_now_s();
 	struct buf b;
@@ -310,6 +327,7 @@ agent_cmd_status(struct agent *a)
 		    a->login_server, a->control_err);
 	}
 	health_locked(a, &b);
+	health = health_json(&b);
 	v4[0] = v6[0] = 0;
 	if (a->self4.family)
 		addr_fmt(v4, &a->self4);
@@ -363,8 +381,8 @@ agent_cmd_status(struct agent *a)
 		    "last_handshake", (json_int_t)hs, "rx_bytes", (json_int_t)rx,
 		    "tx_bytes", (json_int_t)tx, "rtt_ms", p->direct ? p->rtt_ms : -1));
 	}
-	data = json_pack("{s:s, s:o, s:o, s:{s:s, s:b, s:s}, s:{s:i, s:b}}",
-	    "backend_state", state, "self", self, "peers", peers,
+	data = json_pack("{s:s, s:o, s:o, s:o, s:{s:s, s:b, s:s}, s:{s:i, s:b}}",
+	    "backend_state", state, "health", health, "self", self, "peers", peers,
 	    "control", "url", a->login_server, "connected", a->control_connected,
 	    "error", a->control_err, "derp", "home", a->home_region, "connected", relay_up);
 	pthread_mutex_unlock(&a->mu);

@@ -45,7 +45,7 @@
  * "hostname":H}, {"cmd":"down"}, {"cmd":"status"}, {"cmd":"ping","peer":P},
  * {"cmd":"netcheck"}, {"cmd":"ip","family":"4"|"6"}, {"cmd":"debug"}.
  * Replies: {"ok":true,"text":"...","data":{...}} or {"ok":false,"error":"..."}.
- * status data: {"backend_state","self":{id,name,user,ipv4,ipv6,home_derp,
+ * status data: {"backend_state","health":["..."],"self":{id,name,user,ipv4,ipv6,home_derp,
  * home_derp_code},"peers":[{id,name,user,ipv4,ipv6,path,path_kind,endpoint,
  * online,home_derp,last_handshake,rx_bytes,tx_bytes,rtt_ms}],
  * "control":{url,connected,error},"derp":{home,connected}}.

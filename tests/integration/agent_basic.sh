@@ -234,6 +234,9 @@ ok "agent restart: reconnected and direct again"
 kill "$DERPER_PID"; wait "$DERPER_PID" 2>/dev/null
 no_relay() { wm 1 status | grep -q 'cannot reach any DERP relay'; }
 wait_for 10 no_relay || fail "status does not report the relay down: $(wm 1 status)"
+wm 1 status --json | python3 -c '
+import json,sys; h=json.load(sys.stdin)["health"]
+assert any("cannot reach any DERP relay" in x for x in h), h' || fail "status --json health"
 ip netns exec "$NS1" ping -c 2 -i 0.2 -W 2 "$ip2" >/dev/null || fail "direct tunnel broke with the relay down"
 ok "relay down: status says so; the direct path keeps working"
 
