@@ -441,8 +441,14 @@ agent_handle(void *arg, json_t *req)
 
 	if (cmd == NULL)
 		return agent_reply_err("request has no \"cmd\"");
-	if (strcmp(cmd, "up") == 0)
-		return agent_cmd_up(a, req);
+	if (strcmp(cmd, "up") == 0) {
+		json_t *r = agent_cmd_up(a, req), *k = json_object_get(req, "authkey");
+
+		/* The auth key is a secret: do not leave it in freed memory. */
+		if (json_is_string(k))
+			wipe((char *)json_string_value(k), json_string_length(k));
+		return r;
+	}
 	if (strcmp(cmd, "down") == 0)
 		return agent_cmd_down(a);
 	if (strcmp(cmd, "status") == 0)
