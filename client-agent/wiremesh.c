@@ -104,9 +104,11 @@ print_reply(json_t *reply)
 		return 1;
 	if (!json_is_true(json_object_get(reply, "ok"))) {
 		if (json_out) {
-			json_dumpf(json_pack("{s:O}", "error", json_object_get(reply, "error")), stdout,
-			    JSON_INDENT(2));
+			json_t *e = json_pack("{s:O}", "error", json_object_get(reply, "error"));
+
+			json_dumpf(e, stdout, JSON_INDENT(2));
 			putchar('\n');
+			json_decref(e);
 		}
 		json_decref(reply);
 		return 1;
