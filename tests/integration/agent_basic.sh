@@ -10,7 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
-for t in ip openssl nc; do command -v $t >/dev/null || skip "missing $t"; done
+for t in ip openssl nc nft curl python3; do command -v $t >/dev/null || skip "missing $t"; done
 [ -c /dev/net/tun ] || skip "no /dev/net/tun"
 for b in wiremeshd wiremesh wiremesh-server wiremesh-derper; do
 	[ -x "$WM_BIN/$b" ] || skip "missing $WM_BIN/$b (make binaries)"
@@ -195,7 +195,6 @@ ok "netcheck and debug"
 
 # Direct UDP between the nodes blocked: the peer falls back to DERP without
 # losing the WireGuard session; lifting the block turns it direct again.
-command -v nft >/dev/null || skip "missing nft"
 ip netns exec "$NS1" nft -f - <<'NFT' || fail "nft block"
 table inet wmblock {
 	chain out { type filter hook output priority 0; ip daddr 192.0.2.12 udp dport 41641 drop; }
