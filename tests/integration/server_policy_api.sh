@@ -23,7 +23,8 @@ start_server
 AKA=$("$SRV" preauthkeys create --user alice --reusable) || fail "key alice"
 AKB=$("$SRV" preauthkeys create --user bob --reusable) || fail "key bob"
 node a register --authkey "$AKA" --hostname alpha >/dev/null || fail "register a"
-node b register --authkey "$AKB" --hostname beta >/dev/null || fail "register b"
+node b register --authkey "$AKB" --hostname beta >"$T/b.reg" || fail "register b"
+BETA4=$(grep -o '"ipv4":"[^"]*"' "$T/b.reg" | cut -d'"' -f4)
 node c register --authkey "$AKA" --hostname gamma >/dev/null || fail "register c"
 
 # policy METHOD PATH [FILE] [IF-MATCH]: prints "STATUS BODY"; headers in $T/hdr.
@@ -84,12 +85,12 @@ fulls() { grep -c '"type":"full"' "$T/amap"; }
 wait_for 5 peers_are beta,gamma || fail "alpha's first map: $(map_peers)"
 
 # Stale If-Match: 412, nothing changes.
-cat >"$T/p2" <<'P'
+cat >"$T/p2" <<P
 {
 	// alice's devices only reach each other; bob's see nothing
 	"acls": [{"action": "accept", "src": ["alice@"], "dst": ["alice@:*"]}],
 	"tests": [{"src": "alice@", "deny": ["beta:22"]}],
-	"hosts": {"beta": "100.64.0.2"},
+	"hosts": {"beta": "$BETA4"},
 }
 P
 out=$(policy PUT /api/v1/policy "$T/p2" '"00000000000000000000000000000000"'); expect_status 412 "$out"
