@@ -199,7 +199,8 @@ main(int argc, char **argv)
 			    "INTERFACE-NAME and the UAPI socket " SOCK_DIR "/INTERFACE-NAME.sock;\n"
 			    "configure it with wg(8) and ip(8). Detaches unless -f is given.\n\n"
 			    "Environment: WG_PROCESS_FOREGROUND=1 (same as -f),\n"
-			    "LOG_LEVEL=error|warn|info|debug (or wireguard-go's verbose|silent).\n");
+			    "LOG_LEVEL=error|warn|info|debug (or wireguard-go's verbose|silent),\n"
+			    "WIREMESH_WG_OFFLOAD=0 (plain TUN: no TSO/GRO), WIREMESH_WG_UDP_GSO=0.\n");
 			return 0;
 		}
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--foreground") == 0)
@@ -270,6 +271,8 @@ main(int argc, char **argv)
 		unlink(path);
 		return 1;
 	}
+	if (getenv("WIREMESH_WG_UDP_GSO") && strcmp(getenv("WIREMESH_WG_UDP_GSO"), "0") == 0)
+		wg_device_set_udp_gso(dev, false);
 	log_info("msg=\"device started\" interface=%s port=%u", ifname,
 		 wg_device_listen_port(dev));
 	if (ready[1] >= 0) {

@@ -12,12 +12,19 @@
  * them; each thread owns its AEAD context, so encryption runs unlocked.
  *
  * Paths. TUN->UDP reads a batch of packets, routes them through the
- * allowed-IPs trie, encrypts in place and hands them to sendmmsg (or the
- * output hook). UDP->TUN reads a batch with recvmmsg, handles handshakes
- * inline (they are rare and cheap) and decrypts data in place, checking the
- * replay window and the source address against the sending peer's allowed
- * IPs before the packet reaches the TUN device. A timer thread ticks every
- * 50 ms and runs each peer's timer state machine.
+ * allowed-IPs trie, encrypts them and hands them to sendmmsg (or the output
+ * hook). With a TUN opened with IFF_VNET_HDR (wg_tun_open_offload) a read
+ * may be a 64 KiB TCP super packet, split here into MTU-sized segments
+ * (offload.c) that reserve their counters in one go. Datagrams for one peer
+ * of one size are laid out back to back and leave as one UDP GSO message
+ * (UDP_SEGMENT), all groups of a batch in one sendmmsg. UDP->TUN reads a
+ * batch with recvmmsg (UDP_GRO: one buffer may hold a run of same-size
+ * datagrams), handles handshakes inline (they are rare and cheap) and
+ * decrypts data in place, checking the replay window and the source address
+ * against the sending peer's allowed IPs before the packet reaches the TUN
+ * device. On a vnet TUN the batch's packets are merged per TCP flow (GRO)
+ * and written as super packets. A timer thread ticks every 50 ms and runs
+ * each peer's timer state machine.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -2176,6 +2183,12 @@ bool
 wg_device_is_dead(struct wg_device *dev)
 {
 	return atomic_load(&dev->dead);
+}
+
+void
+wg_device_set_udp_gso(struct wg_device *dev, bool on)
+{
+	atomic_store(&dev->udp_gso, on);
 }
 
 void

@@ -149,4 +149,9 @@ bool wg_device_is_dead(struct wg_device *dev);
 /* Test hook: replaces the monotonic clock (ns) used for every timer. */
 void wg_device_set_clock(struct wg_device *dev, int64_t (*now_ns)(void *), void *arg);
 
+/* UDP GSO (UDP_SEGMENT) for runs of same-size datagrams to one endpoint is
+ * on by default and switches itself off when the kernel refuses it; false
+ * turns it off (for comparison, or a path that mishandles it). */
+void wg_device_set_udp_gso(struct wg_device *dev, bool on);
+
 #endif

@@ -4,7 +4,8 @@
 # splitting on the way out, TCP GRO on the way in, UDP GSO/GRO on the socket):
 # 24 MB TCP transfers over IPv4 and IPv6 in both directions compared by
 # checksum, then the same with one side on a plain TUN
-# (WIREMESH_WG_OFFLOAD=0), so both paths meet each other.
+# (WIREMESH_WG_OFFLOAD=0), so both paths meet each other, and once more with
+# UDP GSO off (WIREMESH_WG_UDP_GSO=0: one message per datagram).
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
 command -v wg >/dev/null || skip "wg not installed"
@@ -27,17 +28,17 @@ WM_CLEANUP+=("teardown")
 A() { ip netns exec "$NA" "$@"; }
 B() { ip netns exec "$NB" "$@"; }
 
-# setup OFFLOAD_A OFFLOAD_B (1 or 0)
+# setup OFFLOAD_A OFFLOAD_B UDP_GSO (1 or 0)
 setup() {
 	ip netns add "$NA" && ip netns add "$NB" || fail "netns"
 	ip link add wmofv$$ netns "$NA" type veth peer name wmofw$$ netns "$NB" || fail "veth"
 	A ip link set lo up; B ip link set lo up
 	A ip addr add 192.0.2.1/24 dev wmofv$$; A ip link set wmofv$$ up
 	B ip addr add 192.0.2.2/24 dev wmofw$$; B ip link set wmofw$$ up
-	ip netns exec "$NA" env WIREMESH_WG_OFFLOAD="$1" "$WM_BIN/wiremesh-wg" -f "$IA" \
+	ip netns exec "$NA" env WIREMESH_WG_OFFLOAD="$1" WIREMESH_WG_UDP_GSO="$3" "$WM_BIN/wiremesh-wg" -f "$IA" \
 		>"$T/a.log" 2>&1 &
 	PIDS+=($!)
-	ip netns exec "$NB" env WIREMESH_WG_OFFLOAD="$2" "$WM_BIN/wiremesh-wg" -f "$IB" \
+	ip netns exec "$NB" env WIREMESH_WG_OFFLOAD="$2" WIREMESH_WG_UDP_GSO="$3" "$WM_BIN/wiremesh-wg" -f "$IB" \
 		>"$T/b.log" 2>&1 &
 	PIDS+=($!)
 	wait_for 5 test -S "/var/run/wireguard/$IA.sock" || fail "UAPI socket A"
@@ -68,10 +69,10 @@ transfer() {
 	port=$((port + 1))
 }
 
-for mode in "1 1" "1 0"; do
+for mode in "1 1 1" "1 0 1" "1 1 0"; do
 	set -- $mode
-	label="offload A=$1 B=$2"
-	setup "$1" "$2"
+	label="offload A=$1 B=$2 udp-gso=$3"
+	setup "$1" "$2" "$3"
 	vnet=$(A ip -d link show "$IA" | grep -o "vnet_hdr on" || true)
 	if [ "$1" = 1 ]; then
 		[ -n "$vnet" ] || fail "A's TUN has no vnet header ($label)"
