@@ -163,6 +163,9 @@ agent_cmd_up(struct agent *a, json_t *req)
 	a->want_up = true;
 	agent_prefs_save(a);
 	pthread_mutex_lock(&a->mu);
+	a->needs_login = false;
+	pthread_mutex_unlock(&a->mu);
+	pthread_mutex_lock(&a->mu);
 	a->ctl = c;
 	pthread_mutex_unlock(&a->mu);
 	if (control_start(c, 0) != 0) {
@@ -264,8 +267,16 @@ agent_resume_main(void *arg)
 		control_free(c);
 		pthread_mutex_lock(&a->mu);
 		str_copy(a->control_err, why, sizeof(a->control_err));
+		/* Refused (deleted, expired): only a new auth key helps. */
+		a->needs_login = r == ERR_UNAUTHORIZED || r == ERR_EXPIRED || r == ERR_FORBIDDEN ||
+		    r == ERR_USED;
 		pthread_mutex_unlock(&a->mu);
 		pthread_mutex_unlock(&a->ctl_mu);
+		if (a->needs_login) {
+			log_warn("msg=\"the control server refused the login; run wiremesh up with an "
+			    "auth key\" why=\"%s\"", why);
+			return NULL;
+		}
 		log_warn("msg=\"cannot log in again; retrying\" why=\"%s\"", why);
 		for (int64_t t = 0; t < backoff && !atomic_load(&a->stop); t += 100)
 			usleep(100000);
@@ -322,6 +333,9 @@ agent_cmd_status(struct agent *a)
 		if (a->control_err[0])
 			(void)!buf_printf(&b, "# Health: login failed: %s\n", a->control_err);
 		(void)!buf_printf(&b, "Logged out. Run: wiremesh up --login-server URL --authkey KEY\n");
+	} else if (a->want_up && !a->ctl && a->needs_login) {
+		(void)!buf_printf(&b, "# Health: %s\n", a->control_err);
+		(void)!buf_printf(&b, "Logged out. Run: wiremesh up --authkey KEY\n");
 	} else if (a->want_up && !a->ctl && a->control_err[0]) {
 		(void)!buf_printf(&b, "# Health: cannot log in to %s: %s (retrying)\n",
 		    a->login_server, a->control_err);

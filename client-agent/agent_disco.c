@@ -145,7 +145,10 @@ tick_peer(struct agent *a, size_t i, int64_t now)
 		goto unlock;
 	p = a->peers[i];
 	memcpy(key, p->node_key, KEY_LEN);
-	if (!p->online || p->expired || key_is_zero(p->disco_key)) {
+	/* An offline peer is not probed, but a direct path it still answers on
+	 * is kept: "offline" only means its control connection is down (a
+	 * control server restart makes every node offline for a moment). */
+	if (p->expired || key_is_zero(p->disco_key) || (!p->online && !p->direct)) {
 		p->direct = false;
 		goto unlock;
 	}

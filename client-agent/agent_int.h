@@ -147,7 +147,7 @@ struct agent {
 	pthread_mutex_t ctl_mu;		/* serialises up/down; taken before mu */
 	struct control *ctl;
 	char login_server[512], hostname[NAME_MAX_LEN];
-	bool want_up, control_connected, have_netmap;
+	bool want_up, control_connected, have_netmap, needs_login;
 	char control_err[512];
 	uint64_t netmaps, deltas;
 

@@ -227,6 +227,8 @@ ok "control server down: tunnel kept working; reconnected"
 kill -TERM "$AGENT1"; wait "$AGENT1" 2>/dev/null
 start_agent 1 "$NS1"
 wait_for 20 direct || fail "no direct path after the agent restarted: $(wm 1 status)"
+direct21() { wm 2 status | grep -q "node1 .*direct 192.0.2.11:41641"; }
+wait_for 10 direct21 || fail "node2 has no direct path to the restarted node1: $(wm 2 status)"
 ok "agent restart: reconnected and direct again"
 
 # The relay goes away: status says so, and the direct path keeps working.
@@ -260,6 +262,19 @@ adm nodes delete "$id2" >/dev/null || fail "nodes delete"
 gone2() { ! wm 1 status | grep -q node2; }
 wait_for 10 gone2 || fail "deleted node still listed: $(wm 1 status)"
 ok "deleted node disappears from its peer's status"
+
+# node1 deleted too, then its agent restarted: it cannot log in again without
+# an auth key, stops retrying and says so.
+id1=$(adm nodes list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("nodes", d) if isinstance(d, dict) else d; print([n["id"] for n in d if n["name"]=="node1"][0])') ||
+	fail "nodes list"
+adm nodes delete "$id1" >/dev/null || fail "nodes delete node1"
+refused() { wm 1 status | grep -q 'HTTP 401'; }
+wait_for 15 refused || fail "deleted node1 does not report the refusal: $(wm 1 status)"
+kill -TERM "$AGENT1"; wait "$AGENT1" 2>/dev/null
+start_agent 1 "$NS1"
+needs_login() { wm 1 status | grep -q 'Run: wiremesh up --authkey KEY'; }
+wait_for 15 needs_login || fail "restarted deleted node does not ask for a login: $(wm 1 status)"
+ok "deleted node: the agent reports the refusal and asks for a new login"
 
 # A clean stop (under ASan this also checks for leaks).
 kill -TERM "$AGENT1"
