@@ -7,6 +7,9 @@
 
 /* ---- up / down ---- */
 
+/* Stops and frees the control client. Called with ctl_mu held, which is
+ * released while the client's threads are joined (their callbacks take it);
+ * user_acted keeps the reconnect thread from starting another meanwhile. */
 void
 agent_stop_control(struct agent *a)
 {
@@ -122,6 +125,7 @@ agent_cmd_up(struct agent *a, json_t *req)
 	int r;
 
 	pthread_mutex_lock(&a->ctl_mu);
+	a->user_acted = true;
 	if (url == NULL || *url == 0)
 		url = a->login_server[0] ? a->login_server : NULL;
 	if (url == NULL) {
@@ -222,9 +226,10 @@ json_t *
 agent_cmd_down(struct agent *a)
 {
 	pthread_mutex_lock(&a->ctl_mu);
+	a->user_acted = true;
+	a->want_up = false;
 	if (a->ctl)
 		agent_stop_control(a);
-	a->want_up = false;
 	agent_prefs_save(a);
 	pthread_mutex_unlock(&a->ctl_mu);
 	clear_netmap(a);
@@ -246,7 +251,7 @@ agent_resume_main(void *arg)
 		int r;
 
 		pthread_mutex_lock(&a->ctl_mu);
-		if (!a->want_up || a->ctl) {	/* an explicit up/down won */
+		if (!a->want_up || a->ctl || a->user_acted) {	/* an explicit up/down won */
 			pthread_mutex_unlock(&a->ctl_mu);
 			return NULL;
 		}
