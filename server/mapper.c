@@ -106,6 +106,7 @@ struct mstream {
 	struct rbuf **q;
 	unsigned qhead, qlen;
 	bool need_full;
+	bool ending;		/* the node expired: end once the queue is sent */
 
 	/* Send state: the reader's own. */
 	enum stage stage;
@@ -630,6 +631,17 @@ mapper_node_upsert(struct mapper *m, const struct store_node *n)
 	emit(m, added ? "peer_added" : "peer_changed", mn->frag->data, mn->frag->len,
 	    n->id, false);
 	emit(m, "self", mn->frag->data, mn->frag->len, n->id, true);
+	/* An expired or logged-out node learns it from that "self" message and
+	 * its streams end: it gets no more updates until it registers again. */
+	if (n->expires_at != 0 && n->expires_at <= time_now_s()) {
+		for (struct mstream *st = mn->streams; st; st = st->next_in_node) {
+			pthread_mutex_lock(&st->lock);
+			st->ending = true;
+			pthread_mutex_unlock(&st->lock);
+			if (st->hs)
+				http_stream_wake(st->hs);
+		}
+	}
 out:
 	pthread_mutex_unlock(&m->lock);
 }
@@ -919,7 +931,7 @@ stream_read(void *ctx, char *buf, size_t max)
 {
 	struct mstream *s = ctx;
 	size_t done = 0;
-	bool need_full;
+	bool need_full, ending;
 
 	while (done < max) {
 		switch (s->stage) {
@@ -995,7 +1007,10 @@ stream_read(void *ctx, char *buf, size_t max)
 				s->qlen--;
 				s->off = 0;
 			}
+			ending = s->ending && !need_full && s->cur == NULL;
 			pthread_mutex_unlock(&s->lock);
+			if (ending)
+				return done > 0 ? (ssize_t)done : -1;
 			if (need_full) {
 				if (done > 0)
 					goto out;

@@ -77,6 +77,17 @@ node e map --lines 1 >/dev/null 2>&1 || true
 gone() { [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $WIREMESH_API_KEY" "$URL/api/v1/nodes/$ide")" = 404 ]; }
 wait_for 10 gone || fail "ephemeral node not removed after inactivity"
 ok "logout refuses further maps; ephemeral node removed after its stream ended"
+
+# An admin expiring a node ends its open map stream after telling it.
+node x register --authkey "$AK" --hostname xnode >"$T/x" || fail "register x"
+idx=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/x")
+"$WM_NODE" --server "$URL" --state "$T/x.json" map >"$T/xstream" 2>/dev/null & xpid=$!; WM_PIDS+=($xpid)
+wait_for 10 grep -q '"type":"full"' "$T/xstream" || fail "x got no full map"
+"$SRV" nodes expire "$idx" >/dev/null || fail "nodes expire"
+gone_proc() { ! kill -0 "$xpid" 2>/dev/null; }
+wait_for 10 gone_proc || fail "the expired node's map stream stayed open"
+tail -n 1 "$T/xstream" | grep -q '"self":.*"expired":true' || fail "last message was not the expiry: $(tail -n 1 "$T/xstream")"
+ok "expiring a node tells its open stream and ends it"
 stop_server
 
 # A tiny pool: exhaustion gives a clear error, deletion frees the address.
@@ -95,7 +106,13 @@ id3=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/p3")
 "$SRV" nodes delete "$id3" >/dev/null || fail "delete"
 node p7 register --authkey "$PK" --hostname p7 >"$T/p7" || fail "register after delete"
 grep -q "$freed" "$T/p7" || fail "freed address not reused: $(cat "$T/p7")"
-ok "address pool: distinct addresses, clear exhaustion error, freed on delete"
+# Ids are never reused, even the highest one just deleted.
+id7=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/p7")
+"$SRV" nodes delete "$id7" >/dev/null || fail "delete p7"
+node p8 register --authkey "$PK" --hostname p8 >"$T/p8" || fail "register p8"
+id8=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/p8")
+[ "$id8" -gt "$id7" ] || fail "node id $id7 reused (got $id8)"
+ok "address pool: distinct addresses, clear exhaustion error, freed on delete; ids never reused"
 stop_server
 
 sqlite3 "$DB" "INSERT INTO schema_migrations VALUES (9999, 'future', 0)" || fail "sqlite3"
