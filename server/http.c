@@ -4,8 +4,11 @@
  * suspend/resume. A stream reader that runs dry suspends its connection; a
  * wake that arrives between the empty read and the suspend is remembered in
  * `pending` so it is never lost. Upgraded connections (MHD_ALLOW_UPGRADE)
- * are handed to the dispatcher's callback; struct http_upgrade is MHD's
- * upgrade handle under another name.
+ * are handed to the dispatcher's callback. Under TLS, MHD proxies them
+ * through a socketpair and (0.9.75, epoll) neither passes the client's
+ * hangup on to the application nor closes the TLS side promptly when the
+ * application is done; the callback gets the client's socket to watch, and
+ * http_upgrade_close() sends the client a FIN itself.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -231,12 +235,21 @@ struct req_priv {
 	void *up_ctx;
 };
 
+struct http_upgrade {
+	struct MHD_UpgradeResponseHandle *urh;
+	int tcp_fd;		/* the client's socket behind MHD's TLS proxy, or -1 */
+};
+
 void
 http_upgrade_close(struct http_upgrade *u)
 {
-	if (MHD_upgrade_action((struct MHD_UpgradeResponseHandle *)u,
-	    MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
+	/* MHD's epoll backend may leave the TLS side open until the client
+	 * closes it; a FIN now tells the client at once. */
+	if (u->tcp_fd >= 0)
+		shutdown(u->tcp_fd, SHUT_WR);
+	if (MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
 		log_warn("msg=\"closing an upgraded connection failed\"");
+	free(u);
 }
 
 static void
@@ -246,13 +259,19 @@ on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extr
 	struct http *h = cls;
 	struct req_priv *rp = con_cls;
 	const union MHD_ConnectionInfo *ci = NULL;
-	int hup_fd = -1;
+	struct http_upgrade *u = malloc(sizeof(*u));
 
+	if (u == NULL) {
+		(void)MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		return;
+	}
+	u->urh = urh;
+	u->tcp_fd = -1;
 	if (h->cert_pem)
 		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci && ci->connect_fd != sock)
-		hup_fd = ci->connect_fd;
-	rp->up_fn(rp->up_ctx, (struct http_upgrade *)urh, sock, hup_fd, extra, n);
+		u->tcp_fd = ci->connect_fd;
+	rp->up_fn(rp->up_ctx, u, sock, u->tcp_fd, extra, n);
 }
 
 /* ---- request handling ---- */
@@ -467,8 +486,6 @@ http_start(const struct http_config *cfg, struct http **out)
 			return ERR_IO;
 		}
 		flags |= MHD_USE_TLS;
-		if (cfg->upgrades)
-			flags = (flags & ~(unsigned)MHD_USE_EPOLL) | MHD_USE_POLL;
 	}
 	raise_nofile(cfg->max_connections + 1024);
 	if (cfg->tls_cert_path) {

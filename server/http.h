@@ -84,11 +84,6 @@ struct http_config {
 	size_t max_body;	/* default limit for request bodies */
 	unsigned threads;	/* polling threads */
 	unsigned max_connections;
-	/* Responses may upgrade connections. With TLS this selects MHD's poll
-	 * backend: the epoll one of libmicrohttpd 0.9.75 does not finish an
-	 * upgraded TLS connection the application closed until the client
-	 * closes it too. */
-	bool upgrades;
 	http_dispatch_fn dispatch;
 	void *ctx;
 };

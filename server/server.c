@@ -681,7 +681,6 @@ server_start(struct server *s)
 	    s->cfg.max_policy_body : s->cfg.max_body);
 	hc.threads = (unsigned)s->cfg.threads;
 	hc.max_connections = (unsigned)s->cfg.max_connections;
-	hc.upgrades = s->derp != NULL;
 	hc.dispatch = dispatch;
 	hc.ctx = s;
 	if ((r = http_start(&hc, &s->http)) != 0)
