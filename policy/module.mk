@@ -30,8 +30,15 @@ $(BUILD)/bench-policy: $(BUILD)/policy/tools/bench_policy.o $(POLICY_LIB) $(COMM
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 
-bench-policy: $(BUILD)/bench-policy
-	$(Q)$(BUILD)/bench-policy
+# change_fanout_p99_ms comes from the control-server load generator
+# (tests/bench/control, --fanout-only) holding FANOUT_NODES map streams while
+# a policy is PUT; FANOUT_NODES=0 skips it (n/a).
+FANOUT_NODES ?= 10000
+bench-policy: $(BUILD)/bench-policy $(BUILD)/bench-control $(BIN)/wiremesh-server
+	$(Q)fan=n/a; if [ "$(FANOUT_NODES)" != 0 ]; then \
+	  fan=$$($(BUILD)/bench-control --nodes $(FANOUT_NODES) --fanout-only \
+	    --server $(BIN)/wiremesh-server | sed -n 's/.*change_fanout_p99_ms=\([^ ]*\).*/\1/p'); fi; \
+	$(BUILD)/bench-policy | sed "s|change_fanout_p99_ms=n/a|change_fanout_p99_ms=$${fan:-n/a}|"
 
 .PHONY: conformance bench-policy
 

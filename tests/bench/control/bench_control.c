@@ -126,6 +126,7 @@ static struct {
 	int n_pol;
 	int64_t *pol_ms;
 	unsigned errors, reconnects;
+	int64_t max_stall_ms;	/* longest time between two loop turns */
 	struct conn aux;
 	uint64_t bytes;
 } g;
@@ -966,9 +967,14 @@ run_until(pred_fn pred, int64_t timeout_ms)
 	int64_t start = time_mono_ms(), end = start + timeout_ms, last_tick = 0;
 	int64_t last_report = start;
 
+	int64_t prev = start;
+
 	while (!pred()) {
 		int64_t now = time_mono_ms();
 
+		if (now - prev > g.max_stall_ms)
+			g.max_stall_ms = now - prev;
+		prev = now;
 		if (now >= end)
 			return false;
 		if (now - last_report >= 10000 && pred != never && pred != aux_done) {
@@ -1315,8 +1321,9 @@ main(int argc, char **argv)
 			    g.n_pol, g.nnodes);
 		} else {
 			fan_p99 = pct(g.pol_ms, g.nnodes, 0.99);
-			fprintf(stderr, "bench-control: policy fan-out p50 %.0f ms, max %.0f ms\n",
-			    pct(g.pol_ms, g.nnodes, 0.50), pct(g.pol_ms, g.nnodes, 1.0));
+			fprintf(stderr, "bench-control: policy fan-out p50 %.0f ms, p90 %.0f ms, "
+			    "p99 %.0f ms, max %.0f ms\n", pct(g.pol_ms, g.nnodes, 0.50),
+			    pct(g.pol_ms, g.nnodes, 0.90), fan_p99, pct(g.pol_ms, g.nnodes, 1.0));
 		}
 		g.pol_active = false;
 		/* wait for the streams to be current again */
@@ -1349,6 +1356,22 @@ main(int argc, char **argv)
 		    g.reconnects, g.errors);
 	}
 
+	{
+		/* the server's own view: full maps sent and collapsed queues */
+		char *m = NULL, *p;
+		int st = api("GET", "/metrics", NULL, &m);
+
+		for (p = m; st == 200 && p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+			if (strncmp(p, "wiremesh_map_full_total ", 24) == 0 ||
+			    strncmp(p, "wiremesh_map_queue_collapses_total ", 35) == 0 ||
+			    strncmp(p, "wiremesh_map_bytes_sent_total ", 30) == 0)
+				fprintf(stderr, "bench-control: after restart: %.*s\n",
+				    (int)strcspn(p, "\n"), p);
+		}
+		free(m);
+	}
+	fprintf(stderr, "bench-control: longest client loop stall %" PRId64 " ms, %.1f GB read\n",
+	    g.max_stall_ms, g.bytes / 1e9);
 	fmt_ms(b1, sizeof(b1), pct(joins, nj, 0.50));
 	fmt_ms(b2, sizeof(b2), pct(joins, nj, 0.99));
 	fmt_ms(b3, sizeof(b3), pct(eps, ne, 0.99));
@@ -1363,6 +1386,17 @@ main(int argc, char **argv)
 
 	kill(g.pid, SIGTERM);
 	waitpid(g.pid, NULL, 0);
+	for (int i = 0; i < g.nnodes + g.joins; i++) {
+		conn_close(&g.nodes[i].c);
+		free(g.nodes[i].c.body);
+	}
+	conn_close(&g.aux);
+	free(g.aux.body);
+	free(g.nodes);
+	free(g.pol_ms);
+	free(joins);
+	free(eps);
+	close(g.epfd);
 	if (!keep) {
 		char p[400];
 
