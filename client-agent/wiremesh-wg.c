@@ -200,7 +200,8 @@ main(int argc, char **argv)
 			    "configure it with wg(8) and ip(8). Detaches unless -f is given.\n\n"
 			    "Environment: WG_PROCESS_FOREGROUND=1 (same as -f),\n"
 			    "LOG_LEVEL=error|warn|info|debug (or wireguard-go's verbose|silent),\n"
-			    "WIREMESH_WG_OFFLOAD=0 (plain TUN: no TSO/GRO), WIREMESH_WG_UDP_GSO=0.\n");
+			    "WIREMESH_WG_OFFLOAD=0 (plain TUN: no TSO/GRO), WIREMESH_WG_UDP_GSO=0,\n"
+			    "WIREMESH_WG_CRYPTO_THREADS=1 (no crypto helper threads).\n");
 			return 0;
 		}
 		if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--foreground") == 0)

@@ -23,13 +23,17 @@
  * decrypts data in place, checking the replay window and the source address
  * against the sending peer's allowed IPs before the packet reaches the TUN
  * device. On a vnet TUN the batch's packets are merged per TCP flow (GRO)
- * and written as super packets. A timer thread ticks every 50 ms and runs
- * each peer's timer state machine.
+ * and written as super packets. Each of the two data threads has a helper
+ * thread (on more than one CPU) that takes a share of a batch's seals or
+ * opens; counters are assigned before and sending/delivery happens after,
+ * on the data thread, so per-peer order is kept. A timer thread ticks every
+ * 50 ms and runs each peer's timer state machine.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +69,7 @@ enum {
 	GROUP_BUF = WG_MAX_DATAGRAM,
 	TX_MSGS = TX_GROUPS * GSO_MAX_SEGS,
 	SINK_CAP = 256,			/* decrypted packets per TUN flush */
+	RX_JOBS = 512,			/* data messages decrypted together */
 };
 
 struct staged {
@@ -119,6 +124,7 @@ struct wg_device {
 	int tun_fd;
 	bool tun_vnet;			/* TUN reads/writes carry a virtio_net_hdr */
 	_Atomic bool udp_gso;		/* UDP_SEGMENT works on the socket */
+	struct helper *tx_helper, *rx_helper;	/* NULL: one thread does it all */
 	_Atomic int mtu;
 	int stop_fd;
 	pthread_t tx_thread, rx_thread, timer_thread;
@@ -557,16 +563,23 @@ stage_and_initiate(struct peer *p, const uint8_t *pkt, size_t len)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Pads the plaintext already at buf+16, encrypts in place, writes the header;
- * returns the datagram length. */
+/* Plaintext length after padding to 16 bytes, but not beyond the MTU. */
 static size_t
-seal_packet(struct wg_device *dev, struct wg_aead *aead, struct wg_keypair *kp,
-	    uint64_t ctr, uint8_t *buf, size_t len)
+padded_len(struct wg_device *dev, size_t len)
 {
 	size_t mtu = (size_t)atomic_load(&dev->mtu), padded = (len + 15) & ~(size_t)15;
 
 	if (padded > mtu)
 		padded = len > mtu ? len : mtu;
+	return padded;
+}
+
+/* Pads the plaintext already at buf+16 to `padded`, encrypts in place,
+ * writes the header; returns the datagram length or 0. */
+static size_t
+seal_padded(struct wg_aead *aead, struct wg_keypair *kp, uint64_t ctr, uint8_t *buf,
+	    size_t len, size_t padded)
+{
 	memset(buf + WG_DATA_HEADER_LEN + len, 0, padded - len);
 	buf[0] = WG_MSG_DATA;
 	buf[1] = buf[2] = buf[3] = 0;
@@ -576,6 +589,13 @@ seal_packet(struct wg_device *dev, struct wg_aead *aead, struct wg_keypair *kp,
 			 kp->send_key, ctr, NULL, 0) != 0)
 		return 0;
 	return WG_DATA_HEADER_LEN + padded + WG_TAG_LEN;
+}
+
+static size_t
+seal_packet(struct wg_device *dev, struct wg_aead *aead, struct wg_keypair *kp,
+	    uint64_t ctr, uint8_t *buf, size_t len)
+{
+	return seal_padded(aead, kp, ctr, buf, len, padded_len(dev, len));
 }
 
 /* Timer and counter updates after data left for a peer. */
@@ -707,6 +727,141 @@ route(struct wg_device *dev, const uint8_t *pkt, size_t len)
 	return wg_allowedips_lookup(dev->aips, fam, ip);
 }
 
+/* ---- a second thread for the AEAD work of a batch ---- */
+
+/*
+ * The seal/open jobs of a batch are claimed one at a time from a shared
+ * word by the data thread and, once woken, by its helper, each with its own
+ * AEAD context. The data thread takes whatever the helper has not, so a
+ * helper that is slow to be scheduled costs only the wake-up. Everything
+ * else (counters, order of sending and delivery) stays on the data thread.
+ * The claim word packs a generation, the job count and the next index, so a
+ * late helper cannot take a job of a batch that is over.
+ */
+enum { HELPER_MIN_JOBS = 8 };
+
+typedef void helper_fn(struct wg_aead *aead, void *jobs, unsigned i);
+
+struct helper {
+	struct wg_device *dev;
+	pthread_t thread;
+	int wake_fd;
+	struct wg_aead *aead;
+	helper_fn *run;
+	void *jobs;			/* set by the data thread before the first batch */
+	_Atomic uint64_t claim;		/* generation << 32 | count << 16 | next */
+	_Atomic unsigned done;		/* jobs the helper finished this generation */
+	uint32_t gen;
+};
+
+static bool
+helper_claim(struct helper *h, unsigned *idx)
+{
+	uint64_t c = atomic_load_explicit(&h->claim, memory_order_acquire);
+
+	while ((c & 0xffff) < ((c >> 16) & 0xffff)) {
+		if (atomic_compare_exchange_weak_explicit(&h->claim, &c, c + 1,
+							  memory_order_acq_rel,
+							  memory_order_acquire)) {
+			*idx = (unsigned)(c & 0xffff);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void *
+helper_thread(void *arg)
+{
+	struct helper *h = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = h->wake_fd, .events = POLLIN },
+		{ .fd = h->dev->stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		uint64_t v;
+		unsigned i;
+
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		if (!(pfd[0].revents & POLLIN) || read(h->wake_fd, &v, sizeof(v)) < 0)
+			continue;
+		while (helper_claim(h, &i)) {
+			h->run(h->aead, h->jobs, i);
+			atomic_fetch_add_explicit(&h->done, 1, memory_order_release);
+		}
+	}
+	return NULL;
+}
+
+/* Runs jobs [0, n) of `jobs` (the helper's array), with the helper when
+ * there is one and enough work; returns when all are done. */
+static void
+helper_run(struct helper *h, helper_fn *run, void *jobs, struct wg_aead *aead, unsigned n)
+{
+	uint64_t one = 1;
+	unsigned i, mine = 0;
+
+	if (h == NULL || n < HELPER_MIN_JOBS) {
+		for (i = 0; i < n; i++)
+			run(aead, jobs, i);
+		return;
+	}
+	atomic_store_explicit(&h->done, 0, memory_order_relaxed);
+	h->gen++;
+	atomic_store_explicit(&h->claim, (uint64_t)h->gen << 32 | (uint64_t)n << 16,
+			      memory_order_release);
+	if (write(h->wake_fd, &one, sizeof(one)) < 0) {
+		/* cannot happen with an eventfd; the loop below does it all */
+	}
+	while (helper_claim(h, &i)) {
+		run(aead, jobs, i);
+		mine++;
+	}
+	while (atomic_load_explicit(&h->done, memory_order_acquire) != n - mine)
+		sched_yield();
+}
+
+static void
+helper_free(struct helper *h)
+{
+	if (h == NULL)
+		return;
+	pthread_join(h->thread, NULL);
+	close(h->wake_fd);
+	wg_aead_free(h->aead);
+	free(h);
+}
+
+/* NULL on one CPU, when turned off, or when anything fails. */
+static struct helper *
+helper_new(struct wg_device *dev, helper_fn *run)
+{
+	const char *env = getenv("WIREMESH_WG_CRYPTO_THREADS");
+	struct helper *h;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || (env && strcmp(env, "1") == 0))
+		return NULL;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return NULL;
+	h->dev = dev;
+	h->run = run;
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	h->aead = wg_aead_new();
+	if (h->wake_fd < 0 || h->aead == NULL ||
+	    pthread_create(&h->thread, NULL, helper_thread, h) != 0) {
+		if (h->wake_fd >= 0)
+			close(h->wake_fd);
+		wg_aead_free(h->aead);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
 /* ---- TUN -> UDP ---- */
 
 /*
@@ -743,7 +898,34 @@ struct tx_state {
 	} cm[TX_GROUPS];
 	struct peer *touched[BATCH];
 	size_t touched_bytes[BATCH];
+	struct tx_job {
+		uint8_t *out;
+		size_t len, padded;
+		struct wg_keypair *kp;	/* reference held until sealed */
+		uint64_t ctr;
+	} jobs[TX_MSGS];
+	unsigned njobs;
 };
+
+static void
+tx_run_job(struct wg_aead *aead, void *jobs, unsigned i)
+{
+	struct tx_job *j = (struct tx_job *)jobs + i;
+
+	/* Never let plaintext out: a failed seal leaves an invalid type 0. */
+	if (seal_padded(aead, j->kp, j->ctr, j->out, j->len, j->padded) == 0)
+		memset(j->out, 0, WG_DATA_OVERHEAD + j->padded);
+}
+
+/* Seals every datagram laid out since the last flush. */
+static void
+tx_seal_jobs(struct wg_device *dev, struct tx_state *st)
+{
+	helper_run(dev->tx_helper, tx_run_job, st->jobs, st->aead, st->njobs);
+	for (unsigned i = 0; i < st->njobs; i++)
+		wg_keypair_put(st->jobs[i].kp);
+	st->njobs = 0;
+}
 
 /* Messages for groups [from, ng): one GSO message per group or one per
  * datagram. Returns the number of messages. */
@@ -796,7 +978,10 @@ static void
 tx_flush(struct wg_device *dev, struct tx_state *st)
 {
 	bool gso = atomic_load_explicit(&dev->udp_gso, memory_order_relaxed);
-	unsigned nm = build_msgs(dev, st, 0, gso), done = 0;
+	unsigned nm, done = 0;
+
+	tx_seal_jobs(dev, st);
+	nm = build_msgs(dev, st, 0, gso);
 
 	while (done < nm) {
 		int r = sendmmsg(dev->sock, st->msgs + done, nm - done, 0);
@@ -831,18 +1016,19 @@ tx_flush(struct wg_device *dev, struct tx_state *st)
 	st->ng = 0;
 }
 
-/* The group a datagram of at most `max` bytes for (p, ep) goes to; flushes
- * when every group is in use. */
+/* The group a datagram of `wl` bytes for (p, ep) goes to: the newest one
+ * when it is for the same destination, not closed, has room and its
+ * datagrams are not smaller. Flushes when every group is in use. */
 static struct tx_group *
 tx_group_for(struct wg_device *dev, struct tx_state *st, struct peer *p,
-	     const struct endpoint *ep, size_t max)
+	     const struct endpoint *ep, size_t wl)
 {
 	struct tx_group *g = st->ng ? &st->g[st->ng - 1] : NULL;
 
 	if (g && g->peer == p && !g->closed && g->n < GSO_MAX_SEGS &&
-	    g->len + max <= GSO_MAX_BYTES && ep_equal(&g->ep, ep))
+	    (g->n == 0 || wl <= g->seg) && g->len + wl <= GSO_MAX_BYTES && ep_equal(&g->ep, ep))
 		return g;
-	if (st->ng == TX_GROUPS)
+	if (st->ng == TX_GROUPS || st->njobs + GSO_MAX_SEGS > TX_MSGS)
 		tx_flush(dev, st);
 	g = &st->g[st->ng++];
 	g->len = g->seg = 0;
@@ -853,22 +1039,10 @@ tx_group_for(struct wg_device *dev, struct tx_state *st, struct peer *p,
 	return g;
 }
 
-/* Adds the datagram just sealed at the end of `g` (wl bytes at g->len) to
- * the group, moving it to a fresh group when its size does not fit. */
+/* Adds the datagram of wl bytes at the end of `g` to it. */
 static void
-tx_group_commit(struct wg_device *dev, struct tx_state *st, struct tx_group *g, size_t wl)
+tx_group_commit(struct tx_group *g, size_t wl)
 {
-	if (g->n && wl > g->seg) {
-		struct tx_group *ng;
-		uint8_t *src = g->buf + g->len;
-
-		/* A closed group is never chosen again, so ng is empty (after a
-		 * flush it may be g's own slot, hence memmove). */
-		g->closed = true;
-		ng = tx_group_for(dev, st, g->peer, &g->ep, wl);
-		memmove(ng->buf, src, wl);
-		g = ng;
-	}
 	if (g->n == 0)
 		g->seg = wl;
 	else if (wl < g->seg)
@@ -928,7 +1102,7 @@ tx_packet(struct wg_device *dev, struct tx_state *st, uint8_t *pkt, size_t len,
 	bool has_ep = false;
 	uint64_t ctr = 0;
 	struct peer *p;
-	size_t max, mtu = (size_t)atomic_load(&dev->mtu);
+	bool deferred;
 	int n;
 
 	memset(&h, 0, sizeof(h));
@@ -958,33 +1132,52 @@ tx_packet(struct wg_device *dev, struct tx_state *st, uint8_t *pkt, size_t len,
 			stage_and_initiate(p, st->scratch, sl);
 		return;
 	}
-	/* Largest segment plus padding and overhead. */
-	max = (tso.gso ? tso.hlen + tso.seg : len);
-	max = (max > mtu ? max : mtu) + WG_DATA_OVERHEAD + WG_PADDING;
+	/* Without an output hook the datagrams are laid out now and sealed
+	 * together at the flush (on two threads); the hook needs each sealed
+	 * at once. */
+	deferred = dev->ops.send == NULL;
 	for (;;) {
-		struct tx_group *g = tx_group_for(dev, st, p, &ep, max);
-		uint8_t *out = g->buf + g->len;
-		size_t sl, wl;
+		size_t sl = wg_tso_peek(&tso), padded, wl;
+		struct tx_group *g;
+		uint8_t *out;
 
-		sl = wg_tso_next(&tso, out + WG_DATA_HEADER_LEN,
-				 GROUP_BUF - g->len - WG_DATA_OVERHEAD - WG_PADDING);
 		if (sl == 0)
 			break;
-		wl = seal_packet(dev, st->aead, kp, ctr++, out, sl);
-		if (wl == 0)
+		padded = padded_len(dev, sl);
+		wl = WG_DATA_OVERHEAD + padded;
+		if (!has_ep && deferred) {
+			STAT(dev, drop_send_error);
+			(void)wg_tso_next(&tso, st->scratch, WG_MAX_PACKET);
+			ctr++;
 			continue;
+		}
+		g = tx_group_for(dev, st, p, &ep, wl);
+		out = g->buf + g->len;
+		if (wg_tso_next(&tso, out + WG_DATA_HEADER_LEN, GROUP_BUF - g->len - WG_DATA_OVERHEAD -
+				WG_PADDING) != sl)
+			break;
 		STAT(dev, tx_packets);
 		STAT_ADD(dev, tx_bytes, wl);
 		touch(st, ntouched, p, wl);
-		if (dev->ops.send &&
-		    dev->ops.send(dev->ops.arg, p->pub, has_ep ? &ep : NULL, out, wl) !=
-			    WG_OUTPUT_UDP)
+		if (deferred) {
+			struct tx_job *j = &st->jobs[st->njobs++];
+
+			wg_keypair_get(kp);
+			*j = (struct tx_job){ .out = out, .len = sl, .padded = padded, .kp = kp,
+					      .ctr = ctr++ };
+			tx_group_commit(g, wl);
+			continue;
+		}
+		if (seal_padded(st->aead, kp, ctr++, out, sl, padded) == 0)
+			continue;
+		if (dev->ops.send(dev->ops.arg, p->pub, has_ep ? &ep : NULL, out, wl) !=
+		    WG_OUTPUT_UDP)
 			continue;
 		if (!has_ep) {
 			STAT(dev, drop_send_error);
 			continue;
 		}
-		tx_group_commit(dev, st, g, wl);
+		tx_group_commit(g, wl);
 	}
 	wg_keypair_put(kp);
 }
@@ -1047,6 +1240,8 @@ tx_thread(void *arg)
 		log_error("msg=\"tx thread: out of memory\"");
 		return NULL;
 	}
+	if (dev->tx_helper)
+		dev->tx_helper->jobs = st->jobs;
 	pfd[0].fd = dev->tun_fd;
 	pfd[0].events = POLLIN;
 	pfd[1].fd = dev->stop_fd;
@@ -1384,31 +1579,76 @@ sink_add(struct wg_device *dev, struct rx_sink *s, uint8_t *pkt, size_t len)
 	return wg_gro_add(&s->gro, pkt, len);
 }
 
-static void
-handle_data(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *from,
-	    uint8_t *buf, size_t len, uint8_t *scratch, struct rx_sink *sink)
+/* A data message between lookup and delivery: the batch path decrypts many
+ * of them, possibly on two threads, between rx_pre and rx_post. */
+struct rx_job {
+	uint8_t *buf;
+	size_t len;
+	bool has_from;
+	struct endpoint from;
+	struct peer *peer;
+	struct wg_keypair *kp;		/* reference held until rx_post */
+	uint64_t ctr;
+	int res;
+};
+
+/* Looks up the receiver index and checks the key's age; false (counted)
+ * when the message is dropped. */
+static bool
+rx_pre(struct wg_device *dev, const struct endpoint *from, uint8_t *buf, size_t len,
+       struct rx_job *j)
 {
-	uint64_t ctr = wg_get_le64(buf + WG_DATA_OFF_COUNTER);
-	uint8_t *pl = buf + WG_DATA_HEADER_LEN;
-	size_t plen = len - WG_DATA_OVERHEAD, tot;
-	struct wg_keypair *kp;
+	int64_t now = now_ns(dev);
+
+	j->buf = buf;
+	j->len = len;
+	j->has_from = from != NULL;
+	if (from)
+		j->from = *from;
+	j->ctr = wg_get_le64(buf + WG_DATA_OFF_COUNTER);
+	j->res = ERR_INTERNAL;
+	j->peer = index_lookup(dev, wg_get_le32(buf + WG_DATA_OFF_RECEIVER), &j->kp);
+	if (j->peer == NULL || j->kp == NULL) {
+		wg_keypair_put(j->kp);
+		STAT(dev, drop_unknown_index);
+		return false;
+	}
+	if (now - j->kp->birth >= (int64_t)WG_REJECT_AFTER_TIME * WG_NS_PER_S ||
+	    j->ctr >= WG_REJECT_AFTER_MESSAGES) {
+		wg_keypair_put(j->kp);
+		STAT(dev, drop_key_expired);
+		return false;
+	}
+	return true;
+}
+
+static void
+rx_open(struct wg_aead *aead, struct rx_job *j)
+{
+	uint8_t *pl = j->buf + WG_DATA_HEADER_LEN;
+
+	j->res = wg_aead_open(aead, pl, pl, j->len - WG_DATA_HEADER_LEN, j->kp->recv_key, j->ctr,
+			      NULL, 0);
+}
+
+/* In arrival order, after rx_open: replay window, peer state, source
+ * address check, delivery. Drops the job's keypair reference. */
+static void
+rx_post(struct wg_device *dev, struct wg_aead *aead, struct rx_job *j, uint8_t *scratch,
+	struct rx_sink *sink)
+{
+	const struct endpoint *from = j->has_from ? &j->from : NULL;
+	uint8_t *pl = j->buf + WG_DATA_HEADER_LEN;
+	size_t len = j->len, plen = len - WG_DATA_OVERHEAD, tot;
+	struct wg_keypair *kp = j->kp;
+	struct peer *p = j->peer;
+	uint64_t ctr = j->ctr;
 	const uint8_t *src;
-	struct peer *p;
 	int64_t now = now_ns(dev);
 	bool ok, flush = false;
 	int fam;
 
-	p = index_lookup(dev, wg_get_le32(buf + WG_DATA_OFF_RECEIVER), &kp);
-	if (p == NULL || kp == NULL) {
-		STAT(dev, drop_unknown_index);
-		return;
-	}
-	if (now - kp->birth >= (int64_t)WG_REJECT_AFTER_TIME * WG_NS_PER_S ||
-	    ctr >= WG_REJECT_AFTER_MESSAGES) {
-		STAT(dev, drop_key_expired);
-		goto out;
-	}
-	if (wg_aead_open(aead, pl, pl, len - WG_DATA_HEADER_LEN, kp->recv_key, ctr, NULL, 0) != 0) {
+	if (j->res != 0) {
 		STAT(dev, drop_decrypt);
 		drop_log("decrypt", from);
 		goto out;
@@ -1463,6 +1703,18 @@ handle_data(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *
 		deliver(dev, pl, tot);
 out:
 	wg_keypair_put(kp);
+}
+
+static void
+handle_data(struct wg_device *dev, struct wg_aead *aead, const struct endpoint *from,
+	    uint8_t *buf, size_t len, uint8_t *scratch, struct rx_sink *sink)
+{
+	struct rx_job j;
+
+	if (!rx_pre(dev, from, buf, len, &j))
+		return;
+	rx_open(aead, &j);
+	rx_post(dev, aead, &j, scratch, sink);
 }
 
 /* One datagram from the socket or wg_device_input (dev->lock held). */
@@ -1533,7 +1785,26 @@ struct rx_state {
 		struct cmsghdr align;
 	} cm[BATCH];
 	struct rx_sink sink;
+	struct rx_job jobs[RX_JOBS];
+	unsigned njobs;
 };
+
+static void
+rx_run_job(struct wg_aead *aead, void *jobs, unsigned i)
+{
+	rx_open(aead, (struct rx_job *)jobs + i);
+}
+
+/* Decrypts the data messages collected so far, then finishes them in
+ * arrival order. */
+static void
+rx_flush_jobs(struct wg_device *dev, struct rx_state *st)
+{
+	helper_run(dev->rx_helper, rx_run_job, st->jobs, st->aead, st->njobs);
+	for (unsigned i = 0; i < st->njobs; i++)
+		rx_post(dev, st->aead, &st->jobs[i], st->scratch, &st->sink);
+	st->njobs = 0;
+}
 
 static void
 rx_state_free(struct rx_state *st)
@@ -1603,14 +1874,24 @@ rx_batch(struct wg_device *dev, struct rx_state *st, int n)
 			seg = len;
 		for (size_t off = 0; off < len; off += seg) {
 			size_t dl = len - off < seg ? len - off : seg;
+			uint8_t *d = st->buf[i] + off;
 
-			handle_datagram_sink(dev, st->aead, &from, st->buf[i] + off, dl,
-					     st->scratch, &st->sink);
+			if (dl >= WG_DATA_MIN_LEN && d[0] == WG_MSG_DATA && !d[1] && !d[2] &&
+			    !d[3]) {
+				if (rx_pre(dev, &from, d, dl, &st->jobs[st->njobs]) &&
+				    ++st->njobs == RX_JOBS)
+					rx_flush_jobs(dev, st);
+				continue;
+			}
+			/* handshakes see every earlier data message done */
+			rx_flush_jobs(dev, st);
+			handle_datagram_sink(dev, st->aead, &from, d, dl, st->scratch, &st->sink);
 		}
 		if (len == 0)
 			handle_datagram_sink(dev, st->aead, &from, st->buf[i], 0, st->scratch,
 					     &st->sink);
 	}
+	rx_flush_jobs(dev, st);
 	sink_flush(dev, &st->sink);
 }
 
@@ -1624,6 +1905,8 @@ rx_thread(void *arg)
 		log_error("msg=\"rx thread: out of memory\"");
 		return NULL;
 	}
+	if (dev->rx_helper)
+		dev->rx_helper->jobs = st->jobs;
 	for (;;) {
 		struct pollfd pfd[2];
 		int fd, n;
@@ -1751,6 +2034,9 @@ wg_device_new(int tun_fd, int mtu, uint16_t listen_port, struct wg_device **out)
 		goto fail;
 	if ((r = open_socket(listen_port, 0, &dev->sock, &dev->sock_v6, &dev->port)) != 0)
 		goto fail;
+	dev->rx_helper = helper_new(dev, rx_run_job);
+	if (tun_fd >= 0)
+		dev->tx_helper = helper_new(dev, tx_run_job);
 	r = ERR_INTERNAL;
 	if (pthread_create(&dev->rx_thread, NULL, rx_thread, dev) != 0)
 		goto fail;
@@ -1810,6 +2096,8 @@ wg_device_free(struct wg_device *dev)
 		pthread_join(dev->rx_thread, NULL);
 	if (dev->timer_started)
 		pthread_join(dev->timer_thread, NULL);
+	helper_free(dev->tx_helper);
+	helper_free(dev->rx_helper);
 	while (dev->peers)
 		peer_remove_locked(dev, dev->peers);
 	for (int i = 0; i < INDEX_BUCKETS; i++) {

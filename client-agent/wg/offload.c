@@ -243,6 +243,19 @@ wg_tso_begin(struct wg_tso *t, const struct wg_vnet_hdr *h, const uint8_t *pkt, 
 }
 
 size_t
+wg_tso_peek(const struct wg_tso *t)
+{
+	size_t plen;
+
+	if (t->index >= t->count)
+		return 0;
+	if (!t->gso)
+		return t->len;
+	plen = t->len - t->hlen - t->off;
+	return t->hlen + (plen > t->seg ? t->seg : plen);
+}
+
+size_t
 wg_tso_next(struct wg_tso *t, uint8_t *out, size_t cap)
 {
 	size_t plen, outlen, l4len;

@@ -74,6 +74,8 @@ int wg_tso_begin(struct wg_tso *t, const struct wg_vnet_hdr *h, const uint8_t *p
 /* Writes the next segment to `out` (room for `cap` bytes); returns its
  * length, 0 when done or when it does not fit. */
 size_t wg_tso_next(struct wg_tso *t, uint8_t *out, size_t cap);
+/* Length of the segment wg_tso_next would write next; 0 when done. */
+size_t wg_tso_peek(const struct wg_tso *t);
 
 /*
  * GRO: groups packets bound for the TUN device. Packets are added in arrival

@@ -170,7 +170,13 @@ check_split(bool v6, size_t plen, unsigned gso, uint8_t flags)
 	unsigned want = plen ? (unsigned)((plen + gso - 1) / gso) : 1, i = 0;
 
 	ck_assert_int_eq(wg_tso_begin(&t, &h, pkt, len), (int)want);
-	while ((sl = wg_tso_next(&t, seg, sizeof(seg))) != 0) {
+	for (;;) {
+		size_t peek = wg_tso_peek(&t);
+
+		sl = wg_tso_next(&t, seg, sizeof(seg));
+		ck_assert_uint_eq(peek, sl);
+		if (sl == 0)
+			break;
 		size_t sp = sl - hlen;
 		uint8_t f = seg[l3 + 13];
 
