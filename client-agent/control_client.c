@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -33,6 +34,8 @@ struct control {
 	pthread_mutex_t lock;		/* guards the fields below */
 	pthread_cond_t cond;
 	char *ep_body;			/* pending endpoint report, NULL if none */
+	json_t *advertised;		/* routes sent with register/endpoints */
+	uint32_t fwmark;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -81,11 +84,38 @@ control_free(struct control *c)
 		pthread_join(c->ep_thr, NULL);
 	}
 	free(c->ep_body);
+	json_decref(c->advertised);
 	free(c->url);
 	wipe(&c->keys, sizeof(c->keys));
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
 	free(c);
+}
+
+void
+control_set_advertised(struct control *c, json_t *routes)
+{
+	pthread_mutex_lock(&c->lock);
+	json_decref(c->advertised);
+	c->advertised = routes ? json_deep_copy(routes) : NULL;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void
+control_set_fwmark(struct control *c, uint32_t mark)
+{
+	c->fwmark = mark;
+}
+
+static int
+on_sockopt(void *ctx, curl_socket_t fd, curlsocktype purpose)
+{
+	struct control *c = ctx;
+
+	(void)purpose;
+	if (c->fwmark && setsockopt(fd, SOL_SOCKET, SO_MARK, &c->fwmark, sizeof(c->fwmark)) != 0)
+		log_debug("msg=\"cannot mark the control socket\"");
+	return CURL_SOCKOPT_OK;
 }
 
 uint64_t
@@ -232,6 +262,8 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, 10L);
 	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(k, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+	curl_easy_setopt(k, CURLOPT_SOCKOPTDATA, c);
 	if (ca && *ca)
 		curl_easy_setopt(k, CURLOPT_CAINFO, ca);
 	if (stream) {
@@ -284,6 +316,10 @@ control_register(struct control *c, const char *authkey, const char *hostname, j
 	body = json_pack("{s:s, s:s, s:s}", "node_key", nk, "disco_key", dk, "hostname", hostname);
 	if (body && authkey && *authkey)
 		json_object_set_new(body, "auth_key", json_string(authkey));
+	pthread_mutex_lock(&c->lock);
+	if (body && c->advertised)
+		json_object_set_new(body, "advertised_routes", json_deep_copy(c->advertised));
+	pthread_mutex_unlock(&c->lock);
 	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (text == NULL) {
@@ -438,6 +474,10 @@ control_set_endpoints(struct control *c, const char *const *eps, size_t n, int h
 	for (size_t i = 0; i < n && i < CONTROL_MAX_ENDPOINTS; i++)
 		json_array_append_new(a, json_string(eps[i]));
 	body = json_pack("{s:o, s:i}", "endpoints", a, "home_derp", home_derp);
+	pthread_mutex_lock(&c->lock);
+	if (body && c->advertised)
+		json_object_set_new(body, "advertised_routes", json_deep_copy(c->advertised));
+	pthread_mutex_unlock(&c->lock);
 	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (text == NULL)

@@ -71,6 +71,14 @@ int control_start(struct control *c, uint64_t since) WM_MUST_CHECK;
  * helper, retried until it succeeds). eps are "ip:port" strings. */
 void control_set_endpoints(struct control *c, const char *const *eps, size_t n, int home_derp);
 
+/* The "advertised_routes" sent with register and every endpoint report
+ * (a JSON array, borrowed; NULL sends none). Call before control_register. */
+void control_set_advertised(struct control *c, json_t *routes);
+
+/* SO_MARK for the client's sockets (0: none), so that policy routing can
+ * keep control traffic off the tunnel (client-agent/routes.h). */
+void control_set_fwmark(struct control *c, uint32_t mark);
+
 /* Last map version seen. */
 uint64_t control_version(struct control *c);
 

@@ -178,6 +178,14 @@ static int write_all(int fd, SSL *ssl, const void *p, size_t n)
 	return 0;
 }
 
+static _Atomic uint32_t conn_fwmark;
+
+void
+derp_client_set_fwmark(uint32_t mark)
+{
+	atomic_store(&conn_fwmark, mark);
+}
+
 static int tcp_connect(const struct derp_client_config *cfg, int timeout_ms, int *out)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
@@ -195,6 +203,12 @@ static int tcp_connect(const struct derp_client_config *cfg, int timeout_ms, int
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
+		{
+			uint32_t mark = atomic_load(&conn_fwmark);
+
+			if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0)
+				log_debug("msg=\"cannot mark the relay socket\"");
+		}
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS)
 			goto next;
 		pf.fd = fd;

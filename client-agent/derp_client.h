@@ -100,6 +100,10 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 		     int *fd, SSL **ssl, uint8_t server_pub[static KEY_LEN],
 		     uint8_t **extra, size_t *extra_len) WM_MUST_CHECK;
 
+/* SO_MARK for every relay connection made from now on (0: none); the
+ * agent's policy routing keeps marked sockets off the tunnel. */
+void derp_client_set_fwmark(uint32_t mark);
+
 /* A TLS client context: system trust store, SSL_CERT_FILE honoured. */
 SSL_CTX *derp_client_tls_ctx(void);
 

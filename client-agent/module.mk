@@ -19,7 +19,8 @@ bench-wg: $(BIN)/wiremesh-wg
 .PHONY: bench-wg
 
 # Agent pure-logic libraries: disco codec, path state machine, packet filter.
-AGENT_LIB_SRCS := client-agent/disco.c client-agent/paths.c client-agent/filter.c
+AGENT_LIB_SRCS := client-agent/disco.c client-agent/paths.c client-agent/filter.c \
+	client-agent/routes.c
 AGENT_LIB      := $(BUILD)/libagent.a
 $(AGENT_LIB): $(AGENT_LIB_SRCS:%.c=$(BUILD)/%.o)
 LIBS += $(AGENT_LIB)
