@@ -321,7 +321,7 @@ agent_cmd_status(struct agent *a)
 	struct wg_device_info *info = NULL;
 	json_t *peers = json_array(), *data, *self, *health;
 	char v4[ADDR_STR_MAX], v6[ADDR_STR_MAX], rc[16];
-	int64_t now_s = time_now_s();
+	int64_t now_s = time_now_s(), now_ms = time_mono_ms();
 	struct buf b;
 	const char *state;
 	bool relay_up = false;
@@ -383,7 +383,8 @@ agent_cmd_status(struct agent *a)
 			endpoint_fmt(ep, &p->direct_ep);
 			str_copy(kind, "direct", sizeof(kind));
 			snprintf(path, sizeof(path), "direct %s", ep);
-		} else if (hs != 0 && now_s - hs < 180) {
+		} else if ((hs != 0 && now_s - hs < 180) ||
+			   (p->last_derp_disco_ms && now_ms - p->last_derp_disco_ms < 30000)) {
 			str_copy(kind, "relay", sizeof(kind));
 			snprintf(path, sizeof(path), "relay \"%s\"",
 			    agent_region_code_locked(a, p->home_derp > 0 ? p->home_derp : a->home_region, rc));

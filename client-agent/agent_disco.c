@@ -55,6 +55,8 @@ handle_disco(struct agent *a, const struct inbox_item *it)
 		return;
 	}
 	p->disco_rx++;
+	if (it->kind == IN_DERP)
+		p->last_derp_disco_ms = now;
 	memcpy(key, p->node_key, KEY_LEN);
 	switch (m.type) {
 	case DISCO_PING:
@@ -219,6 +221,37 @@ unlock:
 	}
 }
 
+/* WireGuard keepalives (AGENT_KEEPALIVE_S) for peers that have completed a
+ * handshake: they hold NAT mappings and relay routes while a tunnel idles.
+ * Not set when a peer is added, so that two nodes meeting at the same
+ * moment do not both initiate (see wg_peer_apply). */
+static void
+keepalives(struct agent *a)
+{
+	struct wg_device_info *info;
+	uint8_t (*keys)[KEY_LEN];
+	size_t n = 0;
+
+	if (wg_device_get_info(a->dev, &info) != 0)
+		return;
+	keys = malloc((info->n_peers + 1) * sizeof(*keys));
+	for (size_t i = 0; keys && i < info->n_peers; i++)
+		if (info->peers[i].last_handshake_sec != 0 && info->peers[i].persistent_keepalive == 0)
+			memcpy(keys[n++], info->peers[i].public_key, KEY_LEN);
+	wg_device_info_free(info);
+	for (size_t i = 0; i < n; i++) {
+		struct wg_peer_config pc;
+
+		memset(&pc, 0, sizeof(pc));
+		memcpy(pc.public_key, keys[i], KEY_LEN);
+		pc.flags = WG_PEER_UPDATE_ONLY | WG_PEER_HAS_KEEPALIVE;
+		pc.persistent_keepalive = AGENT_KEEPALIVE_S;
+		if (wg_device_peer_set(a->dev, &pc) != 0)
+			log_debug("msg=\"cannot set keepalive\"");
+	}
+	free(keys);
+}
+
 static void
 cleanup_derps(struct agent *a)
 {
@@ -286,7 +319,8 @@ agent_loop_main(void *arg)
 		}
 		if (now >= next_clean) {
 			cleanup_derps(a);
-			next_clean = now + 5000;
+			keepalives(a);
+			next_clean = now + 2000;
 		}
 	}
 	free(it);

@@ -81,6 +81,7 @@ struct apeer {
 	struct endpoint direct_ep;
 	int rtt_ms;
 	int64_t last_cmm_ms, last_derp_tx_ms, direct_since_ms, last_reprobe_ms;
+	int64_t last_derp_disco_ms;	/* a disco message from it came over DERP */
 	uint64_t tx_derp, tx_udp, disco_rx, disco_tx;
 };
 

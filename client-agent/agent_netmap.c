@@ -85,13 +85,13 @@ wg_peer_apply(struct agent *a, const struct apeer *np, bool add)
 
 	memset(&pc, 0, sizeof(pc));
 	memcpy(pc.public_key, np->node_key, KEY_LEN);
+	/* No persistent keepalive yet: if both sides started one now, their
+	 * handshake initiations would cross (each discarding its own) and the
+	 * first packet would wait for the 5 s retry. The agent loop turns it
+	 * on once a handshake has completed (agent_disco.c keepalives). */
 	pc.flags = WG_PEER_REPLACE_ALLOWED_IPS;
-	if (add) {
-		pc.flags |= WG_PEER_HAS_KEEPALIVE;
-		pc.persistent_keepalive = AGENT_KEEPALIVE_S;
-	} else {
+	if (!add)
 		pc.flags |= WG_PEER_UPDATE_ONLY;
-	}
 	pc.allowed_ips = np->allowed;
 	pc.n_allowed_ips = np->nallowed;
 	if (wg_device_peer_set(a->dev, &pc) != 0)
@@ -148,7 +148,7 @@ upsert_peer(struct agent *a, const struct apeer *np)
 		struct endpoint cmm[MAX_EPS];
 		size_t ncmm = p->ncmm;
 		int64_t lc = p->last_cmm_ms, ltx = p->last_derp_tx_ms, ds = p->direct_since_ms;
-		int64_t lr = p->last_reprobe_ms;
+		int64_t lr = p->last_reprobe_ms, ldd = p->last_derp_disco_ms;
 		uint64_t c1 = p->tx_derp, c2 = p->tx_udp, c3 = p->disco_rx, c4 = p->disco_tx;
 		int rtt = p->rtt_ms;
 
@@ -163,6 +163,7 @@ upsert_peer(struct agent *a, const struct apeer *np)
 		p->last_derp_tx_ms = ltx;
 		p->direct_since_ms = ds;
 		p->last_reprobe_ms = lr;
+		p->last_derp_disco_ms = ldd;
 		p->tx_derp = c1;
 		p->tx_udp = c2;
 		p->disco_rx = c3;

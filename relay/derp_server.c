@@ -130,6 +130,7 @@ struct counters {
 
 struct derp_server {
 	struct derp_server_config cfg;
+	SSL_CTX *own_ctx;		/* from cfg tls_cert/tls_key */
 	uint8_t priv[KEY_LEN], pub[KEY_LEN];
 	char *https_addr, *http_addr;
 	int epfd, https_fd, http_fd, wake_fd;
@@ -1357,17 +1358,46 @@ static void *verify_main(void *arg)
 
 /* ---- public API ---- */
 
+static SSL_CTX *tls_ctx_load(const char *cert, const char *key)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		char msg[256];
+
+		ERR_error_string_n(ERR_get_error(), msg, sizeof(msg));
+		log_error("msg=\"derp: cannot load TLS certificate\" cert=%s err=\"%s\"", cert, msg);
+		ERR_clear_error();
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
 struct derp_server *derp_server_new(const struct derp_server_config *cfg)
 {
 	struct derp_server *s;
 	size_t tsize = 1;
 
-	if (cfg->https_addr && !cfg->ssl_ctx && !cfg->plain_derp)
+	if (cfg->https_addr && !cfg->ssl_ctx && !cfg->plain_derp && !(cfg->tls_cert && cfg->tls_key))
 		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
 	s->cfg = *cfg;
+	s->cfg.tls_cert = s->cfg.tls_key = NULL;
+	if (cfg->https_addr && !cfg->ssl_ctx && !cfg->plain_derp) {
+		if ((s->own_ctx = tls_ctx_load(cfg->tls_cert, cfg->tls_key)) == NULL) {
+			free(s);
+			return NULL;
+		}
+		s->cfg.ssl_ctx = s->own_ctx;
+	}
 	if (s->cfg.max_conns == 0)
 		s->cfg.max_conns = DERP_DEFAULT_MAX_CONNS;
 	if (s->cfg.queue_len == 0)
@@ -1611,6 +1641,7 @@ void derp_server_free(struct derp_server *s)
 	pthread_mutex_destroy(&s->vlock);
 	pthread_cond_destroy(&s->vcond);
 	sodium_memzero(s->priv, sizeof(s->priv));
+	SSL_CTX_free(s->own_ctx);
 	free(s->table);
 	free(s->scratch);
 	free(s->https_addr);

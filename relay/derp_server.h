@@ -64,7 +64,9 @@ typedef int (*derp_verify_fn)(void *ctx, const uint8_t nodekey[static KEY_LEN]);
 struct derp_server_config {
 	const uint8_t *private_key;	/* KEY_LEN bytes (copied); NULL: fresh key */
 	const char *https_addr;		/* standalone TLS listener "HOST:PORT"; NULL none */
-	SSL_CTX *ssl_ctx;		/* borrowed; required with https_addr */
+	SSL_CTX *ssl_ctx;		/* borrowed; required with https_addr ... */
+	const char *tls_cert;		/* ... unless these PEM files are given: */
+	const char *tls_key;		/* the server loads and owns its context */
 	const char *http_addr;		/* plain HTTP listener; NULL none */
 	bool plain_derp;		/* serve /derp etc. without TLS on https_addr (tests, behind a TLS proxy) */
 	derp_verify_fn verify;		/* NULL: open relay */

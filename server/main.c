@@ -36,6 +36,7 @@ serve(int argc, char **argv)
 		{ "derp-hostname", required_argument, NULL, 'H' },
 		{ "derp-port", required_argument, NULL, 'p' },
 		{ "stun-listen", required_argument, NULL, 'S' },
+		{ "derp-listen", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -45,7 +46,7 @@ serve(int argc, char **argv)
 		['E'] = "node_expiry", ['T'] = "ephemeral_inactivity_timeout",
 		['D'] = "derp", ['I'] = "derp_region_id", ['R'] = "derp_region_code",
 		['N'] = "derp_region_name", ['H'] = "derp_hostname", ['p'] = "derp_port",
-		['S'] = "stun_listen",
+		['S'] = "stun_listen", ['A'] = "derp_listen",
 	};
 	struct { int key; const char *val; } flags[32];
 	struct server_config cfg;

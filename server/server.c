@@ -85,6 +85,7 @@ static const struct {
 	{ "derp_region_name", O_STR, offsetof(struct server_config, derp_region_name), 64 },
 	{ "derp_hostname", O_STR, offsetof(struct server_config, derp_hostname), 256 },
 	{ "derp_port", O_INT, offsetof(struct server_config, derp_port), 0 },
+	{ "derp_listen", O_STR, offsetof(struct server_config, derp_listen), 128 },
 	{ "stun_listen", O_STR, offsetof(struct server_config, stun_listen), 128 },
 };
 
@@ -408,7 +409,7 @@ is_off(const char *v)
  * The DERP map when the embedded relay is on and no --derp-map file is
  * given: one region, one node, this server. HostName is derp_hostname, else
  * the listen host, else the machine's name; DERPPort is derp_port, else the
- * listen port; STUNPort the stun_listen port or -1.
+ * derp_listen port, else the listen port; STUNPort the stun_listen port or -1.
  */
 static int
 embedded_derp_map(const struct server_config *c, char **out)
@@ -425,6 +426,15 @@ embedded_derp_map(const struct server_config *c, char **out)
 	if (split_hostport(c->listen, host, sizeof(host), &port) != 0) {
 		log_error("msg=\"embedded DERP: cannot read the listen address\" listen=%s", c->listen);
 		return ERR_INVALID;
+	}
+	if (c->derp_listen[0]) {
+		char lhost[256];
+
+		if (split_hostport(c->derp_listen, lhost, sizeof(lhost), &port) != 0) {
+			log_error("msg=\"embedded DERP: cannot read derp_listen\" derp_listen=%s",
+			    c->derp_listen);
+			return ERR_INVALID;
+		}
 	}
 	if (c->derp_hostname[0])
 		str_copy(host, c->derp_hostname, sizeof(host));
@@ -612,6 +622,14 @@ server_new(const struct server_config *cfg, struct server **out)
 		dc.verify = derp_admit;
 		dc.verify_ctx = s;
 		dc.max_conns = (unsigned)cfg->max_connections;
+		if (cfg->derp_listen[0]) {
+			/* The relay's own listener: full speed, where the HTTP
+			 * layer's TLS proxy for upgrades is slow. */
+			dc.https_addr = cfg->derp_listen;
+			dc.tls_cert = cfg->tls_cert[0] ? cfg->tls_cert : NULL;
+			dc.tls_key = cfg->tls_key[0] ? cfg->tls_key : NULL;
+			dc.plain_derp = dc.tls_cert == NULL;	/* behind a TLS proxy */
+		}
 		if ((s->derp = derp_server_new(&dc)) == NULL) {
 			r = ERR_NOMEM;
 			goto fail;

@@ -48,7 +48,9 @@ struct server_config {
 	char derp_region_code[32];
 	char derp_region_name[64];
 	char derp_hostname[256];	/* "" : the listen host, else the machine's name */
-	int64_t derp_port;		/* 0 : the listen port */
+	int64_t derp_port;		/* 0 : the derp_listen port, else the listen port */
+	char derp_listen[128];		/* "" : /derp only on the main listener; else also a
+					 * listener of the relay's own (TLS with tls_cert) */
 	char stun_listen[128];		/* "" : no STUN server */
 };
 

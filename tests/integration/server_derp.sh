@@ -5,7 +5,8 @@
 # of registered nodes exchange packets through it; an unknown key and the
 # key of an expired node are refused; connections that end are released; the
 # classic `stun` client gets its mapping; the netmap's DERP map holds the
-# embedded region, and a --derp-map file wins over it. The options come from
+# embedded region; --derp-listen gives the relay a TLS listener of its own,
+# announced instead; a --derp-map file wins over the generated region. The options come from
 # the HuJSON config file, the environment and flags.
 . "$(dirname "$0")/lib.sh"
 
@@ -109,7 +110,31 @@ echo "$out" | grep -q 'MappedAddress = 127.0.0.1:[0-9]' || fail "stun client got
 [ "$(metric 'wiremesh_stun_requests_total{kind="rfc5389"}')" -ge 1 ] || fail "STUN counter"
 ok "STUN answers stun and our client on $SPORT"
 
-# 7. a --derp-map file wins over the generated region
+# 7. --derp-listen: the relay's own TLS listener (the server's certificate), announced in the map
+stop_server
+DLPORT=$(free_port)
+start_server --config "$T/config.hujson" --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" \
+	--derp-region-id 901 --derp-hostname derp.test --derp-listen "127.0.0.1:$DLPORT"
+node b map --lines 1 >"$T/map3" 2>/dev/null || fail "map with --derp-listen"
+python3 - "$T/map3" "$DLPORT" <<'PY' || fail "--derp-listen port not announced: $(head -c 600 "$T/map3")"
+import json, sys
+n = json.loads(open(sys.argv[1]).readline())["derp_map"]["Regions"]["901"]["Nodes"][0]
+assert n["DERPPort"] == int(sys.argv[2]), n
+PY
+node c register --authkey "$AK" --hostname gamma >/dev/null || fail "register c"
+kc=$(key c node_private); kcp=$(key c node_public)
+lclient() { "$D" debug client --host derp.test --dial 127.0.0.1 --port "$DLPORT" "$@"; }
+lclient --key "$kc" --recv 3 --timeout 15 >"$T/c4.out" 2>&1 &
+cpid=$!; WM_PIDS+=("$cpid")
+wait_for 10 grep -q '^connected' "$T/c4.out" || fail "C did not connect to --derp-listen"
+lclient --key "$kb" --send "$kcp" --msg own-listener --count 3 --timeout 10 >/dev/null || fail "B send via --derp-listen"
+wait "$cpid" || fail "C did not receive via --derp-listen: $(cat "$T/c4.out")"
+[ "$(grep -c "^recv src=$kbp .*data=own-listener" "$T/c4.out")" = 3 ] || fail "C did not see B's key"
+out=$(lclient --key "$kx" --probe --timeout 8) && rc=0 || rc=$?
+[ "$rc" = 3 ] && [ "$out" = refused ] || fail "unknown key not refused on --derp-listen (rc=$rc out=$out)"
+ok "--derp-listen: own TLS listener announced, relays, admission enforced"
+
+# 8. a --derp-map file wins over the generated region
 stop_server
 cat >"$T/derpmap.json" <<'EOF'
 {"Regions": {
@@ -131,7 +156,7 @@ PY
 client --key "$kb" --probe --timeout 8 | grep -q '^admitted$' || fail "relay not serving with --derp-map"
 ok "--derp-map file wins; relay still embedded"
 
-# 8. a clean shutdown while a DERP client is connected (its connection is
+# 9. a clean shutdown while a DERP client is connected (its connection is
 # handed back to the HTTP layer before that stops); no sanitizer reports
 client --key "$kb" --recv 1 --timeout 30 >"$T/b3.out" 2>&1 &
 bpid=$!; WM_PIDS+=("$bpid")

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # How fast one DERP client can push 1,400-byte packets into each relay
 # flavour: wiremesh-derper (its own OpenSSL TLS), the relay embedded in
-# wiremesh-server on plain HTTP (TLS left to a reverse proxy), and the
-# embedded relay on the server's own TLS (libmicrohttpd). The packets go to a
+# wiremesh-server on plain HTTP (TLS left to a reverse proxy), on its own
+# TLS listener (--derp-listen), and on the server's own TLS (libmicrohttpd). The packets go to a
 # key nobody holds, so each relay reads and drops them: this times ingest
 # only. A sender whose queue stays full for a second gives up; that run is
 # reported as "stalled" with what got through. Prints one line per relay:
@@ -23,15 +23,19 @@ msg=$(head -c 1400 /dev/zero | tr '\0' x)
 read -r _ nobody <<<"$("$D" debug genkey | sed 's/private=\(.*\) public=\(.*\)/\1 \2/')"
 
 # push NAME PORT KEY [--plain]: times one sender and reads the relay's drop counter
+dropped() {	# PORT [--plain]: the relay's unknown_dest counter
+	curl -s --cacert "$T/cert.pem" "$([ -n "${2:-}" ] && echo http || echo https)://127.0.0.1:$1/metrics" |
+		sed -n 's/^wiremesh_derp_packets_dropped_total{reason="unknown_dest"} //p'
+}
 push() {
-	local name=$1 port=$2 key=$3 plain=${4:-} s e rc sent
+	local name=$1 port=$2 key=$3 plain=${4:-} s e rc sent before
+	before=$(dropped "$port" "$plain")
 	s=$(date +%s%N)
 	"$D" debug client $plain --host derp.test --dial 127.0.0.1 --port "$port" --key "$key" \
 		--send "$nobody" --msg "$msg" --count "$N" --timeout 60 >/dev/null 2>&1 && rc=0 || rc=$?
 	e=$(date +%s%N)
-	sent=$(curl -s --cacert "$T/cert.pem" "$([ -n "$plain" ] && echo http || echo https)://127.0.0.1:$port/metrics" |
-		sed -n 's/^wiremesh_derp_packets_dropped_total{reason="unknown_dest"} //p')
-	python3 - "$name" "$N" "${sent:-0}" "$s" "$e" "$rc" <<'PY'
+	sent=$(( $(dropped "$port" "$plain") - ${before:-0} ))
+	python3 - "$name" "$N" "$sent" "$s" "$e" "$rc" <<'PY'
 import sys
 name, n, sent, s, e, rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 sec = (e - s) / 1e9
@@ -58,6 +62,9 @@ node a register --authkey "$AK" --hostname a >/dev/null || fail "register"
 ka=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_private"])' "$T/a.json")
 push embedded-plain "$PORT" "$ka" --plain
 stop_server
-CURL_CA=$T/cert.pem URL_SCHEME=https start_server --derp --tls-cert "$T/cert.pem" --tls-key "$T/key.pem"
+LPORT=$(free_port)
+CURL_CA=$T/cert.pem URL_SCHEME=https start_server --derp --tls-cert "$T/cert.pem" --tls-key "$T/key.pem" \
+	--derp-listen "127.0.0.1:$LPORT"
+push embedded-own-listener "$LPORT" "$ka"
 push embedded-tls "$PORT" "$ka"
 stop_server
