@@ -572,6 +572,7 @@ agent_free(struct agent *a)
 	if (a->ctl)
 		agent_stop_control(a);
 	pthread_mutex_unlock(&a->ctl_mu);
+	agent_routes_reset(a);		/* routes, rules, forwarding, NAT */
 	pthread_mutex_lock(&a->in_mu);
 	pthread_cond_broadcast(&a->in_cond);
 	pthread_mutex_unlock(&a->in_mu);

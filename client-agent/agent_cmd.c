@@ -38,6 +38,25 @@ make_control(struct agent *a, const char *url)
 	memcpy(k.disco_pub, a->disco_pub, KEY_LEN);
 	c = control_new(url, &k, &cb);
 	wipe(&k, sizeof(k));
+	if (c != NULL) {
+		json_t *adv;
+
+		/* Routes: advertised with register and endpoints; the agent's own
+		 * sockets marked so that an exit node's routes skip them. */
+		if (!a->rprefs_loaded) {
+			agent_routes_prefs_load(a);
+			a->rprefs_loaded = true;
+		}
+		pthread_mutex_lock(&a->mu);
+		adv = routes_advertised_json(&a->rprefs);
+		pthread_mutex_unlock(&a->mu);
+		control_set_advertised(c, adv);
+		json_decref(adv);
+		control_set_fwmark(c, ROUTES_FWMARK);
+		derp_client_set_fwmark(ROUTES_FWMARK);
+		if (wg_device_set_fwmark(a->dev, ROUTES_FWMARK) != 0)
+			log_debug("msg=\"cannot mark the WireGuard socket\"");
+	}
 	return c;
 }
 
@@ -80,6 +99,7 @@ clear_netmap(struct agent *a)
 	agent_derps_free(gone, ngone);
 	if (a->tun_fd >= 0)
 		netcfg_flush(a->ifname);
+	agent_routes_reset(a);
 }
 
 static bool
@@ -96,6 +116,8 @@ health_locked(struct agent *a, struct buf *b)
 
 	for (size_t i = 0; i < a->nderps; i++)
 		relay |= derp_client_connected(a->derps[i].c);
+	if (a->route_err[0])
+		(void)!buf_printf(b, "# Health: %s\n", a->route_err);
 	if (a->ctl && !a->control_connected) {
 		if (a->control_err[0])
 			(void)!buf_printf(b, "# Health: %s (existing tunnels keep working; retrying)\n",
@@ -145,6 +167,19 @@ agent_cmd_up(struct agent *a, json_t *req)
 			hn[sizeof(hn) - 1] = 0;
 			host = hn;
 		}
+	}
+	{
+		struct routes_prefs rp;	/* every up states all route flags */
+
+		if (routes_prefs_from_json(req, &rp, why, sizeof(why)) != 0) {
+			pthread_mutex_unlock(&a->ctl_mu);
+			return agent_reply_err("%s", why);
+		}
+		pthread_mutex_lock(&a->mu);
+		a->rprefs = rp;
+		pthread_mutex_unlock(&a->mu);
+		a->rprefs_loaded = true;
+		agent_routes_prefs_save(a);
 	}
 	if (a->ctl)
 		agent_stop_control(a);
@@ -393,18 +428,28 @@ agent_cmd_status(struct agent *a)
 			str_copy(path, "idle", sizeof(path));
 		}
 		(void)!buf_printf(&b, "%-16s %-20s %-16s %s\n", p4[0] ? p4 : "-", p->name, p->user, path);
-		json_array_append_new(peers, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
-		    "s:b, s:i, s:I, s:I, s:I, s:i}",
-		    "id", (json_int_t)p->id, "name", p->name, "user", p->user, "ipv4", p4,
-		    "ipv6", p6, "path", path, "path_kind", kind, "endpoint", ep,
-		    "online", p->online && !p->expired, "home_derp", p->home_derp,
-		    "last_handshake", (json_int_t)hs, "rx_bytes", (json_int_t)rx,
-		    "tx_bytes", (json_int_t)tx, "rtt_ms", p->direct ? p->rtt_ms : -1));
+		{
+			json_t *po = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
+			    "s:b, s:i, s:I, s:I, s:I, s:i}",
+			    "id", (json_int_t)p->id, "name", p->name, "user", p->user, "ipv4", p4,
+			    "ipv6", p6, "path", path, "path_kind", kind, "endpoint", ep,
+			    "online", p->online && !p->expired, "home_derp", p->home_derp,
+			    "last_handshake", (json_int_t)hs, "rx_bytes", (json_int_t)rx,
+			    "tx_bytes", (json_int_t)tx, "rtt_ms", p->direct ? p->rtt_ms : -1);
+			json_t *ro = agent_routes_peer_json_locked(a, p);
+
+			if (po && ro)
+				json_object_update(po, ro);
+			json_decref(ro);
+			json_array_append_new(peers, po);
+		}
 	}
 	data = json_pack("{s:s, s:o, s:o, s:o, s:{s:s, s:b, s:s}, s:{s:i, s:b}}",
 	    "backend_state", state, "health", health, "self", self, "peers", peers,
 	    "control", "url", a->login_server, "connected", a->control_connected,
 	    "error", a->control_err, "derp", "home", a->home_region, "connected", relay_up);
+	if (data)
+		agent_routes_status_locked(a, &b, self, data);
 	pthread_mutex_unlock(&a->mu);
 	wg_device_info_free(info);
 	{

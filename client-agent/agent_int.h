@@ -41,6 +41,7 @@
 #include "client-agent/netcfg.h"
 #include "client-agent/netcheck.h"
 #include "client-agent/paths.h"
+#include "client-agent/routes.h"
 #include "client-agent/wg/device.h"
 #include "client-agent/wg/tun.h"
 #include "common/buf.h"
@@ -51,7 +52,7 @@
 
 enum {
 	MAX_EPS = 16,
-	MAX_ALLOWED = 16,
+	MAX_ALLOWED = 24,		/* addresses + up to 16 routes + exit routes */
 	MAX_DERPS = 32,
 	INBOX_LEN = 512,
 	INBOX_PKT = 1024,
@@ -68,8 +69,13 @@ struct apeer {
 	char name[NAME_MAX_LEN], user[NAME_MAX_LEN];
 	uint8_t node_key[KEY_LEN], disco_key[KEY_LEN];
 	struct ip_addr addr4, addr6;
-	struct ip_prefix allowed[MAX_ALLOWED];
+	struct ip_prefix allowed[MAX_ALLOWED];	/* as the netmap says */
 	size_t nallowed;
+	struct ip_prefix wg_allowed[MAX_ALLOWED];	/* given to WireGuard (routes.h) */
+	size_t nwg_allowed;
+	struct ip_prefix primary[MAX_ALLOWED];	/* subnets it serves as primary router */
+	size_t nprimary;
+	bool exit_node;				/* it offers an exit node */
 	struct endpoint eps[MAX_EPS];
 	size_t neps;
 	struct endpoint cmm[MAX_EPS];
@@ -153,6 +159,13 @@ struct agent {
 	char control_err[512];
 	uint64_t netmaps, deltas;
 
+	/* routes (agent_routes.c): prefs and route_err under mu; ros only on
+	 * the control thread, or with the control client stopped */
+	struct routes_prefs rprefs;
+	bool rprefs_loaded;		/* from routes.json or an up request */
+	struct routes_os ros;
+	char route_err[512];
+
 	/* filter: read on the engine's receive path */
 	pthread_rwlock_t flock;
 	char *filter_json;
@@ -209,6 +222,15 @@ void *agent_nc_main(void *arg);
 /* agent_netmap.c: applying map messages */
 void agent_on_message(void *ctx, json_t *msg);
 void agent_on_state(void *ctx, bool up, const char *why);
+
+/* agent_routes.c: subnet routes and exit nodes */
+void agent_routes_peer_locked(struct agent *a, struct apeer *np);
+void agent_routes_sync(struct agent *a);
+void agent_routes_reset(struct agent *a);
+void agent_routes_prefs_load(struct agent *a);
+void agent_routes_prefs_save(struct agent *a);
+void agent_routes_status_locked(struct agent *a, struct buf *b, json_t *self, json_t *data);
+json_t *agent_routes_peer_json_locked(struct agent *a, const struct apeer *p);
 
 /* agent_cmd.c: up/down and the local API commands */
 void agent_stop_control(struct agent *a);

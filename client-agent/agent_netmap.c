@@ -47,8 +47,19 @@ parse_peer(json_t *o, struct apeer *p)
 	str_copy(p->user, user ? user : "", sizeof(p->user));
 	if (parse_prefixes(json_object_get(o, "addresses"), addrs, ARRAY_SIZE(addrs), &na) != 0 ||
 	    parse_prefixes(json_object_get(o, "allowed_ips"), p->allowed, MAX_ALLOWED,
-			   &p->nallowed) != 0)
+			   &p->nallowed) != 0 ||
+	    parse_prefixes(json_object_get(o, "primary_routes"), p->primary, MAX_ALLOWED,
+			   &p->nprimary) != 0)
 		return ERR_INVALID;
+	p->exit_node = json_is_true(json_object_get(o, "exit_node"));
+	{	/* exit routes are told by exit_node; keep the subnets */
+		size_t k = 0;
+
+		for (i = 0; i < p->nprimary; i++)
+			if (!routes_is_exit(&p->primary[i]))
+				p->primary[k++] = p->primary[i];
+		p->nprimary = k;
+	}
 	for (i = 0; i < na; i++) {
 		if (addrs[i].addr.family == AF_INET && !p->addr4.family)
 			p->addr4 = addrs[i].addr;
@@ -66,14 +77,15 @@ parse_peer(json_t *o, struct apeer *p)
 	return 0;
 }
 
+/* Compares what WireGuard gets (the allowed IPs after routes_peer_allowed). */
 static bool
 allowed_equal(const struct apeer *x, const struct apeer *y)
 {
-	if (x->nallowed != y->nallowed)
+	if (x->nwg_allowed != y->nwg_allowed)
 		return false;
-	for (size_t i = 0; i < x->nallowed; i++)
-		if (x->allowed[i].bits != y->allowed[i].bits ||
-		    !addr_equal(&x->allowed[i].addr, &y->allowed[i].addr))
+	for (size_t i = 0; i < x->nwg_allowed; i++)
+		if (x->wg_allowed[i].bits != y->wg_allowed[i].bits ||
+		    !addr_equal(&x->wg_allowed[i].addr, &y->wg_allowed[i].addr))
 			return false;
 	return true;
 }
@@ -92,15 +104,15 @@ wg_peer_apply(struct agent *a, const struct apeer *np, bool add)
 	pc.flags = WG_PEER_REPLACE_ALLOWED_IPS;
 	if (!add)
 		pc.flags |= WG_PEER_UPDATE_ONLY;
-	pc.allowed_ips = np->allowed;
-	pc.n_allowed_ips = np->nallowed;
+	pc.allowed_ips = (struct ip_prefix *)np->wg_allowed;
+	pc.n_allowed_ips = np->nwg_allowed;
 	if (wg_device_peer_set(a->dev, &pc) != 0)
 		log_warn("msg=\"cannot configure WireGuard peer\" peer=%s", np->name);
 }
 
 /* Adds or updates a peer; sessions of unchanged peers are left alone. */
 static void
-upsert_peer(struct agent *a, const struct apeer *np)
+upsert_peer(struct agent *a, struct apeer *np)
 {
 	struct apeer *p;
 	uint8_t gone_key[KEY_LEN];
@@ -109,6 +121,7 @@ upsert_peer(struct agent *a, const struct apeer *np)
 
 	active = !np->expired;
 	pthread_mutex_lock(&a->mu);
+	agent_routes_peer_locked(a, np);	/* which allowed IPs WireGuard gets */
 	p = agent_find_id_locked(a, np->id, NULL);
 	if (p == NULL) {
 		if (a->npeers >= AGENT_MAX_PEERS || (p = calloc(1, sizeof(*p))) == NULL ||
@@ -360,6 +373,7 @@ apply_full(struct agent *a, json_t *msg)
 	for (i = 0; i < nstale; i++)
 		remove_peer(a, stale[i]);
 	free(stale);
+	agent_routes_sync(a);
 	pthread_mutex_lock(&a->mu);
 	a->have_netmap = true;
 	a->netmaps++;
@@ -390,8 +404,10 @@ agent_on_message(void *ctx, json_t *msg)
 
 		if (parse_peer(v, &np) == 0)
 			upsert_peer(a, &np);
+		agent_routes_sync(a);
 	} else if ((v = json_object_get(msg, "peer_removed"))) {
 		remove_peer(a, json_integer_value(v));
+		agent_routes_sync(a);
 	} else if ((v = json_object_get(msg, "online"))) {
 		struct apeer *p;
 

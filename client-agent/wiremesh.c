@@ -12,13 +12,24 @@
  *       unreachable. Exit 1 with the reason on stderr when the login fails
  *       ("cannot reach the control server at URL: ...", or the server's
  *       refusal). Later `up` calls may omit the URL and key.
+ *       Routes (docs/routes.md; every `up` states all of them, absent = off):
+ *       --advertise-routes CIDR,...  offer these subnets (needs approval)
+ *       --advertise-exit-node        offer 0.0.0.0/0 and ::/0 (needs approval)
+ *       --accept-routes              use the subnets peers offer
+ *       --exit-node PEER             send internet traffic through PEER
+ *       --exit-node-allow-lan-access keep the local LAN direct meanwhile
+ *       A router switches IP forwarding on; when it cannot, up and status
+ *       say so in a "# Health:" line.
  *   down
  *       Disconnects from the control server and relays, removes peers and
  *       addresses; the node stays registered (a later `up` needs no key).
  *   status
  *       "# Health: ..." lines, then one line per node, self first:
  *       ADDRESS NAME OWNER PATH, with PATH one of `direct IP:PORT`,
- *       `relay "CODE"`, `idle`, `offline` (self shows "-").
+ *       `relay "CODE"`, `idle`, `offline` (self shows "-"). Then
+ *       "# Advertising: CIDR,..., exit node" (this node's offer),
+ *       "# Routes: PEER offers CIDR,... (accepted|not used: ...), an exit node"
+ *       and "# Exit node: PEER (in use)" or "# Exit node: PEER: why not".
  *   ping PEER [-c N]
  *       Disco ping (name or tailnet address), one per second, at most N
  *       (default 10), stopping after the first pong over a direct path when
@@ -42,13 +53,16 @@
  *
  * Local API (one connection per request): send one JSON object and "\n",
  * read one JSON object. Requests: {"cmd":"up","login_server":U,"authkey":K,
- * "hostname":H}, {"cmd":"down"}, {"cmd":"status"}, {"cmd":"ping","peer":P},
+ * "hostname":H,"advertise_routes":["CIDR",...],"advertise_exit_node":B,
+ * "accept_routes":B,"exit_node":"PEER","exit_node_allow_lan_access":B}, {"cmd":"down"}, {"cmd":"status"}, {"cmd":"ping","peer":P},
  * {"cmd":"netcheck"}, {"cmd":"ip","family":"4"|"6"}, {"cmd":"debug"}.
  * Replies: {"ok":true,"text":"...","data":{...}} or {"ok":false,"error":"..."}.
  * status data: {"backend_state","health":["..."],"self":{id,name,user,ipv4,ipv6,home_derp,
  * home_derp_code},"peers":[{id,name,user,ipv4,ipv6,path,path_kind,endpoint,
- * online,home_derp,last_handshake,rx_bytes,tx_bytes,rtt_ms}],
- * "control":{url,connected,error},"derp":{home,connected}}.
+ * online,home_derp,last_handshake,rx_bytes,tx_bytes,rtt_ms,primary_routes,exit_node,
+ * exit_node_in_use,routes_accepted}], "control":{url,connected,error},
+ * "derp":{home,connected}, "accept_routes":B, "exit_node":null|{name,id,in_use,
+ * allow_lan_access,error}}; self also has advertised_routes, advertise_exit_node.
  * ping data: {peer,ip,via,direct,latency_ms}.
  */
 #include <getopt.h>
@@ -69,6 +83,8 @@ static bool json_out;
 static const char usage[] =
 "usage: wiremesh [--socket PATH] [--json] COMMAND\n"
 "  up --login-server URL --authkey KEY [--hostname H]\n"
+"     [--advertise-routes CIDR,...] [--advertise-exit-node] [--accept-routes]\n"
+"     [--exit-node PEER [--exit-node-allow-lan-access]]\n"
 "  down\n"
 "  status\n"
 "  ping PEER [-c N]\n"
@@ -148,9 +164,14 @@ cmd_up(int argc, char **argv)
 		{ "authkey", required_argument, NULL, 'a' },
 		{ "auth-key", required_argument, NULL, 'a' },
 		{ "hostname", required_argument, NULL, 'H' },
+		{ "advertise-routes", required_argument, NULL, 'R' },
+		{ "advertise-exit-node", no_argument, NULL, 'E' },
+		{ "accept-routes", no_argument, NULL, 'A' },
+		{ "exit-node", required_argument, NULL, 'X' },
+		{ "exit-node-allow-lan-access", no_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
-	json_t *req = json_pack("{s:s}", "cmd", "up");
+	json_t *req = json_pack("{s:s}", "cmd", "up"), *adv = json_array();
 	int ch;
 
 	optind = 1;
@@ -159,9 +180,23 @@ cmd_up(int argc, char **argv)
 		case 'l': json_object_set_new(req, "login_server", json_string(optarg)); break;
 		case 'a': json_object_set_new(req, "authkey", json_string(optarg)); break;
 		case 'H': json_object_set_new(req, "hostname", json_string(optarg)); break;
-		default: fputs(usage, stderr); json_decref(req); return 2;
+		case 'R': {	/* comma-separated; the daemon checks each prefix */
+			char *copy = strdup(optarg), *save = NULL;
+
+			for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+			     t = strtok_r(NULL, ",", &save))
+				json_array_append_new(adv, json_string(t));
+			free(copy);
+			break;
+		}
+		case 'E': json_object_set_new(req, "advertise_exit_node", json_true()); break;
+		case 'A': json_object_set_new(req, "accept_routes", json_true()); break;
+		case 'X': json_object_set_new(req, "exit_node", json_string(optarg)); break;
+		case 'L': json_object_set_new(req, "exit_node_allow_lan_access", json_true()); break;
+		default: fputs(usage, stderr); json_decref(req); json_decref(adv); return 2;
 		}
 	}
+	json_object_set_new(req, "advertise_routes", adv);
 	{
 		json_t *r = call(req, 60000, false);
 
