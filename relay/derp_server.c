@@ -151,6 +151,8 @@ struct derp_server {
 	pthread_mutex_t adopt_lock;
 	struct adopt adopts[ADOPT_MAX];
 	unsigned nadopts;
+	uint8_t (*drops)[KEY_LEN];	/* keys to disconnect (derp_server_drop_key) */
+	unsigned ndrops, dropcap;
 	/* verifier */
 	pthread_mutex_t vlock;
 	pthread_cond_t vcond;
@@ -1092,7 +1094,8 @@ static void adopt_release(struct adopt *a)
 static void on_adopts(struct derp_server *s)
 {
 	struct adopt batch[ADOPT_MAX];
-	unsigned n;
+	uint8_t (*drops)[KEY_LEN];
+	unsigned n, ndrops;
 	uint64_t v;
 
 	if (read(s->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -1101,7 +1104,20 @@ static void on_adopts(struct derp_server *s)
 	n = s->nadopts;
 	memcpy(batch, s->adopts, n * sizeof(batch[0]));
 	s->nadopts = 0;
+	drops = s->drops;	/* taken whole: closing calls out of the relay */
+	ndrops = s->ndrops;
+	s->drops = NULL;
+	s->ndrops = s->dropcap = 0;
 	pthread_mutex_unlock(&s->adopt_lock);
+	for (unsigned i = 0; i < ndrops; i++) {
+		struct conn *c;
+
+		while ((c = table_get(s, drops[i])) != NULL) {
+			INC(s, admission_refused);
+			conn_close(s, c);	/* registered, so ACTIVE */
+		}
+	}
+	free(drops);
 	for (unsigned i = 0; i < n; i++) {
 		struct adopt *a = &batch[i];
 		uint8_t sk[DERP_MAGIC_LEN + KEY_LEN];
@@ -1540,6 +1556,30 @@ fail:
 	return r;
 }
 
+int derp_server_drop_key(struct derp_server *s, const uint8_t key[static KEY_LEN])
+{
+	uint64_t one = 1;
+	int r = 0;
+
+	pthread_mutex_lock(&s->adopt_lock);
+	if (s->ndrops == s->dropcap) {
+		unsigned ncap = s->dropcap ? s->dropcap * 2 : 16;
+		void *p = ncap <= DERP_VERIFY_QUEUE ? realloc(s->drops, ncap * sizeof(*s->drops)) : NULL;
+
+		if (p == NULL) {
+			pthread_mutex_unlock(&s->adopt_lock);
+			return ERR_EXHAUSTED;
+		}
+		s->drops = p;
+		s->dropcap = ncap;
+	}
+	memcpy(s->drops[s->ndrops++], key, KEY_LEN);
+	pthread_mutex_unlock(&s->adopt_lock);
+	if (s->running && write(s->wake_fd, &one, sizeof(one)) < 0)
+		log_debug("msg=\"derp: wake write failed\"");
+	return r;
+}
+
 int derp_server_adopt_fd(struct derp_server *s, int fd, SSL *ssl, const void *already_read, size_t n)
 {
 	return adopt(s, (struct adopt){ .fd = fd, .ssl = ssl, .watch_fd = -1 }, already_read, n);
@@ -1642,6 +1682,7 @@ void derp_server_free(struct derp_server *s)
 	pthread_cond_destroy(&s->vcond);
 	sodium_memzero(s->priv, sizeof(s->priv));
 	SSL_CTX_free(s->own_ctx);
+	free(s->drops);
 	free(s->table);
 	free(s->scratch);
 	free(s->https_addr);

@@ -156,6 +156,14 @@ enum { DERP_UPGRADE_HEADERS = 4 };
 void derp_server_upgrade_headers(const struct derp_server *s,
 				 struct derp_http_header out[static DERP_UPGRADE_HEADERS]);
 
+/*
+ * Disconnects every client registered under `key` (a node that was deleted,
+ * expired or changed keys: admission is checked when a client connects, so
+ * the embedder says when it no longer holds). Counted as an admission
+ * refusal. Thread safe, asynchronous. 0 or ERR_EXHAUSTED (too many pending).
+ */
+int derp_server_drop_key(struct derp_server *s, const uint8_t key[static KEY_LEN]) WM_MUST_CHECK;
+
 /* Counter snapshot; any thread. */
 void derp_server_stats(const struct derp_server *s, struct derp_server_stats *out);
 /* Appends the Prometheus text of the counters (and metrics_extra). */

@@ -89,12 +89,20 @@ out=$(client --key "$kx" --probe --timeout 8) && rc=0 || rc=$?
 [ "$rc" = 3 ] && [ "$out" = refused ] || fail "unknown key not refused (rc=$rc out=$out)"
 out=$(client --key "$ka" --probe --timeout 8) || fail "registered key refused ($out)"
 [ "$out" = admitted ] || fail "A: $out"
+# A is connected when it expires: the relay drops it
+client --key "$ka" --recv 1 --timeout 30 >"$T/a5.out" 2>&1 &
+apid=$!; WM_PIDS+=("$apid")
+wait_for 10 grep -q '^connected' "$T/a5.out" || fail "A did not connect"
+clients_is() { [ "$(metric wiremesh_derp_clients)" = "$1" ]; }
+wait_for 5 clients_is 1 || fail "relay counts $(metric wiremesh_derp_clients) clients, want 1"
 ida=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/a.reg")
 "$SRV" nodes expire "$ida" >/dev/null || fail "nodes expire"
+wait_for 5 clients_is 0 || fail "expired node still connected to the relay"
+kill "$apid" 2>/dev/null; wait "$apid" 2>/dev/null || true
 out=$(client --key "$ka" --probe --timeout 8) && rc=0 || rc=$?
 [ "$rc" = 3 ] && [ "$out" = refused ] || fail "expired node not refused (rc=$rc out=$out)"
-[ "$(metric 'wiremesh_derp_conns_refused_total{reason="admission"}')" = 2 ] || fail "refusals not counted"
-ok "unknown key and expired node refused"
+[ "$(metric 'wiremesh_derp_conns_refused_total{reason="admission"}')" -ge 3 ] || fail "refusals not counted"
+ok "unknown key refused; expiring a node drops its relay connection and refuses it"
 
 # 5. HTTP endpoints beside /derp
 [ "$(curl -s --cacert "$CURL_CA" -o /dev/null -w '%{http_code}' "$URL/derp")" = 426 ] || fail "/derp without upgrade"
