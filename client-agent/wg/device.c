@@ -63,13 +63,13 @@ enum {
 	TIMER_TICK_MS = 50,
 	SOCK_BUF = 7 << 20,
 	READ_ARENA = 1 << 20,		/* TUN reads per batch */
-	TX_GROUPS = 16,			/* send groups per sendmmsg */
+	TX_GROUPS = 4,			/* send groups per sendmmsg */
 	GSO_MAX_SEGS = 64,		/* datagrams per UDP GSO message */
 	GSO_MAX_BYTES = 65507,		/* largest UDP payload over IPv4 */
 	GROUP_BUF = WG_MAX_DATAGRAM,
 	TX_MSGS = TX_GROUPS * GSO_MAX_SEGS,
-	SINK_CAP = 256,			/* decrypted packets per TUN flush */
-	RX_JOBS = 512,			/* data messages decrypted together */
+	SINK_CAP = 128,			/* decrypted packets per TUN flush */
+	RX_JOBS = 128,			/* data messages decrypted together */
 };
 
 struct staged {
