@@ -905,6 +905,8 @@ struct tx_state {
 		uint64_t ctr;
 	} jobs[TX_MSGS];
 	unsigned njobs;
+	/* counted per batch: the shared stats line is not bounced per packet */
+	uint64_t tx_packets, tx_bytes;
 };
 
 static void
@@ -1156,8 +1158,8 @@ tx_packet(struct wg_device *dev, struct tx_state *st, uint8_t *pkt, size_t len,
 		if (wg_tso_next(&tso, out + WG_DATA_HEADER_LEN, GROUP_BUF - g->len - WG_DATA_OVERHEAD -
 				WG_PADDING) != sl)
 			break;
-		STAT(dev, tx_packets);
-		STAT_ADD(dev, tx_bytes, wl);
+		st->tx_packets++;
+		st->tx_bytes += wl;
 		touch(st, ntouched, p, wl);
 		if (deferred) {
 			struct tx_job *j = &st->jobs[st->njobs++];
@@ -1193,6 +1195,9 @@ tx_batch(struct wg_device *dev, struct tx_state *st, unsigned n)
 		tx_flush(dev, st);
 	for (unsigned t = 0; t < ntouched; t++)
 		after_send(st->touched[t], st->touched_bytes[t], true);
+	STAT_ADD(dev, tx_packets, st->tx_packets);
+	STAT_ADD(dev, tx_bytes, st->tx_bytes);
+	st->tx_packets = st->tx_bytes = 0;
 }
 
 static void
@@ -1549,6 +1554,7 @@ struct rx_sink {
 	uint8_t *base[WG_GRO_MAX_SEGS + 1];
 	size_t lens[WG_GRO_MAX_SEGS + 1];
 	struct iovec iov[WG_GRO_MAX_SEGS + 1];
+	uint64_t rx_packets, rx_bytes;	/* added to the stats per batch */
 };
 
 static void
@@ -1697,8 +1703,13 @@ rx_post(struct wg_device *dev, struct wg_aead *aead, struct rx_job *j, uint8_t *
 		drop_log("allowed-ips", from);
 		goto out;
 	}
-	STAT(dev, rx_packets);
-	STAT_ADD(dev, rx_bytes, tot);
+	if (sink) {
+		sink->rx_packets++;
+		sink->rx_bytes += tot;
+	} else {
+		STAT(dev, rx_packets);
+		STAT_ADD(dev, rx_bytes, tot);
+	}
 	if (!sink_add(dev, sink, pl, tot))
 		deliver(dev, pl, tot);
 out:
@@ -1893,6 +1904,9 @@ rx_batch(struct wg_device *dev, struct rx_state *st, int n)
 	}
 	rx_flush_jobs(dev, st);
 	sink_flush(dev, &st->sink);
+	STAT_ADD(dev, rx_packets, st->sink.rx_packets);
+	STAT_ADD(dev, rx_bytes, st->sink.rx_bytes);
+	st->sink.rx_packets = st->sink.rx_bytes = 0;
 }
 
 static void *
