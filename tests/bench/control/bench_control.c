@@ -547,7 +547,7 @@ line_feed(struct node *n, const char *p, size_t len)
 /* ---- responses ---- */
 
 static void on_complete(struct conn *c);
-static void on_fail(struct conn *c);
+static void on_fail(struct conn *c, const char *why);
 
 static void
 body_data(struct conn *c, const char *p, size_t n)
@@ -742,7 +742,7 @@ conn_event(struct conn *c, uint32_t ev)
 		socklen_t el = sizeof(err);
 
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
-			on_fail(c);
+			on_fail(c, "connect failed");
 			return;
 		}
 		c->st = c->out ? C_SENDING : C_IDLE;
@@ -757,7 +757,7 @@ conn_event(struct conn *c, uint32_t ev)
 			if (k < 0) {
 				if (errno == EAGAIN)
 					return;
-				on_fail(c);
+				on_fail(c, "send failed");
 				return;
 			}
 			c->outoff += (size_t)k;
@@ -783,12 +783,12 @@ conn_event(struct conn *c, uint32_t ev)
 					conn_close(c);
 					return;
 				}
-				on_fail(c);
+				on_fail(c, k == 0 ? "closed by the server" : "recv failed");
 				return;
 			}
 			g.bytes += (uint64_t)k;
 			if (conn_input(c, rbuf, (size_t)k) != 0) {
-				on_fail(c);
+				on_fail(c, "bad HTTP framing");
 				return;
 			}
 			if ((size_t)k < sizeof(rbuf))
@@ -885,9 +885,14 @@ on_complete(struct conn *c)
 }
 
 static void
-on_fail(struct conn *c)
+on_fail(struct conn *c, const char *why)
 {
+	static unsigned logged;
 	struct node *n;
+
+	if (c->node >= 0 && g.nodes[c->node].want_stream && logged++ < 5)
+		fprintf(stderr, "bench-control: node %d: %s (state %d, kind %d, errno %d)\n",
+		    c->node, why, (int)c->st, (int)c->kind, errno);
 
 	if (c->node < 0) {
 		c->failed = true;
