@@ -123,6 +123,9 @@ ok "before approval: the LAN host is unreachable and no route is shown"
 t0=$(date +%s%N)
 srv nodes approve-routes "$ID2" "$SUBNET,0.0.0.0/0,::/0" >/dev/null || fail "approve-routes node2"
 via_a() { [ "$(get 1 "$LANHOST:80" 1)" = 192.0.2.241 ]; }
+route_in() { in_node 1 ip route show table 57 2>/dev/null | grep -q "^$SUBNET dev wm0"; }
+wait_for 15 route_in || fail "node1: no route for $SUBNET in table 57 after approval"
+echo "approval to the route in node1's table 57: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 wait_for 15 via_a || fail "node1 cannot reach $LANHOST:80 through router A after approval (got '$(get 1 "$LANHOST:80")')"
 t1=$(date +%s%N)
 echo "approval to first HTTP reply through the subnet router: $(( (t1 - t0) / 1000000 )) ms"
@@ -172,6 +175,34 @@ wm 2 debug | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["filt
 	fail "policy: router A's filter counted no drops"
 ok "policy: through the subnet router only the allowed port (80) passes; router A's filter drops port 22"
 
+# autogroup:internet governs the exit node: without a rule for it the exit
+# node's filter drops node1's internet traffic. The positive half (a rule
+# "dst": ["autogroup:internet:*"] lets it through) needs the server to give
+# exit nodes filter Dsts for the internet prefixes, which it does not yet
+# (policy/compile.c: "exit traffic is not in the filter"): run it with
+# ROUTES_INTERNET=1.
+up 1 --accept-routes --exit-node node2
+wait_for 10 status_has 1 "# Exit node: node2 (in use)" || fail "exit node not in use: $(wm 1 status)"
+default_via_tun() { in_node 1 ip route show table 57 | grep -q '^default dev wm0'; }
+wait_for 10 default_via_tun || fail "no default route via the TUN: $(in_node 1 ip route show table 57)"
+out=$(get 1 "$INET_WEB:8090") && fail "policy without autogroup:internet: node1 still reaches the internet (seen as '$out')"
+if [ "${ROUTES_INTERNET:-0}" = 1 ]; then
+	out=$(mesh_api PUT /api/v1/policy "{
+	  \"hosts\": {\"lanhost\": \"$LANHOST/32\"},
+	  \"acls\": [
+	    {\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"100.64.0.0/10:*\"]},
+	    {\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"lanhost:80\"]},
+	    {\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"autogroup:internet:*\"]},
+	  ],
+	}")
+	expect_status 200 "$out"
+	wait_for 10 get_is 1 "$INET_WEB:8090" "$(wan_ip 2)" || fail "policy with autogroup:internet: node1 not through node2 ('$(get 1 "$INET_WEB:8090")')"
+	ok "policy: the exit node forwards once autogroup:internet is allowed"
+fi
+up 1 --accept-routes
+wait_for 10 get_is 1 "$INET_WEB:8090" "$(wan_ip 1)" || fail "exit node still in use"
+ok "policy without autogroup:internet: the exit node's filter drops node1's internet traffic"
+
 # High availability: router B approved too; A is primary; kill A.
 srv nodes approve-routes "$ID3" "$SUBNET" >/dev/null || fail "approve-routes node3"
 mesh_api GET "/api/v1/nodes/$ID2/routes" | grep -q "\"serving\":\[[^]]*\"$SUBNET\"" || fail "router A is not primary"
@@ -181,13 +212,16 @@ kill -9 "${AGENT_PID[2]}"
 wait "${AGENT_PID[2]}" 2>/dev/null
 via_b() { [ "$(get 1 "$LANHOST:80" 1)" = 192.0.2.243 ]; }
 srv_offline() { mesh_api GET "/api/v1/nodes/$ID2" | grep -q '"online":false'; }
-wait_for 30 srv_offline
-echo "server marked router A offline after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
-wait_for 15 via_b || fail "HA: node1 does not reach the LAN host via router B within 15 s (got '$(get 1 "$LANHOST:80")'); node2: $(mesh_api GET "/api/v1/nodes/$ID2" | grep -o '"online":[a-z]*'); node3 routes: $(mesh_api GET "/api/v1/nodes/$ID3/routes"); node1 status: $(wm 1 status); node1 table 57: $(in_node 1 ip route show table 57); wg: $(wm 1 debug | python3 -c 'import json,sys; w=json.load(sys.stdin)["wireguard"]; print({k: v for k, v in w.items() if v})')"
-t1=$(date +%s%N)
+# within 15 s of the kill; note when the server marked router A offline
+srv_ms="" switched=""
+while [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 15000 ]; do
+	[ -n "$srv_ms" ] || ! srv_offline || srv_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	if via_b; then switched=1; t1=$(date +%s%N); break; fi
+	sleep 0.1
+done
+[ -n "$switched" ] || fail "HA: node1 does not reach the LAN host via router B within 15 s of the kill (server marked router A offline after ${srv_ms:-more than 15000} ms; got '$(get 1 "$LANHOST:80")'; node3 routes: $(mesh_api GET "/api/v1/nodes/$ID3/routes"); node1 status: $(wm 1 status))"
+echo "server marked router A offline after ${srv_ms:-?} ms"
 echo "failover: router A killed -> first HTTP reply via router B after $(( (t1 - t0) / 1000000 )) ms"
-echo "killed at $(date -u -d @$((t0 / 1000000000)) +%T).$(( t0 / 1000000 % 1000 )); server log:"
-grep -iE 'offline|primary|stream (closed|ended)|disconnect' "$T/control.log" | tail -n 5
 status_has 1 "# Routes: node3 offers $SUBNET (accepted)" || fail "HA: node1 status: $(wm 1 status)"
 ok "failover: router A's wiremeshd killed, node1 reaches the LAN via router B after $(( (t1 - t0) / 1000000 )) ms"
 
