@@ -732,6 +732,9 @@ server_start(struct server *s)
 	if (s->derp)
 		log_info("msg=\"derp: embedded relay at /derp\" region_id=%" PRId64 " region=%s "
 		    "admission=nodes", s->cfg.derp_region_id, s->cfg.derp_region_code);
+	if (s->derp && hc.tls_cert_path && !s->cfg.derp_listen[0])
+		log_warn("msg=\"derp: /derp through this listener's TLS relays a few MB/s at most "
+		    "(libmicrohttpd); set derp_listen for a relay listener of its own\"");
 	return 0;
 }
 
