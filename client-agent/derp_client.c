@@ -268,6 +268,10 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 		}
 		SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 			     SSL_MODE_RELEASE_BUFFERS);
+		/* one read() for several records instead of two per record;
+		 * session_read() drains what is read ahead before polling */
+		SSL_set_read_ahead(ssl, 1);
+		SSL_set_default_read_buffer_len(ssl, 64 * 1024);
 		if (SSL_connect(ssl) != 1) {
 			unsigned long e = ERR_get_error();
 			char msg[200];

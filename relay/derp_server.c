@@ -45,6 +45,7 @@ enum {
 	WBUF_FILL = 64 * 1024,		/* stop moving queued packets past this */
 	WBUF_MAX = 512 * 1024,		/* control frames beyond this are dropped */
 	READ_BUDGET = 8,		/* reads per connection per wakeup */
+	SSL_READ_BUF = 64 * 1024,	/* TLS read-ahead buffer (released when idle) */
 	SENT_TO_MAX = 64,		/* peers remembered for PeerGone */
 	ADOPT_MAX = 256,
 	EV_BATCH = 256,
@@ -601,6 +602,19 @@ static void forward(struct derp_server *s, struct conn *c, const uint8_t *p, uin
 		}
 		return;
 	}
+	/* Nothing queued for d and room in its write buffer: gather the frame
+	 * there at once (no allocation, one copy less); the queue holds only
+	 * what does not fit. */
+	if (d->qcount == 0 && d->wlen + DERP_HEADER_LEN + len <= WBUF_FILL &&
+	    wbuf_reserve(d, DERP_HEADER_LEN + len) == 0) {
+		uint8_t *f = d->wbuf + d->wlen;
+
+		derp_frame_put_header(f, DERP_FRAME_RECV_PACKET, len);
+		memcpy(f + DERP_HEADER_LEN, c->key, KEY_LEN);
+		memcpy(f + DERP_HEADER_LEN + KEY_LEN, pkt, plen);
+		d->wlen += DERP_HEADER_LEN + len;
+		goto forwarded;
+	}
 	qp = malloc(sizeof(*qp) + DERP_HEADER_LEN + len);
 	if (qp == NULL) {
 		INC(s, dropped_queue_full);
@@ -619,6 +633,7 @@ static void forward(struct derp_server *s, struct conn *c, const uint8_t *p, uin
 	}
 	d->q[(d->qhead + d->qcount) % s->cfg.queue_len] = qp;
 	d->qcount++;
+forwarded:
 	INC(s, packets_forwarded);
 	ADD(s, bytes_forwarded, plen);
 	remember_dst(c, d);
@@ -972,6 +987,16 @@ static int keep_partial(struct conn *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
+/* Reads c again this loop turn (epoll does not see what TLS read ahead). */
+static void mark_ready(struct derp_server *s, struct conn *c)
+{
+	if (!c->ready) {
+		c->ready = true;
+		c->rnext = s->ready;
+		s->ready = c;
+	}
+}
+
 static void conn_readable(struct derp_server *s, struct conn *c)
 {
 	for (int i = 0; i < READ_BUDGET; i++) {
@@ -999,11 +1024,7 @@ static void conn_readable(struct derp_server *s, struct conn *c)
 		}
 	}
 	/* budget spent: come back after the others had their turn */
-	if (!c->ready) {
-		c->ready = true;
-		c->rnext = s->ready;
-		s->ready = c;
-	}
+	mark_ready(s, c);
 }
 
 static void conn_handshake(struct derp_server *s, struct conn *c)
@@ -1071,6 +1092,11 @@ static void on_accept(struct derp_server *s, int lfd, bool tls)
 			}
 			SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+			/* one read() for several records, not two per record
+			 * (header, body); what it buffers is drained by
+			 * conn_readable's loop, not signalled by epoll */
+			SSL_set_read_ahead(ssl, 1);
+			SSL_set_default_read_buffer_len(ssl, SSL_READ_BUF);
 			SSL_set_accept_state(ssl);
 		}
 		c = conn_new(s, fd, ssl, tls ? ST_TLS : ST_HTTP);
@@ -1194,6 +1220,8 @@ static void on_verdict(struct derp_server *s, struct conn *c, int verdict)
 		return;
 	set_interest(s, c, true);
 	mark_dirty(s, c);
+	if (c->ssl)	/* records TLS read ahead before the pause */
+		mark_ready(s, c);
 	/* frames the client sent before the verdict */
 	tmp = c->partial;
 	tl = c->plen;
