@@ -66,8 +66,10 @@ PY
 ok "netmap DERP map: region 901 tst, derp.test:$PORT, STUN $SPORT"
 
 # 2. two registered nodes exchange packets through /derp over the server's TLS
-client() { "$D" debug client --host derp.test --dial 127.0.0.1 --port "$PORT" "$@"; }
-client --key "$kb" --recv 5 --echo --timeout 15 >"$T/b.out" 2>&1 &
+# background clients run the binary directly, so that $! is its PID (cleanup kills it)
+CL=("$D" debug client --host derp.test --dial 127.0.0.1 --port)
+client() { "${CL[@]}" "$PORT" "$@"; }
+"${CL[@]}" "$PORT" --key "$kb" --recv 5 --echo --timeout 15 >"$T/b.out" 2>&1 &
 bpid=$!; WM_PIDS+=("$bpid")
 wait_for 10 grep -q '^connected' "$T/b.out" || fail "B did not connect: $(cat "$T/b.out")"
 client --key "$ka" --send "$kbp" --msg "via-embedded-derp" --count 5 --recv 5 --timeout 10 >"$T/a.out" 2>&1 ||
@@ -90,7 +92,7 @@ out=$(client --key "$kx" --probe --timeout 8) && rc=0 || rc=$?
 out=$(client --key "$ka" --probe --timeout 8) || fail "registered key refused ($out)"
 [ "$out" = admitted ] || fail "A: $out"
 # A is connected when it expires: the relay drops it
-client --key "$ka" --recv 1 --timeout 30 >"$T/a5.out" 2>&1 &
+"${CL[@]}" "$PORT" --key "$ka" --recv 1 --timeout 30 >"$T/a5.out" 2>&1 &
 apid=$!; WM_PIDS+=("$apid")
 wait_for 10 grep -q '^connected' "$T/a5.out" || fail "A did not connect"
 clients_is() { [ "$(metric wiremesh_derp_clients)" = "$1" ]; }
@@ -131,8 +133,8 @@ assert n["DERPPort"] == int(sys.argv[2]), n
 PY
 node c register --authkey "$AK" --hostname gamma >/dev/null || fail "register c"
 kc=$(key c node_private); kcp=$(key c node_public)
-lclient() { "$D" debug client --host derp.test --dial 127.0.0.1 --port "$DLPORT" "$@"; }
-lclient --key "$kc" --recv 3 --timeout 15 >"$T/c4.out" 2>&1 &
+lclient() { "${CL[@]}" "$DLPORT" "$@"; }
+"${CL[@]}" "$DLPORT" --key "$kc" --recv 3 --timeout 15 >"$T/c4.out" 2>&1 &
 cpid=$!; WM_PIDS+=("$cpid")
 wait_for 10 grep -q '^connected' "$T/c4.out" || fail "C did not connect to --derp-listen"
 lclient --key "$kb" --send "$kcp" --msg own-listener --count 3 --timeout 10 >/dev/null || fail "B send via --derp-listen"
@@ -166,7 +168,7 @@ ok "--derp-map file wins; relay still embedded"
 
 # 9. a clean shutdown while a DERP client is connected (its connection is
 # handed back to the HTTP layer before that stops); no sanitizer reports
-client --key "$kb" --recv 1 --timeout 30 >"$T/b3.out" 2>&1 &
+"${CL[@]}" "$PORT" --key "$kb" --recv 1 --timeout 30 >"$T/b3.out" 2>&1 &
 bpid=$!; WM_PIDS+=("$bpid")
 wait_for 10 grep -q '^connected' "$T/b3.out" || fail "B did not connect before shutdown"
 kill -TERM "$SERVER_PID"
