@@ -375,27 +375,65 @@ rules_del(struct routes_os *st, const char *fam)
 	}
 }
 
+/* Adds one of our rules: ROUTES_PREF_MARK, _MAIN or _TABLE. */
 static int
-rules_add(struct routes_os *st, const char *fam, bool main_rule)
+rule_add(struct routes_os *st, const char *fam, int pref)
 {
-	char pm[16], pmain[16], pt[16], mark[32], table[16];
-	const char *a1[] = { "ip", fam, "rule", "add", "pref", pm, "fwmark", mark, "lookup", "main",
+	char pr[16], mark[32], table[16];
+	const char *a1[] = { "ip", fam, "rule", "add", "pref", pr, "fwmark", mark, "lookup", "main",
 			     NULL };
-	const char *a2[] = { "ip", fam, "rule", "add", "pref", pmain, "lookup", "main",
+	const char *a2[] = { "ip", fam, "rule", "add", "pref", pr, "lookup", "main",
 			     "suppress_prefixlength", "0", NULL };
-	const char *a3[] = { "ip", fam, "rule", "add", "pref", pt, "lookup", table, NULL };
-	int r = 0;
+	const char *a3[] = { "ip", fam, "rule", "add", "pref", pr, "lookup", table, NULL };
 
-	snprintf(pm, sizeof(pm), "%d", ROUTES_PREF_MARK);
-	snprintf(pmain, sizeof(pmain), "%d", ROUTES_PREF_MAIN);
-	snprintf(pt, sizeof(pt), "%d", ROUTES_PREF_TABLE);
+	snprintf(pr, sizeof(pr), "%d", pref);
 	snprintf(mark, sizeof(mark), "0x%x/0x%x", ROUTES_FWMARK, ROUTES_FWMARK_MASK);
 	snprintf(table, sizeof(table), "%d", ROUTES_TABLE);
-	r |= run(st, a1, false);
-	if (main_rule)
-		r |= run(st, a2, false);
-	r |= run(st, a3, false);
-	return r ? ERR_IO : 0;
+	return run(st, pref == ROUTES_PREF_MARK ? a1 : pref == ROUTES_PREF_MAIN ? a2 : a3, false);
+}
+
+static void
+rule_del(struct routes_os *st, const char *fam, int pref)
+{
+	char pr[16];
+	const char *argv[] = { "ip", fam, "rule", "del", "pref", pr, NULL };
+
+	snprintf(pr, sizeof(pr), "%d", pref);
+	for (int k = 0; k < 8 && run(st, argv, true) == 0; k++)
+		;
+}
+
+/* Brings one family's rules from (*have, *have_main) to (want, want_main),
+ * touching only the rules that change. */
+static int
+rules_sync(struct routes_os *st, const char *fam, bool *have, bool *have_main, bool want,
+	   bool want_main)
+{
+	int r = 0;
+
+	if (!want) {
+		if (*have)
+			rules_del(st, fam);
+		*have = *have_main = false;
+		return 0;
+	}
+	if (!*have) {
+		rules_del(st, fam);	/* stale copies */
+		if (rule_add(st, fam, ROUTES_PREF_MARK) != 0)
+			r = ERR_IO;
+		if (want_main && rule_add(st, fam, ROUTES_PREF_MAIN) != 0)
+			r = ERR_IO;
+		if (rule_add(st, fam, ROUTES_PREF_TABLE) != 0)
+			r = ERR_IO;
+	} else if (want_main != *have_main) {
+		if (want_main)
+			r = rule_add(st, fam, ROUTES_PREF_MAIN) != 0 ? ERR_IO : 0;
+		else
+			rule_del(st, fam, ROUTES_PREF_MAIN);
+	}
+	*have = true;
+	*have_main = want_main;
+	return r;
 }
 
 static bool
@@ -518,6 +556,17 @@ routes_os_apply(struct routes_os *st, const struct routes_want *w)
 		st->cleaned = true;
 	}
 	st->err[0] = 0;
+	/* Rules first, so that a route is used as soon as it is in the table:
+	 * present while the table has something for the family. Without LAN
+	 * access an exit node takes the LAN too (no "main first" rule). */
+	r4 = fam_routes(st, w, AF_INET);
+	r6 = fam_routes(st, w, AF_INET6);
+	m4 = r4 && !(w->exit4 && !w->allow_lan);
+	m6 = r6 && !(w->exit6 && !w->allow_lan);
+	if (rules_sync(st, "-4", &st->rules4, &st->main_rule4, r4, m4) != 0)
+		r = ERR_IO;
+	if (rules_sync(st, "-6", &st->rules6, &st->main_rule6, r6, m6) != 0)
+		r = ERR_IO;
 	/* Routes in table 57: remove what is no longer wanted, add the new. */
 	for (size_t i = 0; i < st->nsubnets; i++) {
 		if (want_has(w, &st->subnets[i]))
@@ -551,28 +600,6 @@ routes_os_apply(struct routes_os *st, const struct routes_want *w)
 			else
 				r = ERR_IO;
 		}
-	}
-	/* Rules: present while the table has something for the family. Without
-	 * LAN access an exit node takes the LAN too (no "main first" rule). */
-	r4 = fam_routes(st, w, AF_INET);
-	r6 = fam_routes(st, w, AF_INET6);
-	m4 = r4 && !(w->exit4 && !w->allow_lan);
-	m6 = r6 && !(w->exit6 && !w->allow_lan);
-	if (r4 != st->rules4 || m4 != st->main_rule4) {
-		rules_del(st, "-4");
-		st->rules4 = st->main_rule4 = false;
-		if (r4 && rules_add(st, "-4", m4) != 0)
-			r = ERR_IO;
-		st->rules4 = r4;
-		st->main_rule4 = m4;
-	}
-	if (r6 != st->rules6 || m6 != st->main_rule6) {
-		rules_del(st, "-6");
-		st->rules6 = st->main_rule6 = false;
-		if (r6 && rules_add(st, "-6", m6) != 0)
-			r = ERR_IO;
-		st->rules6 = r6;
-		st->main_rule6 = m6;
 	}
 	/* Router: forwarding and masquerading. */
 	if (w->forward4) {

@@ -287,6 +287,8 @@ START_TEST(apply_exit)
 	    "suppress_prefixlength 0\n"));
 	ck_assert_ptr_nonnull(strstr(F.log, "ip -6 rule add pref 5730"));
 	ck_assert_ptr_null(strstr(F.log, "route replace"));	/* routes unchanged */
+	ck_assert_ptr_null(strstr(F.log, "pref 5770"));	/* only the main rule changes */
+	ck_assert_ptr_null(strstr(F.log, "pref 5710"));
 	clear_log();
 	routes_os_reset(&st);
 	ck_assert_ptr_nonnull(strstr(F.log, "ip -4 route flush table 57\n"));
