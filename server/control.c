@@ -274,6 +274,8 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		return;
 	}
 	mapper_node_upsert(s->mapper, &node);
+	if (existing && memcmp(old.node_key, node.node_key, KEY_LEN) != 0)
+		server_relay_forget(s, old.node_key);	/* key rotated */
 	policy_state_dirty(s);
 	atomic_fetch_add(&s->metrics.registrations, 1);
 	log_info("msg=\"node registered\" node_id=%" PRId64 " name=%s user=%s new=%s",

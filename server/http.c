@@ -63,7 +63,7 @@ reason(int status)
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
 	case 412: return "Precondition Failed";
-	case 413: return "Payload Too Large";
+	case 413: return "Content Too Large";
 	case 422: return "Unprocessable Entity";
 	case 426: return "Upgrade Required";
 	case 503: return "Service Unavailable";

@@ -248,8 +248,8 @@ server_apikey_create(struct store *st, int64_t expires_at, char **key_out)
 
 /* The embedded relay admits at connect time; tell it when a key stops
  * being good (node deleted, expired, or its key replaced). */
-static void
-relay_forget(struct server *s, const uint8_t key[static KEY_LEN])
+void
+server_relay_forget(struct server *s, const uint8_t key[static KEY_LEN])
 {
 	pthread_mutex_lock(&s->derp_lock);
 	if (s->derp && derp_server_drop_key(s->derp, key) != 0)
@@ -275,7 +275,7 @@ server_node_delete(struct server *s, int64_t id)
 	ipam_release(s->ipam, &n.ipv4);
 	ipam_release(s->ipam, &n.ipv6);
 	mapper_node_remove(s->mapper, id);
-	relay_forget(s, n.node_key);
+	server_relay_forget(s, n.node_key);
 	policy_state_dirty(s);
 	log_info("msg=\"node deleted\" node_id=%" PRId64 " name=%s", id, n.name);
 	return 0;
@@ -299,7 +299,7 @@ server_node_update(struct server *s, const struct store_node *n)
 	mapper_node_upsert(s->mapper, n);
 	if (had_old && (memcmp(old.node_key, n->node_key, KEY_LEN) != 0 ||
 	    (n->expires_at != 0 && n->expires_at <= time_now_s())))
-		relay_forget(s, old.node_key);
+		server_relay_forget(s, old.node_key);
 	policy_state_dirty(s);
 	return 0;
 }

@@ -122,6 +122,9 @@ void metrics_observe(struct server *s, int status, int64_t elapsed_ns);
  * transaction and then tells the mapper. */
 int server_node_delete(struct server *s, int64_t id) WM_MUST_CHECK;
 int server_node_update(struct server *s, const struct store_node *n) WM_MUST_CHECK;
+/* The embedded relay admits keys at connect time: drops the connections of
+ * a key that stopped being good (node deleted, expired, key replaced). */
+void server_relay_forget(struct server *s, const uint8_t key[static KEY_LEN]);
 
 /* Responds with a JSON value (takes ownership). */
 void server_reply_json(struct http_response *resp, int status, json_t *v);
