@@ -1246,8 +1246,8 @@ main(int argc, char **argv)
 	t0 = time_mono_ms();
 	run_until(never, (int64_t)g.idle_s * 1000);
 	cpu1 = proc_cpu_ticks(g.pid);
-	idle_pct = (double)(cpu1 - cpu0) * 100.0 / (double)sysconf(_SC_CLK_TCK) /
-	    ((time_mono_ms() - t0) / 1000.0);
+	idle_pct = g.idle_s == 0 ? 0 : (double)(cpu1 - cpu0) * 100.0 /
+	    (double)sysconf(_SC_CLK_TCK) / ((time_mono_ms() - t0) / 1000.0);
 	fprintf(stderr, "bench-control: rss %ld kB (%.1f kB/node), idle cpu %.2f %% of one core\n",
 	    rss, (double)rss / g.nnodes, idle_pct);
 
@@ -1370,7 +1370,7 @@ main(int argc, char **argv)
 			if (strncmp(p, "wiremesh_map_full_total ", 24) == 0 ||
 			    strncmp(p, "wiremesh_map_queue_collapses_total ", 35) == 0 ||
 			    strncmp(p, "wiremesh_map_bytes_sent_total ", 30) == 0)
-				fprintf(stderr, "bench-control: after restart: %.*s\n",
+				fprintf(stderr, "bench-control: server at the end: %.*s\n",
 				    (int)strcspn(p, "\n"), p);
 		}
 		free(m);
