@@ -85,6 +85,8 @@ struct conn {
 	bool preferred;
 	bool verifying;			/* a verifier job refers to us */
 	bool in_graveyard;
+	bool hot;			/* relaying: buffers kept between flushes */
+	bool moved;			/* packets since the last tick */
 	int64_t deadline_ms;		/* handshake deadline, 0 when active */
 	int64_t next_keepalive_ms;
 	uint8_t key[KEY_LEN];
@@ -408,7 +410,7 @@ static void conn_flush(struct derp_server *s, struct conn *c)
 	}
 	if (c->woff == c->wlen && c->qcount == 0) {
 		c->woff = c->wlen = 0;
-		if (c->wcap > 4096) {	/* idle connections keep no big buffer */
+		if (c->wcap > 4096 && !c->hot) {	/* idle connections keep no big buffer */
 			free(c->wbuf);
 			c->wbuf = NULL;
 			c->wcap = 0;
@@ -582,6 +584,36 @@ static void remember_dst(struct conn *c, struct conn *d)
 		memcpy(c->sent_to[random_u32(SENT_TO_MAX)], d->key, KEY_LEN);
 }
 
+/*
+ * Buffers of connections that relay packets are kept: freeing them whenever
+ * they drain (SSL_MODE_RELEASE_BUFFERS, the idle wbuf rule) costs a
+ * malloc, page faults and a trim per flush under load. A connection that
+ * moved no packet for a tick gives them back (idle ones hold none).
+ */
+static void conn_heat(struct conn *c)
+{
+	c->moved = true;
+	if (!c->hot) {
+		c->hot = true;
+		if (c->ssl)
+			SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+	}
+}
+
+static void conn_cool(struct conn *c)
+{
+	c->hot = false;
+	if (c->ssl) {
+		SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+		(void)SSL_free_buffers(c->ssl);	/* refused while data is pending */
+	}
+	if (c->wlen == 0 && c->wcap > 4096) {
+		free(c->wbuf);
+		c->wbuf = NULL;
+		c->wcap = 0;
+	}
+}
+
 static void forward(struct derp_server *s, struct conn *c, const uint8_t *p, uint32_t len)
 {
 	const uint8_t *dkey = p, *pkt = p + KEY_LEN;
@@ -605,6 +637,8 @@ static void forward(struct derp_server *s, struct conn *c, const uint8_t *p, uin
 	/* Nothing queued for d and room in its write buffer: gather the frame
 	 * there at once (no allocation, one copy less); the queue holds only
 	 * what does not fit. */
+	conn_heat(c);
+	conn_heat(d);
 	if (d->qcount == 0 && d->wlen + DERP_HEADER_LEN + len <= WBUF_FILL &&
 	    wbuf_reserve(d, DERP_HEADER_LEN + len) == 0) {
 		uint8_t *f = d->wbuf + d->wlen;
@@ -1291,6 +1325,9 @@ static void on_tick(struct derp_server *s)
 				(void)send_frame(s, c, DERP_FRAME_KEEP_ALIVE, NULL, 0, NULL, 0);
 				c->next_keepalive_ms = now + s->cfg.keepalive_ms;
 			}
+			if (c->hot && !c->moved)
+				conn_cool(c);
+			c->moved = false;
 		} else if (c->state != ST_VERIFY && c->deadline_ms && now > c->deadline_ms) {
 			conn_close(s, c);
 		}

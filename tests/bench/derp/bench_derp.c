@@ -134,7 +134,7 @@ static int run(const char *cmd)
 static void make_certs(void)
 {
 	if (run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
-		"-keyout ca.key -out ca.pem -subj '/CN=wiremesh bench CA'") != 0 ||
+		"-keyout ca.key -out ca.pem -subj '/CN=wiremesh bench-derp loopback CA'") != 0 ||
 	    run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
 		"-keyout key.pem -out req.csr -subj /CN=derp.test") != 0 ||
 	    run("printf 'subjectAltName=DNS:derp.test,IP:127.0.0.1\\n' > ext") != 0 ||
@@ -546,8 +546,11 @@ static double tls_run(const char *cert, const char *key, double secs)
 	SSL *ssl = NULL;
 	int fd, one = 1;
 	double bps, pps;
+	char ca[128];
 
+	snprintf(ca, sizeof(ca), "%s/ca.pem", tmpdir);
 	if (ts.lfd < 0 || ts.ctx == NULL || cctx == NULL ||
+	    SSL_CTX_load_verify_locations(cctx, ca, NULL) != 1 ||	/* ours, also with --ca */
 	    bind(ts.lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(ts.lfd, 4) != 0 ||
 	    getsockname(ts.lfd, (struct sockaddr *)&sa, &sl) != 0)
 		die("TLS loopback setup failed");
@@ -565,8 +568,10 @@ static double tls_run(const char *cert, const char *key, double secs)
 	/* the relay clients' modes (derp_client_dial) */
 	SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 		     SSL_MODE_RELEASE_BUFFERS);
-	if (SSL_connect(ssl) != 1)
+	if (SSL_connect(ssl) != 1) {
+		ERR_print_errors_fp(stderr);
 		die("TLS loopback handshake failed");
+	}
 	if (!cipher_shown) {
 		fprintf(stderr, "bench-derp: cipher %s %s\n", SSL_get_version(ssl),
 			SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
@@ -743,10 +748,12 @@ int main(int argc, char **argv)
 			tb[i] = tls_run(cert, key, secs);
 			tc[i] = tb[i] > 0 ? self_cpu * 100 / (tb[i] * 8 / 1e9) : 0;
 			rr[i] = tb[i] > 0 ? rb[i] / tb[i] : 0;
-			fprintf(stderr, "bench-derp: round %d relay %.3f Gbit/s %.1f kpps (CPU relay "
-				"%.0f %% clients %.0f %%), tls %.3f Gbit/s (CPU %.0f %%), ratio %.2f\n",
-				i + 1, rb[i] * 8 / 1e9, rp[i] / 1e3, rcpu * 100, ccpu * 100,
-				tb[i] * 8 / 1e9, self_cpu * 100, rr[i]);
+			fprintf(stderr, "bench-derp: round %d relay %.3f Gbit/s %.1f kpps (CPU ",
+				i + 1, rb[i] * 8 / 1e9, rp[i] / 1e3);
+			if (derper_pid > 0)
+				fprintf(stderr, "relay %.0f %% ", rcpu * 100);
+			fprintf(stderr, "clients %.0f %%), tls %.3f Gbit/s (CPU %.0f %%), ratio %.2f\n",
+				ccpu * 100, tb[i] * 8 / 1e9, self_cpu * 100, rr[i]);
 		}
 		relay_bps = median(rb, rounds);
 		relay_pps = median(rp, rounds);
@@ -759,6 +766,13 @@ int main(int argc, char **argv)
 	}
 	if (holder_pid > 0 && waitpid(holder_pid, NULL, WNOHANG) != 0)
 		held = 0;	/* the holder died: its connections are gone */
+	if (derper_pid > 0 && waitpid(derper_pid, NULL, WNOHANG) == derper_pid) {
+		derper_pid = -1;
+		snprintf(line, sizeof(line), "tail -n 20 '%s/derper.log' >&2", tmpdir);
+		if (system(line) != 0)
+			fprintf(stderr, "bench-derp: no relay log\n");
+		die("the relay exited during the run");
+	}
 	cleanup();
 
 	printf("bench-derp: relay_gbps=%.3f relay_kpps=%.1f tls_loopback_gbps=%.3f ratio=%.2f "
