@@ -16,6 +16,8 @@ agent_stop_control(struct agent *a)
 	struct control *c;
 
 	c = a->ctl;
+	if (c != NULL && (!a->want_up || atomic_load(&a->stop)))
+		agent_routes_withdraw(a, c);	/* down or exit: hand routes over now */
 	pthread_mutex_lock(&a->mu);
 	a->control_connected = false;
 	a->ctl = NULL;		/* written under both locks: readers hold either */

@@ -227,6 +227,7 @@ void agent_on_state(void *ctx, bool up, const char *why);
 void agent_routes_peer_locked(struct agent *a, struct apeer *np);
 void agent_routes_sync(struct agent *a);
 void agent_routes_reset(struct agent *a);
+void agent_routes_withdraw(struct agent *a, struct control *c);
 void agent_routes_prefs_load(struct agent *a);
 void agent_routes_prefs_save(struct agent *a);
 void agent_routes_status_locked(struct agent *a, struct buf *b, json_t *self, json_t *data);

@@ -117,7 +117,7 @@ upsert_peer(struct agent *a, struct apeer *np)
 	struct apeer *p;
 	uint8_t gone_key[KEY_LEN];
 	int64_t now = time_mono_ms();
-	bool add = false, update_allowed = false, rekeyed = false, active;
+	bool add = false, update_allowed = false, rekeyed = false, restarted = false, active;
 
 	active = !np->expired;
 	pthread_mutex_lock(&a->mu);
@@ -146,6 +146,8 @@ upsert_peer(struct agent *a, struct apeer *np)
 	if (memcmp(p->disco_key, np->disco_key, KEY_LEN) != 0) {
 		/* A restarted peer: its old path proofs mean nothing now. */
 		struct paths *fresh = paths_new();
+
+		restarted = !add && !key_is_zero(p->disco_key);
 
 		if (fresh) {
 			paths_free(p->paths);
@@ -196,6 +198,15 @@ upsert_peer(struct agent *a, struct apeer *np)
 	}
 	if (add)
 		log_info("msg=\"peer added\" peer=%s id=%" PRId64, np->name, np->id);
+	if (restarted && !add) {
+		/* Its WireGuard sessions died with it: drop ours, so that the next
+		 * packet starts a handshake at once instead of going unanswered
+		 * until the rekey timeout (up to 15 s, e.g. a subnet router that
+		 * restarted and becomes primary again). */
+		(void)wg_device_peer_remove(a->dev, np->node_key);
+		log_info("msg=\"peer restarted; fresh WireGuard session\" peer=%s", np->name);
+		add = true;
+	}
 	if (add || update_allowed)
 		wg_peer_apply(a, np, add);
 }

@@ -96,6 +96,25 @@ agent_routes_reset(struct agent *a)
 	pthread_mutex_unlock(&a->mu);
 }
 
+/* Going down or exiting: a router tells the server it advertises nothing,
+ * so that peers move to another router at once (approvals stay). */
+void
+agent_routes_withdraw(struct agent *a, struct control *c)
+{
+	char why[512];
+	bool adv;
+
+	pthread_mutex_lock(&a->mu);
+	adv = a->rprefs.nadvertise > 0 || a->rprefs.advertise_exit;
+	pthread_mutex_unlock(&a->mu);
+	if (!adv)
+		return;
+	if (control_withdraw_routes(c, 2, why, sizeof(why)) != 0)
+		log_warn("msg=\"cannot withdraw routes before going down\" why=\"%s\"", why);
+	else
+		log_info("msg=\"routes withdrawn\"");
+}
+
 /* ---- preferences ---- */
 
 void

@@ -131,6 +131,7 @@ struct sink {
 	struct buf data;	/* whole body (plain requests) or the current line */
 	bool stream;
 	bool got_line;
+	long timeout_s;		/* plain requests; 0: 15 s */
 };
 
 static size_t
@@ -259,7 +260,8 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);
-	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT,
+	    sink->timeout_s > 0 && sink->timeout_s < 10 ? sink->timeout_s : 10L);
 	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(k, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
@@ -270,7 +272,7 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 		curl_easy_setopt(k, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(k, CURLOPT_LOW_SPEED_TIME, (long)CONTROL_STALL_S);
 	} else {
-		curl_easy_setopt(k, CURLOPT_TIMEOUT, 15L);
+		curl_easy_setopt(k, CURLOPT_TIMEOUT, sink->timeout_s > 0 ? sink->timeout_s : 15L);
 	}
 	cr = curl_easy_perform(k);
 	curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, status);
@@ -463,6 +465,26 @@ control_start(struct control *c, uint64_t since)
 	}
 	c->started = true;
 	return 0;
+}
+
+int
+control_withdraw_routes(struct control *c, int timeout_s, char *why, size_t whylen)
+{
+	static const char body[] = "{\"endpoints\":[],\"advertised_routes\":[]}";
+	struct sink sink = { .c = c, .timeout_s = timeout_s };
+	long status;
+	int r;
+
+	pthread_mutex_lock(&c->lock);	/* no later report may advertise them again */
+	json_decref(c->advertised);
+	c->advertised = json_array();
+	free(c->ep_body);
+	c->ep_body = NULL;
+	pthread_mutex_unlock(&c->lock);
+	buf_init(&sink.data, 1 << 16);
+	r = post(c, "/machine/endpoints", body, false, &sink, &status, why, whylen);
+	buf_cleanup(&sink.data);
+	return r;
 }
 
 void

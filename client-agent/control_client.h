@@ -75,6 +75,13 @@ void control_set_endpoints(struct control *c, const char *const *eps, size_t n, 
  * (a JSON array, borrowed; NULL sends none). Call before control_register. */
 void control_set_advertised(struct control *c, json_t *routes);
 
+/* Tells the server at once (blocking, at most timeout_s) that this node
+ * advertises no routes and has no endpoints, so that a router going down
+ * hands its subnets to another router now rather than when the server
+ * notices the stream is gone. Approvals are kept. 0 or ERR_*. */
+int control_withdraw_routes(struct control *c, int timeout_s, char *why, size_t whylen)
+	WM_MUST_CHECK;
+
 /* SO_MARK for the client's sockets (0: none), so that policy routing can
  * keep control traffic off the tunnel (client-agent/routes.h). */
 void control_set_fwmark(struct control *c, uint32_t mark);

@@ -225,8 +225,25 @@ echo "failover: router A killed -> first HTTP reply via router B after $(( (t1 -
 status_has 1 "# Routes: node3 offers $SUBNET (accepted)" || fail "HA: node1 status: $(wm 1 status)"
 ok "failover: router A's wiremeshd killed, node1 reaches the LAN via router B after $(( (t1 - t0) / 1000000 )) ms"
 
-# down: the router's forwarding and NAT table are removed
+# Router A comes back (its agent resumes with the saved route flags); B
+# stays primary (no flapping). Then B goes down gracefully: it withdraws
+# its routes first, so the server moves the prefix back to A at once.
+rm -f "$T/n2/sock"
+mesh_start_agent 2
+online2() { mesh_api GET "/api/v1/nodes/$ID2" | grep -q '"online":true'; }
+wait_for 20 online2 || fail "router A did not come back online"
+wait_for 10 eval 'mesh_api GET "/api/v1/nodes/$ID2/routes" | grep -q "\"advertised\":\[[^]]*\"$SUBNET\""' ||
+	fail "router A does not advertise $SUBNET again after its restart: $(mesh_api GET "/api/v1/nodes/$ID2/routes")"
+get_is 1 "$LANHOST:80" 192.0.2.243 || fail "router B no longer primary after router A came back (flapping)"
+t0=$(date +%s%N)
 wm 3 down >/dev/null || fail "down on node3"
+via_a1() { [ "$(get 1 "$LANHOST:80" 1)" = 192.0.2.241 ]; }
+wait_for 5 via_a1 || fail "graceful down of router B: node1 not via router A within 5 s ('$(get 1 "$LANHOST:80")')"
+t1=$(date +%s%N)
+echo "graceful failover: router B down -> first HTTP reply via router A after $(( (t1 - t0) / 1000000 )) ms"
+ok "router A back: B stays primary; B's down withdraws its routes and node1 moves to A after $(( (t1 - t0) / 1000000 )) ms"
+
+# down: the router's forwarding and NAT table are removed
 [ "$(in_node 3 sysctl -n net.ipv4.ip_forward)" = 0 ] || fail "down: forwarding left on"
 in_node 3 nft list table inet wiremesh >/dev/null 2>&1 && fail "down: masquerade table left"
 wm 1 down >/dev/null || fail "down on node1"
