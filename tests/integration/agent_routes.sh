@@ -14,9 +14,12 @@
 # Checked: routes do nothing before approval; after approval node1 reaches
 # the LAN host through router A (masqueraded) and node4 does not; status
 # shows who offers what; an exit node carries node1's internet traffic
-# while the agent's own traffic stays direct; with a policy only the allowed
-# port passes (the router's filter drops the rest); killing router A's
-# wiremeshd moves the prefix to router B within 15 s; down removes the
+# while the agent's own traffic stays direct, and the local LAN only with
+# --exit-node-allow-lan-access; with a policy only the allowed
+# port passes (the router's filter drops the rest) and the exit node
+# forwards nothing without autogroup:internet; killing router A's wiremeshd
+# moves the prefix to router B within 15 s; with A back, B's `down`
+# withdraws its routes and the prefix moves to A at once; down removes the
 # router's forwarding and NAT table.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
@@ -156,10 +159,18 @@ assert d["control"]["connected"], d["control"]' || fail "node1 status --json wit
 # the agent's own traffic stays off the tunnel: control, relay and the peer path still work
 in_node 1 ping -c 1 -W 3 "$(ip4 2)" >/dev/null || fail "node1 -> node2 tunnel broken while using node2 as exit node"
 get_is 1 "$LANHOST:80" 192.0.2.241 || fail "subnet route lost while using an exit node"
+# the local LAN (node1's NAT router) goes through the exit node too, unless
+# --exit-node-allow-lan-access keeps it direct
+in_node 1 ping -c 1 -W 1 "$(nat_lan_ip 1)" >/dev/null 2>&1 &&
+	fail "node1 reached its LAN directly while using an exit node without --exit-node-allow-lan-access"
+up 1 --accept-routes --exit-node node2 --exit-node-allow-lan-access
+wait_for 10 in_node 1 ping -c 1 -W 1 "$(nat_lan_ip 1)" || fail "--exit-node-allow-lan-access: node1 cannot reach its LAN"
+get_is 1 "$INET_WEB:8090" "$(wan_ip 2)" || fail "--exit-node-allow-lan-access: internet no longer through node2"
+status_has 1 "# Exit node: node2 (in use, LAN access allowed)" || fail "status with LAN access: $(wm 1 status)"
 up 1 --accept-routes
 wait_for 10 get_is 1 "$INET_WEB:8090" "$(wan_ip 1)" || fail "exit node still in use after up without --exit-node"
 wait_for 5 eval '! default_via_tun' || fail "default route left in table 57: $(in_node 1 ip route show table 57)"
-ok "exit node: node1's internet traffic leaves via node2 ($(wan_ip 2)); the agent's own traffic stays direct; dropping --exit-node restores it"
+ok "exit node: node1's internet traffic leaves via node2 ($(wan_ip 2)); the agent's own traffic stays direct; the LAN only with --exit-node-allow-lan-access; dropping --exit-node restores it"
 
 # Policy: the LAN host only on port 80; the router's filter drops the rest.
 out=$(mesh_api PUT /api/v1/policy "{
