@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ struct http_stream {
 	void *ctx;
 	bool suspended;
 	bool pending;
+	bool gone;		/* the client hung up: end at the next read */
 };
 
 static const char *
@@ -178,6 +180,56 @@ http_stream_wake(struct http_stream *hs)
 	pthread_mutex_unlock(&hs->lock);
 }
 
+size_t
+http_reap_closed(struct http *h)
+{
+	struct pollfd *pfd = NULL;
+	struct http_stream **hv = NULL;
+	size_t n = 0, k = 0, reaped = 0;
+
+	if (h == NULL)
+		return 0;
+	pthread_mutex_lock(&h->streams_lock);
+	for (struct http_stream *hs = h->streams; hs; hs = hs->next)
+		n++;
+	if (n == 0 || (pfd = calloc(n, sizeof(*pfd))) == NULL ||
+	    (hv = calloc(n, sizeof(*hv))) == NULL)
+		goto out;
+	/* A stream stays on the list, and its socket open, until MHD frees
+	 * its response, which needs streams_lock: the fds are stable here. */
+	for (struct http_stream *hs = h->streams; hs && k < n; hs = hs->next) {
+		const union MHD_ConnectionInfo *ci;
+
+		pthread_mutex_lock(&hs->lock);
+		if (hs->suspended && (ci = MHD_get_connection_info(hs->conn,
+		    MHD_CONNECTION_INFO_CONNECTION_FD)) != NULL) {
+			pfd[k].fd = ci->connect_fd;
+			pfd[k].events = POLLRDHUP;
+			hv[k++] = hs;
+		}
+		pthread_mutex_unlock(&hs->lock);
+	}
+	if (k == 0 || poll(pfd, (nfds_t)k, 0) <= 0)
+		goto out;
+	for (size_t i = 0; i < k; i++) {
+		if (!(pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			continue;
+		pthread_mutex_lock(&hv[i]->lock);
+		__atomic_store_n(&hv[i]->gone, true, __ATOMIC_RELEASE);
+		if (hv[i]->suspended) {
+			hv[i]->suspended = false;
+			MHD_resume_connection(hv[i]->conn);
+		}
+		pthread_mutex_unlock(&hv[i]->lock);
+		reaped++;
+	}
+out:
+	pthread_mutex_unlock(&h->streams_lock);
+	free(pfd);
+	free(hv);
+	return reaped;
+}
+
 static ssize_t
 stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -186,6 +238,8 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 
 	if (__atomic_load_n(&hs->h->stopping, __ATOMIC_ACQUIRE))
 		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (__atomic_load_n(&hs->gone, __ATOMIC_ACQUIRE))
+		return MHD_CONTENT_READER_END_WITH_ERROR;
 	n = hs->ops->read(hs->ctx, buf, max);
 	if (n < 0)
 		return MHD_CONTENT_READER_END_OF_STREAM;

@@ -95,6 +95,12 @@ int http_port(const struct http *h);
 
 /* Thread-safe: data is ready for this stream. */
 void http_stream_wake(struct http_stream *hs);
+/* Ends the streams whose client hung up. MHD does not watch a suspended
+ * connection, so without this a vanished client is noticed only when a
+ * write fails, one to two keepalive intervals later. One poll() over every
+ * sleeping stream's socket; call it about once a second. Returns how many
+ * streams it ended. */
+size_t http_reap_closed(struct http *h);
 
 /* Ends an upgraded connection (see http_upgrade_fn); thread-safe. */
 void http_upgrade_close(struct http_upgrade *u);

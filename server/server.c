@@ -671,6 +671,7 @@ timers(void *arg)
 {
 	struct server *s = arg;
 	int64_t next_keepalive = time_mono_ms() + s->cfg.keepalive_s * 1000;
+	int64_t next_reap = time_mono_ms() + 1000;
 
 	while (!atomic_load(&s->stopping)) {
 		int64_t ids[256];
@@ -678,6 +679,11 @@ timers(void *arg)
 
 		usleep(100 * 1000);
 		policy_state_tick(s);
+		if (time_mono_ms() >= next_reap) {
+			if ((n = http_reap_closed(s->http)) > 0)
+				log_debug("msg=\"map streams of vanished clients ended\" count=%zu", n);
+			next_reap = time_mono_ms() + 1000;
+		}
 		if (time_mono_ms() >= next_keepalive) {
 			mapper_keepalive(s->mapper);
 			next_keepalive = time_mono_ms() + s->cfg.keepalive_s * 1000;

@@ -7,8 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 
 bootstrap
-# Keepalives every second so a closed stream is noticed quickly.
-WIREMESH_KEEPALIVE_INTERVAL=1s start_server --ephemeral-timeout 1s
+start_server --ephemeral-timeout 1s
 "$SRV" users create alice >/dev/null
 AK=$("$SRV" preauthkeys create --user alice --reusable)
 
