@@ -785,11 +785,17 @@ compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, s
 		const struct selector *s = &ru->dst[j].sel;
 
 		if (s->kind == SEL_INTERNET) {
-			/* Sources see the exit nodes; exit traffic is not in the filter. */
+			/* Sources see the exit nodes, and an exit node's filter lets
+			 * them through to the internet (forwarded traffic). */
 			memset(W->dstmask, 0, R->words * sizeof(uint64_t));
-			for (c = 0; c < R->ncl; c++)
-				if (R->cls[c].exit)
-					setbit(W->dstmask, c);
+			for (c = 0; c < R->ncl; c++) {
+				if (!R->cls[c].exit)
+					continue;
+				setbit(W->dstmask, c);
+				if (R->srcs[ri].n > 0 && (r = add_tentry(&R->cls[c], (uint32_t)ri,
+				    T_NORMAL, (uint32_t)j)) != 0)
+					return r;
+			}
 			for (c = 0; c < R->ncl; c++) {
 				if (bit(W->dstmask, c))
 					vis_or(R, c, W->srcmask);
@@ -847,7 +853,8 @@ template_hash(const struct policy_result *R, const struct cls *c)
 		for (j = 0; j < t->dcount; j++) {
 			const struct dst *d = &ru->dst[c->dpool[t->dfirst + j]];
 
-			h = hcombine(h, d->sel.kind == SEL_ALL ? 1 : d->sel.kind == SEL_PREFIX ? 2 : 3);
+			h = hcombine(h, d->sel.kind == SEL_ALL ? 1 : d->sel.kind == SEL_PREFIX ? 2 :
+			    d->sel.kind == SEL_INTERNET ? 4 : 3);
 			if (d->sel.kind == SEL_PREFIX)
 				h = hcombine(haddr(h, &d->sel.pfx.addr), (uint64_t)d->sel.pfx.bits);
 			for (k = 0; k < d->nports; k++)
@@ -1230,6 +1237,40 @@ fail_nodsts:
 	return NULL;
 }
 
+/*
+ * autogroup:internet as destinations in an exit node's filter: the public
+ * IPv4 space (0.0.0.0/0 without 0/8, 10/8, 100.64/10 (the tailnet), 127/8,
+ * 169.254/16, 172.16/12, 192.168/16 and 224/3) and global unicast IPv6. A
+ * LAN behind an exit node is reached through its subnet routes, not this.
+ */
+static const char *const internet_prefixes[] = {
+	"1.0.0.0/8", "2.0.0.0/7", "4.0.0.0/6", "8.0.0.0/7", "11.0.0.0/8", "12.0.0.0/6",
+	"16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/3", "96.0.0.0/6", "100.0.0.0/10", "100.128.0.0/9",
+	"101.0.0.0/8", "102.0.0.0/7", "104.0.0.0/5", "112.0.0.0/5", "120.0.0.0/6", "124.0.0.0/7",
+	"126.0.0.0/8", "128.0.0.0/3", "160.0.0.0/5", "168.0.0.0/8", "169.0.0.0/9",
+	"169.128.0.0/10", "169.192.0.0/11", "169.224.0.0/12", "169.240.0.0/13", "169.248.0.0/14",
+	"169.252.0.0/15", "169.255.0.0/16", "170.0.0.0/7", "172.0.0.0/12", "172.32.0.0/11",
+	"172.64.0.0/10", "172.128.0.0/9", "173.0.0.0/8", "174.0.0.0/7", "176.0.0.0/4",
+	"192.0.0.0/9", "192.128.0.0/11", "192.160.0.0/13", "192.169.0.0/16", "192.170.0.0/15",
+	"192.172.0.0/14", "192.176.0.0/12", "192.192.0.0/10", "193.0.0.0/8", "194.0.0.0/7",
+	"196.0.0.0/6", "200.0.0.0/5", "208.0.0.0/4", "2000::/3",
+};
+
+static int
+add_internet(json_t *dsts, const struct dst *d)
+{
+	for (size_t i = 0; i < sizeof(internet_prefixes) / sizeof(internet_prefixes[0]); i++) {
+		struct ip_prefix p;
+		int r;
+
+		if (prefix_parse(internet_prefixes[i], false, &p) != 0)
+			return ERR_INTERNAL;
+		if ((r = add_dst(dsts, &p, d)) != 0)
+			return r;
+	}
+	return 0;
+}
+
 json_t *
 policy_result_filter(const struct policy_result *R, size_t i)
 {
@@ -1275,6 +1316,8 @@ policy_result_filter(const struct policy_result *R, size_t i)
 						r = add_dst(dsts, &z6, d);
 				} else if (d->sel.kind == SEL_PREFIX) {
 					r = add_dst(dsts, &d->sel.pfx, d);
+				} else if (d->sel.kind == SEL_INTERNET) {
+					r = add_internet(dsts, d);
 				} else {
 					r = add_own(dsts, n, d);
 				}

@@ -198,16 +198,15 @@ wm 2 debug | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["filt
 ok "policy: through the subnet router only the allowed port (80) passes; router A's filter drops port 22"
 
 # autogroup:internet governs the exit node: without a rule for it the exit
-# node's filter drops node1's internet traffic. The positive half (a rule
-# "dst": ["autogroup:internet:*"] lets it through) needs the server to give
-# exit nodes filter Dsts for the internet prefixes, which it does not yet
-# (policy/compile.c: "exit traffic is not in the filter"): run it with
-# ROUTES_INTERNET=1.
+# node's filter drops node1's internet traffic; a rule
+# "dst": ["autogroup:internet:*"] lets it through (the exit node's filter
+# gets the public prefixes as destinations for that rule's sources).
+# ROUTES_INTERNET=0 skips the positive half.
 up 1 --accept-routes --exit-node node2
 wait_for 10 status_has 1 "# Exit node: node2 (in use)" || fail "exit node not in use: $(wm 1 status)"
 wait_for 10 default_via_tun || fail "no default route via the TUN: $(in_node 1 ip route show table 57)"
 out=$(get 1 "$INET_WEB:8090") && fail "policy without autogroup:internet: node1 still reaches the internet (seen as '$out')"
-if [ "${ROUTES_INTERNET:-0}" = 1 ]; then
+if [ "${ROUTES_INTERNET:-1}" = 1 ]; then
 	out=$(mesh_api PUT /api/v1/policy "{
 	  \"hosts\": {\"lanhost\": \"$LANHOST/32\"},
 	  \"acls\": [

@@ -57,10 +57,12 @@ ok "malformed routes refused with 400 and a clear message; nothing changed"
 "$SRV" nodes approve-routes "$r2" 198.18.0.0/24 >/dev/null || fail "approve r2"
 # Started directly (not through the shell function) so $! is wm-node itself.
 "$WM_NODE" --server "$URL" --state "$T/c.json" map >"$T/cstream" 2>/dev/null & WM_PIDS+=($!)
-"$WM_NODE" --server "$URL" --state "$T/r1.json" map >/dev/null 2>&1 & r1map=$!; WM_PIDS+=($r1map)
-"$WM_NODE" --server "$URL" --state "$T/r2.json" map >/dev/null 2>&1 & WM_PIDS+=($!)
 online() { api GET "/api/v1/nodes/$1" | grep -q '"online":true'; }
+# r1 (the primary while both were offline: lowest id) comes online first and
+# stays primary when r2 joins: an online primary is never replaced.
+"$WM_NODE" --server "$URL" --state "$T/r1.json" map >/dev/null 2>&1 & r1map=$!; WM_PIDS+=($r1map)
 wait_for 10 online "$r1" || fail "r1 not online"
+"$WM_NODE" --server "$URL" --state "$T/r2.json" map >/dev/null 2>&1 & WM_PIDS+=($!)
 wait_for 10 online "$r2" || fail "r2 not online"
 serving() { api GET "/api/v1/nodes/$1/routes" | grep -q "\"serving\":\[[^]]*\"$2\""; }
 serving "$r1" 198.18.0.0/24 || fail "r1 not primary: $(api GET "/api/v1/nodes/$r1/routes")"
