@@ -742,6 +742,7 @@ conn_event(struct conn *c, uint32_t ev)
 		socklen_t el = sizeof(err);
 
 		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+			errno = err;
 			on_fail(c, "connect failed");
 			return;
 		}
