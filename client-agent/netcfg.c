@@ -1,66 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
- * TUN addresses and routes through `ip` (iproute2). The child gets argv
- * only, stdin/stdout on /dev/null; its stderr is kept for the log line.
+ * TUN addresses and routes through `ip` (iproute2), run by proc_run(); its
+ * stderr goes into the log line when it fails.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "client-agent/netcfg.h"
 #include "common/log.h"
+#include "common/proc.h"
 
 static int
 run_ip(const char *const argv[])
 {
-	int st, pfd[2];
-	char msg[256] = "";
-	ssize_t n;
-	size_t got = 0;
-	pid_t pid;
+	char msg[256];
 
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		return ERR_IO;
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return ERR_IO;
-	}
-	if (pid == 0) {
-		int nul = open("/dev/null", O_RDWR);
-
-		if (nul >= 0) {
-			dup2(nul, 0);
-			dup2(nul, 1);
-		}
-		dup2(pfd[1], 2);
-		execvp("ip", (char *const *)argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (got < sizeof(msg) - 1 &&
-	       (n = read(pfd[0], msg + got, sizeof(msg) - 1 - got)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		got += (size_t)n;
-	}
-	msg[got] = 0;
-	close(pfd[0]);
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return ERR_IO;
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		char *nl = strchr(msg, '\n');
-
-		if (nl)
-			*nl = 0;
+	if (proc_run(argv, msg, sizeof(msg)) != 0) {
 		log_warn("msg=\"ip command failed\" cmd=\"%s %s %s\" err=\"%s\"", argv[1],
 		    argv[2], argv[3] ? argv[3] : "", msg);
 		return ERR_IO;

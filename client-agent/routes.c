@@ -13,6 +13,7 @@
 
 #include "client-agent/routes.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/util.h"
 
 /* ---- preferences ---- */
@@ -225,56 +226,8 @@ routes_want_add_peer(struct routes_want *w, const struct ip_prefix *wg_allowed, 
 static int
 real_run(void *ctx, const char *const argv[], char *err, size_t errlen)
 {
-	int st, pfd[2];
-	char msg[256] = "";
-	ssize_t n;
-	size_t got = 0;
-	pid_t pid;
-
 	(void)ctx;
-	if (errlen)
-		err[0] = 0;
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		return ERR_IO;
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return ERR_IO;
-	}
-	if (pid == 0) {
-		int nul = open("/dev/null", O_RDWR);
-
-		if (nul >= 0) {
-			dup2(nul, 0);
-			dup2(nul, 1);
-		}
-		dup2(pfd[1], 2);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (got < sizeof(msg) - 1 &&
-	       (n = read(pfd[0], msg + got, sizeof(msg) - 1 - got)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		got += (size_t)n;
-	}
-	msg[got] = 0;
-	close(pfd[0]);
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return ERR_IO;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		return 0;
-	msg[strcspn(msg, "\n")] = 0;
-	if (errlen)
-		snprintf(err, errlen, "%s", WIFEXITED(st) && WEXITSTATUS(st) == 127 && !msg[0] ?
-		    "command not found" : msg);
-	return ERR_IO;
+	return proc_run(argv, err, errlen);
 }
 
 static int
