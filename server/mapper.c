@@ -729,6 +729,20 @@ mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *c
 		old_ops.put(old_ctx);
 }
 
+void
+mapper_filter_changed(struct mapper *m, const int64_t *ids, size_t n)
+{
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < n; i++) {
+		char *f = m->pol.filter ? m->pol.filter(m->pol_ctx, ids[i]) : NULL;
+		const char *t = f ? f : m->default_filter;
+
+		emit(m, "filter", t, strlen(t), ids[i], true);
+		free(f);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 int
 mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n)
 {

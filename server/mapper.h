@@ -64,6 +64,9 @@ void mapper_node_remove(struct mapper *m, int64_t id);
 void mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *ctx,
 		       const int64_t *changed, size_t nchanged, bool all);
 
+/* The listed nodes' filters changed (and nothing else in their maps): each
+ * gets a "filter" delta with its new rules, from the current policy. */
+void mapper_filter_changed(struct mapper *m, const int64_t *ids, size_t n);
 /* Copies every node; *out is malloc'd (free it). */
 int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_MUST_CHECK;
 

@@ -249,17 +249,38 @@ compile(struct polref *pref, const struct store_node *nodes, size_t n)
 	return c;
 }
 
-/* Recompiles over the live nodes and publishes; with `all` every stream gets
- * a full map (a new policy), else only nodes whose result changed.
- * Called with ps->lock. */
+/* The result of "no policy" over the same nodes: what every node had
+ * before the first policy, to compare a new one with. */
+static struct compiled *
+compile_allow_all(const struct store_node *nodes, size_t n)
+{
+	struct polref *none = calloc(1, sizeof(*none));
+	struct compiled *c;
+
+	if (none == NULL)
+		return NULL;
+	atomic_init(&none->refs, 1);
+	c = compile(none, nodes, n);
+	polref_put(none);
+	return c;
+}
+
+/*
+ * Recompiles over the live nodes and publishes what changed: a node whose
+ * peer set changed gets a fresh full map; a node whose peers are the same
+ * but whose filter changed gets only a "filter" delta (a few hundred bytes
+ * instead of a map of every peer). With `all` (a new policy) the previous
+ * result is compared too, or "no policy" when there was none.
+ * Called with ps->lock.
+ */
 static void
 republish(struct server *s, bool all)
 {
 	struct policy_state *ps = s->policy;
 	struct store_node *nodes = NULL;
-	struct compiled *c;
-	int64_t *changed;
-	size_t n = 0, nchanged = 0;
+	struct compiled *c, *old, *base = NULL;
+	int64_t *full, *filt;
+	size_t n = 0, nfull = 0, nfilt = 0;
 	int64_t t0 = time_mono_ms();
 
 	atomic_store(&ps->dirty, false);
@@ -275,21 +296,35 @@ republish(struct server *s, bool all)
 		free(nodes);
 		goto retry;
 	}
+	old = ps->cur;
+	if (old == NULL && all)
+		old = base = compile_allow_all(nodes, n);
 	free(nodes);
-	changed = calloc(n + 1, sizeof(*changed));
-	for (size_t i = 0; changed && !all && i < n; i++) {
+	full = calloc(n + 1, sizeof(*full));
+	filt = calloc(n + 1, sizeof(*filt));
+	for (size_t i = 0; full && filt && old && i < n; i++) {
 		size_t j;
 
-		if (ps->cur == NULL || !index_of(ps->cur, c->ids[i], &j) ||
-		    ps->cur->hash[j] != c->hash[i])
-			changed[nchanged++] = c->ids[i];
+		if (!index_of(old, c->ids[i], &j) || policy_result_peers_hash(old->res, j) !=
+		    policy_result_peers_hash(c->res, i))
+			full[nfull++] = c->ids[i];
+		else if (policy_result_filter_hash(old->res, j) !=
+		    policy_result_filter_hash(c->res, i))
+			filt[nfilt++] = c->ids[i];
 	}
-	mapper_set_policy(s->mapper, &compiled_ops, c, changed, nchanged, all || changed == NULL);
-	free(changed);
+	/* Without a previous result to compare with, or out of memory: every
+	 * stream gets a full map. */
+	mapper_set_policy(s->mapper, &compiled_ops, c, full, nfull,
+	    full == NULL || filt == NULL || old == NULL);
+	if (full && filt && old)
+		mapper_filter_changed(s->mapper, filt, nfilt);
+	free(full);
+	free(filt);
+	compiled_put(base);
 	compiled_put(ps->cur);
 	ps->cur = c;
-	log_debug("msg=\"policy compiled\" nodes=%zu changed=%zu ms=%" PRId64, n, nchanged,
-	    time_mono_ms() - t0);
+	log_debug("msg=\"policy compiled\" nodes=%zu full_maps=%zu filter_deltas=%zu ms=%" PRId64,
+	    n, nfull, nfilt, time_mono_ms() - t0);
 	return;
 retry:
 	log_error("msg=\"out of memory compiling the policy; will retry\"");

@@ -120,9 +120,21 @@ grep -q '"name":"alpha"' "$T/bmap" || fail "old policy not in force after 422: $
 [ "$(fulls)" = 1 ] || fail "a rejected policy sent alpha a new map"
 ok "invalid policies (syntax, unknown group, failing test): 422 with line:column, old policy active"
 
+# Same peers, new filter: alpha gets a "filter" delta, not another full map.
+cat >"$T/p1b" <<'P'
+{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22,80"]}]}
+P
+out=$(policy PUT /api/v1/policy "$T/p1b" "$E1"); expect_status 200 "$out"
+E1B=$(etag_hdr)
+filter_delta() { grep '"type":"delta"' "$T/amap" | grep '"filter":' | grep -q '"First":80,"Last":80'; }
+wait_for 5 filter_delta || fail "alpha got no filter delta: $(tail -n 2 "$T/amap" | head -c 400)"
+[ "$(fulls)" = 1 ] || fail "a filter-only change sent alpha a full map"
+peers_are beta,gamma || fail "alpha's peers changed: $(map_peers)"
+ok "a policy change that keeps the peers sends only a filter delta"
+
 # A narrower policy: alpha no longer sees beta (its stream drops it), bob's
 # node sees nobody, filters change.
-out=$(policy PUT /api/v1/policy "$T/p2" "$E1"); expect_status 200 "$out"
+out=$(policy PUT /api/v1/policy "$T/p2" "$E1B"); expect_status 200 "$out"
 E2=$(etag_hdr)
 [ -n "$E2" ] && [ "$E2" != "$E1" ] || fail "ETag did not change: $E2"
 wait_for 5 peers_are gamma || fail "alpha still sees $(map_peers) after the narrower policy"
@@ -144,11 +156,11 @@ out=$(policy GET /api/v1/policy/history); expect_status 200 "$out"
 python3 -c '
 import json, sys
 h = json.loads(sys.argv[1])["history"]
-assert len(h) == 2, h
-assert {v["etag"] for v in h} == {sys.argv[2], sys.argv[3]}, h
+assert len(h) == 3, h
+assert {v["etag"] for v in h} == {sys.argv[2], sys.argv[3], sys.argv[4]}, h
 assert all(v["created_by"].startswith("apikey:") and v["created_at"] for v in h), h
-' "${out#* }" "$E1" "$E2" || fail "history: $out"
-ok "history lists the two accepted versions (not the rejected ones)"
+' "${out#* }" "$E1" "$E1B" "$E2" || fail "history: $out"
+ok "history lists the three accepted versions (not the rejected ones)"
 
 # If-Match: * overwrites; back to everyone-sees-everyone.
 out=$(policy PUT /api/v1/policy "$T/p1" '*'); expect_status 200 "$out"
@@ -165,7 +177,7 @@ start_server
 out=$(policy GET /api/v1/policy); expect_status 200 "$out"
 [ "$(etag_hdr)" = "$E1" ] && cmp -s "$T/resp" "$T/p1" || fail "policy not restored after restart"
 out=$(policy GET /api/v1/policy/history)
-[ "$(echo "$out" | grep -o '"etag"' | wc -l)" = 3 ] || fail "history after restart: $out"
+[ "$(echo "$out" | grep -o '"etag"' | wc -l)" = 4 ] || fail "history after restart: $out"
 ok "the active policy and its history survive a restart"
 
 stop

@@ -506,6 +506,12 @@ line_end(struct node *n)
 			g.n_pol++;
 		}
 	} else if (strncmp(n->head, "{\"type\":\"delta\"", 15) == 0) {
+		/* A policy change that leaves a node's peers alone arrives as a
+		 * "filter" delta instead of a full map. */
+		if (g.pol_active && g.pol_ms[n - g.nodes] < 0 && strstr(n->head, "\"filter\":")) {
+			g.pol_ms[n - g.nodes] = now - g.pol_t0;
+			g.n_pol++;
+		}
 		if (strstr(n->head, "\"peer_added\":"))
 			set_state(n, n->up, n->peers + 1);
 		else if (strstr(n->head, "\"peer_removed\":"))
