@@ -800,8 +800,9 @@ server_free(struct server *s)
 		derp_server_free(d);
 	}
 	if (s->http) {
-		http_stop(s->http);
+		/* The timer thread reaps streams through s->http: it goes first. */
 		pthread_join(timer_thread, NULL);
+		http_stop(s->http);
 	}
 	stun_server_free(s->stun);
 	policy_state_free(s);

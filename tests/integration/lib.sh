@@ -21,7 +21,7 @@ wm_cleanup() {
 	for p in "${WM_PIDS[@]+"${WM_PIDS[@]}"}"; do kill -9 "$p" 2>/dev/null || true; done
 	for p in "${WM_PIDS[@]+"${WM_PIDS[@]}"}"; do wait "$p" 2>/dev/null || true; done
 	if [ "$st" -ne 0 ] && [ -n "${WM_SERVER_LOG:-}" ] && [ -f "$WM_SERVER_LOG" ]; then
-		echo "--- server log (last 30 lines)"; tail -n 30 "$WM_SERVER_LOG"
+		echo "--- server log (last ${WM_LOG_LINES:-30} lines)"; tail -n "${WM_LOG_LINES:-30}" "$WM_SERVER_LOG"
 	fi
 	rm -rf "$T"
 	exit "$st"
