@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "server/mapper.h"
@@ -21,9 +22,13 @@
 
 /* ---- shared immutable buffers ---- */
 
+/* What a full queue may do with a message instead of collapsing. */
+enum soft { SOFT_NO, SOFT_DROP /* keepalive */, SOFT_ONLINE /* resent as a snapshot */ };
+
 struct rbuf {
 	atomic_int refs;
 	size_t len;
+	uint8_t soft;		/* enum soft */
 	char data[];
 };
 
@@ -36,6 +41,7 @@ rbuf_new(const char *data, size_t len)
 		return NULL;
 	atomic_init(&b->refs, 1);
 	b->len = len;
+	b->soft = SOFT_NO;
 	memcpy(b->data, data, len);
 	return b;
 }
@@ -107,6 +113,7 @@ struct mstream {
 	unsigned qhead, qlen;
 	bool need_full;
 	bool ending;		/* the node expired: end once the queue is sent */
+	bool online_stale;	/* online deltas were dropped: send a snapshot */
 
 	/* Send state: the reader's own. */
 	enum stage stage;
@@ -283,13 +290,23 @@ ring_add(struct mapper *m, struct rbuf *msg, int64_t subject, bool self_only, bo
 	m->ring_len++;
 }
 
-/* Queues msg on s; collapses the queue when full. Called with m->lock. */
+/*
+ * Queues msg on s; collapses the queue when full. A full queue drops a
+ * keepalive, and drops an online delta but remembers to send the current
+ * online flags of every peer once the queue has drained (far less than a
+ * full map when thousands of nodes reconnect at once and every stream gets
+ * an online delta for each). Called with m->lock.
+ */
 static void
 stream_push(struct mstream *s, struct rbuf *msg)
 {
 	pthread_mutex_lock(&s->lock);
 	if (s->need_full) {
 		/* a full map is coming anyway */
+	} else if (s->qlen == s->m->cfg.queue_max && msg->soft == SOFT_DROP) {
+		/* the stream is busy; no keepalive needed */
+	} else if (s->qlen == s->m->cfg.queue_max && msg->soft == SOFT_ONLINE) {
+		s->online_stale = true;
 	} else if (s->qlen == s->m->cfg.queue_max) {
 		while (s->qlen > 0) {
 			rbuf_put(s->q[s->qhead]);
@@ -355,6 +372,7 @@ emit(struct mapper *m, const char *kind, const char *payload, size_t plen,
 	if ((b = malloc(sizeof(*b) + (size_t)hl + plen + 2)) == NULL)
 		return;
 	atomic_init(&b->refs, 1);
+	b->soft = strcmp(kind, "online") == 0 ? SOFT_ONLINE : SOFT_NO;
 	memcpy(b->data, head, (size_t)hl);
 	memcpy(b->data + hl, payload, plen);
 	b->data[hl + plen] = '}';
@@ -916,6 +934,7 @@ begin_full(struct mstream *s)
 		s->qlen--;
 	}
 	s->need_full = false;
+	s->online_stale = false;	/* the full map carries every online flag */
 	pthread_mutex_unlock(&s->lock);
 	s->off = 0;
 	s->stage = ST_HEAD;
@@ -940,12 +959,42 @@ copy_out(struct mstream *s, const char *src, size_t srclen, char *buf, size_t ma
 	return n;
 }
 
+/* The online flag of every peer the stream's node sees, as online deltas
+ * at the current version: sent after online deltas had to be dropped from
+ * a full queue. NULL when the node is gone or memory is short. */
+static struct rbuf *
+online_snapshot(struct mstream *s)
+{
+	struct mapper *m = s->m;
+	struct rbuf *b = NULL;
+	struct buf out;
+	int r = 0;
+
+	buf_init(&out, (size_t)64 << 20);
+	pthread_mutex_lock(&m->lock);
+	if (node_find(m, s->node_id, NULL) != NULL) {
+		for (size_t i = 0; r == 0 && i < m->nnodes; i++) {
+			const struct mnode *p = m->nodes[i];
+
+			if (visible(m, s->node_id, p->n.id))
+				r = buf_printf(&out, "{\"type\":\"delta\",\"version\":%" PRIu64
+				    ",\"online\":{\"id\":%" PRId64 ",\"online\":%s}}\n", m->version,
+				    p->n.id, p->nstreams > 0 ? "true" : "false");
+		}
+		if (r == 0 && out.len > 0)
+			b = rbuf_new((const char *)out.data, out.len);
+	}
+	pthread_mutex_unlock(&m->lock);
+	buf_cleanup(&out);
+	return b;
+}
+
 static ssize_t
 stream_read(void *ctx, char *buf, size_t max)
 {
 	struct mstream *s = ctx;
 	size_t done = 0;
-	bool need_full, ending;
+	bool need_full, ending, stale;
 
 	while (done < max) {
 		switch (s->stage) {
@@ -1022,9 +1071,16 @@ stream_read(void *ctx, char *buf, size_t max)
 				s->off = 0;
 			}
 			ending = s->ending && !need_full && s->cur == NULL;
+			stale = !need_full && s->cur == NULL && s->online_stale;
+			if (stale)
+				s->online_stale = false;
 			pthread_mutex_unlock(&s->lock);
 			if (ending)
 				return done > 0 ? (ssize_t)done : -1;
+			if (stale && (s->cur = online_snapshot(s)) != NULL) {
+				s->off = 0;
+				continue;
+			}
 			if (need_full) {
 				if (done > 0)
 					goto out;
@@ -1196,6 +1252,7 @@ mapper_keepalive(struct mapper *m)
 	n = snprintf(line, sizeof(line), "{\"type\":\"keepalive\",\"version\":%" PRIu64 "}\n",
 	    m->version);
 	if ((b = rbuf_new(line, (size_t)n)) != NULL) {
+		b->soft = SOFT_DROP;
 		for (size_t i = 0; i < m->nnodes; i++)
 			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
 				stream_push(s, b);
