@@ -27,53 +27,8 @@ for n in slow fast mover; do node "$n" register --authkey "$AK" --hostname "$n" 
 # reads until the last update has arrived.
 "$WM_NODE" --state "$T/slow.json" sign /machine/map '{"version":0}' >"$T/slow.hdrs" || fail "sign"
 last="192.0.2.$((N % 250 + 1)):$((40000 + N))"
-python3 - "$PORT" "$T/slow.hdrs" "$T/go" "$T/slow.out" "$last" <<'PY' &
-import os, socket, sys, time
-port, hdrs, go, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-last = ('"' + sys.argv[5] + '"').encode()
-body = b'{"version":0}'
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-# a small MSS keeps the server's send buffer small too (on loopback the
-# MSS is 64 KiB and the kernel would buffer megabytes)
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-s.connect(("127.0.0.1", port))
-req = b"POST /machine/map HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-req += b"Content-Length: %d\r\n" % len(body)
-for line in open(hdrs, "rb"):
-    req += line.rstrip(b"\n") + b"\r\n"
-s.sendall(req + b"\r\n" + body)
-open(out + ".sent", "w").close()
-deadline = time.time() + 120
-while not os.path.exists(go) and time.time() < deadline:
-    time.sleep(0.05)
-def dechunk(raw):
-    body = raw.partition(b"\r\n\r\n")[2]
-    out = b""
-    while body:
-        size, sep, body = body.partition(b"\r\n")
-        if not sep or int(size, 16) == 0:
-            break
-        out += body[:int(size, 16)]
-        body = body[int(size, 16) + 2:]
-    return out
-# Reads until the last update has arrived (its message is complete).
-s.settimeout(60)
-data = b""
-try:
-    while True:
-        d = s.recv(1 << 16)
-        if not d:
-            break
-        data += d
-        text = dechunk(data)
-        i = text.rfind(last)
-        if i >= 0 and text.find(b"\n", i) >= 0:
-            break
-except socket.timeout:
-    pass
-open(out, "wb").write(data)
-PY
+python3 "$(dirname "$0")/slow_map_reader.py" "$PORT" "$T/slow.hdrs" "$T/go" "$T/slow.out" \
+	--until-text "\"$last\"" &
 slowpid=$!; WM_PIDS+=("$slowpid")
 wait_for 10 test -e "$T/slow.out.sent" || fail "slow reader did not connect"
 node fast map >"$T/fast.out" 2>/dev/null &

@@ -33,60 +33,9 @@ done
 # buffer and a small MSS; it reads nothing until $T/go exists, then reads
 # until every newcomer is online in its view of the stream.
 "$WM_NODE" --state "$T/slow.json" sign /machine/map '{"version":0}' >"$T/slow.hdrs" || fail "sign"
-python3 - "$PORT" "$T/slow.hdrs" "$T/go" "$T/slow.out" "${ids[*]}" <<'PY' &
-import json, os, socket, sys, time
-port, hdrs, go, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-want = {int(x) for x in sys.argv[5].split()}
-body = b'{"version":0}'
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-s.connect(("127.0.0.1", port))
-req = b"POST /machine/map HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-req += b"Content-Length: %d\r\n" % len(body)
-for line in open(hdrs, "rb"):
-    req += line.rstrip(b"\n") + b"\r\n"
-s.sendall(req + b"\r\n" + body)
-open(out + ".sent", "w").close()
-deadline = time.time() + 120
-while not os.path.exists(go) and time.time() < deadline:
-    time.sleep(0.05)
-def messages(raw):
-    body = raw.partition(b"\r\n\r\n")[2]
-    text = b""
-    while body:
-        size, sep, body = body.partition(b"\r\n")
-        if not sep or not size or len(body) < int(size, 16):
-            break
-        n = int(size, 16)
-        if n == 0:
-            break
-        text += body[:n]
-        body = body[n + 2:]
-    return [json.loads(l) for l in text.split(b"\n")[:-1] if l]
-def online_view(msgs):
-    on = {}
-    for m in msgs:
-        if m["type"] == "full":
-            on = {p["id"]: p["online"] for p in m["peers"]}
-        elif "online" in m:
-            on[m["online"]["id"]] = m["online"]["online"]
-    return on
-s.settimeout(30)
-data = b""
-try:
-    while True:
-        d = s.recv(1 << 16)
-        if not d:
-            break
-        data += d
-        on = online_view(messages(data))
-        if all(on.get(i) for i in want):
-            break
-except socket.timeout:
-    pass
-open(out, "wb").write(data)
-PY
+ids_csv=$(IFS=,; echo "${ids[*]}")
+python3 "$(dirname "$0")/slow_map_reader.py" "$PORT" "$T/slow.hdrs" "$T/go" "$T/slow.out" \
+	--until-online "$ids_csv" &
 slowpid=$!; WM_PIDS+=("$slowpid")
 wait_for 10 test -e "$T/slow.out.sent" || fail "slow reader did not connect"
 
@@ -98,30 +47,15 @@ online_count() { [ "$(api GET /api/v1/nodes | grep -o '"online":true' | wc -l)" 
 wait_for 30 online_count || fail "newcomers not online"
 touch "$T/go"
 wait "$slowpid" || true
-python3 - "$T/slow.out" "${ids[*]}" <<'PY' || fail "slow stream: $(head -c 300 "$T/slow.out")"
-import json, sys
-raw = open(sys.argv[1], "rb").read()
-want = {int(x) for x in sys.argv[2].split()}
-body = raw.partition(b"\r\n\r\n")[2]
-text = b""
-while body:
-    size, sep, body = body.partition(b"\r\n")
-    if not sep or not size:
-        break
-    n = int(size, 16)
-    if n == 0:
-        break
-    text += body[:n]
-    body = body[n + 2:]
-msgs = [json.loads(l) for l in text.split(b"\n")[:-1] if l]
+python3 - "$(dirname "$0")" "$T/slow.out" "$ids_csv" <<'PY' || fail "slow stream: $(head -c 300 "$T/slow.out")"
+import sys
+sys.path.insert(0, sys.argv[1])
+from slow_map_reader import messages, online_view
+msgs = messages(open(sys.argv[2], "rb").read())
+want = {int(x) for x in sys.argv[3].split(",")}
 fulls = sum(m["type"] == "full" for m in msgs)
 assert fulls == 1, "full maps: %d" % fulls
-on = {}
-for m in msgs:
-    if m["type"] == "full":
-        on = {p["id"]: p["online"] for p in m["peers"]}
-    elif "online" in m:
-        on[m["online"]["id"]] = m["online"]["online"]
+on = online_view(msgs)
 missing = [i for i in want if not on.get(i)]
 assert not missing, "not online in the stream: %s" % missing
 versions = [m["version"] for m in msgs]
