@@ -10,7 +10,7 @@
 #   V=1               show full commands
 
 CC      ?= cc
-PKGS    := libmicrohttpd sqlite3 jansson libsodium libcrypto libssl libcurl
+PKGS    := libmicrohttpd sqlite3 jansson libsodium libcrypto libssl libcurl libpq libzstd
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Werror
 OPT     ?= -O2 -g
@@ -68,17 +68,21 @@ $(BIN)/%:
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+# deps: what building and running need; test-deps: also what the tests and the demo start
 deps:
 	$(Q)scripts/install-deps.sh
 
+test-deps:
+	$(Q)scripts/install-deps.sh --test
+
 # the one-command demo: namespaces, control server, relays, four agents (root)
-demo: deps binaries
+demo: test-deps binaries
 	$(Q)WM_BIN=$(abspath $(BIN)) scripts/demo.sh
 
 clean:
 	rm -rf build bin
 
-.PHONY: all binaries deps clean test unit integration fuzz demo bench-control
+.PHONY: all binaries deps test-deps clean test unit integration fuzz demo bench-control
 .DELETE_ON_ERROR:
 
 -include $(shell find build -name '*.d' 2>/dev/null)

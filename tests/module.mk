@@ -27,7 +27,7 @@ unit: binaries $(RUNNER)
 integration: binaries
 	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/run-integration.sh
 
-test: deps
+test: test-deps
 	$(Q)$(MAKE) --no-print-directory binaries $(RUNNER)
 	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/run-all.sh $(RUNNER)
 
