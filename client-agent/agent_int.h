@@ -35,11 +35,11 @@
 
 #include "client-agent/agent.h"
 #include "client-agent/control_client.h"
-#include "client-agent/derp_client.h"
+#include "relay/derp_client.h"
 #include "client-agent/disco.h"
 #include "client-agent/filter.h"
 #include "client-agent/netcfg.h"
-#include "client-agent/netcheck.h"
+#include "relay/netcheck.h"
 #include "client-agent/paths.h"
 #include "client-agent/routes.h"
 #include "client-agent/wg/device.h"

@@ -20,9 +20,9 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
-#include "client-agent/derp_client.h"
-#include "client-agent/netcheck.h"
-#include "client-agent/stun_client.h"
+#include "relay/derp_client.h"
+#include "relay/netcheck.h"
+#include "relay/stun_client.h"
 #include "common/addr.h"
 #include "common/keys.h"
 #include "common/log.h"

@@ -1,10 +1,10 @@
-# relay/: DERP relay + STUN server library, wiremesh-derper, and the agent-side
-# DERP client, STUN client and netcheck (compiled into librelay.a).
+# relay/: DERP relay + STUN server library, wiremesh-derper, and the DERP
+# client, STUN client and netcheck shared by the agent and the relay's debug
+# tools (all compiled into librelay.a; relay/ includes nothing from client-agent/).
 
 RELAY_SRCS := relay/stun.c relay/stun_server.c relay/relay_net.c relay/derp_frame.c \
-	relay/derp_server.c relay/derp_verify.c \
-	$(wildcard relay/derp_map.c client-agent/derp_client.c client-agent/stun_client.c \
-	  client-agent/netcheck.c)
+	relay/derp_server.c relay/derp_verify.c relay/derp_map.c \
+	relay/derp_client.c relay/stun_client.c relay/netcheck.c
 RELAY_LIB := $(BUILD)/librelay.a
 $(RELAY_LIB): $(RELAY_SRCS:%.c=$(BUILD)/%.o)
 LIBS += $(RELAY_LIB)

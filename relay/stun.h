@@ -6,7 +6,7 @@
  * (trailing bytes after the declared length are ignored, XOR-MAPPED-ADDRESS
  * also accepted under 0x8020, MAPPED-ADDRESS as a fallback) but bounded:
  * every attribute must fit inside the declared length. Nothing here does
- * I/O; the server (stun_server.h) and client (client-agent/stun_client.h)
+ * I/O; the server (stun_server.h) and client (relay/stun_client.h)
  * are built on it.
  */
 #ifndef WM_STUN_H

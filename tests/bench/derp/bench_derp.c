@@ -61,7 +61,7 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
-#include "client-agent/derp_client.h"
+#include "relay/derp_client.h"
 #include "common/keys.h"
 #include "common/util.h"
 #include "relay/derp_frame.h"

@@ -25,7 +25,7 @@
 #include <openssl/x509v3.h>
 #include <sodium.h>
 
-#include "client-agent/derp_client.h"
+#include "relay/derp_client.h"
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/util.h"

@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "client-agent/stun_client.h"
+#include "relay/stun_client.h"
 #include "common/util.h"
 #include "relay/relay_net.h"
 

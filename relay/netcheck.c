@@ -14,9 +14,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "client-agent/derp_client.h"
-#include "client-agent/netcheck.h"
-#include "client-agent/stun_client.h"
+#include "relay/derp_client.h"
+#include "relay/netcheck.h"
+#include "relay/stun_client.h"
 #include "common/util.h"
 #include "relay/relay_net.h"
 
