@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: MIT
 /* The HuJSON config file of `wiremesh-server serve --config FILE`. Keys are
  * the option names of server_config_set(); values are strings, numbers or,
- * for "prefixes", an object {"v4": ..., "v6": ...}. Unknown keys are errors. */
+ * for "prefixes", an object {"v4": ..., "v6": ...}; "dns" is the MagicDNS
+ * block (dns_config.c). Unknown keys are errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "policy/hujson.h"
+#include "common/util.h"
 #include "server/server.h"
 
 int
 server_config_file(struct server_config *c, const char *path, char *why, size_t whylen)
 {
 	struct policy_diag diag;
+	struct hujson_value *doc = NULL;
 	json_t *root = NULL, *v;
 	const char *key;
 	FILE *f = fopen(path, "rb");
@@ -35,17 +38,23 @@ server_config_file(struct server_config *c, const char *path, char *why, size_t 
 		goto out;
 	}
 	memset(&diag, 0, sizeof(diag));
-	if (hujson_to_json(text, len, &root, &diag) != 0) {
+	if (hujson_parse(text, len, &doc, &diag) != 0) {
 		snprintf(why, whylen, "%s:%d:%d: %s", path, diag.line, diag.col, diag.msg);
 		goto out;
 	}
-	if (!json_is_object(root)) {
+	if (doc->type != HUJSON_OBJECT || (root = hujson_value_to_json(doc)) == NULL) {
 		snprintf(why, whylen, "%s: the config must be an object", path);
 		goto out;
 	}
+	str_copy(c->config_path, path, sizeof(c->config_path));
 	json_object_foreach(root, key, v) {
 		char val[600], err[400];
 
+		if (strcmp(key, "dns") == 0) {
+			if (dns_config_parse(&c->dns, hujson_get(doc, "dns"), path, why, whylen) != 0)
+				goto out;
+			continue;
+		}
 		if (strcmp(key, "prefixes") == 0 && json_is_object(v)) {
 			const char *v4 = json_string_value(json_object_get(v, "v4"));
 			const char *v6 = json_string_value(json_object_get(v, "v6"));
@@ -75,6 +84,7 @@ server_config_file(struct server_config *c, const char *path, char *why, size_t 
 	r = 0;
 out:
 	json_decref(root);
+	hujson_free(doc);
 	free(text);
 	return r;
 }

@@ -133,12 +133,14 @@ struct change {
 	int64_t subject;	/* node it is about; visibility decides */
 	bool self_only;		/* only the subject's own streams */
 	bool full;		/* a marker: resume across it needs a full map */
+	bool all;		/* for every node (dns) */
 };
 
 struct mapper {
 	struct mapper_config cfg;
 	char *derp_map;
 	char *default_filter;
+	char *dns;		/* the "dns" section */
 	pthread_mutex_t lock;
 
 	struct mnode **nodes;
@@ -287,6 +289,7 @@ ring_add(struct mapper *m, struct rbuf *msg, int64_t subject, bool self_only, bo
 	c->subject = subject;
 	c->self_only = self_only;
 	c->full = full;
+	c->all = false;
 	m->ring_len++;
 }
 
@@ -541,11 +544,12 @@ mapper_new(const struct mapper_config *cfg, struct mapper **out)
 		m->cfg.ring_size = 4096;
 	m->derp_map = strdup(cfg->derp_map_json ? cfg->derp_map_json : "{\"Regions\":{}}");
 	m->default_filter = strdup(cfg->default_filter_json ? cfg->default_filter_json : "[]");
+	m->dns = strdup(cfg->dns_json ? cfg->dns_json : "{\"magic_dns\":false}");
 	m->ring = calloc(m->cfg.ring_size, sizeof(*m->ring));
 	pthread_mutex_init(&m->lock, NULL);
 	/* Versions from an earlier run are older than any of this run. */
 	m->version = (uint64_t)time_now_s() << 20;
-	if (m->derp_map == NULL || m->default_filter == NULL || m->ring == NULL ||
+	if (m->derp_map == NULL || m->default_filter == NULL || m->dns == NULL || m->ring == NULL ||
 	    hgrow(m) != 0) {
 		mapper_free(m);
 		return ERR_NOMEM;
@@ -574,6 +578,7 @@ mapper_free(struct mapper *m)
 	free(m->hvals);
 	free(m->derp_map);
 	free(m->default_filter);
+	free(m->dns);
 	free(m->prim);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -747,6 +752,48 @@ mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *c
 		old_ops.put(old_ctx);
 }
 
+bool
+mapper_set_dns(struct mapper *m, const char *dns_json)
+{
+	char head[96], *copy;
+	struct rbuf *b;
+	size_t plen = strlen(dns_json);
+	int hl;
+
+	pthread_mutex_lock(&m->lock);
+	if (strcmp(m->dns, dns_json) == 0 || (copy = strdup(dns_json)) == NULL) {
+		pthread_mutex_unlock(&m->lock);
+		return false;
+	}
+	free(m->dns);
+	m->dns = copy;
+	m->version++;
+	hl = snprintf(head, sizeof(head), "{\"type\":\"delta\",\"version\":%" PRIu64 ",\"dns\":",
+	    m->version);
+	if ((b = malloc(sizeof(*b) + (size_t)hl + plen + 2)) != NULL) {
+		atomic_init(&b->refs, 1);
+		b->soft = SOFT_NO;
+		memcpy(b->data, head, (size_t)hl);
+		memcpy(b->data + hl, dns_json, plen);
+		memcpy(b->data + hl + plen, "}\n", 2);
+		b->len = (size_t)hl + plen + 2;
+		ring_add(m, b, 0, false, false);
+		m->ring[(m->ring_head + m->ring_len - 1) % m->cfg.ring_size].all = true;
+		for (size_t i = 0; i < m->nnodes; i++)
+			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
+				stream_push(s, b);
+		atomic_fetch_add(&m->deltas, 1);
+		rbuf_put(b);
+	} else {
+		/* No delta to send: everyone needs a full map with the new section. */
+		for (size_t i = 0; i < m->nnodes; i++)
+			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
+				stream_force_full(s);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return true;
+}
+
 void
 mapper_filter_changed(struct mapper *m, const int64_t *ids, size_t n)
 {
@@ -905,12 +952,12 @@ begin_full(struct mstream *s)
 	if ((s->snap = current_snap(m)) == NULL)
 		goto out;
 	filter = m->pol.filter ? m->pol.filter(m->pol_ctx, s->node_id) : NULL;
-	hl = 128 + mn->frag->len + strlen(m->derp_map) +
+	hl = 136 + mn->frag->len + strlen(m->derp_map) + strlen(m->dns) +
 	    strlen(filter ? filter : m->default_filter);
 	if ((head = malloc(hl)) != NULL) {
 		int n = snprintf(head, hl, "{\"type\":\"full\",\"version\":%" PRIu64
-		    ",\"self\":%.*s,\"derp_map\":%s,\"filter\":%s,\"peers\":[",
-		    m->version, (int)mn->frag->len, mn->frag->data, m->derp_map,
+		    ",\"self\":%.*s,\"derp_map\":%s,\"dns\":%s,\"filter\":%s,\"peers\":[",
+		    m->version, (int)mn->frag->len, mn->frag->data, m->derp_map, m->dns,
 		    filter ? filter : m->default_filter);
 
 		rbuf_put(s->cur);
@@ -1185,7 +1232,8 @@ resume(struct mapper *m, struct mstream *s, uint64_t since)
 
 		if (c->full || s->qlen == m->cfg.queue_max)
 			return false;
-		if (c->self_only ? c->subject != s->node_id : !visible(m, s->node_id, c->subject))
+		if (!c->all && (c->self_only ? c->subject != s->node_id :
+		    !visible(m, s->node_id, c->subject)))
 			continue;
 		s->q[(s->qhead + s->qlen) % m->cfg.queue_max] = rbuf_get(c->msg);
 		s->qlen++;

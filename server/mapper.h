@@ -45,6 +45,7 @@ struct mapper_config {
 	unsigned ring_size;	/* recent changes kept for resume */
 	const char *derp_map_json;	/* raw JSON object or NULL */
 	const char *default_filter_json; /* used without a policy */
+	const char *dns_json;		/* the "dns" section, raw JSON object or NULL */
 	void (*on_offline)(void *ctx, int64_t node_id);	/* last stream closed */
 	void *ctx;
 };
@@ -67,6 +68,11 @@ void mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, vo
 /* The listed nodes' filters changed (and nothing else in their maps): each
  * gets a "filter" delta with its new rules, from the current policy. */
 void mapper_filter_changed(struct mapper *m, const int64_t *ids, size_t n);
+/* Replaces the "dns" section (raw JSON object, copied). When it differs
+ * from the current one every stream gets a "dns" delta; returns whether
+ * it changed. */
+bool mapper_set_dns(struct mapper *m, const char *dns_json);
+
 /* Copies every node; *out is malloc'd (free it). */
 int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_MUST_CHECK;
 

@@ -186,7 +186,48 @@ server_config_env(struct server_config *c, char *why, size_t whylen)
 		if ((r = server_config_set(c, options[i].key, v, why, whylen)) != 0)
 			return r;
 	}
-	return 0;
+	return dns_config_env(&c->dns, why, whylen);
+}
+
+/* The dns block's final checks against this server's own names. */
+static int
+dns_check(const struct server_config *c, char *why, size_t whylen)
+{
+	char host[256];
+	const char *own[3] = { c->derp_hostname, host, NULL };
+	const char *l = c->listen, *end;
+
+	host[0] = '\0';
+	if (l[0] == '[' && (end = strchr(l, ']')) != NULL)
+		snprintf(host, sizeof(host), "%.*s", (int)(end - l - 1), l + 1);
+	else if ((end = strrchr(l, ':')) != NULL)
+		snprintf(host, sizeof(host), "%.*s", (int)(end - l), l);
+	return dns_config_check(&c->dns, own, why, whylen);
+}
+
+/* SIGHUP: reads the dns block again (config file, then environment) and
+ * sends every stream a "dns" delta when it changed. A bad file leaves the
+ * running config alone. */
+static void
+dns_reload(struct server *s)
+{
+	struct server_config *c;
+	char why[1024], *json;
+
+	if (!s->cfg.config_path[0] || (c = malloc(sizeof(*c))) == NULL)
+		return;
+	*c = s->cfg;
+	memset(&c->dns, 0, sizeof(c->dns));
+	if (server_config_file(c, s->cfg.config_path, why, sizeof(why)) != 0 ||
+	    dns_config_env(&c->dns, why, sizeof(why)) != 0 || dns_check(c, why, sizeof(why)) != 0) {
+		log_error("msg=\"dns config not reloaded; the previous one stays\" err=\"%s\"", why);
+	} else if ((json = dns_config_json(&c->dns)) != NULL) {
+		if (mapper_set_dns(s->mapper, json))
+			log_info("msg=\"dns config changed\" magic_dns=%s base_domain=%s",
+			    c->dns.magic_dns ? "true" : "false", c->dns.base_domain);
+		free(json);
+	}
+	free(c);
 }
 
 void
@@ -589,6 +630,18 @@ server_new(const struct server_config *cfg, struct server **out)
 		r = ERR_INVALID;
 		goto fail;
 	}
+	{
+		char why[1024];
+
+		if ((r = dns_check(cfg, why, sizeof(why))) != 0) {
+			log_error("msg=\"invalid dns config\" err=\"%s\"", why);
+			goto fail;
+		}
+		if ((s->dns_json = dns_config_json(&cfg->dns)) == NULL) {
+			r = ERR_NOMEM;
+			goto fail;
+		}
+	}
 	if (cfg->derp && !cfg->derp_map_path[0] && (r = embedded_derp_map(cfg, &s->derp_map_json)) != 0)
 		goto fail;
 	if (cfg->derp_map_path[0]) {
@@ -622,6 +675,7 @@ server_new(const struct server_config *cfg, struct server **out)
 		goto fail;
 	memset(&mc, 0, sizeof(mc));
 	mc.queue_max = (unsigned)cfg->queue_max;
+	mc.dns_json = s->dns_json;
 	mc.derp_map_json = s->derp_map_json;
 	mc.default_filter_json = default_filter;
 	mc.on_offline = on_offline;
@@ -773,8 +827,9 @@ server_wait(struct server *s)
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (got_signal == SIGHUP) {
 			got_signal = 0;
-			log_info("msg=\"SIGHUP received: reloading the policy file\"");
+			log_info("msg=\"SIGHUP received: reloading the policy file and the dns config\"");
 			policy_state_reload_file(s);
+			dns_reload(s);
 			continue;
 		}
 		break;
@@ -811,6 +866,7 @@ server_free(struct server *s)
 	ipam_free(s->ipam);
 	store_close(s->store);
 	free(s->derp_map_json);
+	free(s->dns_json);
 	pthread_mutex_destroy(&s->derp_lock);
 	free(s);
 }

@@ -18,6 +18,7 @@
 
 #include "common/addr.h"
 #include "common/err.h"
+#include "server/dns_config.h"
 #include "server/http.h"
 #include "server/store.h"
 
@@ -52,6 +53,8 @@ struct server_config {
 	char derp_listen[128];		/* "" : /derp only on the main listener; else also a
 					 * listener of the relay's own (TLS with tls_cert) */
 	char stun_listen[128];		/* "" : no STUN server */
+	char config_path[512];		/* the --config file, reread on SIGHUP */
+	struct dns_config dns;		/* the "dns" block (MagicDNS) */
 };
 
 /* Fills the defaults. */
@@ -69,7 +72,7 @@ struct server;
 int server_new(const struct server_config *cfg, struct server **out) WM_MUST_CHECK;
 /* Starts listening and the background timers. */
 int server_start(struct server *s) WM_MUST_CHECK;
-/* Blocks until SIGINT/SIGTERM; SIGHUP reloads the policy file. */
+/* Blocks until SIGINT/SIGTERM; SIGHUP reloads the policy file and the dns block. */
 void server_wait(struct server *s);
 void server_free(struct server *s);
 
@@ -102,6 +105,7 @@ struct server {
 	struct policy_state *policy;
 	struct server_metrics metrics;
 	char *derp_map_json;
+	char *dns_json;			/* the map's "dns" section at start */
 	atomic_bool stopping;
 	/* Embedded relay; derp is NULL once shutdown began (under derp_lock,
 	 * which upgrades hold while handing a connection over). */
