@@ -41,7 +41,21 @@ struct plist {
 	uint64_t hash;
 };
 
-enum tkind { T_NORMAL, T_SELF };
+enum tkind { T_NORMAL, T_SELF, T_VIA };
+
+/* A router that carries a via grant's destination: its tailnet addresses and
+ * the part of the destination it serves (the narrower of the destination and
+ * the approved route; 0.0.0.0/0 or ::/0 for an exit node). */
+struct viaent {
+	struct ip_addr a4, a6;
+	struct ip_prefix route;
+};
+
+struct vialist {
+	struct viaent *v;
+	size_t n;
+	uint64_t hash;
+};
 
 struct tentry {
 	uint32_t rule;
@@ -77,6 +91,7 @@ struct policy_result {
 	uint64_t *vis;			/* ncl x words */
 	struct plist *srcs;		/* per rule */
 	struct plist **selfsrc;		/* per rule (self rules): per userid */
+	struct vialist **via;		/* per rule (via rules): per dst */
 	size_t nusers;
 	uint64_t *fhash, *phash;	/* per node */
 };
@@ -326,10 +341,33 @@ match_cls(const struct policy_result *R, const struct ipsel *ips, const struct s
 		return !c->tagged && c->user != NULL;
 	case SEL_TAGGED:
 		return c->tagged;
+	case SEL_DANGER:
+		return true;
+	case SEL_DOMAIN:
+		if (c->tagged || c->user == NULL)
+			return false;
+		{
+			size_t lu = strlen(c->user), ld = strlen(s->name);
+
+			return lu > ld && strcmp(c->user + lu - ld, s->name) == 0;
+		}
 	case SEL_SELF:
 	case SEL_INTERNET:
 		return false;
 	}
+	return false;
+}
+
+static bool
+cls_has_via(const struct policy_result *R, const struct cls *c, const struct rule *ru)
+{
+	size_t i;
+
+	if (!c->tagged)
+		return false;
+	for (i = 0; i < ru->nvia; i++)
+		if (cls_has_tag(R, c, ru->via[i]))
+			return true;
 	return false;
 }
 
@@ -666,6 +704,16 @@ rule_sources(struct policy_result *R, struct work *W, const struct rule *ru,
 				return r;
 		}
 	}
+	for (k = 0; k < ru->nsrc; k++) {
+		if (ru->src[k].kind == SEL_DANGER) {
+			struct range z4 = { 4, 0, 0xffffffffu }, z6 = { 6, 0, ~(u128)0 };
+
+			if ((r = push((void **)&W->extra, &ne, &W->capextra, sizeof(z4), &z4)) != 0 ||
+			    (r = push((void **)&W->extra, &ne, &W->capextra, sizeof(z6), &z6)) != 0)
+				return r;
+			break;
+		}
+	}
 	if (all) {
 		for (k = 0; k < W->nstar; k++)
 			if ((r = push((void **)&W->extra, &ne, &W->capextra, sizeof(W->star[k]),
@@ -732,6 +780,91 @@ vis_or(struct policy_result *R, size_t row, const uint64_t *m)
 		v[w] |= m[w];
 }
 
+/* The routers of a via rule's routed destination j: members of classes with
+ * a via tag that serve an approved route overlapping it (exit nodes for
+ * autogroup:internet). */
+static int
+via_routers(struct policy_result *R, const struct ipsel *ips, const struct rule *ru,
+	    size_t j, struct vialist *vl)
+{
+	const struct selector *s = &ru->dst[j].sel;
+	struct range dr = { 0 };
+	size_t c, k, q, cap = 0;
+	int r;
+
+	if (s->kind == SEL_PREFIX)
+		dr = to_range(&s->pfx);
+	vl->hash = 0x7a1a;
+	for (c = 0; c < R->ncl; c++) {
+		const struct cls *cl = &R->cls[c];
+
+		if (!cls_has_via(R, cl, ru))
+			continue;
+		if (s->kind == SEL_INTERNET ? !cl->exit : !match_cls(R, ips, s, cl, false))
+			continue;
+		for (k = 0; k < cl->nmembers; k++) {
+			const struct policy_node *n = &R->nodes[cl->members[k]];
+
+			for (q = 0; q < n->nroutes; q++) {
+				struct viaent e;
+				struct range rr;
+
+				memset(&e, 0, sizeof(e));
+				e.a4 = n->ipv4;
+				e.a6 = n->ipv6;
+				if (s->kind == SEL_INTERNET) {
+					if (!is_exit_route(&n->routes[q]))
+						continue;
+					e.route = n->routes[q];
+				} else {
+					if (is_exit_route(&n->routes[q]))
+						continue;
+					rr = to_range(&n->routes[q]);
+					if (!range_overlap(&rr, &dr))
+						continue;
+					e.route = n->routes[q].bits > s->pfx.bits ? n->routes[q] : s->pfx;
+				}
+				if ((r = push((void **)&vl->v, &vl->n, &cap, sizeof(e), &e)) != 0)
+					return r;
+				vl->hash = hcombine(haddr(haddr(haddr(vl->hash, &e.a4), &e.a6),
+				    &e.route.addr), (uint64_t)e.route.bits);
+			}
+		}
+	}
+	return 0;
+}
+
+/* Sources of a via rule learn, per routed destination, which routers carry
+ * it for them (the agent gives those routers the prefix and no other). */
+static int
+via_directives(struct policy_result *R, struct work *W, const struct ipsel *ips, size_t ri)
+{
+	const struct rule *ru = &R->p->rules[ri];
+	size_t c, j;
+	int r;
+
+	if ((R->via[ri] = calloc(ru->ndst ? ru->ndst : 1, sizeof(struct vialist))) == NULL)
+		return ERR_NOMEM;
+	for (j = 0; j < ru->ndst; j++) {
+		enum sel_kind k = ru->dst[j].sel.kind;
+
+		if (k != SEL_PREFIX && k != SEL_INTERNET)
+			continue;
+		if ((r = via_routers(R, ips, ru, j, &R->via[ri][j])) != 0)
+			return r;
+		for (c = 0; c < R->ncl; c++) {
+			struct tentry t = { (uint32_t)ri, T_VIA, (uint32_t)j, 0 };
+			struct cls *cl = &R->cls[c];
+
+			if (!bit(W->srcmask, c))
+				continue;
+			if ((r = push((void **)&cl->t, &cl->nt, &cl->capt, sizeof(t), &t)) != 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
 static int
 compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, size_t ri)
 {
@@ -747,9 +880,13 @@ compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, s
 			all = true;
 	for (c = 0; c < R->ncl; c++) {
 		for (k = 0; k < ru->nsrc; k++) {
-			if (match_cls(R, ips, &ru->src[k], &R->cls[c], true)) {
+			/* An acls source CIDR also reaches routers that merely
+			 * advertise an overlapping subnet; a grant's only those whose
+			 * route is approved (as Tailscale does). */
+			if (match_cls(R, ips, &ru->src[k], &R->cls[c], ru->grant == 0)) {
 				setbit(W->srcmask, c);
-				if (ru->src[k].kind != SEL_PREFIX && ru->src[k].kind != SEL_ALL)
+				if (ru->src[k].kind != SEL_PREFIX && ru->src[k].kind != SEL_ALL &&
+				    ru->src[k].kind != SEL_DANGER)
 					setbit(W->named, c);
 			}
 		}
@@ -765,6 +902,8 @@ compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, s
 			if (s->kind == SEL_SELF || s->kind == SEL_INTERNET)
 				continue;
 			if (!match_cls(R, ips, s, &R->cls[c], false))
+				continue;
+			if (ru->nvia > 0 && s->kind == SEL_PREFIX && !cls_has_via(R, &R->cls[c], ru))
 				continue;
 			setbit(W->dstmask, c);
 			any_dst = true;
@@ -789,7 +928,7 @@ compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, s
 			 * them through to the internet (forwarded traffic). */
 			memset(W->dstmask, 0, R->words * sizeof(uint64_t));
 			for (c = 0; c < R->ncl; c++) {
-				if (!R->cls[c].exit)
+				if (!R->cls[c].exit || (ru->nvia > 0 && !cls_has_via(R, &R->cls[c], ru)))
 					continue;
 				setbit(W->dstmask, c);
 				if (R->srcs[ri].n > 0 && (r = add_tentry(&R->cls[c], (uint32_t)ri,
@@ -804,6 +943,8 @@ compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, s
 			}
 		}
 	}
+	if (ru->nvia > 0 && R->srcs[ri].n > 0 && (r = via_directives(R, W, ips, ri)) != 0)
+		return r;
 	if (ru->has_self) {
 		if ((r = self_sources(R, W, ri)) != 0)
 			return r;
@@ -838,6 +979,15 @@ template_hash(const struct policy_result *R, const struct cls *c)
 
 		h = hcombine(h, t->kind);
 		h = hbytes(h, ru->protos, ru->nprotos);
+		for (j = 0; j < ru->ncaps; j++)
+			h = hstr(hstr(h, ru->caps[j].name), ru->caps[j].values);
+		if (t->kind == T_VIA) {
+			const struct dst *d = &ru->dst[t->dfirst];
+
+			h = hcombine(h, R->via[t->rule][t->dfirst].hash);
+			h = hcombine(haddr(h, &d->sel.pfx.addr), (uint64_t)d->sel.pfx.bits);
+			continue;
+		}
 		if (t->kind == T_SELF) {
 			h = hcombine(h, R->selfsrc[t->rule][c->userid].hash);
 			for (j = 0; j < ru->ndst; j++) {
@@ -924,7 +1074,8 @@ policy_compile(const struct policy *p, const struct policy_node *nodes, size_t n
 	R->phash = calloc(n ? n : 1, sizeof(uint64_t));
 	R->srcs = calloc(p->nrules ? p->nrules : 1, sizeof(*R->srcs));
 	R->selfsrc = calloc(p->nrules ? p->nrules : 1, sizeof(*R->selfsrc));
-	if (!R->nodes || !R->ncls || !R->fhash || !R->phash || !R->srcs || !R->selfsrc)
+	R->via = calloc(p->nrules ? p->nrules : 1, sizeof(*R->via));
+	if (!R->nodes || !R->ncls || !R->fhash || !R->phash || !R->srcs || !R->selfsrc || !R->via)
 		goto fail;
 	if (n > 0)
 		memcpy(R->nodes, nodes, n * sizeof(*nodes));
@@ -1073,6 +1224,16 @@ policy_result_free(struct policy_result *R)
 			free(R->selfsrc[i]);
 		}
 	}
+	if (R->via != NULL && R->p != NULL) {
+		for (i = 0; i < R->p->nrules; i++) {
+			if (R->via[i] == NULL)
+				continue;
+			for (u = 0; u < R->p->rules[i].ndst; u++)
+				free(R->via[i][u].v);
+			free(R->via[i]);
+		}
+	}
+	free(R->via);
 	free(R->srcs);
 	free(R->selfsrc);
 	free(R->vis);
@@ -1238,6 +1399,111 @@ fail_nodsts:
 }
 
 /*
+ * An app grant in Tailscale's shape: the sources, and the capabilities they
+ * have on this node's destinations:
+ *   {"Srcs":[...],"CapGrant":[{"Dsts":["100.64.0.2/32",...],
+ *     "CapMap":{"example.com/cap/x":[{...}]}}]}
+ * Takes `dsts` (built as packet filter destinations; only their nets are kept).
+ */
+static json_t *
+capgrant_json(const struct rule *ru, const struct plist *src, json_t *dsts)
+{
+	json_t *m = json_object(), *ss = json_array(), *nets = json_array(), *cm = json_object();
+	json_t *g = NULL, *d;
+	size_t k, i;
+
+	if (m == NULL || ss == NULL || nets == NULL || cm == NULL)
+		goto fail;
+	for (k = 0; k < src->n; k++)
+		if (json_array_append_new(ss, prefix_json(&src->v[k])) != 0)
+			goto fail;
+	json_array_foreach(dsts, i, d) {
+		json_t *net = json_object_get(d, "Net");
+		size_t q;
+		bool dup = false;
+
+		for (q = 0; q < json_array_size(nets) && !dup; q++)
+			dup = json_equal(json_array_get(nets, q), net);
+		if (!dup && json_array_append(nets, net) != 0)
+			goto fail;
+	}
+	for (k = 0; k < ru->ncaps; k++) {
+		json_t *v = json_loads(ru->caps[k].values, 0, NULL);
+
+		if (v == NULL || json_object_set_new(cm, ru->caps[k].name, v) != 0)
+			goto fail;
+	}
+	g = json_pack("{s:o, s:o}", "Dsts", nets, "CapMap", cm);
+	nets = cm = NULL;
+	if (g == NULL || json_object_set_new(m, "Srcs", ss) != 0) {
+		ss = NULL;
+		goto fail;
+	}
+	ss = NULL;
+	if (json_object_set_new(m, "CapGrant", json_pack("[o]", g)) != 0) {
+		g = NULL;
+		goto fail;
+	}
+	json_decref(dsts);
+	return m;
+fail:
+	json_decref(g);
+	json_decref(m);
+	json_decref(ss);
+	json_decref(nets);
+	json_decref(cm);
+	json_decref(dsts);
+	return NULL;
+}
+
+/*
+ * A via directive for a source node: which routers carry a destination for it.
+ *   {"Via":{"Dst":"10.44.0.0/16","Routers":[{"Addrs":["100.64.0.5/32",...],
+ *     "Route":"10.44.0.0/16"}]}}
+ * "Dst" is "autogroup:internet" for exit nodes. Packet filters ignore it (no
+ * Srcs, no Dsts); the agent gives each listed router its Route and no other
+ * peer any part of Dst.
+ */
+static json_t *
+via_json(const struct policy_result *R, const struct tentry *te)
+{
+	const struct rule *ru = &R->p->rules[te->rule];
+	const struct selector *s = &ru->dst[te->dfirst].sel;
+	const struct vialist *vl = &R->via[te->rule][te->dfirst];
+	json_t *routers = json_array(), *m;
+	size_t k;
+
+	if (routers == NULL)
+		return NULL;
+	for (k = 0; k < vl->n; k++) {
+		struct ip_prefix h;
+		json_t *addrs = json_array();
+
+		if (addrs == NULL)
+			goto fail;
+		if (vl->v[k].a4.family != 0) {
+			h.addr = vl->v[k].a4;
+			h.bits = 32;
+			json_array_append_new(addrs, prefix_json(&h));
+		}
+		if (vl->v[k].a6.family != 0) {
+			h.addr = vl->v[k].a6;
+			h.bits = 128;
+			json_array_append_new(addrs, prefix_json(&h));
+		}
+		if (json_array_append_new(routers, json_pack("{s:o, s:o}", "Addrs", addrs,
+		    "Route", prefix_json(&vl->v[k].route))) != 0)
+			goto fail;
+	}
+	m = json_pack("{s:{s:o, s:o}}", "Via", "Dst", s->kind == SEL_INTERNET ?
+	    json_string("autogroup:internet") : prefix_json(&s->pfx), "Routers", routers);
+	return m;
+fail:
+	json_decref(routers);
+	return NULL;
+}
+
+/*
  * autogroup:internet as destinations in an exit node's filter: the public
  * IPv4 space (0.0.0.0/0 without 0/8, 10/8, 100.64/10 (the tailnet), 127/8,
  * 169.254/16, 172.16/12, 192.168/16 and 224/3) and global unicast IPv6. A
@@ -1293,6 +1559,12 @@ policy_result_filter(const struct policy_result *R, size_t i)
 
 		if (dsts == NULL)
 			goto fail;
+		if (te->kind == T_VIA) {
+			json_decref(dsts);
+			if ((m = via_json(R, te)) == NULL || json_array_append_new(out, m) != 0)
+				goto fail;
+			continue;
+		}
 		if (te->kind == T_SELF) {
 			src = &R->selfsrc[te->rule][c->userid];
 			for (j = 0; j < ru->ndst; j++)
@@ -1327,7 +1599,11 @@ policy_result_filter(const struct policy_result *R, size_t i)
 				}
 			}
 		}
-		if ((m = match_json(ru, src, dsts)) == NULL || json_array_append_new(out, m) != 0)
+		if (ru->nprotos == 0)
+			m = capgrant_json(ru, src, dsts);
+		else
+			m = match_json(ru, src, dsts);
+		if (m == NULL || json_array_append_new(out, m) != 0)
 			goto fail;
 	}
 	return out;

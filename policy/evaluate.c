@@ -95,6 +95,16 @@ sel_match(const struct policy *p, const struct selector *s, const struct princip
 		    !P->tagged && users_same(src->user, P->user);
 	case SEL_INTERNET:
 		return false;
+	case SEL_DANGER:
+		return true;
+	case SEL_DOMAIN:
+		if (P->user == NULL || P->tagged)
+			return false;
+		{
+			size_t lu = strlen(P->user), ld = strlen(s->name);
+
+			return lu > ld && strcmp(P->user + lu - ld, s->name) == 0;
+		}
 	}
 	return false;
 }
@@ -425,6 +435,8 @@ sel_text(const struct policy *p, const struct selector *s, char *out, size_t n)
 	case SEL_TAGGED: snprintf(out, n, "autogroup:tagged"); break;
 	case SEL_SELF: snprintf(out, n, "autogroup:self"); break;
 	case SEL_INTERNET: snprintf(out, n, "autogroup:internet"); break;
+	case SEL_DANGER: snprintf(out, n, "autogroup:danger-all"); break;
+	case SEL_DOMAIN: snprintf(out, n, "user:*%s", s->name); break;
 	}
 }
 
@@ -484,7 +496,10 @@ policy_explain(const struct policy *p, const char *src, const char *dst_port,
 		for (k = 0; k < v.nlines; k++) {
 			const struct rule *ru = &p->rules[v.rules[k]];
 
-			say(out, "  rule at line %d: src", ru->line);
+			if (ru->grant > 0)
+				say(out, "  grant #%d at line %d: src", ru->grant, ru->line);
+			else
+				say(out, "  rule at line %d: src", ru->line);
 			for (m = 0; m < ru->nsrc; m++) {
 				if (!sel_match(p, &ru->src[m], &srcs[0], NULL))
 					continue;
@@ -505,6 +520,22 @@ policy_explain(const struct policy *p, const char *src, const char *dst_port,
 				say(out, " %s:%u", text, port);
 			}
 			say(out, "\n");
+			if (ru->nvia > 0) {
+				bool routed = false;
+
+				for (m = 0; m < ru->ndst; m++)
+					routed |= (ru->dst[m].sel.kind == SEL_PREFIX ||
+					    ru->dst[m].sel.kind == SEL_INTERNET) &&
+					    sel_match(p, &ru->dst[m].sel, &dsts[0], &srcs[0]);
+				if (routed) {
+					say(out, "    via decides the router: only subnet routers or exit "
+					    "nodes tagged");
+					for (m = 0; m < ru->nvia; m++)
+						say(out, "%s %s", m ? "," : "", ru->via[m]);
+					say(out, " carry this traffic for this source; other routers of "
+					    "the prefix do not serve it\n");
+				}
+			}
 		}
 	}
 	r = verdict;

@@ -19,8 +19,9 @@
 enum side { SIDE_SRC, SIDE_DST, SIDE_OWNER };
 
 static const char *const top_keys[] = {
-	"groups", "hosts", "tagOwners", "acls", "tests", "autoApprovers",
+	"groups", "hosts", "tagOwners", "acls", "tests", "autoApprovers", "grants",
 };
+enum { NTOP = 7 };
 static const char *const rule_keys[] = { "action", "src", "dst", "proto", "users", "ports" };
 static const char *const test_keys[] = { "src", "proto", "accept", "deny" };
 static const char *const approver_keys[] = { "routes", "exitNode" };
@@ -370,6 +371,13 @@ parse_selector(struct policy *p, const char *s, int line, int col, enum side sid
 			out->kind = SEL_MEMBER;
 		} else if (strcmp(a, "tagged") == 0) {
 			out->kind = SEL_TAGGED;
+		} else if (strcmp(a, "danger-all") == 0) {
+			if (side == SIDE_DST) {
+				policy_diags_add(d, line, col,
+				    "%s=\"%.64s\": cannot use autogroup:danger-all as a dst", what, s);
+				return ERR_INVALID;
+			}
+			out->kind = SEL_DANGER;
 		} else if (strcmp(a, "self") == 0 || strcmp(a, "internet") == 0) {
 			if (side != SIDE_DST) {
 				policy_diags_add(d, line, col,
@@ -381,7 +389,8 @@ parse_selector(struct policy *p, const char *s, int line, int col, enum side sid
 		} else {
 			policy_diags_add(d, line, col,
 			    "%s=\"%.64s\": unknown autogroup (valid: autogroup:member, "
-			    "autogroup:tagged, autogroup:self, autogroup:internet)", what, s);
+			    "autogroup:tagged, autogroup:self, autogroup:internet, "
+			    "autogroup:danger-all)", what, s);
 			return ERR_INVALID;
 		}
 		if (side == SIDE_OWNER && out->kind != SEL_MEMBER)
@@ -406,6 +415,28 @@ parse_selector(struct policy *p, const char *s, int line, int col, enum side sid
 		if ((out->name = keep(p, s)) == NULL)
 			return ERR_NOMEM;
 		return 0;
+	}
+	if (strncmp(s, "user:", 5) == 0) {
+		const char *u = s + 5;
+
+		if (side == SIDE_OWNER)
+			goto notowner;
+		if (u[0] == '*' && u[1] == '@' && valid_name_part(u + 2) && strchr(u + 2, '.') != NULL) {
+			out->kind = SEL_DOMAIN;
+			if ((out->name = keep(p, u + 1)) == NULL)
+				return ERR_NOMEM;
+			return 0;
+		}
+		if (valid_user(u)) {
+			out->kind = SEL_USER;
+			if ((out->name = keep(p, u)) == NULL)
+				return ERR_NOMEM;
+			return 0;
+		}
+		policy_diags_add(d, line, col,
+		    "%s=\"%.64s\": invalid user selector (write user:*@domain or name@domain)",
+		    what, s);
+		return ERR_INVALID;
 	}
 	if (strchr(s, '@') != NULL) {
 		if (!valid_user(s)) {
@@ -754,11 +785,468 @@ load_acls(struct policy *p, const struct hujson_value *v, struct policy_diags *d
 		policy_diags_add(d, v->line, v->col, "more than %d acl rules", POLICY_MAX_RULES);
 		return;
 	}
-	if ((p->rules = calloc(v->len ? v->len : 1, sizeof(*p->rules))) == NULL)
+	if (p->rules == NULL)
 		return;
-	for (i = 0; i < v->len; i++)
+	for (i = 0; i < v->len && p->nrules < p->caprules; i++)
 		if (want(v->items[i], HUJSON_OBJECT, "an acl rule", d))
 			load_rule(p, v->items[i], d);
+}
+
+
+/* ---- grants ---- */
+
+static const char *const grant_keys[] = { "src", "dst", "ip", "app", "via", "srcPosture" };
+
+/* Capabilities in the tailscale.com domain that Tailscale lets policies grant. */
+static const char *const ts_caps[] = {
+	"tailscale.com/cap/drive", "tailscale.com/cap/relay", "tailscale.com/cap/webui",
+	"tailscale.com/cap/kubernetes", "tailscale.com/cap/tsidp",
+};
+
+/* One entry of a grant's `ip`: a protocol (0: the default set) and ports. */
+struct ipspec {
+	int proto;		/* -1: TCP, UDP, ICMP, ICMPv6; else an IANA number */
+	struct port_range *ports;
+	size_t nports;
+};
+
+/*
+ * Parses one `ip` entry as Tailscale does: "*", "PORTS" (every default
+ * protocol), "PROTO:PORTS" or "PROTO:*" where PROTO is a name or a number
+ * and PORTS is "*", "N", "N-M" or a comma list. Returns 0 or ERR_INVALID
+ * with a diagnostic at (line, col).
+ */
+static int
+parse_ipspec(const char *s, int line, int col, struct ipspec *o, struct policy_diags *d)
+{
+	const char *colon = strchr(s, ':'), *ports = s;
+	char why[128], pname[32];
+	uint8_t pr;
+	size_t k;
+	int r;
+
+	memset(o, 0, sizeof(*o));
+	o->proto = -1;
+	if (colon != NULL) {
+		if (strchr(colon + 1, ':') != NULL) {
+			policy_diags_add(d, line, col, "ip=\"%.64s\": expected only one colon in "
+			    "Internet protocol and port type", s);
+			return ERR_INVALID;
+		}
+		if ((size_t)(colon - s) >= sizeof(pname) || colon == s) {
+			policy_diags_add(d, line, col, "ip=\"%.64s\": unknown protocol", s);
+			return ERR_INVALID;
+		}
+		memcpy(pname, s, (size_t)(colon - s));
+		pname[colon - s] = '\0';
+		if (strcmp(pname, "*") != 0) {
+			if ((pname[0] == '0' && pname[1] != '\0') || policy_proto_parse(pname, &pr) != 0) {
+				policy_diags_add(d, line, col, "ip=\"%.64s\": invalid protocol \"%s\": must be "
+				    "a known protocol name or a protocol number 1-255", s, pname);
+				return ERR_INVALID;
+			}
+			o->proto = pr;
+		}
+		ports = colon + 1;
+	}
+	if ((r = policy_ports_parse(ports, &o->ports, &o->nports, why, sizeof(why))) != 0) {
+		policy_diags_add(d, line, col, "ip=\"%.64s\": %s", s, why);
+		return ERR_INVALID;
+	}
+	for (k = 0; k < o->nports; k++) {
+		if (o->ports[k].first == 0 && o->ports[k].last != 65535) {
+			policy_diags_add(d, line, col, "ip=\"%.64s\": port range \"%s\": first port must "
+			    "be >0, or use '*' for wildcard", s, ports);
+			goto bad;
+		}
+		if (o->proto >= 0 && !proto_has_ports((uint8_t)o->proto) &&
+		    (o->ports[k].first != 0 || o->ports[k].last != 65535)) {
+			policy_diags_add(d, line, col, "ip=\"%.64s\": protocol \"%s\" does not support "
+			    "specific ports; only \"*\" is allowed", s, pname);
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	free(o->ports);
+	o->ports = NULL;
+	return ERR_INVALID;
+}
+
+static bool
+valid_cap_name(const char *s, const char **why)
+{
+	const char *slash = strchr(s, '/');
+	size_t i;
+
+	if (strstr(s, "://") != NULL || slash == NULL || slash == s || slash[1] == '\0') {
+		*why = "capability name must have the form {domain}/{path}";
+		return false;
+	}
+	for (const char *c = s; c < slash; c++) {
+		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '.' && *c != '_') {
+			*why = "capability name must have the form {domain}/{path}";
+			return false;
+		}
+	}
+	if (strncmp(s, "tailscale.com/", 14) == 0) {
+		for (i = 0; i < sizeof(ts_caps) / sizeof(ts_caps[0]); i++)
+			if (strcmp(s, ts_caps[i]) == 0)
+				return true;
+		*why = "capability name must not be in the tailscale.com domain";
+		return false;
+	}
+	return true;
+}
+
+/* Reads `app` into caps. Returns 0 or ERR_INVALID (diagnostics added). */
+static int
+load_app(struct policy *p, const struct hujson_value *v, struct cap **out, size_t *n,
+	 struct policy_diags *d)
+{
+	size_t i, j;
+	int r = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!want(v, HUJSON_OBJECT, "app", d) || !budget(p, v->len, v, d))
+		return ERR_INVALID;
+	if ((*out = calloc(v->len ? v->len : 1, sizeof(**out))) == NULL)
+		return ERR_NOMEM;
+	for (i = 0; i < v->len; i++) {
+		const struct hujson_member *m = &v->members[i];
+		const char *why;
+		json_t *arr;
+
+		if (!valid_cap_name(m->key, &why)) {
+			policy_diags_add(d, m->key_line, m->key_col, "app \"%.64s\": %s", m->key, why);
+			r = ERR_INVALID;
+			continue;
+		}
+		if (!want(m->value, HUJSON_ARRAY, "a capability's values", d)) {
+			r = ERR_INVALID;
+			continue;
+		}
+		for (j = 0; j < m->value->len; j++) {
+			if (m->value->items[j]->type != HUJSON_OBJECT) {
+				policy_diags_add(d, m->value->items[j]->line, m->value->items[j]->col,
+				    "app \"%.64s\": each value must be a JSON object", m->key);
+				r = ERR_INVALID;
+			}
+		}
+		if (r != 0)
+			continue;
+		if ((arr = hujson_value_to_json(m->value)) == NULL)
+			return ERR_NOMEM;
+		(*out)[*n].values = json_dumps(arr, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(arr);
+		(*out)[*n].name = strdup(m->key);
+		if ((*out)[*n].values == NULL || (*out)[*n].name == NULL) {
+			free((*out)[*n].values);
+			free((*out)[*n].name);
+			return ERR_NOMEM;
+		}
+		(*n)++;
+	}
+	return r;
+}
+
+/* Reads a grant's src or dst (selectors without ports). */
+static int
+load_grant_sels(struct policy *p, const struct hujson_value *v, enum side side,
+		struct selector **out, size_t *n, struct policy_diags *d)
+{
+	const char *what = side == SIDE_SRC ? "src" : "dst";
+	size_t i;
+	int r = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (!want(v, HUJSON_ARRAY, what, d) || !budget(p, v->len, v, d))
+		return ERR_INVALID;
+	if ((*out = calloc(v->len ? v->len : 1, sizeof(**out))) == NULL)
+		return ERR_NOMEM;
+	for (i = 0; i < v->len; i++) {
+		const struct hujson_value *s = v->items[i];
+		struct selector *o = &(*out)[*n];
+
+		if (!want(s, HUJSON_STRING, side == SIDE_SRC ? "a src entry" : "a dst entry", d)) {
+			r = ERR_INVALID;
+			continue;
+		}
+		if (side == SIDE_DST && (strcmp(s->str, "0.0.0.0/0") == 0 || strcmp(s->str, "::/0") == 0)) {
+			policy_diags_add(d, s->line, s->col, "dst \"%s\": to allow all IP addresses, "
+			    "use \"*\" or \"autogroup:internet\"", s->str);
+			r = ERR_INVALID;
+			continue;
+		}
+		if (side == SIDE_DST && strchr(s->str, ':') != NULL && strncmp(s->str, "tag:", 4) != 0 &&
+		    strncmp(s->str, "autogroup:", 10) != 0 && strncmp(s->str, "group:", 6) != 0 &&
+		    strncmp(s->str, "user:", 5) != 0 && prefix_parse(s->str, false, &o->pfx) != 0) {
+			policy_diags_add(d, s->line, s->col, "dst=\"%.64s\": a grant's dst has no ports "
+			    "(write the ports in \"ip\", e.g. \"ip\": [\"tcp:443\"])", s->str);
+			r = ERR_INVALID;
+			continue;
+		}
+		if (parse_selector(p, s->str, s->line, s->col, side, what, o, d) != 0) {
+			r = ERR_INVALID;
+			continue;
+		}
+		(*n)++;
+	}
+	return r;
+}
+
+static void
+load_grant(struct policy *p, const struct hujson_value *v, struct policy_diags *d)
+{
+	const struct hujson_value *src = NULL, *dst = NULL, *ip = NULL, *app = NULL, *via = NULL;
+	struct selector *srcs = NULL, *dsts = NULL;
+	struct ipspec *specs = NULL;
+	struct cap *caps = NULL;
+	const char **vias = NULL;
+	size_t nsrc = 0, ndst = 0, nspec = 0, ncaps = 0, nvia = 0, i, j, k;
+	size_t before = d->n + d->dropped;
+	bool has_self = false, has_internet = false;
+	int grant = (int)++p->ngrants;
+
+	for (i = 0; i < v->len; i++) {
+		const struct hujson_member *m = &v->members[i];
+
+		switch (key_index(m->key, grant_keys, 6)) {
+		case 0: src = m->value; break;
+		case 1: dst = m->value; break;
+		case 2: ip = m->value; break;
+		case 3: app = m->value; break;
+		case 4: via = m->value; break;
+		case 5:
+			policy_diags_add(d, m->key_line, m->key_col,
+			    "srcPosture is not supported: wiremesh has no device posture checks, so "
+			    "this grant would apply without its condition; remove it or the grant");
+			break;
+		default: unknown_key(d, m, "a grant", grant_keys, 5);
+		}
+	}
+	if (src == NULL)
+		policy_diags_add(d, v->line, v->col, "grant has no \"src\"");
+	if (dst == NULL)
+		policy_diags_add(d, v->line, v->col, "grant has no \"dst\"");
+	if ((ip == NULL || (ip->type == HUJSON_ARRAY && ip->len == 0)) &&
+	    (app == NULL || (app->type == HUJSON_OBJECT && app->len == 0)))
+		policy_diags_add(d, v->line, v->col, "ip and app can not both be empty");
+	if (src != NULL)
+		(void)load_grant_sels(p, src, SIDE_SRC, &srcs, &nsrc, d);
+	if (dst != NULL)
+		(void)load_grant_sels(p, dst, SIDE_DST, &dsts, &ndst, d);
+	for (i = 0; i < ndst; i++) {
+		if (dsts[i].kind == SEL_SELF)
+			has_self = true;
+		if (dsts[i].kind == SEL_INTERNET)
+			has_internet = true;
+	}
+	if (has_self) {
+		for (i = 0; i < nsrc; i++) {
+			enum sel_kind sk = srcs[i].kind;
+
+			if (sk != SEL_USER && sk != SEL_GROUP && sk != SEL_MEMBER && sk != SEL_DOMAIN)
+				policy_diags_add(d, srcs[i].line, srcs[i].col,
+				    "autogroup:self can only be used with users, groups, or "
+				    "supported autogroups");
+		}
+	}
+	if (app != NULL && app->type == HUJSON_OBJECT && app->len > 0 && has_internet)
+		policy_diags_add(d, app->line, app->col, "cannot use app grants with autogroup:internet");
+	if (app != NULL)
+		(void)load_app(p, app, &caps, &ncaps, d);
+	if (ip != NULL && want(ip, HUJSON_ARRAY, "ip", d) && budget(p, ip->len, ip, d) &&
+	    (specs = calloc(ip->len ? ip->len : 1, sizeof(*specs))) != NULL) {
+		for (i = 0; i < ip->len; i++) {
+			const struct hujson_value *e = ip->items[i];
+
+			if (want(e, HUJSON_STRING, "an ip entry", d) &&
+			    parse_ipspec(e->str, e->line, e->col, &specs[nspec], d) == 0) {
+				if (!budget(p, specs[nspec].nports, e, d)) {
+					free(specs[nspec].ports);
+					continue;
+				}
+				nspec++;
+			}
+		}
+	}
+	if (via != NULL && want(via, HUJSON_ARRAY, "via", d) && budget(p, via->len, via, d) &&
+	    (vias = calloc(via->len ? via->len : 1, sizeof(*vias))) != NULL) {
+		for (i = 0; i < via->len; i++) {
+			const struct hujson_value *e = via->items[i];
+
+			if (!want(e, HUJSON_STRING, "a via entry", d))
+				continue;
+			if (strncmp(e->str, "tag:", 4) != 0) {
+				policy_diags_add(d, e->line, e->col, "via=\"%.64s\": via can only be a tag",
+				    e->str);
+				continue;
+			}
+			if (!policy_tag_defined(p, e->str)) {
+				policy_diags_add(d, e->line, e->col, "via: tag \"%.64s\" not found "
+				    "(tags must be defined in tagOwners)", e->str);
+				continue;
+			}
+			if ((vias[nvia] = keep(p, e->str)) != NULL)
+				nvia++;
+		}
+	}
+	if (d->n + d->dropped != before)
+		goto out;
+	/* One rule per distinct protocol of `ip`, in order of appearance. */
+	for (i = 0; i < nspec; i++) {
+		struct rule *r;
+		size_t nports = 0;
+
+		for (j = 0; j < i; j++)
+			if (specs[j].proto == specs[i].proto)
+				break;
+		if (j < i)
+			continue;
+		if (p->nrules >= p->caprules)
+			goto out;
+		r = &p->rules[p->nrules];
+		memset(r, 0, sizeof(*r));
+		r->line = v->line;
+		r->col = v->col;
+		r->grant = grant;
+		if (specs[i].proto < 0) {
+			r->protos[0] = 6;
+			r->protos[1] = 17;
+			r->protos[2] = 1;
+			r->protos[3] = 58;
+			r->nprotos = 4;
+		} else {
+			r->protos[0] = (uint8_t)specs[i].proto;
+			r->nprotos = 1;
+			r->has_proto = true;
+		}
+		for (j = i; j < nspec; j++)
+			if (specs[j].proto == specs[i].proto)
+				nports += specs[j].nports;
+		r->src = malloc((nsrc ? nsrc : 1) * sizeof(*r->src));
+		r->dst = calloc(ndst ? ndst : 1, sizeof(*r->dst));
+		p->nrules++;
+		if (r->src == NULL || r->dst == NULL)
+			goto out;
+		if (nsrc)
+			memcpy(r->src, srcs, nsrc * sizeof(*srcs));
+		r->nsrc = nsrc;
+		for (k = 0; k < ndst; k++) {
+			struct dst *o = &r->dst[r->ndst];
+
+			o->sel = dsts[k];
+			if ((o->ports = malloc(nports * sizeof(*o->ports))) == NULL)
+				goto out;
+			for (j = i; j < nspec; j++) {
+				if (specs[j].proto != specs[i].proto)
+					continue;
+				memcpy(o->ports + o->nports, specs[j].ports,
+				    specs[j].nports * sizeof(*o->ports));
+				o->nports += specs[j].nports;
+			}
+			if (o->sel.kind == SEL_SELF)
+				r->has_self = true;
+			r->ndst++;
+		}
+		if (nvia > 0 && (r->via = malloc(nvia * sizeof(*r->via))) != NULL) {
+			memcpy(r->via, vias, nvia * sizeof(*vias));
+			r->nvia = nvia;
+		}
+	}
+	/* The app rule: visibility and capabilities, no packet filter. */
+	if (ncaps > 0 && p->nrules < p->caprules) {
+		struct rule *r = &p->rules[p->nrules++];
+
+		memset(r, 0, sizeof(*r));
+		r->line = v->line;
+		r->col = v->col;
+		r->grant = grant;
+		r->src = srcs;
+		r->nsrc = nsrc;
+		r->dst = calloc(ndst ? ndst : 1, sizeof(*r->dst));
+		r->caps = caps;
+		r->ncaps = ncaps;
+		srcs = NULL;
+		caps = NULL;
+		ncaps = 0;
+		if (r->dst == NULL)
+			goto out;
+		for (k = 0; k < ndst; k++) {
+			struct dst *o = &r->dst[r->ndst];
+
+			o->sel = dsts[k];
+			if ((o->ports = calloc(1, sizeof(*o->ports))) == NULL)
+				goto out;
+			o->ports[0].last = 65535;
+			o->nports = 1;
+			if (o->sel.kind == SEL_SELF)
+				r->has_self = true;
+			r->ndst++;
+		}
+		if (nvia > 0) {
+			r->via = vias;
+			r->nvia = nvia;
+			vias = NULL;
+		}
+	}
+out:
+	for (i = 0; i < ncaps; i++) {
+		free(caps[i].name);
+		free(caps[i].values);
+	}
+	free(caps);
+	for (i = 0; i < nspec; i++)
+		free(specs[i].ports);
+	free(specs);
+	free(srcs);
+	free(dsts);
+	free(vias);
+}
+
+static void
+load_grants(struct policy *p, const struct hujson_value *v, struct policy_diags *d)
+{
+	size_t i;
+
+	if (!want(v, HUJSON_ARRAY, "grants", d) || !budget(p, v->len, v, d))
+		return;
+	if (v->len > POLICY_MAX_RULES) {
+		policy_diags_add(d, v->line, v->col, "more than %d grants", POLICY_MAX_RULES);
+		return;
+	}
+	if (p->rules == NULL)
+		return;
+	for (i = 0; i < v->len; i++)
+		if (want(v->items[i], HUJSON_OBJECT, "a grant", d))
+			load_grant(p, v->items[i], d);
+}
+
+/* Rules the acls and grants sections can produce, to size p->rules. */
+static size_t
+rule_capacity(const struct hujson_value *acls, const struct hujson_value *grants)
+{
+	size_t n = 0, i, k;
+
+	if (acls != NULL && acls->type == HUJSON_ARRAY)
+		n += acls->len;
+	if (grants != NULL && grants->type == HUJSON_ARRAY) {
+		for (i = 0; i < grants->len; i++) {
+			const struct hujson_value *g = grants->items[i];
+
+			n++;	/* app rule */
+			if (g->type != HUJSON_OBJECT)
+				continue;
+			for (k = 0; k < g->len; k++)
+				if (strcasecmp(g->members[k].key, "ip") == 0 &&
+				    g->members[k].value->type == HUJSON_ARRAY)
+					n += g->members[k].value->len;
+		}
+	}
+	return n;
 }
 
 static int
@@ -921,7 +1409,7 @@ load_approvers(struct policy *p, const struct hujson_value *v, struct policy_dia
 int
 policy_load(const char *text, size_t len, struct policy **out, struct policy_diags *d)
 {
-	const struct hujson_value *sec[6] = { 0 };
+	const struct hujson_value *sec[NTOP] = { 0 };
 	struct hujson_value *root = NULL;
 	struct policy_diag pd;
 	struct policy *p = NULL;
@@ -946,10 +1434,10 @@ policy_load(const char *text, size_t len, struct policy **out, struct policy_dia
 	}
 	for (i = 0; i < root->len; i++) {
 		const struct hujson_member *m = &root->members[i];
-		int k = key_index(m->key, top_keys, 6);
+		int k = key_index(m->key, top_keys, NTOP);
 
 		if (k < 0) {
-			unknown_key(d, m, "the policy", top_keys, 6);
+			unknown_key(d, m, "the policy", top_keys, NTOP);
 			continue;
 		}
 		if (sec[k] != NULL) {
@@ -964,8 +1452,19 @@ policy_load(const char *text, size_t len, struct policy **out, struct policy_dia
 		load_hosts(p, sec[1], d);
 	if (sec[2])
 		load_tag_owners(p, sec[2], d);
+	p->caprules = rule_capacity(sec[3], sec[6]);
+	if (p->caprules > 0 && p->caprules <= POLICY_MAX_ITEMS &&
+	    (p->rules = calloc(p->caprules, sizeof(*p->rules))) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
 	if (sec[3])
 		load_acls(p, sec[3], d);
+	if (sec[6])
+		load_grants(p, sec[6], d);
+	if (p->nrules > POLICY_MAX_RULES)
+		policy_diags_add(d, 1, 1, "more than %d rules (acls and grants together)",
+		    POLICY_MAX_RULES);
 	if (sec[4])
 		load_tests(p, sec[4], d);
 	if (sec[5])
@@ -993,6 +1492,12 @@ policy_free(struct policy *p)
 			free(p->rules[i].dst[j].ports);
 		free(p->rules[i].src);
 		free(p->rules[i].dst);
+		for (j = 0; j < p->rules[i].ncaps; j++) {
+			free(p->rules[i].caps[j].name);
+			free(p->rules[i].caps[j].values);
+		}
+		free(p->rules[i].caps);
+		free(p->rules[i].via);
 	}
 	free(p->rules);
 	for (i = 0; i < p->ngroups; i++) {

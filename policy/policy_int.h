@@ -24,6 +24,8 @@ enum sel_kind {
 	SEL_TAGGED,	/* autogroup:tagged */
 	SEL_SELF,	/* autogroup:self (dst only) */
 	SEL_INTERNET,	/* autogroup:internet (dst only) */
+	SEL_DANGER,	/* autogroup:danger-all (src only): every address */
+	SEL_DOMAIN,	/* user:*@domain; `name` holds "@domain" */
 };
 
 struct selector {
@@ -46,8 +48,24 @@ struct dst {
 
 enum { MAX_PROTOS = 8 };
 
+/* One capability of an app grant: its name and its values as compact JSON
+ * array text ("[{\"role\":\"admin\"}]"). */
+struct cap {
+	char *name;
+	char *values;
+};
+
+/*
+ * A rule of the model. An `acls` entry is one rule; a grant becomes one
+ * rule per distinct protocol of its `ip` list (each destination carrying
+ * that protocol's ports) plus one app rule when it has `app`. App rules
+ * (nprotos == 0) add visibility and capabilities, never packet filter
+ * entries. Rules with `via` reach IP/CIDR destinations and
+ * autogroup:internet only through routers carrying one of the via tags.
+ */
 struct rule {
 	int line, col;
+	int grant;			/* 1-based grant number; 0 for an acls rule */
 	uint8_t protos[MAX_PROTOS];	/* IANA numbers; default 6,17,1,58 */
 	size_t nprotos;
 	bool has_proto;
@@ -56,6 +74,10 @@ struct rule {
 	struct dst *dst;
 	size_t ndst;
 	bool has_self;
+	struct cap *caps;		/* app rules */
+	size_t ncaps;
+	const char **via;		/* tags; strings kept by the policy */
+	size_t nvia;
 };
 
 struct group {
@@ -99,7 +121,8 @@ struct approver {
 
 struct policy {
 	struct rule *rules;
-	size_t nrules;
+	size_t nrules, caprules;
+	size_t ngrants;
 	struct group *groups;
 	size_t ngroups;
 	struct host *hosts;
