@@ -4,6 +4,7 @@
 #   make              build every binary into bin/
 #   make test         install what is missing, build, run the whole suite
 #   make test SANITIZE=address,undefined   the same under ASan+UBSan (own build dir)
+#   make tsan-concurrency   the concurrency tests under ThreadSanitizer (build/tsan)
 #   make fuzz         build the libFuzzer targets with clang
 #   make demo         the one-command demo (network namespaces, needs root)
 #   make install      binaries, systemd units, configs, man pages (PREFIX=/usr/local, DESTDIR=)
@@ -20,8 +21,9 @@ ifeq ($(SANITIZE),)
 BUILD   := build/release
 BIN     := bin
 else
-BUILD   := build/san
-BIN     := build/san/bin
+# ThreadSanitizer cannot share objects with ASan: its own tree.
+BUILD   := build/$(if $(filter thread,$(SANITIZE)),tsan,san)
+BIN     := $(BUILD)/bin
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
 LDSAN   := -fsanitize=$(SANITIZE)
 endif

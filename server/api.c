@@ -447,7 +447,7 @@ node_routes(struct server *s, struct http_request *req, struct http_response *re
 			http_problem(resp, 400, NULL, "%s", why);
 			return;
 		}
-		if ((r = server_node_update(s, n)) != 0) {
+		if ((r = server_node_set(s, n, STORE_NODE_APPROVED, n)) != 0) {
 			http_problem_err(resp, r, "cannot save the routes of node \"%s\"", n->name);
 			return;
 		}
@@ -477,6 +477,7 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 	struct store_node n;
 	char why[256] = "";
 	const char *verb;
+	unsigned fields;
 	char *end;
 	int64_t id;
 	bool online = false;
@@ -533,6 +534,7 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 	}
 	if (strcmp(verb, "expire") == 0) {
 		n.expires_at = time_now_s();
+		fields = STORE_NODE_EXPIRY;
 	} else if (strcmp(verb, "rename") == 0) {
 		const char *name = NULL;
 
@@ -546,17 +548,21 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 			return;
 		}
 		str_copy(n.name, name, sizeof(n.name));
+		fields = STORE_NODE_NAME;
 	} else if (strcmp(verb, "tags") == 0) {
 		if (tags_text(json_object_get(body, "tags"), n.tags, why, sizeof(why)) != 0 ||
 		    json_object_get(body, "tags") == NULL) {
 			http_problem(resp, 400, NULL, "%s", why[0] ? why : "field \"tags\" is required");
 			return;
 		}
+		fields = STORE_NODE_TAGS;
 	} else {
 		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
 		return;
 	}
-	if ((r = server_node_update(s, &n)) != 0) {
+	/* One transaction writing only the field this action owns: a node's
+	 * concurrent endpoint update cannot undo it, nor it the node's. */
+	if ((r = server_node_set(s, &n, fields, &n)) != 0) {
 		http_problem_err(resp, r, r == ERR_EXISTS ? "name \"%s\" is already taken" :
 		    "cannot update node \"%s\"", n.name);
 		return;

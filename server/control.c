@@ -192,6 +192,7 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 	struct reg rg;
 	bool existing = false, consume = false, fresh4 = false, fresh6 = false;
 	int64_t now = time_now_s();
+	unsigned fields;
 	int r;
 
 	if ((r = parse_register(body, &rg, why, sizeof(why))) != 0) {
@@ -243,8 +244,11 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 	memcpy(node.node_key, rg.node_key, KEY_LEN);
 	memcpy(node.disco_key, rg.disco_key, KEY_LEN);
 	str_copy(node.hostname, rg.hostname, sizeof(node.hostname));
-	if (rg.has_routes)
+	fields = STORE_NODE_KEYS | STORE_NODE_HOSTNAME | STORE_NODE_LAST_SEEN;
+	if (rg.has_routes) {
 		str_copy(node.routes_advertised, rg.routes, sizeof(node.routes_advertised));
+		fields |= STORE_NODE_ADVERTISED;
+	}
 	if (rg.auth_key) {
 		node.user_id = k.user_id;
 		str_copy(node.user, k.user, sizeof(node.user));
@@ -252,11 +256,11 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		node.ephemeral = k.ephemeral;
 		node.preauth_key_id = k.id;
 		node.expires_at = s->cfg.node_expiry_s ? now + s->cfg.node_expiry_s : 0;
+		fields |= STORE_NODE_AUTH | STORE_NODE_TAGS | STORE_NODE_EXPIRY;
 	}
 	node.last_seen = now;
-	if (rg.has_routes)
-		(void)policy_state_auto_approve(s, &node);
-	r = existing ? store_node_update(s->store, &node) : store_node_insert(s->store, &node);
+	r = existing ? store_node_update_fields(s->store, &node, fields) :
+	    store_node_insert(s->store, &node);
 	if (r == ERR_EXISTS) {
 		snprintf(why, sizeof(why), "this node key is already registered to another machine");
 		goto fail;
@@ -265,7 +269,17 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		goto fail;
 	if (consume && (r = store_preauthkey_mark_used(s->store, k.id)) != 0)
 		goto fail;
+	if ((r = store_node_get(s->store, node.id, &node)) != 0)
+		goto fail;
+	/* The mapper learns it inside the transaction: in commit order. */
+	mapper_node_upsert(s->mapper, &node);
+	if (existing && memcmp(old.node_key, node.node_key, KEY_LEN) != 0)
+		server_relay_forget(s, old.node_key);	/* key rotated */
 	if ((r = store_tx_commit(s->store)) != 0) {
+		if (existing)
+			mapper_node_upsert(s->mapper, &old);
+		else
+			mapper_node_remove(s->mapper, node.id);
 		if (fresh4)
 			ipam_release(s->ipam, &node.ipv4);
 		if (fresh6)
@@ -273,9 +287,11 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		http_problem_err(resp, r, "could not save the registration");
 		return;
 	}
-	mapper_node_upsert(s->mapper, &node);
-	if (existing && memcmp(old.node_key, node.node_key, KEY_LEN) != 0)
-		server_relay_forget(s, old.node_key);	/* key rotated */
+	/* autoApprovers: a transaction of its own (it takes the policy lock,
+	 * which comes before the store's). */
+	if (rg.has_routes && policy_state_auto_approve(s, node.id) == 0 &&
+	    store_node_get(s->store, node.id, &old) == 0)
+		node = old;
 	policy_state_dirty(s);
 	atomic_fetch_add(&s->metrics.registrations, 1);
 	log_info("msg=\"node registered\" node_id=%" PRId64 " name=%s user=%s new=%s",
@@ -336,11 +352,36 @@ handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[stat
 		http_problem_err(resp, r, "cannot open the map stream");
 }
 
+struct endpoints_change {
+	char endpoints[STORE_ENDPOINTS_MAX];
+	int home_derp;		/* -1: unchanged */
+	const char *routes;	/* NULL: unchanged */
+};
+
+/* Inside the transaction: only the fields the node owns. */
+static int
+endpoints_edit(void *ctx, struct store_node *n)
+{
+	const struct endpoints_change *ep = ctx;
+	int64_t now = time_now_s();
+
+	if (n->expires_at != 0 && n->expires_at <= now)
+		return ERR_EXPIRED;
+	str_copy(n->endpoints, ep->endpoints, sizeof(n->endpoints));
+	if (ep->home_derp >= 0)
+		n->home_derp = ep->home_derp;
+	if (ep->routes)
+		str_copy(n->routes_advertised, ep->routes, sizeof(n->routes_advertised));
+	n->last_seen = now;
+	return 0;
+}
+
 static void
 handle_endpoints(struct server *s, struct http_response *resp, const uint8_t mkey[static KEY_LEN],
 		 json_t *body)
 {
 	json_t *eps = json_object_get(body, "endpoints"), *clean, *v;
+	struct endpoints_change ep;
 	struct store_node n;
 	int64_t derp = 0;
 	char why[256], routes[STORE_ROUTES_MAX];
@@ -388,21 +429,32 @@ handle_endpoints(struct server *s, struct http_response *resp, const uint8_t mke
 		free(text);
 		return;
 	}
-	str_copy(n.endpoints, text, sizeof(n.endpoints));
+	str_copy(ep.endpoints, text, sizeof(ep.endpoints));
 	free(text);
-	if (json_object_get(body, "home_derp"))
-		n.home_derp = (int)derp;
-	if (adv) {
-		str_copy(n.routes_advertised, routes, sizeof(n.routes_advertised));
-		(void)policy_state_auto_approve(s, &n);
-	}
-	n.last_seen = time_now_s();
-	if ((r = server_node_update(s, &n)) != 0) {
-		http_problem_err(resp, r, "cannot save endpoints");
+	ep.home_derp = json_object_get(body, "home_derp") ? (int)derp : -1;
+	ep.routes = adv ? routes : NULL;
+	if ((r = server_node_edit(s, n.id, STORE_NODE_ENDPOINTS | STORE_NODE_LAST_SEEN |
+	    STORE_NODE_ADVERTISED, endpoints_edit, &ep, NULL)) != 0) {
+		http_problem_err(resp, r, r == ERR_EXPIRED ? "node key has expired: register again" :
+		    "cannot save endpoints");
 		return;
 	}
+	if (adv && (r = policy_state_auto_approve(s, n.id)) != 0)
+		log_warn("msg=\"cannot apply autoApprovers\" node_id=%" PRId64 " err=\"%s\"", n.id,
+		    err_str(r));
 	atomic_fetch_add(&s->metrics.endpoint_updates, 1);
 	server_reply_json(resp, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static int
+expire_edit(void *ctx, struct store_node *n)
+{
+	int64_t now = time_now_s();
+
+	(void)ctx;
+	if (n->expires_at == 0 || n->expires_at > now)
+		n->expires_at = now;
+	return 0;
 }
 
 static void
@@ -418,10 +470,8 @@ handle_logout(struct server *s, struct http_response *resp, const uint8_t mkey[s
 	}
 	if (n.ephemeral)
 		r = server_node_delete(s, n.id);
-	else {
-		n.expires_at = time_now_s();
-		r = server_node_update(s, &n);
-	}
+	else
+		r = server_node_edit(s, n.id, STORE_NODE_EXPIRY, expire_edit, NULL, NULL);
 	if (r != 0) {
 		http_problem_err(resp, r, "cannot log out");
 		return;

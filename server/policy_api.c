@@ -541,17 +541,24 @@ auto_approve_locked(struct server *s, struct store_node *n)
 	return changed;
 }
 
-bool
-policy_state_auto_approve(struct server *s, struct store_node *n)
+static int
+approve_edit(void *ctx, struct store_node *n)
 {
-	bool changed;
+	(void)auto_approve_locked(ctx, n);
+	return 0;
+}
+
+int
+policy_state_auto_approve(struct server *s, int64_t id)
+{
+	int r;
 
 	if (s->policy == NULL)
-		return false;
+		return 0;
 	pthread_mutex_lock(&s->policy->lock);
-	changed = auto_approve_locked(s, n);
+	r = s->policy->pol ? server_node_edit(s, id, STORE_NODE_APPROVED, approve_edit, s, NULL) : 0;
 	pthread_mutex_unlock(&s->policy->lock);
-	return changed;
+	return r;
 }
 
 /* A new policy may approve routes advertised earlier. Called with ps->lock. */
@@ -564,7 +571,9 @@ auto_approve_all(struct server *s)
 	if (mapper_nodes_copy(s->mapper, &nodes, &n) != 0)
 		return;
 	for (size_t i = 0; i < n; i++) {
-		if (auto_approve_locked(s, &nodes[i]) && server_node_update(s, &nodes[i]) != 0)
+		if (!has_routes(&nodes[i]))
+			continue;
+		if (server_node_edit(s, nodes[i].id, STORE_NODE_APPROVED, approve_edit, s, NULL) != 0)
 			log_error("msg=\"cannot save auto-approved routes\" node_id=%" PRId64,
 			    nodes[i].id);
 	}

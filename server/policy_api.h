@@ -17,9 +17,10 @@ struct server;
 /* Loads the active policy (file, else newest stored version) at start. */
 int policy_state_init(struct server *s) WM_MUST_CHECK;
 void policy_state_free(struct server *s);
-/* Adds to n's approved routes those of its advertised routes that the
- * policy's autoApprovers approve. True when it changed n (not yet saved). */
-bool policy_state_auto_approve(struct server *s, struct store_node *n);
+/* Adds to node id's approved routes those of its advertised routes that the
+ * policy's autoApprovers approve, in one transaction (server_node_edit).
+ * Takes the policy lock, so never call it inside a store transaction. */
+int policy_state_auto_approve(struct server *s, int64_t id) WM_MUST_CHECK;
 /* Nodes changed: recompile soon (on the next tick). */
 void policy_state_dirty(struct server *s);
 /* Called by the timer thread: recompiles when dirty. */

@@ -311,38 +311,120 @@ server_node_delete(struct server *s, int64_t id)
 		store_tx_rollback(s->store);
 		return r;
 	}
-	if ((r = store_tx_commit(s->store)) != 0)
+	mapper_node_remove(s->mapper, id);
+	if ((r = store_tx_commit(s->store)) != 0) {
+		mapper_node_upsert(s->mapper, &n);	/* it is still there */
 		return r;
+	}
 	ipam_release(s->ipam, &n.ipv4);
 	ipam_release(s->ipam, &n.ipv6);
-	mapper_node_remove(s->mapper, id);
 	server_relay_forget(s, n.node_key);
 	policy_state_dirty(s);
 	log_info("msg=\"node deleted\" node_id=%" PRId64 " name=%s", id, n.name);
 	return 0;
 }
 
-int
-server_node_update(struct server *s, const struct store_node *n)
+/* Tells the mapper and the relay about a node row just written. Called
+ * inside the transaction that wrote it, so the mapper sees the changes of
+ * one node in the order they were committed. */
+static void
+publish_node(struct server *s, const struct store_node *old, const struct store_node *n)
 {
-	struct store_node old;
-	bool had_old = s->derp && mapper_node_get(s->mapper, n->id, &old, NULL) == 0;
+	mapper_node_upsert(s->mapper, n);
+	if (old && (memcmp(old->node_key, n->node_key, KEY_LEN) != 0 ||
+	    (n->expires_at != 0 && n->expires_at <= time_now_s())))
+		server_relay_forget(s, old->node_key);
+}
+
+int
+server_node_edit(struct server *s, int64_t id, unsigned fields, server_node_edit_fn edit,
+		 void *ctx, struct store_node *out)
+{
+	struct store_node old, n;
 	int r;
 
 	if ((r = store_tx_begin(s->store)) != 0)
 		return r;
-	if ((r = store_node_update(s->store, n)) != 0) {
-		store_tx_rollback(s->store);
+	if ((r = store_node_get(s->store, id, &old)) != 0)
+		goto fail;
+	n = old;
+	if ((r = edit(ctx, &n)) != 0)
+		goto fail;
+	n.id = id;
+	if (memcmp(&n, &old, sizeof(n)) != 0) {
+		if ((r = store_node_update_fields(s->store, &n, fields)) != 0 ||
+		    (r = store_node_get(s->store, id, &n)) != 0)
+			goto fail;
+		publish_node(s, &old, &n);
+	}
+	if ((r = store_tx_commit(s->store)) != 0) {
+		/* Put the mapper back to what the database holds. */
+		if (store_node_get(s->store, id, &old) == 0)
+			mapper_node_upsert(s->mapper, &old);
 		return r;
 	}
-	if ((r = store_tx_commit(s->store)) != 0)
-		return r;
-	mapper_node_upsert(s->mapper, n);
-	if (had_old && (memcmp(old.node_key, n->node_key, KEY_LEN) != 0 ||
-	    (n->expires_at != 0 && n->expires_at <= time_now_s())))
-		server_relay_forget(s, old.node_key);
+	if (out)
+		*out = n;
 	policy_state_dirty(s);
 	return 0;
+fail:
+	store_tx_rollback(s->store);
+	return r;
+}
+
+struct set_fields {
+	const struct store_node *src;
+	unsigned fields;
+};
+
+static int
+copy_fields(void *ctx, struct store_node *n)
+{
+	const struct set_fields *sf = ctx;
+	const struct store_node *src = sf->src;
+
+	if (sf->fields & STORE_NODE_KEYS) {
+		memcpy(n->node_key, src->node_key, KEY_LEN);
+		memcpy(n->disco_key, src->disco_key, KEY_LEN);
+	}
+	if (sf->fields & STORE_NODE_HOSTNAME)
+		memcpy(n->hostname, src->hostname, sizeof(n->hostname));
+	if (sf->fields & STORE_NODE_NAME)
+		memcpy(n->name, src->name, sizeof(n->name));
+	if (sf->fields & STORE_NODE_AUTH) {
+		n->user_id = src->user_id;
+		memcpy(n->user, src->user, sizeof(n->user));
+		n->ephemeral = src->ephemeral;
+		n->preauth_key_id = src->preauth_key_id;
+	}
+	if (sf->fields & STORE_NODE_TAGS)
+		memcpy(n->tags, src->tags, sizeof(n->tags));
+	if (sf->fields & STORE_NODE_ADDRS) {
+		n->ipv4 = src->ipv4;
+		n->ipv6 = src->ipv6;
+	}
+	if (sf->fields & STORE_NODE_LAST_SEEN)
+		n->last_seen = src->last_seen;
+	if (sf->fields & STORE_NODE_EXPIRY)
+		n->expires_at = src->expires_at;
+	if (sf->fields & STORE_NODE_ENDPOINTS) {
+		memcpy(n->endpoints, src->endpoints, sizeof(n->endpoints));
+		n->home_derp = src->home_derp;
+	}
+	if (sf->fields & STORE_NODE_ADVERTISED)
+		memcpy(n->routes_advertised, src->routes_advertised, sizeof(n->routes_advertised));
+	if (sf->fields & STORE_NODE_APPROVED)
+		memcpy(n->routes_approved, src->routes_approved, sizeof(n->routes_approved));
+	return 0;
+}
+
+int
+server_node_set(struct server *s, const struct store_node *src, unsigned fields,
+		struct store_node *out)
+{
+	struct set_fields sf = { src, fields };
+
+	return server_node_edit(s, src->id, fields, copy_fields, &sf, out);
 }
 
 /* ---- embedded relay ---- */

@@ -122,10 +122,21 @@ void control_handle(struct server *s, struct http_request *req, struct http_resp
 void metrics_handle(struct server *s, struct http_request *req, struct http_response *resp);
 void metrics_observe(struct server *s, int status, int64_t elapsed_ns);
 
-/* Node operations shared by the API and the node protocol; each commits one
- * transaction and then tells the mapper. */
+/* Node operations shared by the API and the node protocol; each is one
+ * transaction that tells the mapper before it commits. */
 int server_node_delete(struct server *s, int64_t id) WM_MUST_CHECK;
-int server_node_update(struct server *s, const struct store_node *n) WM_MUST_CHECK;
+/* Changes node `id` in one transaction: reads the current row, lets `edit`
+ * change it (a non-zero return aborts and is returned), and writes back only
+ * the column groups in `fields` (STORE_NODE_*), so a concurrent change of
+ * other fields is never undone. `out` (may be NULL) gets the saved row.
+ * Lock order: the policy lock (if taken) before the store before the mapper;
+ * `edit` runs with the store locked and must not take the policy lock. */
+typedef int (*server_node_edit_fn)(void *ctx, struct store_node *n);
+int server_node_edit(struct server *s, int64_t id, unsigned fields, server_node_edit_fn edit,
+		     void *ctx, struct store_node *out) WM_MUST_CHECK;
+/* server_node_edit() that copies the `fields` groups from `src` (id src->id). */
+int server_node_set(struct server *s, const struct store_node *src, unsigned fields,
+		    struct store_node *out) WM_MUST_CHECK;
 /* The embedded relay admits keys at connect time: drops the connections of
  * a key that stopped being good (node deleted, expired, key replaced). */
 void server_relay_forget(struct server *s, const uint8_t key[static KEY_LEN]);

@@ -19,10 +19,14 @@
 #include "server/migrations.h"
 #include "server/store.h"
 
+/* One connection, one recursive mutex. Every function takes the mutex for
+ * the whole of its work; a transaction holds it from store_tx_begin() to
+ * store_tx_commit()/store_tx_rollback(), so the functions the same thread
+ * calls inside it nest (recursion) while every other thread waits. Nothing
+ * is read outside the mutex. */
 struct store {
 	sqlite3 *db;
 	pthread_mutex_t lock;
-	int in_tx;
 	int version;
 };
 
@@ -51,15 +55,13 @@ map_rc(struct store *s, int rc)
 static void
 lock(struct store *s)
 {
-	if (!s->in_tx)
-		pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->lock);
 }
 
 static void
 unlock(struct store *s)
 {
-	if (!s->in_tx)
-		pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static int
@@ -197,7 +199,14 @@ store_open(const char *path, struct store **out)
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return ERR_NOMEM;
-	pthread_mutex_init(&s->lock, NULL);
+	{
+		pthread_mutexattr_t ma;
+
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&s->lock, &ma);
+		pthread_mutexattr_destroy(&ma);
+	}
 	/* Create the file private (0600) before SQLite does: it holds hashed
 	 * secrets and node keys, and SQLite gives its -wal and -shm files the
 	 * database file's mode. An existing file keeps the mode the admin set. */
@@ -300,12 +309,11 @@ store_tx_begin(struct store *s)
 {
 	int r;
 
-	pthread_mutex_lock(&s->lock);
+	lock(s);
 	if ((r = exec(s, "BEGIN IMMEDIATE")) != 0) {
-		pthread_mutex_unlock(&s->lock);
+		unlock(s);
 		return r;
 	}
-	s->in_tx = 1;
 	return 0;
 }
 
@@ -316,8 +324,7 @@ store_tx_commit(struct store *s)
 
 	if (r != 0)
 		(void)exec(s, "ROLLBACK");
-	s->in_tx = 0;
-	pthread_mutex_unlock(&s->lock);
+	unlock(s);
 	return r;
 }
 
@@ -325,8 +332,7 @@ void
 store_tx_rollback(struct store *s)
 {
 	(void)exec(s, "ROLLBACK");
-	s->in_tx = 0;
-	pthread_mutex_unlock(&s->lock);
+	unlock(s);
 }
 
 /* ---- users ---- */
@@ -790,17 +796,39 @@ out:
 }
 
 int
-store_node_update(struct store *s, const struct store_node *n)
+store_node_update_fields(struct store *s, const struct store_node *n, unsigned fields)
 {
+	static const struct {
+		unsigned group;
+		const char *cols;
+	} groups[] = {
+		{ STORE_NODE_KEYS, "node_key=?2, disco_key=?3, " },
+		{ STORE_NODE_HOSTNAME, "hostname=?4, " },
+		{ STORE_NODE_NAME, "name=?5, " },
+		{ STORE_NODE_AUTH, "user_id=?6, ephemeral=?10, preauth_key_id=?11, " },
+		{ STORE_NODE_TAGS, "tags=?7, " },
+		{ STORE_NODE_ADDRS, "ipv4=?8, ipv6=?9, " },
+		{ STORE_NODE_LAST_SEEN, "last_seen=?13, " },
+		{ STORE_NODE_EXPIRY, "expires_at=?14, " },
+		{ STORE_NODE_ENDPOINTS, "endpoints=?15, home_derp=?16, " },
+		{ STORE_NODE_ADVERTISED, "routes_advertised=?17, " },
+		{ STORE_NODE_APPROVED, "routes_approved=?18, " },
+	};
+	char sql[512] = "UPDATE nodes SET ";
 	sqlite3_stmt *st = NULL;
+	size_t len;
 	int r;
 
+	if ((fields & STORE_NODE_ALL) == 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		if (fields & groups[i].group)
+			strcat(sql, groups[i].cols);
+	len = strlen(sql);
+	sql[len - 2] = 0;	/* the last ", " */
+	strcat(sql, " WHERE id = ?19");
 	lock(s);
-	if ((r = prepare(s, "UPDATE nodes SET machine_key=?, node_key=?, disco_key=?, hostname=?, "
-	    "name=?, user_id=?, tags=?, ipv4=?, ipv6=?, ephemeral=?, preauth_key_id=?, "
-	    "created_at=?, last_seen=?, expires_at=?, endpoints=?, home_derp=?, "
-	    "routes_advertised=?, routes_approved=? WHERE id = ?",
-	    &st)) != 0)
+	if ((r = prepare(s, sql, &st)) != 0)
 		goto out;
 	bind_node(st, n);
 	sqlite3_bind_int64(st, 19, n->id);
@@ -808,6 +836,12 @@ store_node_update(struct store *s, const struct store_node *n)
 out:
 	unlock(s);
 	return r;
+}
+
+int
+store_node_update(struct store *s, const struct store_node *n)
+{
+	return store_node_update_fields(s, n, STORE_NODE_ALL);
 }
 
 static int

@@ -6,9 +6,12 @@
  * in the binary are applied in order at open, and a database newer than the
  * binary is refused.
  *
- * Threads: one connection guarded by one mutex. A change is made between
- * store_tx_begin() and store_tx_commit()/store_tx_rollback(), which hold the
- * lock; single-call functions outside a transaction take it themselves.
+ * Threads: one connection guarded by one recursive mutex. A change is made
+ * between store_tx_begin() and store_tx_commit()/store_tx_rollback(), which
+ * hold the mutex for the whole transaction: other threads wait, the calling
+ * thread's store calls nest. Single calls outside a transaction take it
+ * themselves. A read-modify-write of a row belongs inside one transaction,
+ * and writes only the columns its caller owns (store_node_update_fields).
  */
 #ifndef WM_STORE_H
 #define WM_STORE_H
@@ -136,8 +139,32 @@ typedef int (*store_preauthkey_cb)(void *ctx, const struct store_preauthkey *k);
 /* user NULL: every user's keys. */
 int store_preauthkey_list(struct store *s, const char *user, store_preauthkey_cb cb, void *ctx) WM_MUST_CHECK;
 
+/* Column groups of a node row. Each writer owns some: the node its keys,
+ * hostname, endpoints, last_seen and advertised routes; the admin the name,
+ * tags, expiry and approved routes; registration the owner fields. An
+ * update writes only the groups it names, so writers of different groups
+ * never undo each other. */
+enum {
+	STORE_NODE_KEYS = 1u << 0,	/* node_key, disco_key */
+	STORE_NODE_HOSTNAME = 1u << 1,
+	STORE_NODE_NAME = 1u << 2,
+	STORE_NODE_AUTH = 1u << 3,	/* user_id, ephemeral, preauth_key_id */
+	STORE_NODE_TAGS = 1u << 4,
+	STORE_NODE_ADDRS = 1u << 5,	/* ipv4, ipv6 */
+	STORE_NODE_LAST_SEEN = 1u << 6,
+	STORE_NODE_EXPIRY = 1u << 7,	/* expires_at */
+	STORE_NODE_ENDPOINTS = 1u << 8,	/* endpoints, home_derp */
+	STORE_NODE_ADVERTISED = 1u << 9,	/* routes_advertised */
+	STORE_NODE_APPROVED = 1u << 10,	/* routes_approved */
+	STORE_NODE_ALL = (1u << 11) - 1,
+};
+
 /* Nodes. */
 int store_node_insert(struct store *s, struct store_node *n) WM_MUST_CHECK;	/* sets n->id */
+/* Writes the column groups in `fields` (STORE_NODE_*) of the node with
+ * n->id; ERR_NOT_FOUND when there is none, ERR_EXISTS on a duplicate key. */
+int store_node_update_fields(struct store *s, const struct store_node *n,
+			     unsigned fields) WM_MUST_CHECK;
 /* Rewrites every mutable column of the node with n->id. */
 int store_node_update(struct store *s, const struct store_node *n) WM_MUST_CHECK;
 int store_node_get(struct store *s, int64_t id, struct store_node *out) WM_MUST_CHECK;

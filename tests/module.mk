@@ -57,6 +57,13 @@ $(BUILD)/wm-node: $(BUILD)/tests/tools/wm-node.o $(COMMON_LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 binaries: $(BUILD)/wm-node
 
+# Lost-update race driver (tests/integration/server_race.sh).
+$(BUILD)/wm-race: $(BUILD)/tests/tools/wm-race.o $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+binaries: $(BUILD)/wm-race
+
 # Control-server load generator (tests/bench/control/bench_control.c):
 #   make bench-control NODES=N [BENCH_ARGS=--policy-fanout]
 NODES ?= 1000
@@ -67,3 +74,13 @@ $(BUILD)/bench-control: $(BUILD)/tests/bench/control/bench_control.o $(COMMON_LI
 
 bench-control: $(BIN)/wiremesh-server $(BUILD)/bench-control
 	$(Q)$(BUILD)/bench-control --nodes $(NODES) --server $(BIN)/wiremesh-server $(BENCH_ARGS)
+
+# The concurrency tests against a ThreadSanitizer build of the server
+# (build/tsan): any data race report in a server log fails them.
+TSAN_TESTS := server_race server_concurrency
+tsan-concurrency:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=thread binaries
+	$(Q)for t in $(TSAN_TESTS); do \
+	  TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" WM_BIN=$(abspath build/tsan/bin) \
+	  WM_BUILD=$(abspath build/tsan) WM_TOP=$(CURDIR) bash tests/integration/$$t.sh || exit 1; done
+.PHONY: tsan-concurrency
