@@ -1,9 +1,13 @@
 #!/bin/sh
 # Turns migrations/NNNN_name.sql files into a C table (server/migrations.h).
+#   embed-sql.sh [-n ARRAY] FILE...   (ARRAY defaults to "migrations";
+#   the count is ARRAY_count)
 set -eu
+var=migrations
+if [ "${1:-}" = "-n" ]; then var=$2; shift 2; fi
 echo '/* Generated from the migrations folder by scripts/embed-sql.sh. Do not edit. */'
 echo '#include "server/migrations.h"'
-echo 'const struct migration migrations[] = {'
+echo "const struct migration ${var}[] = {"
 for f in "$@"; do
 	base=$(basename "$f" .sql)
 	num=${base%%_*}
@@ -13,4 +17,4 @@ for f in "$@"; do
 	printf '\t},\n'
 done
 echo '};'
-echo "const int migrations_count = $#;"
+echo "const int ${var}_count = $#;"

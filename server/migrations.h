@@ -11,5 +11,8 @@ struct migration {
 
 extern const struct migration migrations[];
 extern const int migrations_count;
+/* The same versions for PostgreSQL (migrations/pg/NNNN_name.sql). */
+extern const struct migration pg_migrations[];
+extern const int pg_migrations_count;
 
 #endif

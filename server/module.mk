@@ -1,14 +1,20 @@
 # server/: wiremesh-server (control plane + admin CLI).
 SERVER_SRCS := $(filter-out server/main.c,$(wildcard server/*.c))
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/server/migrations_gen.o \
+               $(BUILD)/server/pg_migrations_gen.o \
                $(BUILD)/server/openapi_gen.o
 SERVER_LIB  := $(BUILD)/libserver.a
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
+PG_MIGRATIONS := $(sort $(wildcard migrations/pg/*.sql))
 
 # Embeds migrations/NNNN_name.sql as C strings, in order.
 $(BUILD)/server/migrations_gen.c: $(MIGRATIONS) scripts/embed-sql.sh
 	@mkdir -p $(dir $@)
 	$(Q)scripts/embed-sql.sh $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/server/pg_migrations_gen.c: $(PG_MIGRATIONS) scripts/embed-sql.sh
+	@mkdir -p $(dir $@)
+	$(Q)scripts/embed-sql.sh -n pg_migrations $(PG_MIGRATIONS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/server/openapi_gen.c: docs/openapi.json scripts/embed-text.sh
 	@mkdir -p $(dir $@)

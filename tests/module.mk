@@ -5,7 +5,8 @@
 
 UNIT_SRCS   := $(sort $(wildcard tests/unit/*_test.c))
 UNIT_NAMES  := $(patsubst tests/unit/%_test.c,%,$(UNIT_SRCS))
-UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tests/unit/runner.o
+UNIT_OBJS   := $(UNIT_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tests/unit/runner.o \
+               $(BUILD)/tests/unit/pgtest.o
 RUNNER      := $(BUILD)/wiremesh-unit-tests
 
 $(BUILD)/tests/suites.inc: $(UNIT_SRCS) tests/module.mk

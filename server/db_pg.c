@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: MIT
+/*
+ * PostgreSQL backend of the database layer, over libpq. The only file that
+ * includes libpq-fe.h. Statements are sent with PQexecParams: `?` becomes
+ * `$n`, integers travel as int8 text, blobs as binary bytea, text with its
+ * type left for the server to infer from the column. Results come back as
+ * text (bytea in hex, decoded on demand).
+ *
+ * A lost connection is reset at the next statement outside a transaction,
+ * so a replica survives a database restart or failover; inside a
+ * transaction the error ends the transaction and the caller retries.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "server/db_int.h"
+
+enum {
+	OID_BYTEA = 17,
+	OID_INT8 = 20,
+};
+
+struct pdb {
+	struct db base;
+	PGconn *conn;
+	char redacted[DB_URL_MAX];
+};
+
+struct pstmt {
+	struct db_stmt base;
+	char *sql;			/* translated */
+	int nparams;
+	char *values[DB_PARAMS_MAX];
+	int lengths[DB_PARAMS_MAX];
+	int formats[DB_PARAMS_MAX];
+	unsigned int types[DB_PARAMS_MAX];
+	PGresult *res;
+	int row;			/* current row; -1 before the first step */
+	int nrows;
+	int64_t changes;
+	unsigned char *blob;		/* decoded bytea of blob_col, freed per step */
+	int blob_col;
+	size_t blob_len;
+};
+
+static PGconn *
+conn(struct db *db)
+{
+	return ((struct pdb *)db)->conn;
+}
+
+static void
+notice(void *arg, const char *msg)
+{
+	(void)arg;
+	log_debug("msg=\"postgres notice\" text=\"%.*s\"", (int)strcspn(msg, "\n"), msg);
+}
+
+/* One line of libpq's message, without the trailing newline. */
+static int
+msglen(const char *m)
+{
+	return m ? (int)strcspn(m, "\n") : 0;
+}
+
+/* Maps a failed result (or NULL: no result at all) to an error code. */
+static int
+map_result(struct db *db, PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn(db));
+
+	db->retryable = false;
+	if (state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
+		/* no server answer: connection lost, server shutting down */
+		log_warn("msg=\"postgres unavailable\" err=\"%.*s\"", msglen(m), m ? m : "");
+		return ERR_UNAVAILABLE;
+	}
+	if (strncmp(state, "23", 2) == 0)
+		return ERR_EXISTS;
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+	    strcmp(state, "55P03") == 0) {
+		db->retryable = true;
+		return ERR_UNAVAILABLE;
+	}
+	if (strcmp(state, "53300") == 0 || strncmp(state, "53", 2) == 0) {
+		log_warn("msg=\"postgres out of resources\" sqlstate=%s err=\"%.*s\"", state,
+		    msglen(m), m);
+		return ERR_UNAVAILABLE;
+	}
+	log_error("msg=\"postgres error\" sqlstate=%s err=\"%.*s\"", state, msglen(m), m);
+	return ERR_DB;
+}
+
+/* Outside a transaction, a broken connection is re-established once. */
+static int
+ensure_conn(struct db *db)
+{
+	struct pdb *p = (struct pdb *)db;
+
+	if (PQstatus(p->conn) == CONNECTION_OK)
+		return 0;
+	if (db->in_tx)
+		return ERR_UNAVAILABLE;
+	PQreset(p->conn);
+	if (PQstatus(p->conn) != CONNECTION_OK) {
+		log_warn("msg=\"postgres reconnect failed\" db=\"%s\" err=\"%.*s\"", p->redacted,
+		    msglen(PQerrorMessage(p->conn)), PQerrorMessage(p->conn));
+		db->retryable = false;
+		return ERR_UNAVAILABLE;
+	}
+	log_info("msg=\"postgres reconnected\" db=\"%s\"", p->redacted);
+	return 0;
+}
+
+static void
+p_close(struct db *db)
+{
+	struct pdb *p = (struct pdb *)db;
+
+	if (p->conn != NULL)
+		PQfinish(p->conn);
+	free(p);
+}
+
+static int
+p_exec(struct db *db, const char *sql)
+{
+	PGresult *res;
+	int r = 0;
+
+	if ((r = ensure_conn(db)) != 0)
+		return r;
+	res = PQexec(conn(db), sql);
+	switch (PQresultStatus(res)) {
+	case PGRES_COMMAND_OK:
+	case PGRES_TUPLES_OK:
+	case PGRES_EMPTY_QUERY:
+		db->retryable = false;
+		break;
+	default:
+		r = map_result(db, res);
+	}
+	PQclear(res);
+	return r;
+}
+
+/* Rewrites `?` placeholders as $1, $2… outside quotes and comments. */
+static int
+translate(const char *sql, char **out, int *nparams)
+{
+	size_t n = strlen(sql), o = 0;
+	char *t = malloc(n * 3 + 1);	/* "?" -> "$NN" at most */
+	int count = 0;
+
+	if (t == NULL)
+		return ERR_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		char c = sql[i];
+
+		if (c == '\'' || c == '"') {
+			t[o++] = c;
+			for (i++; i < n; i++) {
+				t[o++] = sql[i];
+				if (sql[i] == c)
+					break;
+			}
+		} else if (c == '-' && sql[i + 1] == '-') {
+			for (; i < n && sql[i] != '\n'; i++)
+				t[o++] = sql[i];
+			if (i < n)
+				t[o++] = '\n';
+		} else if (c == '?') {
+			if (++count > DB_PARAMS_MAX) {
+				free(t);
+				return ERR_INVALID;
+			}
+			o += (size_t)sprintf(t + o, "$%d", count);
+		} else {
+			t[o++] = c;
+		}
+	}
+	t[o] = '\0';
+	*out = t;
+	*nparams = count;
+	return 0;
+}
+
+static int
+p_prepare(struct db *db, const char *sql, struct db_stmt **out)
+{
+	struct pstmt *st = calloc(1, sizeof(*st));
+	int r;
+
+	if (st == NULL)
+		return ERR_NOMEM;
+	if ((r = translate(sql, &st->sql, &st->nparams)) != 0) {
+		free(st);
+		log_error("msg=\"statement has too many parameters\"");
+		return r;
+	}
+	st->base.db = db;
+	st->row = -1;
+	st->blob_col = -1;
+	*out = &st->base;
+	return 0;
+}
+
+static struct pstmt *
+ps(struct db_stmt *st)
+{
+	return (struct pstmt *)st;
+}
+
+static void
+set_param(struct pstmt *st, int i, char *v, int len, int format, unsigned int type)
+{
+	if (i < 1 || i > st->nparams) {
+		free(v);
+		return;
+	}
+	i--;
+	free(st->values[i]);
+	st->values[i] = v;
+	st->lengths[i] = len;
+	st->formats[i] = format;
+	st->types[i] = type;
+}
+
+static void
+p_bind_int(struct db_stmt *st, int i, int64_t v)
+{
+	char *s = malloc(24);
+
+	if (s != NULL)
+		snprintf(s, 24, "%lld", (long long)v);
+	set_param(ps(st), i, s, 0, 0, OID_INT8);
+}
+
+static void
+p_bind_text(struct db_stmt *st, int i, const char *v)
+{
+	set_param(ps(st), i, v ? strdup(v) : NULL, 0, 0, 0);
+}
+
+static void
+p_bind_blob(struct db_stmt *st, int i, const void *v, size_t len)
+{
+	char *b = malloc(len ? len : 1);
+
+	if (b != NULL && len)
+		memcpy(b, v, len);
+	set_param(ps(st), i, b, (int)len, 1, OID_BYTEA);
+}
+
+static void
+p_bind_null(struct db_stmt *st, int i)
+{
+	set_param(ps(st), i, NULL, 0, 0, 0);
+}
+
+static void
+drop_blob(struct pstmt *st)
+{
+	if (st->blob != NULL)
+		PQfreemem(st->blob);
+	st->blob = NULL;
+	st->blob_col = -1;
+}
+
+static int
+p_step(struct db_stmt *base)
+{
+	struct pstmt *st = ps(base);
+	struct db *db = base->db;
+	int r;
+
+	drop_blob(st);
+	if (st->res == NULL) {
+		if ((r = ensure_conn(db)) != 0)
+			return r;
+		st->res = PQexecParams(conn(db), st->sql, st->nparams, st->types,
+		    (const char *const *)st->values, st->lengths, st->formats, 0);
+		switch (PQresultStatus(st->res)) {
+		case PGRES_TUPLES_OK:
+		case PGRES_COMMAND_OK:
+			db->retryable = false;
+			st->nrows = PQntuples(st->res);
+			st->changes = strtoll(PQcmdTuples(st->res), NULL, 10);
+			break;
+		default:
+			r = map_result(db, st->res);
+			PQclear(st->res);
+			st->res = NULL;
+			return r;
+		}
+	}
+	if (st->row + 1 < st->nrows) {
+		st->row++;
+		return DB_ROW;
+	}
+	st->row = st->nrows;
+	return DB_DONE;
+}
+
+static bool
+p_col_null(struct db_stmt *base, int i)
+{
+	struct pstmt *st = ps(base);
+
+	if (st->res == NULL || st->row < 0 || st->row >= st->nrows || i >= PQnfields(st->res))
+		return true;
+	return PQgetisnull(st->res, st->row, i) != 0;
+}
+
+static const char *
+p_col_text(struct db_stmt *base, int i)
+{
+	struct pstmt *st = ps(base);
+
+	if (p_col_null(base, i))
+		return NULL;
+	return PQgetvalue(st->res, st->row, i);
+}
+
+static int64_t
+p_col_int(struct db_stmt *base, int i)
+{
+	const char *v = p_col_text(base, i);
+
+	if (v == NULL)
+		return 0;
+	if (v[0] == 't')	/* boolean */
+		return 1;
+	if (v[0] == 'f')
+		return 0;
+	return strtoll(v, NULL, 10);
+}
+
+static const uint8_t *
+p_col_blob(struct db_stmt *base, int i, size_t *len)
+{
+	struct pstmt *st = ps(base);
+	const char *v = p_col_text(base, i);
+
+	*len = 0;
+	if (v == NULL)
+		return NULL;
+	if (PQftype(st->res, i) != OID_BYTEA) {
+		*len = strlen(v);
+		return (const uint8_t *)v;
+	}
+	if (st->blob_col != i) {
+		drop_blob(st);
+		st->blob = PQunescapeBytea((const unsigned char *)v, &st->blob_len);
+		if (st->blob == NULL)
+			return NULL;
+		st->blob_col = i;
+	}
+	*len = st->blob_len;
+	return st->blob;
+}
+
+static int64_t p_changes(struct db_stmt *st) { return ps(st)->changes; }
+
+static void
+p_finalize(struct db_stmt *base)
+{
+	struct pstmt *st = ps(base);
+
+	drop_blob(st);
+	PQclear(st->res);
+	for (int i = 0; i < st->nparams; i++)
+		free(st->values[i]);
+	free(st->sql);
+	free(st);
+}
+
+static int
+p_begin(struct db *db)
+{
+	return p_exec(db, "BEGIN ISOLATION LEVEL SERIALIZABLE");
+}
+
+static int
+p_integrity_check(struct db *db)
+{
+	return db_ping(db);
+}
+
+static int
+p_backup(struct db *db, const char *dest_path)
+{
+	(void)db;
+	(void)dest_path;
+	log_error("msg=\"backups of a PostgreSQL store are taken with pg_dump\"");
+	return ERR_UNPROCESSABLE;
+}
+
+static const struct db_ops pg_ops = {
+	.close = p_close, .exec = p_exec, .prepare = p_prepare,
+	.bind_int = p_bind_int, .bind_text = p_bind_text, .bind_blob = p_bind_blob,
+	.bind_null = p_bind_null, .step = p_step, .col_null = p_col_null,
+	.col_int = p_col_int, .col_text = p_col_text, .col_blob = p_col_blob,
+	.changes = p_changes, .finalize = p_finalize, .begin = p_begin,
+	.integrity_check = p_integrity_check, .backup = p_backup,
+};
+
+int
+db_pg_open(const char *url, struct db **out)
+{
+	/* Earlier entries are defaults: the URL's own settings override them. */
+	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
+	const char *vals[] = { "10", "wiremesh-server", url, NULL };
+	struct pdb *p;
+	int r;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return ERR_NOMEM;
+	p->base.ops = &pg_ops;
+	p->base.kind = DB_POSTGRES;
+	db_url_redact(p->redacted, sizeof(p->redacted), url);
+	p->conn = PQconnectdbParams(keys, vals, 1);
+	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+		const char *m = p->conn ? PQerrorMessage(p->conn) : "out of memory";
+
+		log_error("msg=\"cannot connect to PostgreSQL\" db=\"%s\" err=\"%.*s\"",
+		    p->redacted, msglen(m), m);
+		p_close(&p->base);
+		return ERR_IO;
+	}
+	PQsetNoticeProcessor(p->conn, notice, NULL);
+	if ((r = p_exec(&p->base, "SET client_min_messages = warning; "
+	    "SET standard_conforming_strings = on; SET TIME ZONE 'UTC'")) != 0) {
+		p_close(&p->base);
+		return r;
+	}
+	log_debug("msg=\"connected to PostgreSQL\" db=\"%s\" server_version=%d", p->redacted,
+	    PQserverVersion(p->conn));
+	*out = &p->base;
+	return 0;
+}
