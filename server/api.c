@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The admin REST API under /api/v1 (docs/openapi.json). Every endpoint but
- * the OpenAPI document needs `Authorization: Bearer <API key>`. Errors are
- * RFC 7807 problem documents.
+ * the OpenAPI document and sign-in needs `Authorization: Bearer <API key>`
+ * or the admin console's session cookie (session.c). Errors are RFC 7807
+ * problem documents.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -14,12 +15,14 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "server/mapper.h"
+#include "server/events.h"
 #include "server/nodeview.h"
 #include "server/openapi.h"
 #include "server/policy_api.h"
 #include "server/routes.h"
 #include "server/secret.h"
 #include "server/server.h"
+#include "server/session.h"
 
 enum { MAX_TAGS = 16 };
 
@@ -124,8 +127,11 @@ expiration(json_t *body, int64_t def, int64_t *out, char *why, size_t whylen)
 
 /* ---- authentication ---- */
 
+/* A Bearer API key, or the console's session cookie (session.c; changes
+ * then also need its CSRF header). */
 static int
-authenticate(struct server *s, struct http_request *req, char *why, size_t whylen)
+authenticate(struct server *s, struct http_request *req, struct session_auth *a,
+	     char *why, size_t whylen)
 {
 	const char *h = http_header(req, "Authorization");
 	char prefix[STORE_PREFIX_MAX];
@@ -133,6 +139,9 @@ authenticate(struct server *s, struct http_request *req, char *why, size_t whyle
 	struct store_apikey k;
 	int64_t now = time_now_s();
 
+	memset(a, 0, sizeof(*a));
+	if (h == NULL && session_has_cookie(req))
+		return session_authenticate(s, req, a, why, whylen);
 	if (h == NULL || strncmp(h, "Bearer ", 7) != 0) {
 		snprintf(why, whylen, "missing \"Authorization: Bearer <API key>\" header");
 		return ERR_UNAUTHORIZED;
@@ -148,6 +157,8 @@ authenticate(struct server *s, struct http_request *req, char *why, size_t whyle
 	}
 	if (k.last_used_at < now - 60 && store_apikey_touch(s->store, k.id, now) != 0)
 		log_warn("msg=\"cannot record API key use\"");
+	snprintf(a->who, sizeof(a->who), "apikey:%s", k.prefix);
+	str_copy(a->apikey_prefix, k.prefix, sizeof(a->apikey_prefix));
 	return 0;
 }
 
@@ -587,6 +598,7 @@ under(const char *path, const char *prefix)
 void
 api_handle(struct server *s, struct http_request *req, struct http_response *resp)
 {
+	struct session_auth a;
 	char why[512];
 	json_t *body = NULL;
 	const char *rest;
@@ -598,7 +610,11 @@ api_handle(struct server *s, struct http_request *req, struct http_response *res
 		http_set_body(resp, 200, "application/json", doc, doc ? strlen(doc) : 0);
 		return;
 	}
-	if ((r = authenticate(s, req, why, sizeof(why))) != 0) {
+	if (strcmp(req->path, "/api/v1/session") == 0) {
+		session_handle(s, req, resp);	/* sign-in needs no credentials */
+		return;
+	}
+	if ((r = authenticate(s, req, &a, why, sizeof(why))) != 0) {
 		http_problem_err(resp, r, "%s", why);
 		return;
 	}
@@ -607,7 +623,15 @@ api_handle(struct server *s, struct http_request *req, struct http_response *res
 		return;
 	}
 	if ((rest = under(req->path, "/api/v1/policy")) != NULL) {
-		policy_api_handle(s, req, resp, rest);
+		policy_api_handle(s, req, resp, rest, a.who);
+		return;
+	}
+	if (strcmp(req->path, "/api/v1/events") == 0) {
+		events_handle(s, req, resp, &a);
+		return;
+	}
+	if (strcmp(req->path, "/api/v1/session/signin-links") == 0) {
+		session_links_handle(s, req, resp, &a);
 		return;
 	}
 	if (req->body.len > (size_t)s->cfg.max_body) {

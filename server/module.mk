@@ -2,7 +2,7 @@
 SERVER_SRCS := $(filter-out server/main.c,$(wildcard server/*.c))
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/server/migrations_gen.o \
                $(BUILD)/server/pg_migrations_gen.o \
-               $(BUILD)/server/openapi_gen.o
+               $(BUILD)/server/openapi_gen.o $(BUILD)/server/admin_assets_gen.o
 SERVER_LIB  := $(BUILD)/libserver.a
 MIGRATIONS  := $(sort $(wildcard migrations/*.sql))
 PG_MIGRATIONS := $(sort $(wildcard migrations/pg/*.sql))
@@ -19,6 +19,13 @@ $(BUILD)/server/pg_migrations_gen.c: $(PG_MIGRATIONS) scripts/embed-sql.sh
 $(BUILD)/server/openapi_gen.c: docs/openapi.json scripts/embed-text.sh
 	@mkdir -p $(dir $@)
 	$(Q)scripts/embed-text.sh openapi_json docs/openapi.json > $@.tmp && mv $@.tmp $@
+
+# The admin console (served at /admin) is embedded as it is: no bundler.
+ADMIN_ASSETS := $(sort $(wildcard server/console/*.html server/console/*.css \
+                server/console/js/*.js))
+$(BUILD)/server/admin_assets_gen.c: $(ADMIN_ASSETS) scripts/embed-assets.sh scripts/embed-text.sh
+	@mkdir -p $(dir $@)
+	$(Q)scripts/embed-assets.sh server/console $(ADMIN_ASSETS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/server/%_gen.o: $(BUILD)/server/%_gen.c
 	@mkdir -p $(dir $@)

@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "common/jsonx.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -643,14 +644,14 @@ add_version(void *ctx, const struct store_policy *p)
 }
 
 static void
-put_policy(struct server *s, struct http_request *req, struct http_response *resp)
+put_policy(struct server *s, struct http_request *req, struct http_response *resp,
+	   const char *who)
 {
 	struct policy_state *ps = s->policy;
 	const char *if_match = http_header(req, "If-Match");
 	struct policy_diags d;
 	struct store_policy sp;
 	struct policy *pol = NULL;
-	const char *auth = http_header(req, "Authorization");
 	char *text;
 	int r;
 
@@ -692,8 +693,7 @@ put_policy(struct server *s, struct http_request *req, struct http_response *res
 	sp.text = text;
 	make_etag(text, req->body.len, sp.etag);
 	sp.created_at = time_now_s();
-	snprintf(sp.created_by, sizeof(sp.created_by), "apikey:%.12s",
-	    auth && strlen(auth) > 14 ? auth + 14 : "?");
+	str_copy(sp.created_by, who, sizeof(sp.created_by));
 	if ((r = store_policy_insert(s->store, &sp)) != 0) {
 		pthread_mutex_unlock(&ps->lock);
 		policy_free(pol);
@@ -713,12 +713,203 @@ put_policy(struct server *s, struct http_request *req, struct http_response *res
 }
 
 void
+policy_state_etag(struct server *s, char out[static 48])
+{
+	out[0] = 0;
+	if (s->policy == NULL)
+		return;
+	pthread_mutex_lock(&s->policy->lock);
+	str_copy(out, s->policy->etag, 48);
+	pthread_mutex_unlock(&s->policy->lock);
+}
+
+static json_t *
+diags_json(const struct policy_diags *d)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < d->n; i++)
+		json_array_append_new(a, json_pack("{s:i, s:i, s:s}", "line", d->v[i].line,
+		    "column", d->v[i].col, "message", d->v[i].msg));
+	return a;
+}
+
+/* The request body as a NUL-terminated policy text, or NULL with a 413
+ * or 500 answered. */
+static char *
+body_text(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	char *text;
+
+	if (req->too_large || req->body.len > (size_t)s->cfg.max_policy_body ||
+	    req->body.len > POLICY_MAX_SIZE) {
+		http_problem(resp, 413, NULL, "policy is larger than %d bytes", POLICY_MAX_SIZE);
+		return NULL;
+	}
+	if ((text = malloc(req->body.len + 1)) == NULL) {
+		http_problem(resp, 500, NULL, "out of memory");
+		return NULL;
+	}
+	memcpy(text, req->body.data, req->body.len);
+	text[req->body.len] = 0;
+	return text;
+}
+
+/*
+ * POST /api/v1/policy/check: validates the body as PUT would (syntax,
+ * names, tests against the live nodes) without saving anything. Answers
+ * 200 whatever the verdict: {"valid", "errors": [{line, column, message}],
+ * "tests": {"count", "passed", "failed", "failures": [...]}}.
+ */
+static void
+check_policy(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	struct policy_diags d, td;
+	struct store_node *nodes = NULL;
+	struct policy *pol = NULL;
+	struct node_view v;
+	size_t n = 0, ntests = 0;
+	bool ran = false;
+	char *text;
+	json_t *out;
+	int r;
+
+	if ((text = body_text(s, req, resp)) == NULL)
+		return;
+	policy_diags_init(&d);
+	policy_diags_init(&td);
+	if ((r = policy_load(text, req->body.len, &pol, &d)) == 0) {
+		ntests = policy_test_count(pol);
+		if ((r = mapper_nodes_copy(s->mapper, &nodes, &n)) == 0 &&
+		    (r = node_view_build(nodes, n, &v)) == 0) {
+			r = policy_run_tests(pol, v.pn, n, &td);
+			node_view_free(&v);
+			ran = true;
+		}
+		free(nodes);
+	}
+	free(text);
+	policy_free(pol);
+	if (r == ERR_NOMEM || (r != 0 && d.n == 0 && td.n == 0)) {
+		policy_diags_cleanup(&d);
+		policy_diags_cleanup(&td);
+		http_problem_err(resp, r, "cannot check the policy");
+		return;
+	}
+	out = json_pack("{s:b, s:o, s:{s:I, s:b, s:b, s:I, s:o}}", "valid", r == 0,
+	    "errors", diags_json(&d), "tests", "count", (json_int_t)ntests, "ran", ran,
+	    "passed", ran && td.n == 0, "failed", (json_int_t)td.n, "failures", diags_json(&td));
+	policy_diags_cleanup(&d);
+	policy_diags_cleanup(&td);
+	server_reply_json(resp, 200, out);
+}
+
+/*
+ * POST /api/v1/policy/explain {"src", "dst" ("host:port"), "proto"?,
+ * "policy"? (a draft text; default the active policy)}: accept or deny and
+ * the rules that decide, as `wiremesh-server policy explain` prints them.
+ */
+static void
+explain_policy(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	struct policy_state *ps = s->policy;
+	const char *src = NULL, *dst = NULL, *proto = NULL, *draft = NULL;
+	struct policy_diags d;
+	struct policy *own = NULL;
+	char why[256] = "";
+	json_t *body, *out;
+	struct buf b;
+	int r;
+
+	if (req->too_large || req->body.len > (size_t)s->cfg.max_policy_body) {
+		http_problem(resp, 413, NULL, "request body is too large");
+		return;
+	}
+	if ((body = jsonx_parse_object((const char *)req->body.data, req->body.len,
+	    (size_t)s->cfg.max_policy_body + 4096, why, sizeof(why))) == NULL) {
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
+	if (jsonx_str(body, "src", true, &src, why, sizeof(why)) != 0 ||
+	    jsonx_str(body, "dst", true, &dst, why, sizeof(why)) != 0 ||
+	    jsonx_str(body, "proto", false, &proto, why, sizeof(why)) == ERR_INVALID ||
+	    jsonx_str(body, "policy", false, &draft, why, sizeof(why)) == ERR_INVALID) {
+		json_decref(body);
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
+	policy_diags_init(&d);
+	if (draft && policy_load(draft, strlen(draft), &own, &d) != 0) {
+		out = json_pack("{s:s, s:o}", "verdict", "invalid", "errors", diags_json(&d));
+		policy_diags_cleanup(&d);
+		json_decref(body);
+		server_reply_json(resp, 200, out);
+		return;
+	}
+	policy_diags_cleanup(&d);
+	buf_init(&b, 64 * 1024);
+	pthread_mutex_lock(&ps->lock);
+	if (own == NULL && ps->pol == NULL) {
+		pthread_mutex_unlock(&ps->lock);
+		json_decref(body);
+		buf_cleanup(&b);
+		server_reply_json(resp, 200, json_pack("{s:s, s:s}", "verdict", "accept",
+		    "explanation", "accept: no policy is set, so every node may reach every other\n"));
+		return;
+	}
+	r = policy_explain(own ? own : ps->pol, src, dst, proto, &b);
+	pthread_mutex_unlock(&ps->lock);
+	policy_free(own);
+	json_decref(body);
+	if (r < 0) {
+		http_problem(resp, 400, NULL, "%.*s", (int)(b.len && b.data[b.len - 1] == '\n' ?
+		    b.len - 1 : b.len), b.len ? (const char *)b.data : "bad source or destination");
+		buf_cleanup(&b);
+		return;
+	}
+	out = json_pack("{s:s, s:s%}", "verdict", r == 1 ? "accept" : "deny",
+	    "explanation", b.len ? (const char *)b.data : "", b.len);
+	buf_cleanup(&b);
+	server_reply_json(resp, 200, out);
+}
+
+/* GET /api/v1/policy/history/{id}: one version with its text. */
+static void
+history_version(struct server *s, struct http_response *resp, const char *idtext)
+{
+	struct store_policy sp;
+	char *end, t[32];
+	int64_t id = strtoll(idtext, &end, 10);
+	int r;
+
+	if (end == idtext || *end || id <= 0) {
+		http_problem(resp, 400, NULL, "policy version must be a positive integer");
+		return;
+	}
+	if ((r = store_policy_get(s->store, id, &sp)) != 0) {
+		http_problem_err(resp, r, "no policy version %" PRId64, id);
+		return;
+	}
+	time_fmt_rfc3339(t, sp.created_at);
+	server_reply_json(resp, 200, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id",
+	    (json_int_t)sp.id, "etag", sp.etag, "created_at", t, "created_by", sp.created_by,
+	    "text", sp.text));
+	store_policy_cleanup(&sp);
+}
+
+void
 policy_api_handle(struct server *s, struct http_request *req, struct http_response *resp,
-		  const char *rest)
+		  const char *rest, const char *who)
 {
 	struct policy_state *ps = s->policy;
 
-	if (strcmp(rest, "/history") == 0 && strcmp(req->method, "GET") == 0) {
+	if (strcmp(rest, "/check") == 0 && strcmp(req->method, "POST") == 0) {
+		check_policy(s, req, resp);
+	} else if (strcmp(rest, "/explain") == 0 && strcmp(req->method, "POST") == 0) {
+		explain_policy(s, req, resp);
+	} else if (strncmp(rest, "/history/", 9) == 0 && strcmp(req->method, "GET") == 0) {
+		history_version(s, resp, rest + 9);
+	} else if (strcmp(rest, "/history") == 0 && strcmp(req->method, "GET") == 0) {
 		json_t *a = json_array();
 		int r = store_policy_history(s->store, add_version, a);
 
@@ -747,7 +938,7 @@ policy_api_handle(struct server *s, struct http_request *req, struct http_respon
 		pthread_mutex_unlock(&ps->lock);
 		http_set_body(resp, 200, "application/hujson", t, strlen(t));
 	} else if (*rest == 0 && strcmp(req->method, "PUT") == 0) {
-		put_policy(s, req, resp);
+		put_policy(s, req, resp, who);
 	} else {
 		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
 	}

@@ -3,7 +3,7 @@
  * The server's side of the policy: the active policy (from the store or a
  * file), its compilation over the live node set, the hooks the mapper uses
  * for visibility and filters, and /api/v1/policy (GET with ETag, PUT with
- * If-Match, history).
+ * If-Match, history, check without saving, explain one decision).
  */
 #ifndef WM_POLICY_API_H
 #define WM_POLICY_API_H
@@ -28,7 +28,12 @@ void policy_state_tick(struct server *s);
 /* SIGHUP: reload the policy file with the same checks as PUT. */
 void policy_state_reload_file(struct server *s);
 
+/* The active policy's ETag ("\"hex\"", or "" with no policy). */
+void policy_state_etag(struct server *s, char out[static 48]);
+
+/* /api/v1/policy...: GET/PUT, history (and one version), check, explain.
+ * `who` names the caller in the history ("apikey:PREFIX", "session:..."). */
 void policy_api_handle(struct server *s, struct http_request *req,
-		       struct http_response *resp, const char *rest);
+		       struct http_response *resp, const char *rest, const char *who);
 
 #endif

@@ -19,12 +19,15 @@
 #include "relay/derp_map.h"
 #include "relay/derp_server.h"
 #include "relay/stun_server.h"
+#include "server/admin.h"
+#include "server/events.h"
 #include "server/ipam.h"
 #include "server/mapper.h"
 #include "server/policy_api.h"
 #include "server/replay.h"
 #include "server/secret.h"
 #include "server/server.h"
+#include "server/session.h"
 
 static const char default_filter[] =
     "[{\"IPProto\":[6,17,1,58],\"Srcs\":[\"*\"],"
@@ -53,6 +56,8 @@ server_config_defaults(struct server_config *c)
 	c->derp_region_id = 900;
 	str_copy(c->derp_region_code, "wiremesh", sizeof(c->derp_region_code));
 	str_copy(c->derp_region_name, "wiremesh embedded relay", sizeof(c->derp_region_name));
+	c->admin_session_idle_s = 30 * 60;
+	c->admin_session_max_s = 12 * 3600;
 }
 
 static const struct {
@@ -87,6 +92,8 @@ static const struct {
 	{ "derp_port", O_INT, offsetof(struct server_config, derp_port), 0 },
 	{ "derp_listen", O_STR, offsetof(struct server_config, derp_listen), 128 },
 	{ "stun_listen", O_STR, offsetof(struct server_config, stun_listen), 128 },
+	{ "admin_session_idle", O_DUR, offsetof(struct server_config, admin_session_idle_s), 0 },
+	{ "admin_session_max", O_DUR, offsetof(struct server_config, admin_session_max_s), 0 },
 };
 
 int
@@ -641,6 +648,8 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 		    json_pack("{s:s}", "status", ok ? "ok" : "database unhealthy"));
 	} else if (strcmp(p, "/metrics") == 0) {
 		metrics_handle(s, req, resp);
+	} else if (strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0) {
+		admin_handle(s, req, resp);
 	} else if (s->cfg.derp && (strcmp(p, "/derp") == 0 || strncmp(p, "/derp/", 6) == 0 ||
 	    strcmp(p, "/generate_204") == 0)) {
 		derp_handle(s, req, resp);
@@ -755,6 +764,13 @@ server_new(const struct server_config *cfg, struct server **out)
 		goto fail;
 	if ((r = replay_new(1 << 18, &s->replay)) != 0)
 		goto fail;
+	if (cfg->admin_session_idle_s <= 0 || cfg->admin_session_max_s <= 0) {
+		log_error("msg=\"admin_session_idle and admin_session_max must be durations above 0\"");
+		r = ERR_INVALID;
+		goto fail;
+	}
+	if ((r = events_new(&s->events)) != 0)
+		goto fail;
 	memset(&mc, 0, sizeof(mc));
 	mc.queue_max = (unsigned)cfg->queue_max;
 	mc.dns_json = s->dns_json;
@@ -815,6 +831,8 @@ timers(void *arg)
 
 		usleep(100 * 1000);
 		policy_state_tick(s);
+		events_tick(s);
+		session_tick(s);
 		if (time_mono_ms() >= next_reap) {
 			if ((n = http_reap_closed(s->http)) > 0)
 				log_debug("msg=\"map streams of vanished clients ended\" count=%zu", n);
@@ -942,6 +960,7 @@ server_free(struct server *s)
 		http_stop(s->http);
 	}
 	stun_server_free(s->stun);
+	events_free(s->events);
 	policy_state_free(s);
 	mapper_free(s->mapper);
 	replay_free(s->replay);

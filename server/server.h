@@ -55,6 +55,9 @@ struct server_config {
 	char stun_listen[128];		/* "" : no STUN server */
 	char config_path[512];		/* the --config file, reread on SIGHUP */
 	struct dns_config dns;		/* the "dns" block (MagicDNS) */
+	/* Admin console sessions (server/session.c). */
+	int64_t admin_session_idle_s;	/* ends after this long without a request */
+	int64_t admin_session_max_s;	/* ends this long after sign-in, whatever */
 };
 
 /* Fills the defaults. */
@@ -83,6 +86,7 @@ struct replay;
 struct policy_state;
 struct derp_server;
 struct stun_server;
+struct events;
 
 struct server_metrics {
 	atomic_uint_fast64_t requests[6];	/* by status class 1xx..5xx, [0] other */
@@ -112,6 +116,7 @@ struct server {
 	pthread_mutex_t derp_lock;
 	struct derp_server *derp;
 	struct stun_server *stun;
+	struct events *events;		/* live updates for the console (events.c) */
 };
 
 /* api.c: /api/v1/... with Bearer auth. */

@@ -1039,6 +1039,199 @@ store_policy_cleanup(struct store_policy *p)
 }
 
 int
+store_policy_get(struct store *s, int64_t id, struct store_policy *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	lock(s);
+	if ((r = prepare(s, "SELECT id, text, etag, created_at, created_by FROM policies "
+	    "WHERE id = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 1);
+
+		out->id = sqlite3_column_int64(st, 0);
+		out->text = strdup(t ? t : "");
+		col_text(st, 2, out->etag, sizeof(out->etag));
+		out->created_at = sqlite3_column_int64(st, 3);
+		col_text(st, 4, out->created_by, sizeof(out->created_by));
+		r = out->text ? 0 : ERR_NOMEM;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+/* ---- admin console sessions ---- */
+
+#define SESSION_COLS "id, token_hash, kind, subject, apikey_prefix, created_at, last_used_at, " \
+	"expires_at"
+
+static void
+row_session(sqlite3_stmt *st, struct store_session *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->id = sqlite3_column_int64(st, 0);
+	col_blob(st, 1, o->hash, sizeof(o->hash));
+	col_text(st, 2, o->kind, sizeof(o->kind));
+	col_text(st, 3, o->subject, sizeof(o->subject));
+	col_text(st, 4, o->apikey_prefix, sizeof(o->apikey_prefix));
+	o->created_at = sqlite3_column_int64(st, 5);
+	o->last_used_at = sqlite3_column_int64(st, 6);
+	o->expires_at = sqlite3_column_int64(st, 7);
+}
+
+static int
+session_purge_locked(struct store *s, int64_t now, int64_t idle_s)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = prepare(s, "DELETE FROM admin_sessions WHERE expires_at <= ? OR "
+	    "(kind = 'session' AND last_used_at <= ?)", &st)) != 0)
+		return r;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, now - idle_s);
+	return step_done(s, st, false);
+}
+
+int
+store_session_insert(struct store *s, struct store_session *ss, int64_t idle_s, size_t max)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = session_purge_locked(s, ss->created_at, idle_s)) != 0 ||
+	    (r = prepare(s, "SELECT count(*) FROM admin_sessions", &st)) != 0)
+		goto out;
+	if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_int64(st, 0) >= max)
+		r = ERR_EXHAUSTED;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (r != 0 || (r = prepare(s, "INSERT INTO admin_sessions(token_hash, kind, subject, "
+	    "apikey_prefix, created_at, last_used_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	    &st)) != 0)
+		goto out;
+	sqlite3_bind_blob(st, 1, ss->hash, sizeof(ss->hash), SQLITE_TRANSIENT);
+	bind_text(st, 2, ss->kind);
+	bind_text(st, 3, ss->subject);
+	bind_text(st, 4, ss->apikey_prefix);
+	sqlite3_bind_int64(st, 5, ss->created_at);
+	sqlite3_bind_int64(st, 6, ss->last_used_at);
+	sqlite3_bind_int64(st, 7, ss->expires_at);
+	if ((r = step_done(s, st, false)) == 0)
+		ss->id = sqlite3_last_insert_rowid(s->db);
+out:
+	unlock(s);
+	return r;
+}
+
+static int
+session_get_locked(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
+		   struct store_session *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = prepare(s, "SELECT " SESSION_COLS " FROM admin_sessions WHERE token_hash = ?",
+	    &st)) != 0)
+		return r;
+	sqlite3_bind_blob(st, 1, hash, STORE_HASH_LEN, SQLITE_TRANSIENT);
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_session(st, out);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+store_session_get(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
+		  struct store_session *out)
+{
+	int r;
+
+	lock(s);
+	r = session_get_locked(s, hash, out);
+	unlock(s);
+	return r;
+}
+
+int
+store_session_take(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
+		   struct store_session *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = store_tx_begin(s)) != 0)
+		return r;
+	if ((r = session_get_locked(s, hash, out)) != 0 ||
+	    (r = prepare(s, "DELETE FROM admin_sessions WHERE id = ?", &st)) != 0)
+		goto fail;
+	sqlite3_bind_int64(st, 1, out->id);
+	if ((r = step_done(s, st, true)) != 0)
+		goto fail;
+	return store_tx_commit(s);
+fail:
+	store_tx_rollback(s);
+	return r;
+}
+
+int
+store_session_touch(struct store *s, int64_t id, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE admin_sessions SET last_used_at = ? WHERE id = ? AND "
+	    "last_used_at < ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int64(st, 2, id);
+	sqlite3_bind_int64(st, 3, now);
+	r = step_done(s, st, false);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_session_delete(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "DELETE FROM admin_sessions WHERE id = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_session_purge(struct store *s, int64_t now, int64_t idle_s)
+{
+	int r;
+
+	lock(s);
+	r = session_purge_locked(s, now, idle_s);
+	unlock(s);
+	return r;
+}
+
+int
 store_backup(struct store *s, const char *dest_path)
 {
 	sqlite3 *dst = NULL;

@@ -183,7 +183,39 @@ int store_policy_latest(struct store *s, struct store_policy *out) WM_MUST_CHECK
 typedef int (*store_policy_cb)(void *ctx, const struct store_policy *p);
 /* Newest first, without the text. */
 int store_policy_history(struct store *s, store_policy_cb cb, void *ctx) WM_MUST_CHECK;
+/* One version with its text; ERR_NOT_FOUND. */
+int store_policy_get(struct store *s, int64_t id, struct store_policy *out) WM_MUST_CHECK;
 void store_policy_cleanup(struct store_policy *p);
+
+/* Admin console sessions (server/session.c): looked up by the SHA-256 of
+ * the cookie's token. `subject` says who signed in ("apikey:PREFIX",
+ * "oidc:NAME"); apikey_prefix ("" for none) names the API key whose expiry
+ * also ends the session. */
+struct store_session {
+	int64_t id;
+	uint8_t hash[STORE_HASH_LEN];
+	char kind[16];			/* "session" or "onetime" */
+	char subject[128];
+	char apikey_prefix[STORE_PREFIX_MAX];
+	int64_t created_at;
+	int64_t last_used_at;
+	int64_t expires_at;		/* absolute */
+};
+
+/* Inserts a session after deleting the ones past their absolute expiry or
+ * idle for idle_s; ERR_EXHAUSTED when `max` live sessions remain. Sets s->id. */
+int store_session_insert(struct store *s, struct store_session *ss, int64_t idle_s,
+			 size_t max) WM_MUST_CHECK;
+int store_session_get(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
+		      struct store_session *out) WM_MUST_CHECK;
+/* Gets and deletes in one transaction (a one-time sign-in is used once). */
+int store_session_take(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
+		       struct store_session *out) WM_MUST_CHECK;
+int store_session_touch(struct store *s, int64_t id, int64_t now) WM_MUST_CHECK;
+/* ERR_NOT_FOUND when there was none. */
+int store_session_delete(struct store *s, int64_t id) WM_MUST_CHECK;
+/* Deletes sessions expired at `now` (absolute, or idle for idle_s). */
+int store_session_purge(struct store *s, int64_t now, int64_t idle_s) WM_MUST_CHECK;
 
 /* Online backup of the whole database into `dest_path`. */
 int store_backup(struct store *s, const char *dest_path) WM_MUST_CHECK;

@@ -132,7 +132,7 @@ rest(struct http_request *req, struct http_response *resp, const uint8_t *p, siz
 	req->body.data = (uint8_t *)p;
 	req->body.len = n;
 	if ((r = under(req->path, "/api/v1/policy")) != NULL) {
-		policy_api_handle(srv, req, resp, r);
+		policy_api_handle(srv, req, resp, r, "apikey:fuzz");
 		return;
 	}
 	if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0) {
