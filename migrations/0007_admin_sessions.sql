@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: MIT
 -- Sessions of the admin console (server/session.c, docs/admin-console.md).
 -- The browser holds a random token in an HttpOnly cookie; only its SHA-256
 -- is stored. kind 'session' is a signed-in console; 'onetime' is a sign-in
