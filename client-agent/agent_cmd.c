@@ -352,11 +352,90 @@ health_json(struct buf *b)
 	return arr;
 }
 
+/* Does a filter's Srcs list hold one of the peer's addresses? */
+static bool
+nets_have(json_t *nets, const struct ip_addr *a4, const struct ip_addr *a6)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(nets, i, v) {
+		struct ip_prefix pf;
+
+		if (!json_is_string(v) || prefix_parse(json_string_value(v), true, &pf) != 0)
+			continue;
+		if ((a4->family && prefix_contains(&pf, a4)) || (a6->family && prefix_contains(&pf, a6)))
+			return true;
+	}
+	return false;
+}
+
+static bool
+srcs_have(json_t *srcs, const struct apeer *p)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(srcs, i, v) {
+		const char *s = json_string_value(v);
+		struct ip_prefix pf;
+
+		if (s == NULL)
+			continue;
+		if (strcmp(s, "*") == 0)
+			return true;
+		if (prefix_parse(s, true, &pf) != 0)
+			continue;
+		if ((p->addr4.family && prefix_contains(&pf, &p->addr4)) ||
+		    (p->addr6.family && prefix_contains(&pf, &p->addr6)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The capabilities app grants give peer p on this node: every CapGrant entry
+ * of the filter whose sources hold p's address and whose destinations hold
+ * this node's own address, merged by capability name
+ * (values appended in filter order). {} when none.
+ */
+static json_t *
+peer_caps(json_t *filter, const struct apeer *p, const struct ip_addr *s4,
+	  const struct ip_addr *s6)
+{
+	json_t *out = json_object(), *e, *g, *vals, *v;
+	const char *name;
+	size_t i, k, q;
+
+	if (out == NULL)
+		return NULL;
+	json_array_foreach(filter, i, e) {
+		if (!srcs_have(json_object_get(e, "Srcs"), p))
+			continue;
+		json_array_foreach(json_object_get(e, "CapGrant"), k, g) {
+			if (!nets_have(json_object_get(g, "Dsts"), s4, s6))
+				continue;
+			json_object_foreach(json_object_get(g, "CapMap"), name, vals) {
+				json_t *have = json_object_get(out, name);
+
+				if (have == NULL) {
+					have = json_array();
+					if (have == NULL || json_object_set_new(out, name, have) != 0)
+						continue;
+				}
+				json_array_foreach(vals, q, v)
+					json_array_append(have, v);
+			}
+		}
+	}
+	return out;
+}
+
 json_t *
 agent_cmd_status(struct agent *a)
 {
 	struct wg_device_info *info = NULL;
-	json_t *peers = json_array(), *data, *self, *health;
+	json_t *peers = json_array(), *data, *self, *health, *fj;
 	char v4[ADDR_STR_MAX], v6[ADDR_STR_MAX], rc[16];
 	int64_t now_s = time_now_s(), now_ms = time_mono_ms();
 	struct buf b;
@@ -396,6 +475,9 @@ agent_cmd_status(struct agent *a)
 	if (a->have_self)
 		(void)!buf_printf(&b, "%-16s %-20s %-16s %s\n", v4[0] ? v4 : "-", a->self_name,
 		    a->self_user, "-");
+	pthread_rwlock_rdlock(&a->flock);
+	fj = a->filter_json ? json_loads(a->filter_json, 0, NULL) : NULL;
+	pthread_rwlock_unlock(&a->flock);
 	for (size_t i = 0; i < a->npeers; i++) {
 		struct apeer *p = a->peers[i];
 		char path[ADDR_STR_MAX + 32], kind[16], ep[ADDR_STR_MAX] = "", p4[ADDR_STR_MAX] = "",
@@ -442,10 +524,13 @@ agent_cmd_status(struct agent *a)
 
 			if (po && ro)
 				json_object_update(po, ro);
+			if (po)
+				json_object_set_new(po, "cap_map", peer_caps(fj, p, &a->self4, &a->self6));
 			json_decref(ro);
 			json_array_append_new(peers, po);
 		}
 	}
+	json_decref(fj);
 	data = json_pack("{s:s, s:o, s:o, s:o, s:{s:s, s:b, s:s}, s:{s:i, s:b}}",
 	    "backend_state", state, "health", health, "self", self, "peers", peers,
 	    "control", "url", a->login_server, "connected", a->control_connected,

@@ -165,6 +165,8 @@ struct agent {
 	bool rprefs_loaded;		/* from routes.json or an up request */
 	struct routes_os ros;
 	char route_err[512];
+	struct routes_via via[ROUTES_MAX_VIA];	/* via grants, from the filter; under mu */
+	size_t nvia;
 
 	/* filter: read on the engine's receive path */
 	pthread_rwlock_t flock;
@@ -225,6 +227,7 @@ void agent_on_state(void *ctx, bool up, const char *why);
 
 /* agent_routes.c: subnet routes and exit nodes */
 void agent_routes_peer_locked(struct agent *a, struct apeer *np);
+bool agent_routes_via_set(struct agent *a, json_t *filter);
 void agent_routes_sync(struct agent *a);
 void agent_routes_reset(struct agent *a);
 void agent_routes_withdraw(struct agent *a, struct control *c);

@@ -321,6 +321,34 @@ apply_derp_map(struct agent *a, json_t *dm)
 	derp_map_free(old);
 }
 
+/* Via directives changed: every peer's allowed IPs are recomputed and the
+ * ones that changed go to WireGuard, then the OS routes follow. */
+static void
+reroute_peers(struct agent *a)
+{
+	struct apeer *chg = NULL;
+	size_t n = 0, i;
+
+	pthread_mutex_lock(&a->mu);
+	if (a->npeers > 0 && (chg = malloc(a->npeers * sizeof(*chg))) != NULL) {
+		for (i = 0; i < a->npeers; i++) {
+			struct apeer *p = a->peers[i], before = *p;
+
+			agent_routes_peer_locked(a, p);
+			if (!allowed_equal(&before, p))
+				chg[n++] = *p;
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+	for (i = 0; i < n; i++) {
+		log_info("msg=\"via grant moved routes\" peer=%s", chg[i].name);
+		wg_peer_apply(a, &chg[i], false);
+	}
+	free(chg);
+	if (n > 0)
+		agent_routes_sync(a);
+}
+
 static void
 apply_filter(struct agent *a, json_t *fj)
 {
@@ -351,6 +379,8 @@ apply_filter(struct agent *a, json_t *fj)
 	pthread_rwlock_unlock(&a->flock);
 	filter_free(old);
 	log_info("msg=\"packet filter updated\"");
+	if (agent_routes_via_set(a, fj))
+		reroute_peers(a);
 }
 
 static void

@@ -34,14 +34,89 @@ peer_addrs(const struct apeer *p, struct ip_addr out[static 2])
 	return n;
 }
 
+/* Is the router with these addresses (k of v) a peer that is online? np is
+ * the peer being updated (not yet in the table). */
+static bool
+via_router_online_locked(struct agent *a, const struct apeer *np, const struct routes_via *v,
+			 size_t k)
+{
+	struct ip_addr addrs[2];
+	size_t na;
+
+	if (np != NULL && (na = peer_addrs(np, addrs)) > 0 && routes_via_is_router(v, k, addrs, na))
+		return np->online && !np->expired;
+	for (size_t i = 0; i < a->npeers; i++) {
+		const struct apeer *p = a->peers[i];
+
+		if (np != NULL && p->id == np->id)
+			continue;
+		if ((na = peer_addrs(p, addrs)) > 0 && routes_via_is_router(v, k, addrs, na))
+			return p->online && !p->expired;
+	}
+	return false;
+}
+
+/* Keeps each via destination on one router: the chosen one while it is
+ * online, else the first listed router that is online, else the first. */
+static void
+via_choose_locked(struct agent *a, const struct apeer *np)
+{
+	for (size_t j = 0; j < a->nvia; j++) {
+		struct routes_via *v = &a->via[j];
+
+		if (v->internet || v->nr == 0)
+			continue;
+		if (v->chosen >= 0 && via_router_online_locked(a, np, v, (size_t)v->chosen))
+			continue;
+		v->chosen = -1;
+		for (size_t k = 0; k < v->nr && v->chosen < 0; k++)
+			if (via_router_online_locked(a, np, v, k))
+				v->chosen = (int)k;
+		if (v->chosen < 0)
+			v->chosen = 0;
+	}
+}
+
 void
 agent_routes_peer_locked(struct agent *a, struct apeer *np)
 {
 	struct ip_addr addrs[2];
-	size_t na = peer_addrs(np, addrs);
+	struct ip_prefix tmp[MAX_ALLOWED];
+	size_t na = peer_addrs(np, addrs), nt;
 
-	np->nwg_allowed = routes_peer_allowed(np->allowed, np->nallowed, addrs, na,
+	via_choose_locked(a, np);
+	nt = routes_via_apply(np->allowed, np->nallowed, a->via, a->nvia, addrs, na, tmp,
+	    MAX_ALLOWED);
+	np->nwg_allowed = routes_peer_allowed(tmp, nt, addrs, na,
 	    a->rprefs.accept_routes, is_exit_choice_locked(a, np), np->wg_allowed);
+}
+
+/* Via directives from a new packet filter; true when they changed. */
+bool
+agent_routes_via_set(struct agent *a, json_t *filter)
+{
+	struct routes_via *v = calloc(ROUTES_MAX_VIA, sizeof(*v));
+	size_t n;
+	bool changed;
+
+	if (v == NULL)
+		return false;
+	n = routes_via_from_filter(filter, v, ROUTES_MAX_VIA);
+	pthread_mutex_lock(&a->mu);
+	changed = n != a->nvia;
+	for (size_t j = 0; j < n && !changed; j++) {
+		v[j].chosen = a->via[j].chosen;
+		changed = memcmp(&v[j], &a->via[j], sizeof(v[j])) != 0;
+	}
+	if (changed) {
+		for (size_t j = 0; j < n; j++)
+			v[j].chosen = -1;
+		memcpy(a->via, v, n * sizeof(*v));
+		a->nvia = n;
+	}
+	pthread_mutex_unlock(&a->mu);
+	free(v);
+	return changed;
 }
 
 void

@@ -398,7 +398,12 @@ filter_parse(const char *json, size_t len, struct wm_filter **out,
 	    (f->rules = calloc(json_array_size(root), sizeof(*f->rules))) == NULL)
 		goto out;
 	json_array_foreach(root, i, jr)
-		if ((r = parse_rule(f, jr, i, err, errlen)) != 0)
+		/* App grants (CapGrant) and via directives (Via) ride in the filter
+		 * but admit no packets. */
+		if (json_is_object(jr) && (json_object_get(jr, "CapGrant") != NULL ||
+		    json_object_get(jr, "Via") != NULL))
+			continue;
+		else if ((r = parse_rule(f, jr, i, err, errlen)) != 0)
 			goto out;
 	*out = f;
 	f = NULL;

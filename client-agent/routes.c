@@ -609,3 +609,123 @@ routes_os_reset(struct routes_os *st)
 	st->rules4 = st->rules6 = st->main_rule4 = st->main_rule6 = false;
 	st->nat = false;
 }
+
+/* ---- via grants ---- */
+
+static bool
+prefix_inside(const struct ip_prefix *inner, const struct ip_prefix *outer)
+{
+	return inner->addr.family == outer->addr.family && inner->bits >= outer->bits &&
+	    prefix_contains(outer, &inner->addr);
+}
+
+size_t
+routes_via_from_filter(json_t *filter, struct routes_via *out, size_t max)
+{
+	size_t i, k, n = 0;
+	json_t *e, *r;
+
+	json_array_foreach(filter, i, e) {
+		json_t *v = json_object_get(e, "Via");
+		const char *dst = json_string_value(json_object_get(v, "Dst"));
+		struct routes_via *o = &out[n];
+
+		if (v == NULL || dst == NULL || n >= max)
+			continue;
+		memset(o, 0, sizeof(*o));
+		o->chosen = -1;
+		if (strcmp(dst, "autogroup:internet") == 0)
+			o->internet = true;
+		else if (prefix_parse(dst, true, &o->dst) != 0)
+			continue;
+		json_array_foreach(json_object_get(v, "Routers"), k, r) {
+			struct routes_via_router *rr = &o->r[o->nr];
+			json_t *a;
+			size_t q;
+
+			if (o->nr >= ROUTES_MAX_VIA_ROUTERS ||
+			    !json_is_string(json_object_get(r, "Route")) ||
+			    prefix_parse(json_string_value(json_object_get(r, "Route")), true,
+			    &rr->route) != 0)
+				continue;
+			memset(&rr->a4, 0, sizeof(rr->a4));
+			memset(&rr->a6, 0, sizeof(rr->a6));
+			json_array_foreach(json_object_get(r, "Addrs"), q, a) {
+				struct ip_prefix ap;
+
+				if (!json_is_string(a) || prefix_parse(json_string_value(a), true, &ap) != 0)
+					continue;
+				if (ap.addr.family == AF_INET)
+					rr->a4 = ap.addr;
+				else
+					rr->a6 = ap.addr;
+			}
+			if (rr->a4.family != 0 || rr->a6.family != 0)
+				o->nr++;
+		}
+		n++;
+	}
+	return n;
+}
+
+bool
+routes_via_is_router(const struct routes_via *v, size_t k, const struct ip_addr *addrs,
+		     size_t naddrs)
+{
+	for (size_t i = 0; i < naddrs; i++)
+		if ((v->r[k].a4.family && addr_equal(&v->r[k].a4, &addrs[i])) ||
+		    (v->r[k].a6.family && addr_equal(&v->r[k].a6, &addrs[i])))
+			return true;
+	return false;
+}
+
+static bool
+via_lists(const struct routes_via *v, const struct ip_addr *addrs, size_t naddrs)
+{
+	for (size_t k = 0; k < v->nr; k++)
+		if (routes_via_is_router(v, k, addrs, naddrs))
+			return true;
+	return false;
+}
+
+size_t
+routes_via_apply(const struct ip_prefix *in, size_t n, const struct routes_via *via,
+		 size_t nvia, const struct ip_addr *addrs, size_t naddrs,
+		 struct ip_prefix *out, size_t max)
+{
+	size_t m = 0, i, j;
+
+	for (i = 0; i < n; i++) {
+		const struct ip_prefix *p = &in[i];
+		bool drop = false;
+
+		if (!is_address(p, addrs, naddrs)) {
+			for (j = 0; j < nvia && !drop; j++) {
+				const struct routes_via *v = &via[j];
+
+				if (routes_is_exit(p))
+					drop = v->internet && !via_lists(v, addrs, naddrs);
+				else if (!v->internet && prefix_inside(p, &v->dst))
+					drop = v->chosen < 0 ||
+					    !routes_via_is_router(v, (size_t)v->chosen, addrs, naddrs);
+			}
+		}
+		if (!drop && m < max)
+			out[m++] = *p;
+	}
+	for (j = 0; j < nvia; j++) {
+		const struct routes_via *v = &via[j];
+		const struct ip_prefix *r;
+		bool have = false;
+
+		if (v->internet || v->chosen < 0 ||
+		    !routes_via_is_router(v, (size_t)v->chosen, addrs, naddrs))
+			continue;
+		r = &v->r[v->chosen].route;
+		for (i = 0; i < m && !have; i++)
+			have = prefix_same(&out[i], r);
+		if (!have && m < max)
+			out[m++] = *r;
+	}
+	return m;
+}

@@ -54,6 +54,47 @@ enum {
 	ROUTES_NAME_MAX = 64,
 };
 
+/*
+ * Via grants (docs/policy.md): the server tells a source node, in its packet
+ * filter, which routers carry a destination for it:
+ *   {"Via":{"Dst":"10.44.0.0/16","Routers":[{"Addrs":["100.64.0.5/32"],
+ *     "Route":"10.44.0.0/16"}]}}
+ * The agent gives that destination to one of the listed routers (the first
+ * one online) and takes any route inside it away from every other peer; for
+ * "autogroup:internet" only the listed exit nodes keep their exit routes.
+ */
+enum { ROUTES_MAX_VIA = 64, ROUTES_MAX_VIA_ROUTERS = 16 };
+
+struct routes_via_router {
+	struct ip_addr a4, a6;
+	struct ip_prefix route;
+};
+
+struct routes_via {
+	struct ip_prefix dst;
+	bool internet;
+	struct routes_via_router r[ROUTES_MAX_VIA_ROUTERS];
+	size_t nr;
+	int chosen;			/* index into r, -1: none yet */
+};
+
+/* Reads the "Via" entries of a packet filter (other entries are skipped).
+ * Returns how many were written (at most max). */
+size_t routes_via_from_filter(json_t *filter, struct routes_via *out, size_t max);
+
+/* Is the peer with these addresses router k of v? */
+bool routes_via_is_router(const struct routes_via *v, size_t k, const struct ip_addr *addrs,
+			  size_t naddrs);
+
+/* Rewrites a peer's netmap allowed IPs (in[n]) for the via directives: drops
+ * subnet routes inside a via destination unless the peer is that
+ * destination's chosen router, drops exit routes when an internet via
+ * directive does not list the peer, and adds the routes of the destinations
+ * it is chosen for. Returns the count written to out (at most max). */
+size_t routes_via_apply(const struct ip_prefix *in, size_t n, const struct routes_via *via,
+			size_t nvia, const struct ip_addr *addrs, size_t naddrs,
+			struct ip_prefix *out, size_t max);
+
 /* What `wiremesh up` asked for. */
 struct routes_prefs {
 	struct ip_prefix advertise[ROUTES_MAX_ADVERTISED];	/* subnets */
