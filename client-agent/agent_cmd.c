@@ -750,6 +750,11 @@ agent_cmd_debug(struct agent *a)
 	STAT_FIELD(flt, fs, accepted); STAT_FIELD(flt, fs, accepted_established);
 	STAT_FIELD(flt, fs, dropped_policy); STAT_FIELD(flt, fs, dropped_malformed);
 	json_object_set_new(flt, "flows", json_integer((json_int_t)conntrack_count(a->ct)));
+	/* the rules as the server sent them (grants' CapGrant and Via entries too) */
+	pthread_rwlock_rdlock(&a->flock);
+	json_object_set_new(flt, "rules", a->filter_json ? json_loads(a->filter_json, 0, NULL) :
+	    json_array());
+	pthread_rwlock_unlock(&a->flock);
 	pthread_mutex_lock(&a->mu);
 	for (size_t i = 0; i < a->npeers; i++) {
 		struct apeer *p = a->peers[i];
