@@ -152,13 +152,14 @@ parse_register(json_t *o, struct reg *rg, char *why, size_t whylen)
 /* Checks a presented pre-auth key inside the transaction. */
 static int
 check_authkey(struct server *s, const char *key, const struct store_node *existing,
-	      struct store_preauthkey *k, bool *consume, char *why, size_t whylen)
+	      struct store_preauthkey *k, bool *consume, bool *keep_expiry, char *why, size_t whylen)
 {
 	char prefix[STORE_PREFIX_MAX];
 	uint8_t hash[STORE_HASH_LEN];
 	int64_t now = time_now_s();
 
 	*consume = true;
+	*keep_expiry = false;
 	if (secret_parse(SECRET_AUTH, key, prefix, hash) != 0) {
 		snprintf(why, whylen, "auth key is malformed (expected wm-auth-<prefix>-<secret>)");
 		return ERR_UNAUTHORIZED;
@@ -171,8 +172,21 @@ check_authkey(struct server *s, const char *key, const struct store_node *existi
 		snprintf(why, whylen, "auth key has expired");
 		return ERR_EXPIRED;
 	}
+	if (existing && existing->preauth_key_id == k->id && !k->reusable) {
+		/* The same machine logging in again with the single-use key it
+		 * used: only while it is still valid (rotating its node key).
+		 * Once expired, logged out or deleted it needs a new key. */
+		if (existing->expires_at != 0 && existing->expires_at <= now) {
+			snprintf(why, whylen, "this node has expired or logged out, and its single-use "
+			    "auth key is spent: register with a new auth key");
+			return ERR_USED;
+		}
+		*consume = false;
+		*keep_expiry = true;
+		return 0;
+	}
 	if (existing && existing->preauth_key_id == k->id) {
-		*consume = false;	/* the same machine logging in again */
+		*consume = false;	/* a reusable key: still valid, so a new login */
 		return 0;
 	}
 	if (!k->reusable && k->used_count > 0) {
@@ -191,6 +205,7 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 	struct store_preauthkey k;
 	struct reg rg;
 	bool existing = false, consume = false, fresh4 = false, fresh6 = false;
+	bool keep_expiry = false;
 	int64_t now = time_now_s();
 	unsigned fields;
 	int r;
@@ -210,7 +225,7 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 	r = 0;
 	if (rg.auth_key) {
 		if ((r = check_authkey(s, rg.auth_key, existing ? &old : NULL, &k, &consume,
-		    why, sizeof(why))) != 0)
+		    &keep_expiry, why, sizeof(why))) != 0)
 			goto fail;
 	} else if (!existing) {
 		snprintf(why, sizeof(why), "this machine is not registered: an auth key is required");
@@ -249,7 +264,7 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		str_copy(node.routes_advertised, rg.routes, sizeof(node.routes_advertised));
 		fields |= STORE_NODE_ADVERTISED;
 	}
-	if (rg.auth_key) {
+	if (rg.auth_key && !keep_expiry) {
 		node.user_id = k.user_id;
 		str_copy(node.user, k.user, sizeof(node.user));
 		str_copy(node.tags, k.tags, sizeof(node.tags));
@@ -258,6 +273,9 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		node.expires_at = s->cfg.node_expiry_s ? now + s->cfg.node_expiry_s : 0;
 		fields |= STORE_NODE_AUTH | STORE_NODE_TAGS | STORE_NODE_EXPIRY;
 	}
+	/* keep_expiry: a live node rotating its node key with the spent
+	 * single-use key it registered with keeps its owner, tags and expiry;
+	 * extending the expiry needs a new key. */
 	node.last_seen = now;
 	r = existing ? store_node_update_fields(s->store, &node, fields) :
 	    store_node_insert(s->store, &node);

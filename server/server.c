@@ -379,6 +379,50 @@ fail:
 	return r;
 }
 
+/* Expiry by time: the node's row did not change, but it is expired now.
+ * Publishing it again (in a transaction, so after any change in flight)
+ * ends its map streams after their "self" message, tells its peers
+ * (peer_changed with expired: true) and drops its relay connections. */
+static int
+publish_expiry(struct server *s, int64_t id)
+{
+	struct store_node n;
+	int r;
+
+	if ((r = store_tx_begin(s->store)) != 0)
+		return r;
+	if ((r = store_node_get(s->store, id, &n)) == ERR_NOT_FOUND) {
+		r = 0;	/* deleted meanwhile */
+	} else if (r == 0) {
+		if (n.expires_at != 0 && n.expires_at <= time_now_s()) {
+			publish_node(s, &n, &n);
+			log_info("msg=\"node key expired\" node_id=%" PRId64 " name=%s", id, n.name);
+		}
+	}
+	store_tx_rollback(s->store);	/* nothing was written */
+	if (r == 0)
+		policy_state_dirty(s);
+	return r;
+}
+
+void
+server_expire_due(struct server *s, int64_t *checked_until)
+{
+	int64_t now = time_now_s(), *ids;
+	size_t n;
+
+	if (store_node_expiring(s->store, *checked_until, now, &ids, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (publish_expiry(s, ids[i]) != 0) {
+			free(ids);
+			return;	/* all retried on the next tick */
+		}
+	}
+	free(ids);
+	*checked_until = now;
+}
+
 struct set_fields {
 	const struct store_node *src;
 	unsigned fields;
@@ -824,6 +868,7 @@ timers(void *arg)
 	struct server *s = arg;
 	int64_t next_keepalive = time_mono_ms() + s->cfg.keepalive_s * 1000;
 	int64_t next_reap = time_mono_ms() + 1000;
+	int64_t expiry_checked = time_now_s();
 
 	while (!atomic_load(&s->stopping)) {
 		int64_t ids[256];
@@ -836,6 +881,7 @@ timers(void *arg)
 		if (time_mono_ms() >= next_reap) {
 			if ((n = http_reap_closed(s->http)) > 0)
 				log_debug("msg=\"map streams of vanished clients ended\" count=%zu", n);
+			server_expire_due(s, &expiry_checked);
 			next_reap = time_mono_ms() + 1000;
 		}
 		if (time_mono_ms() >= next_keepalive) {

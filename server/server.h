@@ -142,6 +142,9 @@ int server_node_edit(struct server *s, int64_t id, unsigned fields, server_node_
 /* server_node_edit() that copies the `fields` groups from `src` (id src->id). */
 int server_node_set(struct server *s, const struct store_node *src, unsigned fields,
 		    struct store_node *out) WM_MUST_CHECK;
+/* Enforces expiry by time (timer thread, every second): every node whose
+ * expiry fell in (*checked_until, now] is published as expired. */
+void server_expire_due(struct server *s, int64_t *checked_until);
 /* The embedded relay admits keys at connect time: drops the connections of
  * a key that stopped being good (node deleted, expired, key replaced). */
 void server_relay_forget(struct server *s, const uint8_t key[static KEY_LEN]);

@@ -936,6 +936,46 @@ out:
 }
 
 int
+store_node_expiring(struct store *s, int64_t after, int64_t until, int64_t **ids, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	size_t cap = 0;
+	int r;
+
+	*ids = NULL;
+	*n = 0;
+	lock(s);
+	if ((r = prepare(s, "SELECT id FROM nodes WHERE expires_at > ? AND expires_at <= ?",
+	    &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, until);
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		if (*n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			int64_t *v = realloc(*ids, nc * sizeof(*v));
+
+			if (v == NULL) {
+				r = ERR_NOMEM;
+				break;
+			}
+			*ids = v;
+			cap = nc;
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	if (r != 0) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+int
 store_node_list(struct store *s, store_node_cb cb, void *ctx)
 {
 	sqlite3_stmt *st = NULL;

@@ -173,6 +173,10 @@ int store_node_get_by_machine(struct store *s, const uint8_t mkey[static KEY_LEN
 int store_node_delete(struct store *s, int64_t id) WM_MUST_CHECK;
 int store_node_name_taken(struct store *s, const char *name, int64_t except_id) WM_MUST_CHECK;
 int store_node_set_last_seen(struct store *s, int64_t id, int64_t when) WM_MUST_CHECK;
+/* Ids of the nodes whose expiry is in (after, until], for the timer that
+ * enforces expiry; *ids is allocated (free it). */
+int store_node_expiring(struct store *s, int64_t after, int64_t until, int64_t **ids,
+			size_t *n) WM_MUST_CHECK;
 typedef int (*store_node_cb)(void *ctx, const struct store_node *n);
 int store_node_list(struct store *s, store_node_cb cb, void *ctx) WM_MUST_CHECK;
 
