@@ -18,6 +18,7 @@
  * handled.
  */
 #include "client-agent/agent_int.h"
+#include "common/version.h"
 
 /* ---- small helpers ---- */
 
@@ -136,8 +137,9 @@ void
 agent_prefs_save(struct agent *a)
 {
 	char path[1024], tmp[1100];
-	json_t *j = json_pack("{s:s, s:s, s:b}", "login_server", a->login_server,
-	    "hostname", a->hostname, "want_up", a->want_up);
+	json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:s}", "login_server", a->login_server,
+	    "hostname", a->hostname, "want_up", a->want_up, "logged_in", a->logged_in,
+	    "hostname_set", a->hostname_set, "advertise_tags", a->adv_tags);
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/prefs.json", a->cfg.state_dir);
@@ -168,6 +170,12 @@ prefs_load(struct agent *a)
 	if ((s = json_string_value(json_object_get(j, "hostname"))) != NULL)
 		str_copy(a->hostname, s, sizeof(a->hostname));
 	a->want_up = json_is_true(json_object_get(j, "want_up"));
+	/* Files from before `logout` existed: registered if a server is known. */
+	a->logged_in = json_object_get(j, "logged_in") ? json_is_true(json_object_get(j, "logged_in"))
+	    : a->login_server[0] != 0;
+	a->hostname_set = json_is_true(json_object_get(j, "hostname_set"));
+	if ((s = json_string_value(json_object_get(j, "advertise_tags"))) != NULL)
+		str_copy(a->adv_tags, s, sizeof(a->adv_tags));
 	json_decref(j);
 }
 
@@ -449,8 +457,15 @@ agent_handle(void *arg, json_t *req)
 			wipe((char *)json_string_value(k), json_string_length(k));
 		return r;
 	}
+	if (strcmp(cmd, "set") == 0)
+		return agent_cmd_set(a, req);
 	if (strcmp(cmd, "down") == 0)
 		return agent_cmd_down(a);
+	if (strcmp(cmd, "logout") == 0)
+		return agent_cmd_logout(a);
+	if (strcmp(cmd, "version") == 0)
+		return agent_reply_ok("wiremeshd " WM_VERSION "\n",
+		    json_pack("{s:s}", "version", WM_VERSION));
 	if (strcmp(cmd, "status") == 0)
 		return agent_cmd_status(a);
 	if (strcmp(cmd, "ip") == 0)

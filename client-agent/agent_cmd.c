@@ -7,6 +7,8 @@
 
 /* ---- up / down ---- */
 
+static json_t *csv_json(const char *csv);
+
 /* Stops and frees the control client. Called with ctl_mu held, which is
  * released while the client's threads are joined (their callbacks take it);
  * user_acted keeps the reconnect thread from starting another meanwhile. */
@@ -54,6 +56,12 @@ make_control(struct agent *a, const char *url)
 		pthread_mutex_unlock(&a->mu);
 		control_set_advertised(c, adv);
 		json_decref(adv);
+		if (a->adv_tags[0]) {
+			json_t *tags = csv_json(a->adv_tags);
+
+			control_set_tags(c, tags);
+			json_decref(tags);
+		}
 		control_set_fwmark(c, ROUTES_FWMARK);
 		derp_client_set_fwmark(ROUTES_FWMARK);
 		if (wg_device_set_fwmark(a->dev, ROUTES_FWMARK) != 0)
@@ -120,7 +128,11 @@ health_locked(struct agent *a, struct buf *b)
 		relay |= derp_client_connected(a->derps[i].c);
 	if (a->route_err[0])
 		(void)!buf_printf(b, "# Health: %s\n", a->route_err);
-	if (a->ctl && !a->control_connected) {
+	if (a->ctl && !a->control_connected && a->needs_login) {
+		(void)!buf_printf(b, "# Health: this node's key has expired or the node was deleted "
+		    "(%s); existing tunnels keep working until peers drop it. Re-authenticate: "
+		    "wiremesh up --authkey KEY\n", a->control_err);
+	} else if (a->ctl && !a->control_connected) {
 		if (a->control_err[0])
 			(void)!buf_printf(b, "# Health: %s (existing tunnels keep working; retrying)\n",
 			    a->control_err);
@@ -135,53 +147,202 @@ health_locked(struct agent *a, struct buf *b)
 		(void)!buf_printf(b, "# Health: the DERP map has no regions\n");
 }
 
-json_t *
-agent_cmd_up(struct agent *a, json_t *req)
+/* ---- preferences: what `up` and `set` change ----
+ *
+ * Each preference is a request field named like its flag (hostname ->
+ * --hostname, advertise_routes -> --advertise-routes). A field absent from
+ * a request was not mentioned. `up` without any preference flag keeps them
+ * all; `up` with some must mention every one that is not at its default
+ * (else it refuses and names them, as Tailscale does), unless --reset
+ * (reset: true) puts the unmentioned ones back to defaults. `set` changes
+ * only what it mentions. To add a preference: add it to prefs_defaults(),
+ * prefs_current_locked() and prefs_apply(), and its flag to wiremesh.c. */
+static json_t *
+prefs_defaults(void)
 {
-	const char *url = json_string_value(json_object_get(req, "login_server"));
-	const char *authkey = json_string_value(json_object_get(req, "authkey"));
-	const char *host = json_string_value(json_object_get(req, "hostname"));
+	return json_pack("{s:s, s:[], s:b, s:b, s:s, s:b, s:[]}", "hostname", "",
+	    "advertise_routes", "advertise_exit_node", 0, "accept_routes", 0, "exit_node", "",
+	    "exit_node_allow_lan_access", 0, "advertise_tags");
+}
+
+static json_t *
+csv_json(const char *csv)
+{
+	json_t *arr = json_array();
+	char *copy = strdup(csv), *save = NULL;
+
+	for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save))
+		json_array_append_new(arr, json_string(t));
+	free(copy);
+	return arr;
+}
+
+/* The preferences in force (mu held; rprefs loaded). */
+static json_t *
+prefs_current_locked(struct agent *a)
+{
+	json_t *j = routes_prefs_to_json(&a->rprefs);
+
+	if (j == NULL)
+		return NULL;
+	json_object_set_new(j, "hostname", json_string(a->hostname_set ? a->hostname : ""));
+	json_object_set_new(j, "advertise_tags", csv_json(a->adv_tags));
+	return j;
+}
+
+/* " --flag=value" as a user would type it. */
+static void
+flag_fmt(struct buf *b, const char *key, json_t *v)
+{
+	char flag[64];
+	size_t i;
+
+	str_copy(flag, key, sizeof(flag));
+	for (char *c = flag; *c; c++)
+		if (*c == '_')
+			*c = '-';
+	if (json_is_boolean(v))
+		(void)!buf_printf(b, json_is_true(v) ? " --%s" : " --%s=false", flag);
+	else if (json_is_string(v))
+		(void)!buf_printf(b, " --%s=%s", flag, json_string_value(v));
+	else if (json_is_array(v)) {
+		json_t *e;
+
+		(void)!buf_printf(b, " --%s=", flag);
+		json_array_foreach(v, i, e)
+			(void)!buf_printf(b, "%s%s", i ? "," : "", json_string_value(e) ?: "");
+	}
+}
+
+/* The preferences after req (a new reference), or NULL with why. */
+static json_t *
+prefs_merge(struct agent *a, json_t *req, bool is_up, char *why, size_t whylen)
+{
+	json_t *def = prefs_defaults(), *cur, *eff, *v;
+	bool reset = json_is_true(json_object_get(req, "reset"));
+	bool mentioned = false;
+	const char *k;
+	struct buf lost;
+
+	if (!a->rprefs_loaded) {
+		agent_routes_prefs_load(a);
+		a->rprefs_loaded = true;
+	}
+	pthread_mutex_lock(&a->mu);
+	cur = prefs_current_locked(a);
+	pthread_mutex_unlock(&a->mu);
+	if (def == NULL || cur == NULL) {
+		json_decref(def);
+		json_decref(cur);
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	json_object_foreach(def, k, v)
+		mentioned |= json_object_get(req, k) != NULL;
+	buf_init(&lost, 1 << 14);
+	if (is_up && mentioned && !reset)
+		json_object_foreach(def, k, v)
+			if (json_object_get(req, k) == NULL && !json_equal(json_object_get(cur, k), v))
+				flag_fmt(&lost, k, json_object_get(cur, k));
+	if (lost.len > 0) {
+		struct buf cmd;
+
+		buf_init(&cmd, 1 << 14);
+		(void)!buf_printf(&cmd, "wiremesh up");
+		json_object_foreach(def, k, v)
+			if (json_object_get(req, k) != NULL)
+				flag_fmt(&cmd, k, json_object_get(req, k));
+		(void)!buf_printf(&cmd, "%s", buf_cstr(&lost) ?: "");
+		snprintf(why, whylen, "'wiremesh up' with flags must mention every setting that is not "
+		    "at its default; this one would drop:%s\nRe-run with --reset to drop them, keep "
+		    "them with:\n\n\t%s\n\nor change one setting alone with 'wiremesh set'.",
+		    buf_cstr(&lost) ?: "", buf_cstr(&cmd) ?: "");
+		buf_cleanup(&cmd);
+		buf_cleanup(&lost);
+		json_decref(def);
+		json_decref(cur);
+		return NULL;
+	}
+	buf_cleanup(&lost);
+	eff = json_deep_copy(reset ? def : cur);
+	json_object_foreach(def, k, v)
+		if (json_object_get(req, k) != NULL)
+			json_object_set(eff, k, json_object_get(req, k));
+	json_decref(def);
+	json_decref(cur);
+	return eff;
+}
+
+/* Checks eff and makes it the agent's preferences (ctl_mu held). */
+static int
+prefs_apply(struct agent *a, json_t *eff, char *why, size_t whylen)
+{
+	const char *host = json_string_value(json_object_get(eff, "hostname"));
+	json_t *tags = json_object_get(eff, "advertise_tags"), *t;
+	struct routes_prefs rp;
+	char csv[sizeof(a->adv_tags)] = "";
+	size_t i;
+
+	if (routes_prefs_from_json(eff, &rp, why, whylen) != 0)
+		return ERR_INVALID;
+	if (host == NULL || strlen(host) >= sizeof(a->hostname)) {
+		snprintf(why, whylen, "--hostname must be a name of at most %zu characters",
+		    sizeof(a->hostname) - 1);
+		return ERR_INVALID;
+	}
+	if (!json_is_array(tags)) {
+		snprintf(why, whylen, "advertise_tags must be an array of tag:NAME strings");
+		return ERR_INVALID;
+	}
+	json_array_foreach(tags, i, t) {
+		const char *s = json_string_value(t);
+
+		if (s == NULL || strncmp(s, "tag:", 4) != 0 || s[4] == 0 || strchr(s, ',') ||
+		    strlen(csv) + strlen(s) + 2 > sizeof(csv)) {
+			snprintf(why, whylen, "--advertise-tags: %s is not a tag (tags look like tag:NAME)",
+			    s ? s : "(not a string)");
+			return ERR_INVALID;
+		}
+		if (i)
+			strcat(csv, ",");
+		strcat(csv, s);
+	}
+	pthread_mutex_lock(&a->mu);
+	a->rprefs = rp;
+	if (*host) {
+		str_copy(a->hostname, host, sizeof(a->hostname));
+		a->hostname_set = true;
+	} else if (a->hostname_set) {
+		a->hostname[0] = 0;	/* back to the system's name */
+		a->hostname_set = false;
+	}
+	str_copy(a->adv_tags, csv, sizeof(a->adv_tags));
+	pthread_mutex_unlock(&a->mu);
+	a->rprefs_loaded = true;
+	agent_routes_prefs_save(a);
+	agent_prefs_save(a);
+	return 0;
+}
+
+/* Registers with url and starts the map stream (ctl_mu held, released). */
+static json_t *
+connect_locked(struct agent *a, const char *url, const char *authkey)
+{
 	char why[1024], hn[NAME_MAX_LEN];
+	const char *host;
 	struct control *c;
 	json_t *node = NULL, *resp;
 	struct buf b;
 	struct timespec ts;
 	int r;
 
-	pthread_mutex_lock(&a->ctl_mu);
-	a->user_acted = true;
-	if (url == NULL || *url == 0)
-		url = a->login_server[0] ? a->login_server : NULL;
-	if (url == NULL) {
-		pthread_mutex_unlock(&a->ctl_mu);
-		return agent_reply_err("--login-server is required the first time");
-	}
-	if (!is_http(url) && strncmp(url, "https://", 8) != 0) {
-		pthread_mutex_unlock(&a->ctl_mu);
-		return agent_reply_err("--login-server must be an https:// or http:// URL");
-	}
-	if (host == NULL || *host == 0) {
-		if (a->hostname[0])
-			host = a->hostname;
-		else {
-			if (gethostname(hn, sizeof(hn)) != 0)
-				str_copy(hn, "node", sizeof(hn));
-			hn[sizeof(hn) - 1] = 0;
-			host = hn;
-		}
-	}
-	{
-		struct routes_prefs rp;	/* every up states all route flags */
-
-		if (routes_prefs_from_json(req, &rp, why, sizeof(why)) != 0) {
-			pthread_mutex_unlock(&a->ctl_mu);
-			return agent_reply_err("%s", why);
-		}
-		pthread_mutex_lock(&a->mu);
-		a->rprefs = rp;
-		pthread_mutex_unlock(&a->mu);
-		a->rprefs_loaded = true;
-		agent_routes_prefs_save(a);
+	if (a->hostname[0])
+		host = a->hostname;
+	else {
+		if (gethostname(hn, sizeof(hn)) != 0)
+			str_copy(hn, "node", sizeof(hn));
+		hn[sizeof(hn) - 1] = 0;
+		host = hn;
 	}
 	if (a->ctl)
 		agent_stop_control(a);
@@ -197,16 +358,19 @@ agent_cmd_up(struct agent *a, json_t *req)
 		pthread_mutex_unlock(&a->mu);
 		pthread_mutex_unlock(&a->ctl_mu);
 		log_warn("msg=\"login failed\" why=\"%s\"", why);
+		if (authkey == NULL && (r == ERR_UNAUTHORIZED || r == ERR_EXPIRED))
+			return agent_reply_err("%s\nRe-authenticate with: wiremesh up --authkey KEY", why);
 		return agent_reply_err("%s", why);
 	}
 	str_copy(a->login_server, url, sizeof(a->login_server));
-	str_copy(a->hostname, host, sizeof(a->hostname));
+	if (!a->hostname[0])
+		str_copy(a->hostname, host, sizeof(a->hostname));
 	a->want_up = true;
+	a->logged_in = true;
 	agent_prefs_save(a);
 	pthread_mutex_lock(&a->mu);
 	a->needs_login = false;
-	pthread_mutex_unlock(&a->mu);
-	pthread_mutex_lock(&a->mu);
+	a->control_err[0] = 0;
 	a->ctl = c;
 	pthread_mutex_unlock(&a->mu);
 	if (control_start(c, 0) != 0) {
@@ -245,8 +409,8 @@ agent_cmd_up(struct agent *a, json_t *req)
 		if (a->self4.family)
 			addr_fmt(v4, &a->self4);
 		if (a->have_netmap)
-			(void)!buf_printf(&b, "Logged in to %s as %s (%s), %zu peers\n", url,
-			    a->self_name, v4, a->npeers);
+			(void)!buf_printf(&b, "Logged in to %s as %s (%s), %zu peer%s\n", url,
+			    a->self_name, v4, a->npeers, a->npeers == 1 ? "" : "s");
 		else
 			(void)!buf_printf(&b, "Registered with %s, but no netmap yet: %s\n", url,
 			    a->control_err[0] ? a->control_err : "waiting for the map stream");
@@ -260,6 +424,66 @@ agent_cmd_up(struct agent *a, json_t *req)
 }
 
 json_t *
+agent_cmd_up(struct agent *a, json_t *req)
+{
+	const char *url = json_string_value(json_object_get(req, "login_server"));
+	const char *authkey = json_string_value(json_object_get(req, "authkey"));
+	char why[2048];
+	json_t *eff;
+	int r;
+
+	pthread_mutex_lock(&a->ctl_mu);
+	a->user_acted = true;
+	if (url == NULL || *url == 0)
+		url = a->login_server[0] ? a->login_server : NULL;
+	if (url == NULL) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_err("--login-server is required the first time");
+	}
+	if (!is_http(url) && strncmp(url, "https://", 8) != 0) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_err("--login-server must be an https:// or http:// URL");
+	}
+	if ((eff = prefs_merge(a, req, true, why, sizeof(why))) == NULL) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_err("%s", why);
+	}
+	r = prefs_apply(a, eff, why, sizeof(why));
+	json_decref(eff);
+	if (r != 0) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_err("%s", why);
+	}
+	return connect_locked(a, url, authkey);
+}
+
+json_t *
+agent_cmd_set(struct agent *a, json_t *req)
+{
+	char why[2048];
+	json_t *eff;
+	int r;
+
+	pthread_mutex_lock(&a->ctl_mu);
+	if ((eff = prefs_merge(a, req, false, why, sizeof(why))) == NULL) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_err("%s", why);
+	}
+	r = prefs_apply(a, eff, why, sizeof(why));
+	json_decref(eff);
+	if (r != 0) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_err("%s", why);
+	}
+	if (!a->want_up || !a->logged_in || !a->login_server[0] || a->needs_login) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_ok("Saved; the settings take effect at the next wiremesh up.\n", NULL);
+	}
+	a->user_acted = true;
+	return connect_locked(a, a->login_server, NULL);	/* announce them now */
+}
+
+json_t *
 agent_cmd_down(struct agent *a)
 {
 	pthread_mutex_lock(&a->ctl_mu);
@@ -270,7 +494,52 @@ agent_cmd_down(struct agent *a)
 	agent_prefs_save(a);
 	pthread_mutex_unlock(&a->ctl_mu);
 	clear_netmap(a);
-	return agent_reply_ok("Stopped: disconnected from the control server and the relays.\n", NULL);
+	return agent_reply_ok("Stopped: disconnected from the control server and the relays "
+	    "(still logged in: wiremesh up reconnects).\n", NULL);
+}
+
+/* Expires the node on the server (an ephemeral node is deleted) and
+ * forgets the login: the next up needs an auth key. */
+json_t *
+agent_cmd_logout(struct agent *a)
+{
+	char why[1024] = "";
+	struct control *c;
+	int r = 0;
+
+	pthread_mutex_lock(&a->ctl_mu);
+	a->user_acted = true;
+	if (!a->logged_in || !a->login_server[0]) {
+		pthread_mutex_unlock(&a->ctl_mu);
+		return agent_reply_err("not logged in");
+	}
+	a->want_up = false;
+	if (a->ctl)
+		agent_stop_control(a);
+	if ((c = make_control(a, a->login_server)) == NULL)
+		r = ERR_NOMEM;
+	else
+		r = control_logout(c, why, sizeof(why));
+	control_free(c);
+	if (r != 0 && r != ERR_UNAUTHORIZED && r != ERR_EXPIRED) {
+		/* Unreachable: stay logged in so that a later logout can expire the key. */
+		agent_prefs_save(a);
+		pthread_mutex_unlock(&a->ctl_mu);
+		clear_netmap(a);
+		return agent_reply_err("cannot log out at %s: %s (the node is stopped; run wiremesh "
+		    "logout again when the server is reachable)", a->login_server, why);
+	}
+	a->logged_in = false;
+	pthread_mutex_lock(&a->mu);
+	a->needs_login = false;
+	a->control_err[0] = 0;
+	pthread_mutex_unlock(&a->mu);
+	agent_prefs_save(a);
+	pthread_mutex_unlock(&a->ctl_mu);
+	clear_netmap(a);
+	log_info("msg=\"logged out\" url=%s", a->login_server);
+	return agent_reply_ok("Logged out: the node key is expired on the server; wiremesh up "
+	    "needs an auth key again.\n", NULL);
 }
 
 /* On start: reconnect a node that was up (the server needs the new disco
@@ -288,7 +557,7 @@ agent_resume_main(void *arg)
 		int r;
 
 		pthread_mutex_lock(&a->ctl_mu);
-		if (!a->want_up || a->ctl || a->user_acted) {	/* an explicit up/down won */
+		if (!a->want_up || !a->logged_in || a->ctl || a->user_acted) {	/* an up/down won */
 			pthread_mutex_unlock(&a->ctl_mu);
 			return NULL;
 		}
@@ -446,18 +715,32 @@ agent_cmd_status(struct agent *a)
 		info = NULL;
 	buf_init(&b, 1 << 22);
 	pthread_mutex_lock(&a->mu);
-	state = a->have_netmap ? "Running" : a->want_up ? "Starting" : "NeedsLogin";
+	if (a->have_netmap)
+		state = "Running";
+	else if (!a->logged_in || a->needs_login)
+		state = "NeedsLogin";
+	else if (!a->want_up)
+		state = "Stopped";
+	else
+		state = "Starting";
 	for (size_t i = 0; i < a->nderps; i++)
 		if (a->derps[i].region == a->home_region)
 			relay_up = derp_client_connected(a->derps[i].c);
-	if (!a->want_up && !a->have_netmap) {
+	if (!a->logged_in) {
 		if (a->control_err[0])
 			(void)!buf_printf(&b, "# Health: login failed: %s\n", a->control_err);
-		(void)!buf_printf(&b, "Logged out. Run: wiremesh up --login-server URL --authkey KEY\n");
-	} else if (a->want_up && !a->ctl && a->needs_login) {
+		(void)!buf_printf(&b, "Logged out. Run: wiremesh up --login-server %s --authkey KEY\n",
+		    a->login_server[0] ? a->login_server : "URL");
+	} else if (a->needs_login && !a->have_netmap) {
 		(void)!buf_printf(&b, "# Health: %s\n", a->control_err);
-		(void)!buf_printf(&b, "Logged out. Run: wiremesh up --authkey KEY\n");
-	} else if (a->want_up && !a->ctl && a->control_err[0]) {
+		(void)!buf_printf(&b, "Logged out by the control server (the node key expired or "
+		    "the node was deleted). Re-authenticate: wiremesh up --authkey KEY\n");
+	} else if (!a->want_up) {
+		if (a->control_err[0])
+			(void)!buf_printf(&b, "# Health: login failed: %s\n", a->control_err);
+		(void)!buf_printf(&b, "Stopped. Run: wiremesh up (reconnects to %s; still logged in)\n",
+		    a->login_server);
+	} else if (!a->ctl && a->control_err[0]) {
 		(void)!buf_printf(&b, "# Health: cannot log in to %s: %s (retrying)\n",
 		    a->login_server, a->control_err);
 	}

@@ -155,6 +155,9 @@ struct agent {
 	struct control *ctl;
 	char login_server[512], hostname[NAME_MAX_LEN];
 	bool want_up, control_connected, have_netmap, needs_login;
+	bool logged_in;			/* registered and not logged out (prefs.json) */
+	bool hostname_set;		/* --hostname given (else the system's name) */
+	char adv_tags[512];		/* --advertise-tags, comma-separated */
 	bool user_acted;		/* an up or down came: the reconnect thread yields */
 	char control_err[512];
 	uint64_t netmaps, deltas;
@@ -240,6 +243,8 @@ json_t *agent_routes_peer_json_locked(struct agent *a, const struct apeer *p);
 void agent_stop_control(struct agent *a);
 json_t *agent_cmd_up(struct agent *a, json_t *req);
 json_t *agent_cmd_down(struct agent *a);
+json_t *agent_cmd_set(struct agent *a, json_t *req);
+json_t *agent_cmd_logout(struct agent *a);
 void *agent_resume_main(void *arg);
 json_t *agent_cmd_status(struct agent *a);
 json_t *agent_cmd_ip(struct agent *a, json_t *req);

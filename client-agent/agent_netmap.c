@@ -470,9 +470,19 @@ agent_on_state(void *ctx, bool up, const char *why)
 {
 	struct agent *a = ctx;
 
+	bool refused = !up && why && strstr(why, "HTTP 401") != NULL, was;
+
 	pthread_mutex_lock(&a->mu);
 	a->control_connected = up;
 	str_copy(a->control_err, up ? "" : why, sizeof(a->control_err));
+	/* 401 on the map stream: the key expired or the node was deleted; only
+	 * a new login helps (the stream keeps retrying in case an admin extends
+	 * the expiry). Said once at warn, with the way out. */
+	was = a->needs_login;
+	a->needs_login = up ? false : refused ? true : a->needs_login;
+	if (refused && !was)
+		log_warn("msg=\"the control server no longer accepts this node (key expired or node "
+		    "deleted); re-authenticate with: wiremesh up --authkey KEY\" why=\"%s\"", why);
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&a->mu);
 	if (up) {

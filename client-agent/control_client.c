@@ -35,6 +35,7 @@ struct control {
 	pthread_cond_t cond;
 	char *ep_body;			/* pending endpoint report, NULL if none */
 	json_t *advertised;		/* routes sent with register/endpoints */
+	json_t *tags;			/* requested tags sent with register */
 	uint32_t fwmark;
 };
 
@@ -85,6 +86,7 @@ control_free(struct control *c)
 	}
 	free(c->ep_body);
 	json_decref(c->advertised);
+	json_decref(c->tags);
 	free(c->url);
 	wipe(&c->keys, sizeof(c->keys));
 	pthread_mutex_destroy(&c->lock);
@@ -321,6 +323,8 @@ control_register(struct control *c, const char *authkey, const char *hostname, j
 	pthread_mutex_lock(&c->lock);
 	if (body && c->advertised)
 		json_object_set_new(body, "advertised_routes", json_deep_copy(c->advertised));
+	if (body && c->tags)
+		json_object_set_new(body, "tags", json_deep_copy(c->tags));
 	pthread_mutex_unlock(&c->lock);
 	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
@@ -465,6 +469,28 @@ control_start(struct control *c, uint64_t since)
 	}
 	c->started = true;
 	return 0;
+}
+
+void
+control_set_tags(struct control *c, json_t *tags)
+{
+	pthread_mutex_lock(&c->lock);
+	json_decref(c->tags);
+	c->tags = tags ? json_deep_copy(tags) : NULL;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int
+control_logout(struct control *c, char *why, size_t whylen)
+{
+	struct sink sink = { .c = c, .timeout_s = 10 };
+	long status;
+	int r;
+
+	buf_init(&sink.data, 1 << 16);
+	r = post(c, "/machine/logout", "{}", false, &sink, &status, why, whylen);
+	buf_cleanup(&sink.data);
+	return r;
 }
 
 int

@@ -75,6 +75,15 @@ void control_set_endpoints(struct control *c, const char *const *eps, size_t n, 
  * (a JSON array, borrowed; NULL sends none). Call before control_register. */
 void control_set_advertised(struct control *c, json_t *routes);
 
+/* The "tags" (JSON array of "tag:NAME", borrowed; NULL: none) this node
+ * asks for with register (`wiremesh up --advertise-tags`); the server
+ * grants them when the policy's tagOwners let the node's user own them. */
+void control_set_tags(struct control *c, json_t *tags);
+
+/* POST /machine/logout: the server expires the node key (deletes an
+ * ephemeral node). Blocking, at most 10 s. 0 or ERR_*. */
+int control_logout(struct control *c, char *why, size_t whylen) WM_MUST_CHECK;
+
 /* Tells the server at once (blocking, at most timeout_s) that this node
  * advertises no routes and has no endpoints, so that a router going down
  * hands its subnets to another router now rather than when the server

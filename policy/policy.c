@@ -183,6 +183,32 @@ policy_tag_defined(const struct policy *p, const char *tag)
 	return false;
 }
 
+bool
+policy_tag_owned(const struct policy *p, const char *tag, const char *user,
+		 const char *const *node_tags, size_t nnode_tags)
+{
+	for (size_t i = 0; i < p->ntags; i++) {
+		if (strcmp(p->tags[i].tag, tag) != 0)
+			continue;
+		for (size_t k = 0; k < p->tags[i].nowners; k++) {
+			const char *o = p->tags[i].owners[k];
+			size_t g;
+
+			if (strncmp(o, "group:", 6) == 0) {
+				if (group_find(p, o, &g) == 0 && group_has_user(p, g, user))
+					return true;
+			} else if (strncmp(o, "tag:", 4) == 0) {
+				for (size_t t = 0; t < nnode_tags; t++)
+					if (strcmp(node_tags[t], o) == 0)
+						return true;
+			} else if (user_match(o, user)) {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
 static bool
 valid_user(const char *s)
 {

@@ -118,6 +118,11 @@ uint64_t policy_result_peers_hash(const struct policy_result *r, size_t i);
 int policy_explain(const struct policy *p, const char *src, const char *dst_port,
 		   const char *proto, struct buf *out) WM_MUST_CHECK;
 
+/* tagOwners: may a node of `user` (already holding node_tags) take `tag`?
+ * Owners are users, groups, or tags the node holds. */
+bool policy_tag_owned(const struct policy *p, const char *tag, const char *user,
+		      const char *const *node_tags, size_t nnode_tags);
+
 /* autoApprovers: true when `route` (0.0.0.0/0 or ::/0 means exit node)
  * advertised by `node` is approved automatically by the policy. */
 bool policy_auto_approves(const struct policy *p, const struct policy_node *node,

@@ -110,6 +110,7 @@ struct reg {
 	char hostname[STORE_NAME_MAX];
 	bool has_routes;
 	char routes[STORE_ROUTES_MAX];
+	json_t *tags;		/* requested tags (borrowed from the body), NULL: none */
 };
 
 static int
@@ -142,6 +143,23 @@ parse_register(json_t *o, struct reg *rg, char *why, size_t whylen)
 		return ERR_INVALID;
 	}
 	str_copy(rg->hostname, hn, sizeof(rg->hostname));
+	if ((rg->tags = json_object_get(o, "tags")) != NULL) {
+		json_t *t;
+		size_t i;
+
+		if (!json_is_array(rg->tags) || json_array_size(rg->tags) > 16) {
+			snprintf(why, whylen, "tags must be an array of at most 16 \"tag:NAME\" strings");
+			return ERR_INVALID;
+		}
+		json_array_foreach(rg->tags, i, t)
+			if (!json_is_string(t) || strncmp(json_string_value(t), "tag:", 4) != 0 ||
+			    json_string_length(t) < 5 || json_string_length(t) > 64) {
+				snprintf(why, whylen, "tags[%zu] must look like \"tag:name\"", i);
+				return ERR_INVALID;
+			}
+		if (json_array_size(rg->tags) == 0)
+			rg->tags = NULL;
+	}
 	if ((rg->has_routes = json_object_get(o, "advertised_routes") != NULL) &&
 	    (r = routes_normalize(json_object_get(o, "advertised_routes"), "advertised_routes",
 	    rg->routes, sizeof(rg->routes), why, whylen)) != 0)
@@ -208,13 +226,17 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 	bool keep_expiry = false;
 	int64_t now = time_now_s();
 	unsigned fields;
+	struct polref *pol = NULL;	/* for tags: held before the transaction */
 	int r;
 
 	if ((r = parse_register(body, &rg, why, sizeof(why))) != 0) {
 		http_problem(resp, 400, NULL, "%s", why);
 		return;
 	}
+	if (rg.tags)
+		pol = policy_state_hold(s);
 	if ((r = store_tx_begin(s->store)) != 0) {
+		policy_state_release(pol);
 		http_problem_err(resp, r, "database busy; retry");
 		return;
 	}
@@ -264,6 +286,9 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		str_copy(node.routes_advertised, rg.routes, sizeof(node.routes_advertised));
 		fields |= STORE_NODE_ADVERTISED;
 	}
+	/* keep_expiry: a live node rotating its node key with the spent
+	 * single-use key it registered with keeps its owner, tags and expiry;
+	 * extending the expiry needs a new key. */
 	if (rg.auth_key && !keep_expiry) {
 		node.user_id = k.user_id;
 		str_copy(node.user, k.user, sizeof(node.user));
@@ -273,9 +298,22 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		node.expires_at = s->cfg.node_expiry_s ? now + s->cfg.node_expiry_s : 0;
 		fields |= STORE_NODE_AUTH | STORE_NODE_TAGS | STORE_NODE_EXPIRY;
 	}
-	/* keep_expiry: a live node rotating its node key with the spent
-	 * single-use key it registered with keeps its owner, tags and expiry;
-	 * extending the expiry needs a new key. */
+	if (rg.tags) {	/* wiremesh up --advertise-tags: the policy's tagOwners decide */
+		char *text;
+
+		if ((r = policy_tags_allowed(pol, node.user, rg.tags, why, sizeof(why))) != 0)
+			goto fail;
+		text = json_dumps(rg.tags, JSON_COMPACT);
+		if (text == NULL || strlen(text) >= sizeof(node.tags)) {
+			free(text);
+			snprintf(why, sizeof(why), "tags list too long");
+			r = ERR_INVALID;
+			goto fail;
+		}
+		str_copy(node.tags, text, sizeof(node.tags));
+		free(text);
+		fields |= STORE_NODE_TAGS;
+	}
 	node.last_seen = now;
 	r = existing ? store_node_update_fields(s->store, &node, fields) :
 	    store_node_insert(s->store, &node);
@@ -302,9 +340,12 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 			ipam_release(s->ipam, &node.ipv4);
 		if (fresh6)
 			ipam_release(s->ipam, &node.ipv6);
+		policy_state_release(pol);
 		http_problem_err(resp, r, "could not save the registration");
 		return;
 	}
+	policy_state_release(pol);
+	pol = NULL;
 	/* autoApprovers: a transaction of its own (it takes the policy lock,
 	 * which comes before the store's). */
 	if (rg.has_routes && policy_state_auto_approve(s, node.id) == 0 &&
@@ -323,6 +364,7 @@ fail:
 	if (fresh6)
 		ipam_release(s->ipam, &node.ipv6);
 	store_tx_rollback(s->store);
+	policy_state_release(pol);
 	atomic_fetch_add(&s->metrics.registration_failures, 1);
 	if (why[0] == 0)
 		snprintf(why, sizeof(why), "%s", err_str(r));

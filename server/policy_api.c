@@ -581,6 +581,50 @@ auto_approve_all(struct server *s)
 	free(nodes);
 }
 
+struct polref *
+policy_state_hold(struct server *s)
+{
+	struct polref *p = NULL;
+
+	if (s->policy == NULL)
+		return NULL;
+	pthread_mutex_lock(&s->policy->lock);
+	if (s->policy->pol && (p = s->policy->pref) != NULL)
+		atomic_fetch_add(&p->refs, 1);
+	pthread_mutex_unlock(&s->policy->lock);
+	return p;
+}
+
+void
+policy_state_release(struct polref *p)
+{
+	polref_put(p);
+}
+
+int
+policy_tags_allowed(const struct polref *p, const char *user, json_t *tags, char *why,
+		    size_t whylen)
+{
+	json_t *t;
+	size_t i;
+
+	json_array_foreach(tags, i, t) {
+		const char *tag = json_string_value(t);
+
+		if (p == NULL || p->pol == NULL) {
+			snprintf(why, whylen, "%s: no policy is loaded, so no tag has an owner "
+			    "(tagOwners)", tag);
+			return ERR_FORBIDDEN;
+		}
+		if (!policy_tag_owned(p->pol, tag, user, NULL, 0)) {
+			snprintf(why, whylen, "%s is not permitted for user %s: the policy's tagOwners "
+			    "do not list the user or one of the user's groups for it", tag, user);
+			return ERR_FORBIDDEN;
+		}
+	}
+	return 0;
+}
+
 void
 policy_state_dirty(struct server *s)
 {

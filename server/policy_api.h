@@ -13,6 +13,7 @@
 #include "server/store.h"
 
 struct server;
+struct polref;
 
 /* Loads the active policy (file, else newest stored version) at start. */
 int policy_state_init(struct server *s) WM_MUST_CHECK;
@@ -21,6 +22,15 @@ void policy_state_free(struct server *s);
  * policy's autoApprovers approve, in one transaction (server_node_edit).
  * Takes the policy lock, so never call it inside a store transaction. */
 int policy_state_auto_approve(struct server *s, int64_t id) WM_MUST_CHECK;
+/* A reference to the active policy (NULL: none loaded), usable without the
+ * policy lock (so inside a store transaction); give it back with
+ * policy_state_release. */
+struct polref *policy_state_hold(struct server *s);
+void policy_state_release(struct polref *p);
+/* May a node of `user` take every tag in `tags` (array of "tag:NAME")
+ * under policy p (NULL: none)? 0, or ERR_FORBIDDEN naming the first refused tag. */
+int policy_tags_allowed(const struct polref *p, const char *user, json_t *tags, char *why,
+			size_t whylen);
 /* Nodes changed: recompile soon (on the next tick). */
 void policy_state_dirty(struct server *s);
 /* Called by the timer thread: recompiles when dirty. */

@@ -272,7 +272,7 @@ refused() { wm 1 status | grep -q 'HTTP 401'; }
 wait_for 15 refused || fail "deleted node1 does not report the refusal: $(wm 1 status)"
 kill -TERM "$AGENT1"; wait "$AGENT1" 2>/dev/null
 start_agent 1 "$NS1"
-needs_login() { wm 1 status | grep -q 'Run: wiremesh up --authkey KEY'; }
+needs_login() { wm 1 status | grep -q 'wiremesh up --authkey KEY'; }
 wait_for 15 needs_login || fail "restarted deleted node does not ask for a login: $(wm 1 status)"
 ok "deleted node: the agent reports the refusal and asks for a new login"
 

@@ -112,7 +112,7 @@ default_via_tun() { in_node 1 ip route show table 57 2>/dev/null | grep -q '^def
 
 up 2 --advertise-routes "$SUBNET,$SUBNET6" --advertise-exit-node
 up 3 --advertise-routes "$SUBNET"
-up 1 --accept-routes
+up 1 --reset --accept-routes
 up 4
 ID2=$(node_id node2) && ID3=$(node_id node3) || fail "node ids"
 
@@ -177,7 +177,7 @@ up 1 --accept-routes --exit-node node2 --exit-node-allow-lan-access
 wait_for 10 in_node 1 ping -c 1 -W 1 "$(nat_lan_ip 1)" || fail "--exit-node-allow-lan-access: node1 cannot reach its LAN"
 get_is 1 "$INET_WEB:8090" "$(wan_ip 2)" || fail "--exit-node-allow-lan-access: internet no longer through node2"
 status_has 1 "# Exit node: node2 (in use, LAN access allowed)" || fail "status with LAN access: $(wm 1 status)"
-up 1 --accept-routes
+up 1 --reset --accept-routes
 wait_for 10 get_is 1 "$INET_WEB:8090" "$(wan_ip 1)" || fail "exit node still in use after up without --exit-node"
 wait_for 5 eval '! default_via_tun' || fail "default route left in table 57: $(in_node 1 ip route show table 57)"
 ok "exit node: node1's internet traffic leaves via node2 ($(wan_ip 2)); the agent's own traffic stays direct; the LAN only with --exit-node-allow-lan-access; dropping --exit-node restores it"
@@ -219,7 +219,7 @@ if [ "${ROUTES_INTERNET:-1}" = 1 ]; then
 	wait_for 10 get_is 1 "$INET_WEB:8090" "$(wan_ip 2)" || fail "policy with autogroup:internet: node1 not through node2 ('$(get 1 "$INET_WEB:8090")')"
 	ok "policy: the exit node forwards once autogroup:internet is allowed"
 fi
-up 1 --accept-routes
+up 1 --reset --accept-routes
 wait_for 10 get_is 1 "$INET_WEB:8090" "$(wan_ip 1)" || fail "exit node still in use"
 ok "policy without autogroup:internet: the exit node's filter drops node1's internet traffic"
 
