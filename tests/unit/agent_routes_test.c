@@ -360,6 +360,57 @@ START_TEST(router_errors)
 }
 END_TEST
 
+/* Via directives from a filter move a prefix to the chosen router. */
+START_TEST(via_apply)
+{
+	json_t *f = json_loads("[{\"IPProto\":[6],\"Srcs\":[\"*\"],\"Dsts\":[]},"
+	    "{\"Via\":{\"Dst\":\"10.1.0.0/16\",\"Routers\":["
+	    "{\"Addrs\":[\"100.64.0.5/32\",\"fd7a:115c:a1e0::5/128\"],\"Route\":\"10.1.0.0/16\"}]}},"
+	    "{\"Via\":{\"Dst\":\"autogroup:internet\",\"Routers\":["
+	    "{\"Addrs\":[\"100.64.0.5/32\"],\"Route\":\"0.0.0.0/0\"}]}},"
+	    "{\"Via\":{\"Dst\":\"bogus\",\"Routers\":[]}}]", 0, NULL);
+	struct routes_via v[4];
+	struct ip_prefix a_in[4], out[8];
+	struct ip_addr a_addr, b_addr;
+	size_t n;
+	char s[64];
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(routes_via_from_filter(f, v, 4), 2);
+	json_decref(f);
+	ck_assert(!v[0].internet);
+	ck_assert(v[1].internet);
+	ck_assert_uint_eq(v[0].nr, 1);
+	v[0].chosen = 0;
+	ck_assert_int_eq(addr_parse("100.64.0.4", &a_addr), 0);	/* router A: primary */
+	ck_assert_int_eq(addr_parse("100.64.0.5", &b_addr), 0);	/* router B: via */
+	ck_assert(routes_via_is_router(&v[0], 0, &b_addr, 1));
+	ck_assert(!routes_via_is_router(&v[0], 0, &a_addr, 1));
+	ck_assert_int_eq(prefix_parse("100.64.0.4/32", false, &a_in[0]), 0);
+	ck_assert_int_eq(prefix_parse("10.1.0.0/16", false, &a_in[1]), 0);
+	ck_assert_int_eq(prefix_parse("10.2.0.0/16", false, &a_in[2]), 0);
+	ck_assert_int_eq(prefix_parse("0.0.0.0/0", false, &a_in[3]), 0);
+	/* Router A loses 10.1.0.0/16 and its exit route, keeps the rest. */
+	n = routes_via_apply(a_in, 4, v, 2, &a_addr, 1, out, 8);
+	ck_assert_uint_eq(n, 2);
+	prefix_fmt(s, &out[0]);
+	ck_assert_str_eq(s, "100.64.0.4/32");
+	prefix_fmt(s, &out[1]);
+	ck_assert_str_eq(s, "10.2.0.0/16");
+	/* Router B (which the server did not make primary) gains the prefix. */
+	ck_assert_int_eq(prefix_parse("100.64.0.5/32", false, &a_in[0]), 0);
+	ck_assert_int_eq(prefix_parse("0.0.0.0/0", false, &a_in[1]), 0);
+	n = routes_via_apply(a_in, 2, v, 2, &b_addr, 1, out, 8);
+	ck_assert_uint_eq(n, 3);
+	prefix_fmt(s, &out[1]);
+	ck_assert_str_eq(s, "0.0.0.0/0");
+	prefix_fmt(s, &out[2]);
+	ck_assert_str_eq(s, "10.1.0.0/16");
+	/* No directives: unchanged. */
+	ck_assert_uint_eq(routes_via_apply(a_in, 2, v, 0, &b_addr, 1, out, 8), 2);
+}
+END_TEST
+
 Suite *
 agent_routes_suite(void)
 {
@@ -375,6 +426,7 @@ agent_routes_suite(void)
 	tcase_add_test(tc, apply_exit);
 	tcase_add_test(tc, apply_router);
 	tcase_add_test(tc, router_errors);
+	tcase_add_test(tc, via_apply);
 	suite_add_tcase(s, tc);
 	return s;
 }
