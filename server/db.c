@@ -256,6 +256,57 @@ db_advisory_unlock(struct db *db, int64_t key)
 	(void)advisory(db, "SELECT pg_advisory_unlock(?)", key);
 }
 
+static bool
+channel_ok(const char *c)
+{
+	if (c[0] == '\0' || strlen(c) > 63)
+		return false;
+	for (; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || *c == '_'))
+			return false;
+	return true;
+}
+
+int
+db_listen(struct db *db, const char *channel)
+{
+	char sql[96];
+
+	if (db->kind != DB_POSTGRES)
+		return ERR_UNPROCESSABLE;
+	if (!channel_ok(channel))
+		return ERR_INVALID;
+	snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+	return db_exec(db, sql);
+}
+
+int
+db_notify(struct db *db, const char *channel, const char *payload)
+{
+	struct db_stmt *st;
+	int r;
+
+	if (db->kind != DB_POSTGRES)
+		return 0;
+	if (!channel_ok(channel))
+		return ERR_INVALID;
+	if ((r = db_prepare(db, "SELECT 1 FROM (SELECT pg_notify(?, ?)) AS n", &st)) != 0)
+		return r;
+	db_bind_text(st, 1, channel);
+	db_bind_text(st, 2, payload);
+	r = db_step(st);
+	db_finalize(st);
+	return r < 0 ? r : 0;
+}
+
+int
+db_wait_notify(struct db *db, int timeout_ms, char *payload, size_t n)
+{
+	if (db->ops->wait_notify == NULL)
+		return ERR_UNPROCESSABLE;
+	return db->ops->wait_notify(db, timeout_ms, payload, n);
+}
+
 int
 db_integrity_check(struct db *db)
 {

@@ -107,6 +107,18 @@ int db_advisory_lock(struct db *db, int64_t key) WM_MUST_CHECK;
 int db_advisory_trylock(struct db *db, int64_t key) WM_MUST_CHECK;
 void db_advisory_unlock(struct db *db, int64_t key);
 
+/* Notifications between processes sharing one PostgreSQL database (the
+ * replicas). db_notify() inside a transaction is delivered when it commits,
+ * to every session that ran db_listen() on the channel (channel names:
+ * [a-z_]+). A session that waits for notifications should do nothing else.
+ * db_wait_notify() returns 1 with the payload copied into `payload`, 0 when
+ * `timeout_ms` passed, ERR_UNAVAILABLE when the connection is lost (the
+ * caller reconnects, listens again and catches up from its own records).
+ * SQLite: notify succeeds and does nothing, listen is ERR_UNPROCESSABLE. */
+int db_listen(struct db *db, const char *channel) WM_MUST_CHECK;
+int db_notify(struct db *db, const char *channel, const char *payload) WM_MUST_CHECK;
+int db_wait_notify(struct db *db, int timeout_ms, char *payload, size_t n) WM_MUST_CHECK;
+
 /* Engine-specific maintenance. SQLite: PRAGMA integrity_check and an online
  * copy into dest_path. PostgreSQL: integrity is a round trip (the server
  * checks its own pages) and backups are pg_dump's job: ERR_UNPROCESSABLE. */

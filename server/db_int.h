@@ -27,6 +27,7 @@ struct db_ops {
 	int (*begin)(struct db *db);
 	int (*integrity_check)(struct db *db);
 	int (*backup)(struct db *db, const char *dest_path);
+	int (*wait_notify)(struct db *db, int timeout_ms, char *payload, size_t n);
 };
 
 struct db {

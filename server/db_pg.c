@@ -10,6 +10,8 @@
  * so a replica survives a database restart or failover; inside a
  * transaction the error ends the transaction and the caller retries.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +404,46 @@ p_backup(struct db *db, const char *dest_path)
 	return ERR_UNPROCESSABLE;
 }
 
+static int
+p_wait_notify(struct db *db, int timeout_ms, char *payload, size_t n)
+{
+	PGconn *c = conn(db);
+	PGnotify *nf;
+	struct pollfd pfd;
+
+	for (;;) {
+		if (PQconsumeInput(c) == 0 || PQstatus(c) != CONNECTION_OK) {
+			log_warn("msg=\"postgres listener connection lost\" err=\"%.*s\"",
+			    msglen(PQerrorMessage(c)), PQerrorMessage(c));
+			return ERR_UNAVAILABLE;
+		}
+		if ((nf = PQnotifies(c)) != NULL) {
+			str_copy(payload, nf->extra ? nf->extra : "", n);
+			PQfreemem(nf);
+			return 1;
+		}
+		if (timeout_ms <= 0)
+			return 0;
+		pfd.fd = PQsocket(c);
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (pfd.fd < 0)
+			return ERR_UNAVAILABLE;
+		switch (poll(&pfd, 1, timeout_ms)) {
+		case 0:
+			return 0;
+		case -1:
+			if (errno != EINTR)
+				return ERR_IO;
+			break;
+		default:
+			break;
+		}
+		/* one wait, then only what is already buffered */
+		timeout_ms = 0;
+	}
+}
+
 static const struct db_ops pg_ops = {
 	.close = p_close, .exec = p_exec, .prepare = p_prepare,
 	.bind_int = p_bind_int, .bind_text = p_bind_text, .bind_blob = p_bind_blob,
@@ -409,6 +451,7 @@ static const struct db_ops pg_ops = {
 	.col_int = p_col_int, .col_text = p_col_text, .col_blob = p_col_blob,
 	.changes = p_changes, .finalize = p_finalize, .begin = p_begin,
 	.integrity_check = p_integrity_check, .backup = p_backup,
+	.wait_notify = p_wait_notify,
 };
 
 int

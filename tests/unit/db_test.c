@@ -348,6 +348,32 @@ START_TEST(test_pg_advisory_and_reconnect)
 }
 END_TEST
 
+/* A notification sent inside a transaction arrives when it commits, and
+ * never when it rolls back. */
+START_TEST(test_pg_notify)
+{
+	struct db *a, *b;
+	char payload[64];
+
+	ck_assert_int_eq(db_open(url, &a), 0);
+	ck_assert_int_eq(db_open(url, &b), 0);
+	ck_assert_int_eq(db_listen(a, "wm_changes"), 0);
+	ck_assert_int_eq(db_listen(a, "bad name;"), ERR_INVALID);
+	ck_assert_int_eq(db_begin(b), 0);
+	ck_assert_int_eq(db_notify(b, "wm_changes", "41"), 0);
+	db_rollback(b);
+	ck_assert_int_eq(db_begin(b), 0);
+	ck_assert_int_eq(db_notify(b, "wm_changes", "42"), 0);
+	ck_assert_int_eq(db_wait_notify(a, 200, payload, sizeof(payload)), 0);
+	ck_assert_int_eq(db_commit(b), 0);
+	ck_assert_int_eq(db_wait_notify(a, 5000, payload, sizeof(payload)), 1);
+	ck_assert_str_eq(payload, "42");
+	ck_assert_int_eq(db_wait_notify(a, 0, payload, sizeof(payload)), 0);
+	db_close(a);
+	db_close(b);
+}
+END_TEST
+
 /* A wrong password: a clear error, and the password in no log line. */
 START_TEST(test_pg_password_never_logged)
 {
@@ -407,6 +433,7 @@ db_suite(void)
 	tcase_add_test(pg, test_pg_serialization_retryable);
 	tcase_add_test(pg, test_pg_advisory_and_reconnect);
 	tcase_add_test(pg, test_pg_password_never_logged);
+	tcase_add_test(pg, test_pg_notify);
 	suite_add_tcase(s, pg);
 	return s;
 }
