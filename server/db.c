@@ -322,17 +322,18 @@ db_backup(struct db *db, const char *dest_path)
 /* ---- migrations ---- */
 
 static int
-current_version(struct db *db, int *version)
+query_int(struct db *db, const char *sql, int64_t arg, int *out)
 {
 	struct db_stmt *st;
 	int r;
 
-	*version = 0;
-	if ((r = db_prepare(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-	    &st)) != 0)
+	*out = 0;
+	if ((r = db_prepare(db, sql, &st)) != 0)
 		return r;
+	if (strchr(sql, '?') != NULL)
+		db_bind_int(st, 1, arg);
 	if ((r = db_step(st)) == DB_ROW) {
-		*version = (int)db_col_int(st, 0);
+		*out = (int)db_col_int(st, 0);
 		r = 0;
 	} else if (r == DB_DONE) {
 		r = ERR_DB;
@@ -341,19 +342,23 @@ current_version(struct db *db, int *version)
 	return r;
 }
 
+/* Applies one migration unless it is recorded. Each version is checked on
+ * its own (not "above the highest"): numbers are reserved by features built
+ * in parallel, so 0007 may be applied before 0004 exists. */
 static int
-apply(struct db *db, const struct migration *m, int *current)
+apply(struct db *db, const struct migration *m)
 {
 	struct db_stmt *st;
-	int r;
+	int r, done;
 
 	if ((r = db_begin(db)) != 0)
 		return r;
 	/* Read again under the write lock: another process may have applied it
 	 * since (SQLite has no advisory lock; BEGIN IMMEDIATE serializes). */
-	if ((r = current_version(db, current)) != 0)
+	if ((r = query_int(db, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?",
+	    m->version, &done)) != 0)
 		goto fail;
-	if (m->version <= *current) {
+	if (done) {
 		db_rollback(db);
 		return 0;
 	}
@@ -373,7 +378,6 @@ apply(struct db *db, const struct migration *m, int *current)
 		goto failed;
 	log_info("msg=\"applied migration\" version=%d name=%s backend=%s", m->version, m->name,
 	    db->kind == DB_POSTGRES ? "postgres" : "sqlite");
-	*current = m->version;
 	return 0;
 fail:
 	db_rollback(db);
@@ -397,7 +401,8 @@ db_migrate(struct db *db, int *version)
 	if ((r = db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
 	    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")) != 0)
 		goto out;
-	if ((r = current_version(db, &current)) != 0)
+	if ((r = query_int(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", 0,
+	    &current)) != 0)
 		goto out;
 	for (int i = 0; i < count; i++)
 		if (ms[i].version > newest)
@@ -408,13 +413,10 @@ db_migrate(struct db *db, int *version)
 		r = ERR_SCHEMA;
 		goto out;
 	}
-	for (int i = 0; i < count; i++) {
-		if (ms[i].version <= current)
-			continue;
-		if ((r = apply(db, &ms[i], &current)) != 0)
+	for (int i = 0; i < count; i++)
+		if ((r = apply(db, &ms[i])) != 0)
 			goto out;
-	}
-	*version = current;
+	*version = newest;
 out:
 	db_advisory_unlock(db, MIGRATE_LOCK_KEY);
 	return r;

@@ -129,11 +129,11 @@ int db_backup(struct db *db, const char *dest_path) WM_MUST_CHECK;
  * wiremesh one, ERR_IO when it is not a database. */
 int db_sqlite_file_version(const char *path, int *version) WM_MUST_CHECK;
 
-/* Schema migrations embedded in the binary for this connection's engine,
- * applied in order, each in its own transaction together with its row in
- * schema_migrations, all under one lock so concurrent openers apply each
- * once. ERR_SCHEMA when the database is newer than the binary. *version
- * receives the highest version applied. */
+/* Schema migrations embedded in the binary for this connection's engine:
+ * each one not yet recorded in schema_migrations is applied, in order, in
+ * its own transaction together with its row, all under one lock so
+ * concurrent openers apply each once. ERR_SCHEMA when the database records
+ * a version newer than the binary's newest. *version receives the newest. */
 int db_migrate(struct db *db, int *version) WM_MUST_CHECK;
 
 #endif

@@ -25,6 +25,7 @@
 enum {
 	OID_BYTEA = 17,
 	OID_INT8 = 20,
+	OID_TEXT = 25,
 };
 
 struct pdb {
@@ -41,6 +42,7 @@ struct pstmt {
 	int lengths[DB_PARAMS_MAX];
 	int formats[DB_PARAMS_MAX];
 	unsigned int types[DB_PARAMS_MAX];
+	bool used[DB_PARAMS_MAX];	/* referenced by the SQL */
 	PGresult *res;
 	int row;			/* current row; -1 before the first step */
 	int nrows;
@@ -152,13 +154,14 @@ p_exec(struct db *db, const char *sql)
 	return r;
 }
 
-/* Rewrites `?` placeholders as $1, $2… outside quotes and comments. */
+/* Rewrites `?` placeholders as $1, $2… and SQLite's numbered `?NNN` as
+ * $NNN, outside quotes and comments; notes which numbers are used. */
 static int
-translate(const char *sql, char **out, int *nparams)
+translate(const char *sql, char **out, int *nparams, bool used[DB_PARAMS_MAX])
 {
 	size_t n = strlen(sql), o = 0;
 	char *t = malloc(n * 3 + 1);	/* "?" -> "$NN" at most */
-	int count = 0;
+	int seq = 0, max = 0;
 
 	if (t == NULL)
 		return ERR_NOMEM;
@@ -178,18 +181,30 @@ translate(const char *sql, char **out, int *nparams)
 			if (i < n)
 				t[o++] = '\n';
 		} else if (c == '?') {
-			if (++count > DB_PARAMS_MAX) {
+			int num;
+
+			if (sql[i + 1] >= '0' && sql[i + 1] <= '9') {
+				char *end;
+
+				num = (int)strtol(sql + i + 1, &end, 10);
+				i = (size_t)(end - sql) - 1;
+			} else {
+				num = ++seq;
+			}
+			if (num < 1 || num > DB_PARAMS_MAX) {
 				free(t);
 				return ERR_INVALID;
 			}
-			o += (size_t)sprintf(t + o, "$%d", count);
+			used[num - 1] = true;
+			max = num > max ? num : max;
+			o += (size_t)sprintf(t + o, "$%d", num);
 		} else {
 			t[o++] = c;
 		}
 	}
 	t[o] = '\0';
 	*out = t;
-	*nparams = count;
+	*nparams = max;
 	return 0;
 }
 
@@ -201,7 +216,7 @@ p_prepare(struct db *db, const char *sql, struct db_stmt **out)
 
 	if (st == NULL)
 		return ERR_NOMEM;
-	if ((r = translate(sql, &st->sql, &st->nparams)) != 0) {
+	if ((r = translate(sql, &st->sql, &st->nparams, st->used)) != 0) {
 		free(st);
 		log_error("msg=\"statement has too many parameters\"");
 		return r;
@@ -286,6 +301,11 @@ p_step(struct db_stmt *base)
 	if (st->res == NULL) {
 		if ((r = ensure_conn(db)) != 0)
 			return r;
+		/* A parameter the SQL does not use (numbered ?NNN skipping some)
+		 * still needs a type the server knows. */
+		for (int i = 0; i < st->nparams; i++)
+			if (!st->used[i] && st->types[i] == 0)
+				st->types[i] = OID_TEXT;
 		st->res = PQexecParams(conn(db), st->sql, st->nparams, st->types,
 		    (const char *const *)st->values, st->lengths, st->formats, 0);
 		switch (PQresultStatus(st->res)) {
