@@ -30,17 +30,23 @@ enum { MAX_ENDPOINTS = 16 };
 
 static struct log_ratelimit rl_sig;
 
-/* Checks the three signature headers; fills the machine key. */
+/* A verified request: who signed it, and its signature for the replay
+ * cache (checked once the machine is known: see check_replay). */
+struct signed_req {
+	uint8_t mkey[KEY_LEN];
+	uint8_t sig[ED25519_SIG_LEN];
+	int64_t ts;
+};
+
+/* Checks the signature headers and the signature; fills sr. */
 static int
-verify(struct server *s, struct http_request *req, uint8_t mkey[static KEY_LEN],
-       char *why, size_t whylen)
+verify(struct server *s, struct http_request *req, struct signed_req *sr, char *why, size_t whylen)
 {
 	const char *mk = http_header(req, SIGN_HDR_MACHINE);
 	const char *ts = http_header(req, SIGN_HDR_TIMESTAMP);
 	const char *sig = http_header(req, SIGN_HDR_SIGNATURE);
 	const char *nonce = http_header(req, SIGN_HDR_NONCE);
 	int64_t t, now = time_now_s();
-	uint8_t sigbin[ED25519_SIG_LEN];
 	char *end;
 	int r;
 
@@ -49,7 +55,7 @@ verify(struct server *s, struct http_request *req, uint8_t mkey[static KEY_LEN],
 		    SIGN_HDR_MACHINE, SIGN_HDR_TIMESTAMP, SIGN_HDR_NONCE, SIGN_HDR_SIGNATURE);
 		return ERR_UNAUTHORIZED;
 	}
-	if (key_parse(mk, "mkey:", mkey) != 0) {
+	if (key_parse(mk, "mkey:", sr->mkey) != 0) {
 		snprintf(why, whylen, "%s is not a machine key (mkey:<64 hex digits>)", SIGN_HDR_MACHINE);
 		return ERR_INVALID;
 	}
@@ -63,7 +69,8 @@ verify(struct server *s, struct http_request *req, uint8_t mkey[static KEY_LEN],
 		    "(at most %" PRId64 "s allowed)", t - now, s->cfg.sign_skew_s);
 		return ERR_STALE;
 	}
-	r = sign_verify(mkey, req->method, req->path, t, nonce, req->body.data, req->body.len, sig);
+	r = sign_verify(sr->mkey, req->method, req->path, t, nonce, req->body.data, req->body.len,
+	    sig);
 	if (r != 0) {
 		atomic_fetch_add(&s->metrics.bad_signatures, 1);
 		if (log_ratelimit_ok(&rl_sig, 10, 5))
@@ -71,15 +78,38 @@ verify(struct server *s, struct http_request *req, uint8_t mkey[static KEY_LEN],
 		snprintf(why, whylen, "the signature does not match the request");
 		return ERR_BAD_SIGNATURE;
 	}
-	if (hex_decode(sigbin, sizeof(sigbin), sig, SIGN_HEX_LEN) != 0)
+	if (hex_decode(sr->sig, sizeof(sr->sig), sig, SIGN_HEX_LEN) != 0)
 		return ERR_BAD_SIGNATURE;
-	if ((r = replay_check(s->replay, sigbin, sizeof(sigbin), now,
-	    t + s->cfg.sign_skew_s + 1)) != 0) {
-		snprintf(why, whylen, r == ERR_REPLAY ? "this request was already received (replay)"
-		    : "too many requests in flight; retry");
-		return r;
-	}
+	sr->ts = t;
 	return 0;
+}
+
+/* The replay cache, once the machine is known to the server: a registered
+ * node, or a registration whose auth key checked out. Entries are bounded
+ * per machine, so only the flooding machine is refused (429). */
+static int
+check_replay(struct server *s, const struct signed_req *sr, char *why, size_t whylen)
+{
+	int r = replay_check(s->replay, sr->mkey, sr->sig, sizeof(sr->sig), time_now_s(),
+	    sr->ts + s->cfg.sign_skew_s + 1);
+
+	if (r == ERR_REPLAY)
+		snprintf(why, whylen, "this request was already received (replay)");
+	else if (r == ERR_EXHAUSTED)
+		snprintf(why, whylen, "too many requests from this machine in the last %" PRId64
+		    " s; retry later", 2 * s->cfg.sign_skew_s);
+	else if (r != 0)
+		snprintf(why, whylen, "%s", err_str(r));
+	return r;
+}
+
+static void
+replay_problem(struct http_response *resp, int r, const char *why)
+{
+	if (r == ERR_EXHAUSTED)
+		http_problem(resp, 429, NULL, "%s", why);
+	else
+		http_problem_err(resp, r, "%s", why);
 }
 
 /* A unique node name from a hostname: "web", "web-1", "web-2", ... Called
@@ -215,9 +245,10 @@ check_authkey(struct server *s, const char *key, const struct store_node *existi
 }
 
 static void
-handle_register(struct server *s, struct http_request *req, struct http_response *resp,
-		const uint8_t mkey[static KEY_LEN], json_t *body)
+handle_register(struct server *s, struct http_response *resp, const struct signed_req *sr,
+		bool replay_done, json_t *body)
 {
+	const uint8_t *mkey = sr->mkey;
 	char why[512] = "";
 	struct store_node node, old;
 	struct store_preauthkey k;
@@ -257,6 +288,16 @@ handle_register(struct server *s, struct http_request *req, struct http_response
 		snprintf(why, sizeof(why), "node key has expired or the node logged out: "
 		    "register again with an auth key");
 		r = ERR_EXPIRED;
+		goto fail;
+	}
+	/* A new machine enters the replay cache only now that its auth key
+	 * checked out (and a machine that registered meanwhile, here too). */
+	if (!replay_done && (r = check_replay(s, sr, why, sizeof(why))) != 0) {
+		if (r == ERR_EXHAUSTED) {
+			store_tx_rollback(s->store);
+			http_problem(resp, 429, NULL, "%s", why);
+			return;
+		}
 		goto fail;
 	}
 	if (existing) {
@@ -543,9 +584,11 @@ handle_logout(struct server *s, struct http_response *resp, const uint8_t mkey[s
 void
 control_handle(struct server *s, struct http_request *req, struct http_response *resp)
 {
-	uint8_t mkey[KEY_LEN];
+	struct signed_req sr;
+	struct store_node known;
 	char why[512];
 	json_t *body;
+	bool registered;
 	int r;
 
 	if (strcmp(req->method, "POST") != 0) {
@@ -557,26 +600,43 @@ control_handle(struct server *s, struct http_request *req, struct http_response 
 		    s->cfg.max_body);
 		return;
 	}
-	if ((r = verify(s, req, mkey, why, sizeof(why))) != 0) {
+	if ((r = verify(s, req, &sr, why, sizeof(why))) != 0) {
 		http_problem_err(resp, r, "%s", why);
 		return;
+	}
+	/* Only a machine the server knows reaches the replay cache: anyone
+	 * can sign with a key of their own. */
+	r = store_node_get_by_machine(s->store, sr.mkey, &known);
+	if (r != 0 && r != ERR_NOT_FOUND) {
+		http_problem_err(resp, r, "cannot look up the node");
+		goto out;
+	}
+	registered = r == 0;
+	if (!registered && strcmp(req->path, "/machine/register") != 0) {
+		http_problem(resp, 401, NULL, "this machine is not registered");
+		goto out;
+	}
+	if (registered && (r = check_replay(s, &sr, why, sizeof(why))) != 0) {
+		replay_problem(resp, r, why);
+		goto out;
 	}
 	body = jsonx_parse_object((const char *)req->body.data, req->body.len,
 	    (size_t)s->cfg.max_body, why, sizeof(why));
 	if (body == NULL) {
 		http_problem(resp, 400, NULL, "%s", why);
-		return;
+		goto out;
 	}
 	if (strcmp(req->path, "/machine/register") == 0)
-		handle_register(s, req, resp, mkey, body);
+		handle_register(s, resp, &sr, registered, body);
 	else if (strcmp(req->path, "/machine/map") == 0)
-		handle_map(s, resp, mkey, body);
+		handle_map(s, resp, sr.mkey, body);
 	else if (strcmp(req->path, "/machine/endpoints") == 0)
-		handle_endpoints(s, resp, mkey, body);
+		handle_endpoints(s, resp, sr.mkey, body);
 	else if (strcmp(req->path, "/machine/logout") == 0)
-		handle_logout(s, resp, mkey);
+		handle_logout(s, resp, sr.mkey);
 	else
 		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
 	json_decref(body);
-	wipe(mkey, sizeof(mkey));
+out:
+	wipe(&sr, sizeof(sr));
 }

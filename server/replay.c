@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
-/* Open-addressing set of recent signatures with expiry. */
+/* Per-machine sets of recent signatures with expiry, in a chained hash of
+ * machine keys. A machine's set is a small array searched linearly: it holds
+ * at most per_machine entries, a well-behaved node a handful. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,31 +10,35 @@
 
 #include "server/replay.h"
 
-struct entry {
+enum { BUCKETS = 1 << 14 };
+
+struct sig {
 	uint64_t h1, h2;
-	int64_t expires;	/* 0: empty */
+	int64_t expires;
+};
+
+struct machine {
+	struct machine *next;
+	uint8_t key[KEY_LEN];
+	struct sig *s;
+	size_t n, cap;
 };
 
 struct replay {
 	pthread_mutex_t lock;
-	struct entry *t;
-	size_t cap, used;
+	struct machine *b[BUCKETS];
+	size_t per_machine, machines, entries;
 };
 
 int
-replay_new(size_t max_entries, struct replay **out)
+replay_new(size_t per_machine, struct replay **out)
 {
 	struct replay *r = calloc(1, sizeof(*r));
-	size_t cap = 1024;
 
 	*out = NULL;
-	while (cap < max_entries * 2)
-		cap *= 2;
-	if (r == NULL || (r->t = calloc(cap, sizeof(*r->t))) == NULL) {
-		free(r);
+	if (r == NULL)
 		return ERR_NOMEM;
-	}
-	r->cap = cap;
+	r->per_machine = per_machine ? per_machine : 1;
 	pthread_mutex_init(&r->lock, NULL);
 	*out = r;
 	return 0;
@@ -43,63 +49,127 @@ replay_free(struct replay *r)
 {
 	if (r == NULL)
 		return;
+	for (size_t i = 0; i < BUCKETS; i++) {
+		while (r->b[i]) {
+			struct machine *m = r->b[i];
+
+			r->b[i] = m->next;
+			free(m->s);
+			free(m);
+		}
+	}
 	pthread_mutex_destroy(&r->lock);
-	free(r->t);
 	free(r);
 }
 
-static void
-purge(struct replay *r, int64_t now)
+static size_t
+bucket(const uint8_t key[static KEY_LEN])
 {
-	struct entry *old = r->t;
-	struct entry *t = calloc(r->cap, sizeof(*t));
+	uint32_t h;
 
-	if (t == NULL)
-		return;
-	r->used = 0;
-	for (size_t i = 0; i < r->cap; i++) {
-		size_t s;
+	memcpy(&h, key, sizeof(h));	/* keys are uniformly random */
+	return h & (BUCKETS - 1);
+}
 
-		if (old[i].expires == 0 || old[i].expires < now)
-			continue;
-		for (s = old[i].h1 & (r->cap - 1); t[s].expires != 0; s = (s + 1) & (r->cap - 1))
-			;
-		t[s] = old[i];
-		r->used++;
-	}
-	r->t = t;
-	free(old);
+/* Drops the machine's expired entries. */
+static void
+prune(struct replay *r, struct machine *m, int64_t now)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (m->s[i].expires >= now)
+			m->s[j++] = m->s[i];
+	r->entries -= m->n - j;
+	m->n = j;
 }
 
 int
-replay_check(struct replay *r, const uint8_t *sig, size_t len, int64_t now, int64_t expires)
+replay_check(struct replay *r, const uint8_t mkey[static KEY_LEN], const uint8_t *sig,
+	     size_t len, int64_t now, int64_t expires)
 {
 	uint64_t h[2];
-	size_t s;
+	struct machine *m;
+	size_t bi = bucket(mkey);
 	int rc = 0;
 
 	crypto_generichash((uint8_t *)h, sizeof(h), sig, len, NULL, 0);
-	if (h[0] == 0)
-		h[0] = 1;
 	pthread_mutex_lock(&r->lock);
-	if ((r->used + 1) * 2 > r->cap) {
-		purge(r, now);
-		if ((r->used + 1) * 2 > r->cap) {
-			rc = ERR_UNAVAILABLE;
+	for (m = r->b[bi]; m && memcmp(m->key, mkey, KEY_LEN) != 0; m = m->next)
+		;
+	if (m == NULL) {
+		if ((m = calloc(1, sizeof(*m))) == NULL) {
+			rc = ERR_NOMEM;
 			goto out;
 		}
+		memcpy(m->key, mkey, KEY_LEN);
+		m->next = r->b[bi];
+		r->b[bi] = m;
+		r->machines++;
 	}
-	for (s = h[0] & (r->cap - 1); r->t[s].expires != 0; s = (s + 1) & (r->cap - 1)) {
-		if (r->t[s].h1 == h[0] && r->t[s].h2 == h[1] && r->t[s].expires >= now) {
+	prune(r, m, now);
+	for (size_t i = 0; i < m->n; i++) {
+		if (m->s[i].h1 == h[0] && m->s[i].h2 == h[1]) {
 			rc = ERR_REPLAY;
 			goto out;
 		}
 	}
-	r->t[s].h1 = h[0];
-	r->t[s].h2 = h[1];
-	r->t[s].expires = expires;
-	r->used++;
+	if (m->n >= r->per_machine) {
+		rc = ERR_EXHAUSTED;
+		goto out;
+	}
+	if (m->n == m->cap) {
+		size_t nc = m->cap ? m->cap * 2 : 8;
+		struct sig *v;
+
+		if (nc > r->per_machine)
+			nc = r->per_machine;
+		if ((v = realloc(m->s, nc * sizeof(*v))) == NULL) {
+			rc = ERR_NOMEM;
+			goto out;
+		}
+		m->s = v;
+		m->cap = nc;
+	}
+	m->s[m->n].h1 = h[0];
+	m->s[m->n].h2 = h[1];
+	m->s[m->n].expires = expires;
+	m->n++;
+	r->entries++;
 out:
 	pthread_mutex_unlock(&r->lock);
 	return rc;
+}
+
+void
+replay_sweep(struct replay *r, int64_t now)
+{
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < BUCKETS; i++) {
+		struct machine **pp = &r->b[i];
+
+		while (*pp) {
+			struct machine *m = *pp;
+
+			prune(r, m, now);
+			if (m->n == 0) {
+				*pp = m->next;
+				free(m->s);
+				free(m);
+				r->machines--;
+			} else {
+				pp = &m->next;
+			}
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+void
+replay_stats(struct replay *r, size_t *machines, size_t *entries)
+{
+	pthread_mutex_lock(&r->lock);
+	*machines = r->machines;
+	*entries = r->entries;
+	pthread_mutex_unlock(&r->lock);
 }

@@ -53,6 +53,7 @@ server_config_defaults(struct server_config *c)
 	c->threads = 4;
 	c->max_connections = 20000;
 	c->queue_max = 128;
+	c->replay_per_machine = REPLAY_PER_MACHINE;
 	c->derp_region_id = 900;
 	str_copy(c->derp_region_code, "wiremesh", sizeof(c->derp_region_code));
 	str_copy(c->derp_region_name, "wiremesh embedded relay", sizeof(c->derp_region_name));
@@ -84,6 +85,7 @@ static const struct {
 	{ "http_threads", O_INT, offsetof(struct server_config, threads), 0 },
 	{ "max_connections", O_INT, offsetof(struct server_config, max_connections), 0 },
 	{ "stream_queue_max", O_INT, offsetof(struct server_config, queue_max), 0 },
+	{ "replay_per_machine", O_INT, offsetof(struct server_config, replay_per_machine), 0 },
 	{ "derp", O_BOOL, offsetof(struct server_config, derp), 0 },
 	{ "derp_region_id", O_INT, offsetof(struct server_config, derp_region_id), 0 },
 	{ "derp_region_code", O_STR, offsetof(struct server_config, derp_region_code), 32 },
@@ -806,7 +808,7 @@ server_new(const struct server_config *cfg, struct server **out)
 		goto fail;
 	if ((r = ipam_new(&cfg->prefix4, &cfg->prefix6, &s->ipam)) != 0)
 		goto fail;
-	if ((r = replay_new(1 << 18, &s->replay)) != 0)
+	if ((r = replay_new((size_t)s->cfg.replay_per_machine, &s->replay)) != 0)
 		goto fail;
 	if (cfg->admin_session_idle_s <= 0 || cfg->admin_session_max_s <= 0) {
 		log_error("msg=\"admin_session_idle and admin_session_max must be durations above 0\"");
@@ -882,6 +884,7 @@ timers(void *arg)
 			if ((n = http_reap_closed(s->http)) > 0)
 				log_debug("msg=\"map streams of vanished clients ended\" count=%zu", n);
 			server_expire_due(s, &expiry_checked);
+			replay_sweep(s->replay, time_now_s());
 			next_reap = time_mono_ms() + 1000;
 		}
 		if (time_mono_ms() >= next_keepalive) {

@@ -41,6 +41,7 @@ struct server_config {
 	int64_t threads;
 	int64_t max_connections;
 	int64_t queue_max;
+	int64_t replay_per_machine;	/* live replay-cache entries per machine */
 	/* The embedded relay: DERP at /derp on the same listener (TLS when the
 	 * server has TLS) and a STUN server; the region it is announced as in
 	 * the generated DERP map (a --derp-map file wins over it). */

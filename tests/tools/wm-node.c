@@ -9,6 +9,8 @@
  *   wm-node --server URL --state FILE map [--since V] [--lines N] [--until-peers N]
  *   wm-node --server URL --state FILE endpoints 192.0.2.1:41641,... [--home-derp N]
  *   wm-node --server URL --state FILE logout
+ *   --repeat N (endpoints, register): sends it N times, each signed anew, and
+ *           prints "status=CODE count=K" per HTTP status
  *   wm-node --state FILE rotate      (new node key, kept in the state file)
  *   wm-node --state FILE sign PATH BODY   prints the three signature headers
  */
@@ -39,6 +41,7 @@ struct state {
 static const char *server_url, *state_path;
 static long max_lines = -1, until_peers = -1;
 static int64_t ts_offset;
+static long last_status;
 
 static int
 save(const struct state *st)
@@ -169,6 +172,7 @@ post(const struct state *st, const char *path, const char *body, int stream)
 		fputc('\n', stdout);
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	last_status = status;
 	buf_cleanup(&sink.line);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
@@ -197,10 +201,12 @@ main(int argc, char **argv)
 		{ "home-derp", required_argument, NULL, 'd' },
 		{ "clock-offset", required_argument, NULL, 'o' },
 		{ "routes", required_argument, NULL, 'r' },
+		{ "repeat", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *authkey = NULL, *hostname = "node", *since = "0", *home = NULL;
 	const char *routes = NULL;
+	long repeat = 0;
 	char nk[KEY_STR_MAX], dk[KEY_STR_MAX];
 	struct state st;
 	json_t *body = NULL;
@@ -221,6 +227,7 @@ main(int argc, char **argv)
 		case 'd': home = optarg; break;
 		case 'o': ts_offset = atoll(optarg); break;
 		case 'r': routes = optarg; break;
+		case 'R': repeat = atol(optarg); break;
 		default: return 2;
 		}
 	}
@@ -291,6 +298,24 @@ main(int argc, char **argv)
 	}
 	text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
+	if (repeat > 0) {
+		long counts[600] = { 0 };
+		const char *path = strcmp(argv[optind], "register") == 0 ? "/machine/register" :
+		    "/machine/endpoints";
+
+		if (freopen("/dev/null", "w", stdout) == NULL)
+			return 1;
+		for (long i = 0; i < repeat; i++) {
+			last_status = 0;
+			(void)post(&st, path, text, 0);
+			counts[last_status >= 0 && last_status < 600 ? last_status : 0]++;
+		}
+		free(text);
+		for (int i = 0; i < 600; i++)
+			if (counts[i])
+				fprintf(stderr, "status=%d count=%ld\n", i, counts[i]);
+		return 0;
+	}
 	rc = post(&st, strcmp(argv[optind], "map") == 0 ? "/machine/map" :
 	    strcmp(argv[optind], "register") == 0 ? "/machine/register" :
 	    strcmp(argv[optind], "endpoints") == 0 ? "/machine/endpoints" : "/machine/logout",

@@ -206,21 +206,35 @@ END_TEST
 START_TEST(test_replay)
 {
 	struct replay *r;
-	uint8_t sig[64] = { 1 };
+	uint8_t sig[64] = { 1 }, m1[KEY_LEN] = { 1 }, m2[KEY_LEN] = { 2 };
+	size_t machines, entries;
 
 	ck_assert_int_eq(replay_new(16, &r), 0);
-	ck_assert_int_eq(replay_check(r, sig, sizeof(sig), 100, 200), 0);
-	ck_assert_int_eq(replay_check(r, sig, sizeof(sig), 150, 200), ERR_REPLAY);
+	ck_assert_int_eq(replay_check(r, m1, sig, sizeof(sig), 100, 200), 0);
+	ck_assert_int_eq(replay_check(r, m1, sig, sizeof(sig), 150, 200), ERR_REPLAY);
+	/* another machine's copy of the same bytes is its own entry */
+	ck_assert_int_eq(replay_check(r, m2, sig, sizeof(sig), 150, 200), 0);
 	sig[0] = 2;
-	ck_assert_int_eq(replay_check(r, sig, sizeof(sig), 150, 200), 0);
-	/* full of live entries: refuse rather than forget */
+	ck_assert_int_eq(replay_check(r, m1, sig, sizeof(sig), 150, 200), 0);
+	/* a machine's share full of live entries: refuse it rather than forget,
+	 * and only it */
 	for (int i = 3; i < 2000; i++) {
 		sig[0] = (uint8_t)i;
 		sig[1] = (uint8_t)(i >> 8);
-		if (replay_check(r, sig, sizeof(sig), 150, 200) == ERR_UNAVAILABLE)
+		if (replay_check(r, m1, sig, sizeof(sig), 150, 200) == ERR_EXHAUSTED) {
+			ck_assert_int_eq(i, 3 + 14);	/* 16 per machine */
 			break;
+		}
 		ck_assert_int_lt(i, 1999);
 	}
+	sig[0] = 0xee;
+	ck_assert_int_eq(replay_check(r, m2, sig, sizeof(sig), 150, 200), 0);
+	/* expired entries free the share; the sweep frees empty machines */
+	ck_assert_int_eq(replay_check(r, m1, sig, sizeof(sig), 201, 300), 0);
+	replay_sweep(r, 250);
+	replay_stats(r, &machines, &entries);
+	ck_assert_uint_eq(machines, 1);
+	ck_assert_uint_eq(entries, 1);
 	replay_free(r);
 }
 END_TEST
