@@ -5,7 +5,10 @@
  * port) decision read back from the destination's compiled packet filter is
  * compared with a deliberately simple reference evaluator that interprets
  * the rules directly. Visibility (peers) is compared too: i sees j exactly
- * when one of them may reach the other.
+ * when one of them may reach the other. Each random rule is written either
+ * as an `acls` entry or as a grant (its ports in `ip`, several protocols at
+ * once), some grants only carry an app capability (visibility, no packets)
+ * and grant sources may be autogroup:danger-all.
  */
 #include <check.h>
 #include <stdio.h>
@@ -23,7 +26,9 @@
 
 enum { MAXN = 24, NUSERS = 4, NTAGS = 3, NGROUPS = 2, MAXSEL = 3, MAXRULES = 6 };
 
-enum kind { K_USER, K_GROUP, K_TAG, K_ALL, K_MEMBER, K_TAGGED, K_HOST, K_SELF };
+enum kind { K_USER, K_GROUP, K_TAG, K_ALL, K_MEMBER, K_TAGGED, K_HOST, K_SELF, K_DANGER };
+
+enum { MAXIP = 3 };
 
 struct sel {
 	enum kind k;
@@ -35,6 +40,9 @@ struct rule {
 	struct sel src[MAXSEL], dst[MAXSEL];
 	int nsrc, ndst;
 	int proto;		/* 0: any (tcp, udp, icmp), 6, 17 */
+	bool grant, app;	/* written as a grant; an app-only grant */
+	struct { int proto, lo, hi; } ip[MAXIP];	/* grants: the `ip` list */
+	int nip;
 };
 
 struct world {
@@ -84,6 +92,7 @@ sel_has(const struct world *w, const struct sel *s, int node)
 	case K_TAGGED: return w->user[node] < 0;
 	case K_HOST: addr4(node, &a); return prefix_contains(&w->host[s->v], &a);
 	case K_SELF: return false;	/* decided with the source, below */
+	case K_DANGER: return true;
 	}
 	return false;
 }
@@ -95,7 +104,7 @@ ref_accepts(const struct world *w, int src, int dst, int proto, int port)
 		const struct rule *r = &w->r[i];
 		bool from = false;
 
-		if (r->proto != 0 && r->proto != proto)
+		if (r->app || (!r->grant && r->proto != 0 && r->proto != proto))
 			continue;
 		for (int k = 0; k < r->nsrc && !from; k++)
 			from = sel_has(w, &r->src[k], src);
@@ -106,9 +115,35 @@ ref_accepts(const struct world *w, int src, int dst, int proto, int port)
 			bool to = d->k == K_SELF ? w->user[src] >= 0 && w->user[dst] == w->user[src] :
 			    sel_has(w, d, dst);
 
-			if (to && port >= d->lo && port <= d->hi)
+			if (!to)
+				continue;
+			if (!r->grant && port >= d->lo && port <= d->hi)
 				return true;
+			for (int e = 0; r->grant && e < r->nip; e++)
+				if ((r->ip[e].proto == 0 || r->ip[e].proto == proto) &&
+				    port >= r->ip[e].lo && port <= r->ip[e].hi)
+					return true;
 		}
+	}
+	return false;
+}
+
+/* App grants make their sources and destinations see each other. */
+static bool
+ref_app_links(const struct world *w, int src, int dst)
+{
+	for (int i = 0; i < w->nr; i++) {
+		const struct rule *r = &w->r[i];
+		bool from = false;
+
+		if (!r->app)
+			continue;
+		for (int k = 0; k < r->nsrc && !from; k++)
+			from = sel_has(w, &r->src[k], src);
+		for (int k = 0; from && k < r->ndst; k++)
+			if (r->dst[k].k == K_SELF ? w->user[src] >= 0 && w->user[dst] == w->user[src] :
+			    sel_has(w, &r->dst[k], dst))
+				return true;
 	}
 	return false;
 }
@@ -191,6 +226,7 @@ fmt_sel(struct buf *b, const struct sel *s, bool dst)
 	case K_TAGGED: snprintf(t, sizeof(t), "autogroup:tagged"); break;
 	case K_HOST: snprintf(t, sizeof(t), "h%d", s->v); break;
 	case K_SELF: snprintf(t, sizeof(t), "autogroup:self"); break;
+	case K_DANGER: snprintf(t, sizeof(t), "autogroup:danger-all"); break;
 	}
 	P("\"%s", t);
 	if (dst) {
@@ -239,6 +275,25 @@ gen_world(struct world *w, struct buf *b)
 		for (int k = 0; k < r->ndst; k++)
 			gen_sel(&r->dst[k], true, self_ok);
 		r->proto = (int[]){ 0, 0, 6, 17 }[rnd(4)];
+		r->grant = rnd(2) == 0;
+		if (r->grant) {
+			r->app = rnd(4) == 0;
+			bool has_self = false;
+
+			for (int k = 0; k < r->ndst; k++)
+				has_self |= r->dst[k].k == K_SELF;
+			if (!has_self && rnd(4) == 0)
+				r->src[rnd(r->nsrc)].k = K_DANGER;
+			r->nip = 1 + rnd(MAXIP);
+			for (int e = 0; e < r->nip; e++) {
+				struct sel ps;
+
+				gen_sel(&ps, true, false);
+				r->ip[e].proto = (int[]){ 0, 0, 6, 17 }[rnd(4)];
+				r->ip[e].lo = ps.lo;
+				r->ip[e].hi = ps.hi;
+			}
+		}
 	}
 
 	P("{\"groups\":{");
@@ -260,11 +315,53 @@ gen_world(struct world *w, struct buf *b)
 	prefix_fmt(h, &w->host[0]);
 	P("},\"hosts\":{\"h0\":\"%s\",", h);
 	prefix_fmt(h, &w->host[1]);
-	P("\"h1\":\"%s\"},\"acls\":[", h);
-	for (int i = 0; i < w->nr; i++) {
+	P("\"h1\":\"%s\"},\"grants\":[", h);
+	{
+		bool first = true;
+
+		for (int i = 0; i < w->nr; i++) {
+			const struct rule *r = &w->r[i];
+
+			if (!r->grant)
+				continue;
+			P("%s{\"src\":[", first ? "" : ",");
+			first = false;
+			for (int k = 0; k < r->nsrc; k++) {
+				P("%s", k ? "," : "");
+				fmt_sel(b, &r->src[k], false);
+			}
+			P("],\"dst\":[");
+			for (int k = 0; k < r->ndst; k++) {
+				P("%s", k ? "," : "");
+				fmt_sel(b, &r->dst[k], false);
+			}
+			P("],");
+			if (r->app) {
+				P("\"app\":{\"example.com/cap/r%d\":[{\"i\":%d}]}}", i, i);
+				continue;
+			}
+			P("\"ip\":[");
+			for (int e = 0; e < r->nip; e++) {
+				const char *pn = r->ip[e].proto == 6 ? "tcp:" : r->ip[e].proto == 17 ? "udp:" : "";
+
+				if (r->ip[e].lo == 0 && r->ip[e].hi == 65535)
+					P("%s\"%s*\"", e ? "," : "", pn);
+				else if (r->ip[e].lo == r->ip[e].hi)
+					P("%s\"%s%d\"", e ? "," : "", pn, r->ip[e].lo);
+				else
+					P("%s\"%s%d-%d\"", e ? "," : "", pn, r->ip[e].lo, r->ip[e].hi);
+			}
+			P("]}");
+		}
+	}
+	P("],\"acls\":[");
+	for (int i = 0, first = 1; i < w->nr; i++) {
 		const struct rule *r = &w->r[i];
 
-		P("%s{\"action\":\"accept\",", i ? "," : "");
+		if (r->grant)
+			continue;
+		P("%s{\"action\":\"accept\",", first ? "" : ",");
+		first = 0;
 		if (r->proto)
 			P("\"proto\":\"%s\",", r->proto == 6 ? "tcp" : "udp");
 		P("\"src\":[");
@@ -345,6 +442,8 @@ START_TEST(test_compiled_filters_match_reference)
 					reach_st |= ref_accepts(&w, s, t, proto, 1000);
 					reach_ts |= ref_accepts(&w, t, s, proto, 1000);
 				}
+				reach_st |= ref_app_links(&w, s, t);
+				reach_ts |= ref_app_links(&w, t, s);
 				ck_assert_msg(policy_result_can_see(res, (size_t)s, (size_t)t) ==
 				    (reach_st || reach_ts), "visibility %d<->%d: reference %d, "
 				    "compiled %d\npolicy: %s", s, t, reach_st || reach_ts,
