@@ -5,7 +5,9 @@
  * what follows from them. Invariants: a request either fails with a reason
  * or gives at most ROUTES_MAX_ADVERTISED distinct subnets with clear host
  * bits and no /0; the prefs survive a JSON round trip; the advertised list
- * has the subnets plus two exit routes for an exit node.
+ * has the subnets plus two exit routes for an exit node. A JSON array is
+ * read as a packet filter's via directives (routes_via_from_filter) and
+ * applied to a router's allowed IPs.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +27,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (j == NULL)
 		return 0;
+	/* Via directives (a packet filter array) and what they do to a peer's
+	 * allowed IPs: never more than asked for, never a crash. */
+	if (json_is_array(j)) {
+		static struct routes_via v[ROUTES_MAX_VIA];
+		struct ip_prefix in[3], out[8];
+		struct ip_addr a;
+		size_t nv = routes_via_from_filter(j, v, ROUTES_MAX_VIA), n;
+
+		if (nv > ROUTES_MAX_VIA)
+			abort();
+		for (size_t k = 0; k < nv; k++) {
+			if (v[k].nr > ROUTES_MAX_VIA_ROUTERS)
+				abort();
+			v[k].chosen = v[k].nr ? 0 : -1;
+		}
+		if (addr_parse("100.64.0.5", &a) != 0 || prefix_parse("100.64.0.5/32", false, &in[0]) != 0 ||
+		    prefix_parse("10.1.0.0/16", false, &in[1]) != 0 || prefix_parse("0.0.0.0/0", false, &in[2]) != 0)
+			abort();
+		n = routes_via_apply(in, 3, v, nv, &a, 1, out, 8);
+		if (n > 8)
+			abort();
+		json_decref(j);
+		return 0;
+	}
 	why[0] = 0;
 	if (routes_prefs_from_json(j, &p, why, sizeof(why)) != 0) {
 		if (why[0] == 0)
