@@ -456,6 +456,21 @@ agent_on_message(void *ctx, json_t *msg)
 		if ((p = agent_find_id_locked(a, json_integer_value(json_object_get(v, "id")), NULL)))
 			p->online = json_is_true(json_object_get(v, "online"));
 		pthread_mutex_unlock(&a->mu);
+	} else if ((v = json_object_get(msg, "online_flags"))) {
+		/* {"on":[ids],"off":[ids]}: many peers' flags at once */
+		for (int half = 0; half < 2; half++) {
+			json_t *ids = json_object_get(v, half ? "off" : "on"), *id;
+			size_t i;
+
+			pthread_mutex_lock(&a->mu);
+			json_array_foreach(ids, i, id) {
+				struct apeer *p = agent_find_id_locked(a, json_integer_value(id), NULL);
+
+				if (p)
+					p->online = !half;
+			}
+			pthread_mutex_unlock(&a->mu);
+		}
 	} else if ((v = json_object_get(msg, "self"))) {
 		apply_self(a, v);
 	} else if ((v = json_object_get(msg, "filter"))) {

@@ -255,6 +255,8 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 	struct reg rg;
 	bool existing = false, consume = false, fresh4 = false, fresh6 = false;
 	bool keep_expiry = false;
+	struct mapper_ids routers = { 0 };
+	uint64_t version;
 	int64_t now = time_now_s();
 	unsigned fields;
 	struct polref *pol = NULL;	/* for tags: held before the transaction */
@@ -368,23 +370,22 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 		goto fail;
 	if ((r = store_node_get(s->store, node.id, &node)) != 0)
 		goto fail;
-	/* The mapper learns it inside the transaction: in commit order. */
-	mapper_node_upsert(s->mapper, &node);
-	if (existing && memcmp(old.node_key, node.node_key, KEY_LEN) != 0)
-		server_relay_forget(s, old.node_key);	/* key rotated */
-	if ((r = store_tx_commit(s->store)) != 0) {
-		if (existing)
-			mapper_node_upsert(s->mapper, &old);
-		else
-			mapper_node_remove(s->mapper, node.id);
+	/* The version is taken, the transaction committed and the mapper told
+	 * in version order (server_commit_change). */
+	if ((r = server_commit_change(s, STORE_CHANGE_NODE, node.id, "", &version)) != 0) {
 		if (fresh4)
-			ipam_release(s->ipam, &node.ipv4);
+			ipam_undo(s->ipam, &node.ipv4);
 		if (fresh6)
-			ipam_release(s->ipam, &node.ipv6);
+			ipam_undo(s->ipam, &node.ipv6);
 		policy_state_release(pol);
+		atomic_fetch_add(&s->metrics.registration_failures, 1);
 		http_problem_err(resp, r, "could not save the registration");
 		return;
 	}
+	mapper_node_upsert(s->mapper, &node, version, &routers);
+	server_publish_done(s, &routers);
+	if (existing && memcmp(old.node_key, node.node_key, KEY_LEN) != 0)
+		server_relay_forget(s, old.node_key);	/* key rotated */
 	policy_state_release(pol);
 	pol = NULL;
 	/* autoApprovers: a transaction of its own (it takes the policy lock,
@@ -400,10 +401,11 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 	    nodeview_admin(&node, false, now)));
 	return;
 fail:
+	/* nothing was written: the addresses go back as if never taken */
 	if (fresh4)
-		ipam_release(s->ipam, &node.ipv4);
+		ipam_undo(s->ipam, &node.ipv4);
 	if (fresh6)
-		ipam_release(s->ipam, &node.ipv6);
+		ipam_undo(s->ipam, &node.ipv6);
 	store_tx_rollback(s->store);
 	policy_state_release(pol);
 	atomic_fetch_add(&s->metrics.registration_failures, 1);
@@ -439,6 +441,7 @@ handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[stat
 	   json_t *body)
 {
 	struct store_node n;
+	enum mapper_start how;
 	int64_t since = 0;
 	char why[256];
 	int r;
@@ -449,8 +452,11 @@ handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[stat
 	}
 	if (node_for(s, mkey, &n, resp) != 0)
 		return;
-	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, resp)) != 0)
+	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, resp, &how)) != 0)
 		http_problem_err(resp, r, "cannot open the map stream");
+	else
+		log_debug("msg=\"map stream\" node_id=%" PRId64 " since=%" PRId64 " start=%s",
+		    n.id, since, how == MAPPER_START_RESUME ? "resume" : "full");
 }
 
 struct endpoints_change {

@@ -150,3 +150,16 @@ ipam_release(struct ipam *p, const struct ip_addr *a)
 		return;
 	pl->bits[off / 8] &= (uint8_t)~(1 << (off % 8));
 }
+
+void
+ipam_undo(struct ipam *p, const struct ip_addr *a)
+{
+	struct pool *pl = pool_for(p, a->family);
+	uint64_t off;
+
+	if (a->family == 0 || offset_of(pl, a, &off) != 0)
+		return;
+	pl->bits[off / 8] &= (uint8_t)~(1 << (off % 8));
+	if (off < pl->next)
+		pl->next = off;
+}

@@ -26,4 +26,8 @@ void ipam_release(struct ipam *p, const struct ip_addr *a);
 /* 1 if a is in range and taken. */
 int ipam_taken(const struct ipam *p, const struct ip_addr *a);
 
+/* Takes back an address just allocated by a registration that failed: the
+ * pool is left as it was (the same address is offered next). */
+void ipam_undo(struct ipam *p, const struct ip_addr *a);
+
 #endif

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Live netmap state and map streams. Lock order: m->lock, then a stream's
- * s->lock. A stream's reader (on an HTTP thread) touches its send state
- * without locks; only its queue is shared with producers.
+ * Live netmap state, the change-log mirror and map streams. Lock order:
+ * m->lock, then a stream's s->lock. A stream's reader (on an HTTP thread)
+ * touches its send state without locks; only its queue and flags are shared
+ * with producers.
  */
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -20,20 +21,90 @@
 #include "server/nodeview.h"
 #include "server/routes.h"
 
-/* ---- shared immutable buffers ---- */
+enum { RENDER_BATCH = 64 * 1024 };	/* bytes of replayed messages per render */
 
-/* What a full queue may do with a message instead of collapsing. */
-enum soft { SOFT_NO, SOFT_DROP /* keepalive */, SOFT_ONLINE /* resent as a snapshot */ };
+/* ---- id lists ---- */
+
+static int
+ids_push(struct mapper_ids *l, int64_t id)
+{
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 16;
+		int64_t *v = realloc(l->v, ncap * sizeof(*v));
+
+		if (v == NULL)
+			return ERR_NOMEM;
+		l->v = v;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = id;
+	return 0;
+}
+
+void
+mapper_ids_free(struct mapper_ids *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static bool
+ids_has(const int64_t *v, size_t n, int64_t id)
+{
+	return n > 0 && bsearch(&id, v, n, sizeof(*v), cmp_i64) != NULL;
+}
+
+/* A JSON array of integers into a sorted malloc'd array. */
+static int
+ids_from_json(json_t *a, int64_t **out, uint32_t *n)
+{
+	size_t i, k = 0;
+	json_t *v;
+
+	*out = NULL;
+	*n = 0;
+	if (!json_is_array(a) || json_array_size(a) == 0)
+		return 0;
+	if ((*out = malloc(json_array_size(a) * sizeof(**out))) == NULL)
+		return ERR_NOMEM;
+	json_array_foreach(a, i, v)
+		if (json_is_integer(v))
+			(*out)[k++] = json_integer_value(v);
+	qsort(*out, k, sizeof(**out), cmp_i64);
+	*n = (uint32_t)k;
+	return 0;
+}
+
+static int
+ids_json(struct buf *b, const int64_t *v, size_t n)
+{
+	int r = buf_append(b, "[", 1);
+
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = buf_printf(b, i ? ",%" PRId64 : "%" PRId64, v[i]);
+	return r ? r : buf_append(b, "]", 1);
+}
+
+/* ---- shared immutable buffers ---- */
 
 struct rbuf {
 	atomic_int refs;
+	bool soft;		/* a keepalive: a busy stream drops it */
+	uint64_t version;	/* of the last message in it; 0: none */
 	size_t len;
-	uint8_t soft;		/* enum soft */
 	char data[];
 };
 
 static struct rbuf *
-rbuf_new(const char *data, size_t len)
+rbuf_new(const char *data, size_t len, uint64_t version)
 {
 	struct rbuf *b = malloc(sizeof(*b) + len);
 
@@ -41,7 +112,8 @@ rbuf_new(const char *data, size_t len)
 		return NULL;
 	atomic_init(&b->refs, 1);
 	b->len = len;
-	b->soft = SOFT_NO;
+	b->soft = false;
+	b->version = version;
 	memcpy(b->data, data, len);
 	return b;
 }
@@ -83,6 +155,60 @@ snap_put(struct snap *s)
 	free(s);
 }
 
+/* ---- the change-log mirror ---- */
+
+struct logent {
+	uint64_t version;
+	int64_t node;
+	int64_t *a, *b;		/* sorted: on/off, see/-, full/filter */
+	uint32_t na, nb;
+	uint8_t kind;		/* enum store_change_kind */
+	bool all;
+};
+
+static void
+logent_clear(struct logent *e)
+{
+	free(e->a);
+	free(e->b);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Parses a change row into e. */
+static int
+logent_parse(struct logent *e, uint64_t version, int kind, int64_t node, const char *payload)
+{
+	json_t *p = NULL;
+	int r = 0;
+
+	memset(e, 0, sizeof(*e));
+	e->version = version;
+	e->kind = (uint8_t)kind;
+	e->node = node;
+	if (payload && *payload && (p = json_loads(payload, 0, NULL)) == NULL)
+		return ERR_INVALID;
+	e->all = json_is_true(json_object_get(p, "all"));
+	switch (kind) {
+	case STORE_CHANGE_REMOVED:
+		r = ids_from_json(json_object_get(p, "see"), &e->a, &e->na);
+		break;
+	case STORE_CHANGE_ONLINE:
+		if ((r = ids_from_json(json_object_get(p, "on"), &e->a, &e->na)) == 0)
+			r = ids_from_json(json_object_get(p, "off"), &e->b, &e->nb);
+		break;
+	case STORE_CHANGE_POLICY:
+		if ((r = ids_from_json(json_object_get(p, "full"), &e->a, &e->na)) == 0)
+			r = ids_from_json(json_object_get(p, "filter"), &e->b, &e->nb);
+		break;
+	default:
+		break;
+	}
+	json_decref(p);
+	if (r != 0)
+		logent_clear(e);
+	return r;
+}
+
 /* ---- nodes and streams ---- */
 
 struct mstream;
@@ -94,12 +220,22 @@ struct mnode {
 	 * its peers: its exit routes and the subnets it is primary for. */
 	struct ip_prefix served[ROUTES_MAX], carried[ROUTES_MAX];
 	uint8_t nserved, ncarried;
+	bool online;		/* the published flag */
 	int nstreams;
 	int64_t offline_since_ms;
+	int64_t grace_until_ms;	/* online from the last run until then */
 	struct mstream *streams;	/* list via s->next_in_node */
 };
 
 enum stage { ST_NONE, ST_HEAD, ST_PEERS, ST_TAIL, ST_QUEUE };
+
+/* One item of a replay: a subject at the version of its last change. */
+enum pwhat { P_PEER, P_SELF, P_REMOVED, P_ONLINE, P_FILTER, P_DNS, P_NODEISH };
+struct pitem {
+	uint64_t version;
+	int64_t id;
+	uint8_t what;
+};
 
 struct mstream {
 	struct mapper *m;
@@ -108,15 +244,18 @@ struct mstream {
 	struct mstream *next_in_node, *prev_in_node;
 	bool closed;
 
-	pthread_mutex_t lock;	/* guards the queue below */
+	pthread_mutex_t lock;	/* guards the queue and the flags below */
 	struct rbuf **q;
 	unsigned qhead, qlen;
 	bool need_full;
+	bool need_resume;	/* fell behind: queue dropped, replay from sent_version */
 	bool ending;		/* the node expired: end once the queue is sent */
-	bool online_stale;	/* online deltas were dropped: send a snapshot */
 
 	/* Send state: the reader's own. */
 	enum stage stage;
+	uint64_t sent_version;	/* of the last message fully handed to HTTP */
+	struct pitem *plan;	/* a replay being sent */
+	size_t nplan, plan_i;
 	struct rbuf *cur;
 	size_t off;
 	struct snap *snap;
@@ -125,15 +264,6 @@ struct mstream {
 	bool (*can_see)(void *, int64_t, int64_t);
 	void (*pol_put)(void *);
 	void *pol_ctx;
-};
-
-struct change {
-	uint64_t version;
-	struct rbuf *msg;
-	int64_t subject;	/* node it is about; visibility decides */
-	bool self_only;		/* only the subject's own streams */
-	bool full;		/* a marker: resume across it needs a full map */
-	bool all;		/* for every node (dns) */
 };
 
 struct mapper {
@@ -150,9 +280,10 @@ struct mapper {
 	size_t hcap;
 	size_t hused;		/* slots with a key, tombstones included */
 
-	uint64_t version;
-	struct change *ring;
-	size_t ring_head, ring_len;
+	uint64_t version;	/* the last change applied */
+	uint64_t floor;		/* the log is complete above this version */
+	struct logent *lg;	/* ring of retained changes, version order */
+	size_t lg_head, lg_len, lg_cap;
 
 	struct snap *snap;	/* cached for the current version */
 
@@ -162,9 +293,10 @@ struct mapper {
 	/* The primary router of each subnet prefix some node serves. */
 	struct primary { struct ip_prefix p; int64_t node; } *prim;
 	size_t nprim;
+	struct mapper_ids *routers_out;	/* routers changed by this change */
 
 	size_t nstreams;
-	atomic_uint_fast64_t bytes_sent, full_maps, deltas, collapses;
+	atomic_uint_fast64_t bytes_sent, full_maps, deltas, collapses, resumes, online_batches;
 };
 
 /* ---- id hash ---- */
@@ -254,11 +386,11 @@ hdel(struct mapper *m, int64_t id)
 /* ---- helpers ---- */
 
 static struct rbuf *
-make_frag(const struct mnode *mn, bool online)
+make_frag(const struct mnode *mn)
 {
-	json_t *v = nodeview_peer(&mn->n, online, time_now_s(), mn->carried, mn->ncarried);
+	json_t *v = nodeview_peer(&mn->n, mn->online, time_now_s(), mn->carried, mn->ncarried);
 	char *t = v ? json_dumps(v, JSON_COMPACT) : NULL;
-	struct rbuf *b = t ? rbuf_new(t, strlen(t)) : NULL;
+	struct rbuf *b = t ? rbuf_new(t, strlen(t), 0) : NULL;
 
 	free(t);
 	json_decref(v);
@@ -274,49 +406,102 @@ visible(const struct mapper *m, int64_t viewer, int64_t peer)
 }
 
 static void
-ring_add(struct mapper *m, struct rbuf *msg, int64_t subject, bool self_only, bool full)
+drop_snap(struct mapper *m)
 {
-	struct change *c;
+	snap_put(m->snap);
+	m->snap = NULL;
+}
 
-	if (m->ring_len == m->cfg.ring_size) {
-		rbuf_put(m->ring[m->ring_head].msg);
-		m->ring_head = (m->ring_head + 1) % m->cfg.ring_size;
-		m->ring_len--;
+static struct logent *
+lg_at(const struct mapper *m, size_t i)
+{
+	return &m->lg[(m->lg_head + i) % m->lg_cap];
+}
+
+/* Appends a parsed change to the mirror; the mapper's version becomes its. */
+static void
+log_push(struct mapper *m, struct logent *e)
+{
+	if (e->version <= m->version && m->version != 0)
+		log_error("msg=\"change applied out of order\" version=%" PRIu64 " current=%" PRIu64,
+		    e->version, m->version);
+	if (m->lg_len == m->lg_cap) {
+		size_t ncap = m->lg_cap ? 2 * m->lg_cap : 1024;
+		struct logent *n = malloc(ncap * sizeof(*n));
+
+		if (n != NULL) {
+			for (size_t i = 0; i < m->lg_len; i++)
+				n[i] = *lg_at(m, i);
+			free(m->lg);
+			m->lg = n;
+			m->lg_cap = ncap;
+			m->lg_head = 0;
+		} else if (m->lg_cap == 0) {
+			/* no log at all: every older version gets a full map */
+			m->floor = e->version;
+			logent_clear(e);
+			goto out;
+		} else {
+			/* out of memory: forget the oldest change */
+			struct logent *old = lg_at(m, 0);
+
+			m->floor = old->version;
+			logent_clear(old);
+			m->lg_head = (m->lg_head + 1) % m->lg_cap;
+			m->lg_len--;
+		}
 	}
-	c = &m->ring[(m->ring_head + m->ring_len) % m->cfg.ring_size];
-	c->version = m->version;
-	c->msg = rbuf_get(msg);
-	c->subject = subject;
-	c->self_only = self_only;
-	c->full = full;
-	c->all = false;
-	m->ring_len++;
+	*lg_at(m, m->lg_len) = *e;
+	m->lg_len++;
+out:
+	if (e->version > m->version)
+		m->version = e->version;
+}
+
+/* Index of the first retained change above `since`. */
+static size_t
+log_after(const struct mapper *m, uint64_t since)
+{
+	size_t lo = 0, hi = m->lg_len;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (lg_at(m, mid)->version <= since)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void
+queue_clear(struct mstream *s)
+{
+	while (s->qlen > 0) {
+		rbuf_put(s->q[s->qhead]);
+		s->qhead = (s->qhead + 1) % s->m->cfg.queue_max;
+		s->qlen--;
+	}
 }
 
 /*
- * Queues msg on s; collapses the queue when full. A full queue drops a
- * keepalive, and drops an online delta but remembers to send the current
- * online flags of every peer once the queue has drained (far less than a
- * full map when thousands of nodes reconnect at once and every stream gets
- * an online delta for each). Called with m->lock.
+ * Queues msg on s. A full queue drops a keepalive; any other message makes
+ * the stream drop its queue and resume by version once its reader is ready
+ * (it replays the change log from the last message it was given). Called
+ * with m->lock.
  */
 static void
 stream_push(struct mstream *s, struct rbuf *msg)
 {
 	pthread_mutex_lock(&s->lock);
-	if (s->need_full) {
-		/* a full map is coming anyway */
-	} else if (s->qlen == s->m->cfg.queue_max && msg->soft == SOFT_DROP) {
+	if (s->need_full || s->need_resume) {
+		/* a full map or a replay is coming anyway */
+	} else if (s->qlen == s->m->cfg.queue_max && msg->soft) {
 		/* the stream is busy; no keepalive needed */
-	} else if (s->qlen == s->m->cfg.queue_max && msg->soft == SOFT_ONLINE) {
-		s->online_stale = true;
 	} else if (s->qlen == s->m->cfg.queue_max) {
-		while (s->qlen > 0) {
-			rbuf_put(s->q[s->qhead]);
-			s->qhead = (s->qhead + 1) % s->m->cfg.queue_max;
-			s->qlen--;
-		}
-		s->need_full = true;
+		queue_clear(s);
+		s->need_resume = true;
 		atomic_fetch_add(&s->m->collapses, 1);
 	} else {
 		s->q[(s->qhead + s->qlen) % s->m->cfg.queue_max] = rbuf_get(msg);
@@ -360,37 +545,39 @@ fanout(struct mapper *m, struct rbuf *msg, int64_t subject, bool self_only)
 	atomic_fetch_add(&m->deltas, 1);
 }
 
-/* Builds `{"type":"delta","version":V,"<kind>":<payload>}` and fans it out. */
-static void
-emit(struct mapper *m, const char *kind, const char *payload, size_t plen,
-     int64_t subject, bool self_only)
+/* `{"type":"delta","version":V,"<kind>":<payload>}\n` */
+static struct rbuf *
+delta_new(uint64_t version, const char *kind, const char *payload, size_t plen)
 {
 	char head[96];
-	int hl;
-	struct rbuf *b;
+	int hl = snprintf(head, sizeof(head), "{\"type\":\"delta\",\"version\":%" PRIu64 ",\"%s\":",
+	    version, kind);
+	struct rbuf *b = malloc(sizeof(*b) + (size_t)hl + plen + 2);
 
-	m->version++;
-	hl = snprintf(head, sizeof(head), "{\"type\":\"delta\",\"version\":%" PRIu64 ",\"%s\":",
-	    m->version, kind);
-	if ((b = malloc(sizeof(*b) + (size_t)hl + plen + 2)) == NULL)
-		return;
+	if (b == NULL)
+		return NULL;
 	atomic_init(&b->refs, 1);
-	b->soft = strcmp(kind, "online") == 0 ? SOFT_ONLINE : SOFT_NO;
+	b->soft = false;
+	b->version = version;
 	memcpy(b->data, head, (size_t)hl);
 	memcpy(b->data + hl, payload, plen);
 	b->data[hl + plen] = '}';
 	b->data[hl + plen + 1] = '\n';
 	b->len = (size_t)hl + plen + 2;
-	ring_add(m, b, subject, self_only, false);
-	fanout(m, b, subject, self_only);
-	rbuf_put(b);
+	return b;
 }
 
+/* Builds a delta at the current version and fans it out. */
 static void
-drop_snap(struct mapper *m)
+emit(struct mapper *m, const char *kind, const char *payload, size_t plen,
+     int64_t subject, bool self_only)
 {
-	snap_put(m->snap);
-	m->snap = NULL;
+	struct rbuf *b = delta_new(m->version, kind, payload, plen);
+
+	if (b == NULL)
+		return;
+	fanout(m, b, subject, self_only);
+	rbuf_put(b);
 }
 
 /* ---- routes ---- */
@@ -407,7 +594,7 @@ same_prefix(const struct ip_prefix *a, const struct ip_prefix *b)
 static int
 primary_rank(const struct mnode *mn, int64_t prev)
 {
-	bool online = mn->nstreams > 0;
+	bool online = mn->online;
 
 	return online ? (mn->n.id == prev ? 0 : 1) : (mn->n.id == prev ? 2 : 3);
 }
@@ -415,7 +602,8 @@ primary_rank(const struct mnode *mn, int64_t prev)
 /*
  * Chooses the primary router of every subnet prefix and updates what each
  * router carries. Routers whose carried routes changed get a fresh fragment
- * and a peer_changed delta, except `quiet` (the caller sends its own).
+ * and are added to m->routers_out (the caller logs a ROUTES change for
+ * each), except `quiet` (whose own change message carries it).
  * Returns true when quiet's carried routes changed. Called with m->lock;
  * O(nodes) but only run when a router changes.
  */
@@ -506,13 +694,13 @@ recompute_routes(struct mapper *m, int64_t quiet)
 			quiet_changed = true;
 			continue;
 		}
-		if ((frag = make_frag(mn, mn->nstreams > 0)) == NULL)
-			continue;
-		rbuf_put(mn->frag);
-		mn->frag = frag;
-		drop_snap(m);
-		emit(m, "peer_changed", mn->frag->data, mn->frag->len, mn->n.id, false);
-		emit(m, "self", mn->frag->data, mn->frag->len, mn->n.id, true);
+		if ((frag = make_frag(mn)) != NULL) {
+			rbuf_put(mn->frag);
+			mn->frag = frag;
+			drop_snap(m);
+		}
+		if (m->routers_out)
+			(void)ids_push(m->routers_out, mn->n.id);
 	}
 	return quiet_changed;
 }
@@ -540,17 +728,13 @@ mapper_new(const struct mapper_config *cfg, struct mapper **out)
 	m->cfg = *cfg;
 	if (m->cfg.queue_max == 0)
 		m->cfg.queue_max = 128;
-	if (m->cfg.ring_size == 0)
-		m->cfg.ring_size = 4096;
 	m->derp_map = strdup(cfg->derp_map_json ? cfg->derp_map_json : "{\"Regions\":{}}");
 	m->default_filter = strdup(cfg->default_filter_json ? cfg->default_filter_json : "[]");
 	m->dns = strdup(cfg->dns_json ? cfg->dns_json : "{\"magic_dns\":false}");
-	m->ring = calloc(m->cfg.ring_size, sizeof(*m->ring));
 	pthread_mutex_init(&m->lock, NULL);
-	/* Versions from an earlier run are older than any of this run. */
-	m->version = (uint64_t)time_now_s() << 20;
-	if (m->derp_map == NULL || m->default_filter == NULL || m->dns == NULL || m->ring == NULL ||
-	    hgrow(m) != 0) {
+	m->version = cfg->version;
+	m->floor = cfg->floor;
+	if (m->derp_map == NULL || m->default_filter == NULL || m->dns == NULL || hgrow(m) != 0) {
 		mapper_free(m);
 		return ERR_NOMEM;
 	}
@@ -567,12 +751,12 @@ mapper_free(struct mapper *m)
 		rbuf_put(m->nodes[i]->frag);
 		free(m->nodes[i]);
 	}
-	for (size_t i = 0; i < m->ring_len; i++)
-		rbuf_put(m->ring[(m->ring_head + i) % m->cfg.ring_size].msg);
+	for (size_t i = 0; i < m->lg_len; i++)
+		logent_clear(lg_at(m, i));
 	snap_put(m->snap);
 	if (m->pol.put)
 		m->pol.put(m->pol_ctx);
-	free(m->ring);
+	free(m->lg);
 	free(m->nodes);
 	free(m->hkeys);
 	free(m->hvals);
@@ -585,7 +769,7 @@ mapper_free(struct mapper *m)
 }
 
 static int
-insert_node(struct mapper *m, const struct store_node *n, struct mnode **out)
+insert_node(struct mapper *m, const struct store_node *n, bool online, struct mnode **out)
 {
 	struct mnode *mn;
 
@@ -603,8 +787,11 @@ insert_node(struct mapper *m, const struct store_node *n, struct mnode **out)
 	if ((mn = calloc(1, sizeof(*mn))) == NULL)
 		return ERR_NOMEM;
 	mn->n = *n;
+	mn->online = online;
 	mn->offline_since_ms = time_mono_ms();
-	if ((mn->frag = make_frag(mn, false)) == NULL) {
+	if (online)
+		mn->grace_until_ms = time_mono_ms() + m->cfg.online_grace_ms;
+	if ((mn->frag = make_frag(mn)) == NULL) {
 		free(mn);
 		return ERR_NOMEM;
 	}
@@ -615,28 +802,99 @@ insert_node(struct mapper *m, const struct store_node *n, struct mnode **out)
 }
 
 int
-mapper_load(struct mapper *m, const struct store_node *n)
+mapper_load(struct mapper *m, const struct store_node *n, bool online)
 {
 	struct mnode *mn;
 	int r;
 
 	pthread_mutex_lock(&m->lock);
-	if ((r = insert_node(m, n, &mn)) == 0 && note_routes(mn))
+	if ((r = insert_node(m, n, online, &mn)) == 0 && note_routes(mn))
 		recompute_routes(m, 0);
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }
 
+static void log_prune_locked(struct mapper *m, uint64_t floor);
+
+int
+mapper_log_load(struct mapper *m, const struct store_change *c)
+{
+	struct logent e;
+	int r;
+
+	if ((r = logent_parse(&e, c->version, c->kind, c->node_id, c->payload)) != 0) {
+		log_warn("msg=\"unreadable change-log row; older versions get a full map\" "
+		    "version=%" PRIu64, c->version);
+		pthread_mutex_lock(&m->lock);
+		log_prune_locked(m, c->version);
+		pthread_mutex_unlock(&m->lock);
+		return 0;
+	}
+	pthread_mutex_lock(&m->lock);
+	log_push(m, &e);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* Called with m->lock. */
+static void
+log_prune_locked(struct mapper *m, uint64_t floor)
+{
+	while (m->lg_len > 0 && lg_at(m, 0)->version <= floor) {
+		logent_clear(lg_at(m, 0));
+		m->lg_head = (m->lg_head + 1) % m->lg_cap;
+		m->lg_len--;
+	}
+	if (floor > m->floor)
+		m->floor = floor;
+}
+
 void
-mapper_node_upsert(struct mapper *m, const struct store_node *n)
+mapper_log_prune(struct mapper *m, uint64_t floor)
+{
+	pthread_mutex_lock(&m->lock);
+	log_prune_locked(m, floor);
+	pthread_mutex_unlock(&m->lock);
+}
+
+int
+mapper_routers(struct mapper *m, struct mapper_ids *out)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; r == 0 && i < m->nnodes; i++)
+		if (m->nodes[i]->nserved > 0 || m->nodes[i]->ncarried > 0)
+			r = ids_push(out, m->nodes[i]->n.id);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static void
+log_simple(struct mapper *m, uint64_t version, int kind, int64_t node)
+{
+	struct logent e;
+
+	memset(&e, 0, sizeof(e));
+	e.version = version;
+	e.kind = (uint8_t)kind;
+	e.node = node;
+	log_push(m, &e);
+}
+
+void
+mapper_node_upsert(struct mapper *m, const struct store_node *n, uint64_t version,
+		   struct mapper_ids *routers)
 {
 	struct mnode *mn;
 	bool added = false;
 	struct rbuf *frag;
 
 	pthread_mutex_lock(&m->lock);
+	log_simple(m, version, STORE_CHANGE_NODE, n->id);
+	m->routers_out = routers;
 	if ((mn = node_find(m, n->id, NULL)) == NULL) {
-		if (insert_node(m, n, &mn) != 0) {
+		if (insert_node(m, n, false, &mn) != 0) {
 			log_error("msg=\"out of memory adding node to map\" node_id=%" PRId64, n->id);
 			goto out;
 		}
@@ -646,7 +904,7 @@ mapper_node_upsert(struct mapper *m, const struct store_node *n)
 	}
 	if (note_routes(mn))
 		recompute_routes(m, mn->n.id);
-	if ((frag = make_frag(mn, mn->nstreams > 0)) != NULL) {
+	if ((frag = make_frag(mn)) != NULL) {
 		rbuf_put(mn->frag);
 		mn->frag = frag;
 	}
@@ -666,25 +924,65 @@ mapper_node_upsert(struct mapper *m, const struct store_node *n)
 		}
 	}
 out:
+	m->routers_out = NULL;
 	pthread_mutex_unlock(&m->lock);
 }
 
+char *
+mapper_removed_payload(struct mapper *m, int64_t id)
+{
+	struct buf b;
+	struct mapper_ids see = { 0 };
+	bool all = true;
+	char *out = NULL;
+	int r = 0;
+
+	buf_init(&b, (size_t)64 << 20);
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; r == 0 && i < m->nnodes; i++) {
+		int64_t v = m->nodes[i]->n.id;
+
+		if (v == id)
+			continue;
+		if (visible(m, v, id))
+			r = ids_push(&see, v);
+		else
+			all = false;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (r == 0)
+		r = all ? buf_printf(&b, "{\"all\":true}") : buf_printf(&b, "{\"see\":");
+	if (r == 0 && !all && (r = ids_json(&b, see.v, see.n)) == 0)
+		r = buf_append(&b, "}", 1);
+	if (r == 0)
+		out = strdup(buf_cstr(&b));
+	buf_cleanup(&b);
+	mapper_ids_free(&see);
+	return out;
+}
+
 void
-mapper_node_remove(struct mapper *m, int64_t id)
+mapper_node_remove(struct mapper *m, int64_t id, uint64_t version, const char *payload,
+		   struct mapper_ids *routers)
 {
 	struct mnode *mn, *last;
+	struct logent e;
 	size_t idx;
-	char payload[32];
+	char txt[32];
 	int n;
 	bool router;
 
 	pthread_mutex_lock(&m->lock);
+	if (logent_parse(&e, version, STORE_CHANGE_REMOVED, id, payload) != 0)
+		logent_parse(&e, version, STORE_CHANGE_REMOVED, id, "{\"all\":true}");
+	log_push(m, &e);
 	if ((mn = node_find(m, id, &idx)) == NULL)
 		goto out;
+	m->routers_out = routers;
 	router = mn->nserved > 0 || mn->ncarried > 0;
-	n = snprintf(payload, sizeof(payload), "%" PRId64, id);
+	n = snprintf(txt, sizeof(txt), "%" PRId64, id);
 	/* Tell the peers while the node's visibility is still known. */
-	emit(m, "peer_removed", payload, (size_t)n, id, false);
+	emit(m, "peer_removed", txt, (size_t)n, id, false);
 	for (struct mstream *s = mn->streams; s; s = s->next_in_node) {
 		stream_force_full(s);	/* its own stream learns it is gone */
 		s->closed = true;
@@ -709,17 +1007,54 @@ mapper_node_remove(struct mapper *m, int64_t id)
 	if (router)
 		recompute_routes(m, 0);
 out:
+	m->routers_out = NULL;
 	pthread_mutex_unlock(&m->lock);
 }
 
 void
+mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version)
+{
+	struct mnode *mn;
+
+	pthread_mutex_lock(&m->lock);
+	log_simple(m, version, STORE_CHANGE_ROUTES, id);
+	if ((mn = node_find(m, id, NULL)) != NULL) {
+		emit(m, "peer_changed", mn->frag->data, mn->frag->len, id, false);
+		emit(m, "self", mn->frag->data, mn->frag->len, id, true);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+char *
+mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
+		      const int64_t *filter, size_t nfilter)
+{
+	struct buf b;
+	char *out = NULL;
+	int r;
+
+	buf_init(&b, (size_t)64 << 20);
+	if (all)
+		r = buf_printf(&b, "{\"all\":true}");
+	else if ((r = buf_printf(&b, "{\"full\":")) == 0 && (r = ids_json(&b, full, nfull)) == 0 &&
+	    (r = buf_printf(&b, ",\"filter\":")) == 0 && (r = ids_json(&b, filter, nfilter)) == 0)
+		r = buf_append(&b, "}", 1);
+	if (r == 0)
+		out = strdup(buf_cstr(&b));
+	buf_cleanup(&b);
+	return out;
+}
+
+void
 mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *ctx,
-		  const int64_t *changed, size_t nchanged, bool all)
+		  uint64_t version, const char *payload)
 {
 	struct mapper_policy_ops old_ops;
 	void *old_ctx;
-	struct rbuf *marker;
+	struct logent e;
 
+	if (logent_parse(&e, version, STORE_CHANGE_POLICY, 0, payload) != 0)
+		(void)logent_parse(&e, version, STORE_CHANGE_POLICY, 0, "{\"all\":true}");
 	if (ops && ops->get)
 		ops->get(ctx);
 	pthread_mutex_lock(&m->lock);
@@ -730,21 +1065,21 @@ mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *c
 	else
 		memset(&m->pol, 0, sizeof(m->pol));
 	m->pol_ctx = ops ? ctx : NULL;
-	m->version++;
-	if ((marker = rbuf_new("", 0)) != NULL) {
-		ring_add(m, marker, 0, false, true);
-		rbuf_put(marker);
-	}
-	if (all) {
-		for (size_t i = 0; i < m->nnodes; i++)
-			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
-				stream_force_full(s);
-	} else {
-		for (size_t i = 0; i < nchanged; i++) {
-			struct mnode *mn = node_find(m, changed[i], NULL);
+	log_push(m, &e);	/* e's id arrays now belong to the log; read them under the lock */
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct mnode *mn = m->nodes[i];
 
-			for (struct mstream *s = mn ? mn->streams : NULL; s; s = s->next_in_node)
+		if (mn->streams == NULL)
+			continue;
+		if (e.all || ids_has(e.a, e.na, mn->n.id)) {
+			for (struct mstream *s = mn->streams; s; s = s->next_in_node)
 				stream_force_full(s);
+		} else if (ids_has(e.b, e.nb, mn->n.id)) {
+			char *f = m->pol.filter ? m->pol.filter(m->pol_ctx, mn->n.id) : NULL;
+			const char *t = f ? f : m->default_filter;
+
+			emit(m, "filter", t, strlen(t), mn->n.id, true);
+			free(f);
 		}
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -753,32 +1088,29 @@ mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *c
 }
 
 bool
-mapper_set_dns(struct mapper *m, const char *dns_json)
+mapper_dns_differs(struct mapper *m, const char *dns_json)
 {
-	char head[96], *copy;
-	struct rbuf *b;
-	size_t plen = strlen(dns_json);
-	int hl;
+	bool d;
 
 	pthread_mutex_lock(&m->lock);
-	if (strcmp(m->dns, dns_json) == 0 || (copy = strdup(dns_json)) == NULL) {
-		pthread_mutex_unlock(&m->lock);
-		return false;
+	d = strcmp(m->dns, dns_json) != 0;
+	pthread_mutex_unlock(&m->lock);
+	return d;
+}
+
+void
+mapper_set_dns(struct mapper *m, const char *dns_json, uint64_t version)
+{
+	char *copy = strdup(dns_json);
+	struct rbuf *b;
+
+	pthread_mutex_lock(&m->lock);
+	log_simple(m, version, STORE_CHANGE_DNS, 0);
+	if (copy != NULL) {
+		free(m->dns);
+		m->dns = copy;
 	}
-	free(m->dns);
-	m->dns = copy;
-	m->version++;
-	hl = snprintf(head, sizeof(head), "{\"type\":\"delta\",\"version\":%" PRIu64 ",\"dns\":",
-	    m->version);
-	if ((b = malloc(sizeof(*b) + (size_t)hl + plen + 2)) != NULL) {
-		atomic_init(&b->refs, 1);
-		b->soft = SOFT_NO;
-		memcpy(b->data, head, (size_t)hl);
-		memcpy(b->data + hl, dns_json, plen);
-		memcpy(b->data + hl + plen, "}\n", 2);
-		b->len = (size_t)hl + plen + 2;
-		ring_add(m, b, 0, false, false);
-		m->ring[(m->ring_head + m->ring_len - 1) % m->cfg.ring_size].all = true;
+	if (copy != NULL && (b = delta_new(m->version, "dns", m->dns, strlen(m->dns))) != NULL) {
 		for (size_t i = 0; i < m->nnodes; i++)
 			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
 				stream_push(s, b);
@@ -791,22 +1123,138 @@ mapper_set_dns(struct mapper *m, const char *dns_json)
 				stream_force_full(s);
 	}
 	pthread_mutex_unlock(&m->lock);
-	return true;
+}
+
+/* ---- online flags ---- */
+
+char *
+mapper_online_collect(struct mapper *m)
+{
+	struct mapper_ids on = { 0 }, off = { 0 };
+	int64_t now = time_mono_ms();
+	char *out = NULL;
+	struct buf b;
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; r == 0 && i < m->nnodes; i++) {
+		struct mnode *mn = m->nodes[i];
+		bool want = mn->nstreams > 0 || (mn->online && now < mn->grace_until_ms);
+
+		if (want != mn->online)
+			r = ids_push(want ? &on : &off, mn->n.id);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (r == 0 && on.n + off.n > 0) {
+		buf_init(&b, (size_t)64 << 20);
+		qsort(on.v, on.n, sizeof(*on.v), cmp_i64);
+		qsort(off.v, off.n, sizeof(*off.v), cmp_i64);
+		if (buf_printf(&b, "{\"on\":") == 0 && ids_json(&b, on.v, on.n) == 0 &&
+		    buf_printf(&b, ",\"off\":") == 0 && ids_json(&b, off.v, off.n) == 0 &&
+		    buf_append(&b, "}", 1) == 0)
+			out = strdup(buf_cstr(&b));
+		buf_cleanup(&b);
+	}
+	mapper_ids_free(&on);
+	mapper_ids_free(&off);
+	return out;
+}
+
+/* The online_flags payload of the ids in e that `viewer` sees (all when
+ * viewer is 0), or NULL when it sees none of them. */
+static struct rbuf *
+online_msg(struct mapper *m, const struct logent *e, int64_t viewer)
+{
+	struct buf b;
+	struct rbuf *msg = NULL;
+	size_t shown = 0;
+	int r;
+
+	buf_init(&b, (size_t)64 << 20);
+	r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64 ",\"online_flags\":{\"on\":[",
+	    e->version);
+	for (int half = 0; r == 0 && half < 2; half++) {
+		const int64_t *v = half ? e->b : e->a;
+		size_t n = half ? e->nb : e->na, k = 0;
+
+		if (half)
+			r = buf_printf(&b, "],\"off\":[");
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			if (viewer != 0 && !visible(m, viewer, v[i]))
+				continue;
+			r = buf_printf(&b, k++ ? ",%" PRId64 : "%" PRId64, v[i]);
+			shown++;
+		}
+	}
+	if (r == 0)
+		r = buf_printf(&b, "]}}\n");
+	if (r == 0 && shown > 0)
+		msg = rbuf_new((const char *)b.data, b.len, e->version);
+	buf_cleanup(&b);
+	return msg;
 }
 
 void
-mapper_filter_changed(struct mapper *m, const int64_t *ids, size_t n)
+mapper_online_apply(struct mapper *m, uint64_t version, const char *payload,
+		    struct mapper_ids *routers)
 {
-	pthread_mutex_lock(&m->lock);
-	for (size_t i = 0; i < n; i++) {
-		char *f = m->pol.filter ? m->pol.filter(m->pol_ctx, ids[i]) : NULL;
-		const char *t = f ? f : m->default_filter;
+	struct logent e;
+	struct rbuf *shared = NULL;
+	bool router = false;
 
-		emit(m, "filter", t, strlen(t), ids[i], true);
-		free(f);
+	if (logent_parse(&e, version, STORE_CHANGE_ONLINE, 0, payload) != 0) {
+		log_error("msg=\"bad online change\" version=%" PRIu64, version);
+		memset(&e, 0, sizeof(e));
+		e.version = version;
+		e.kind = STORE_CHANGE_ONLINE;
 	}
+	pthread_mutex_lock(&m->lock);
+	log_push(m, &e);	/* e's id arrays now belong to the log; read them under the lock */
+	m->routers_out = routers;
+	for (int half = 0; half < 2; half++) {
+		const int64_t *v = half ? e.b : e.a;
+		size_t n = half ? e.nb : e.na;
+
+		for (size_t i = 0; i < n; i++) {
+			struct mnode *mn = node_find(m, v[i], NULL);
+			struct rbuf *frag;
+
+			if (mn == NULL || mn->online == !half)
+				continue;
+			mn->online = !half;
+			mn->grace_until_ms = 0;
+			router = router || mn->nserved > 0 || mn->ncarried > 0;
+			if ((frag = make_frag(mn)) != NULL) {
+				rbuf_put(mn->frag);
+				mn->frag = frag;
+			}
+		}
+	}
+	drop_snap(m);
+	if (router)
+		recompute_routes(m, 0);
+	if (m->pol.can_see == NULL)
+		shared = online_msg(m, &e, 0);
+	for (size_t i = 0; i < m->nnodes; i++) {
+		struct mnode *mn = m->nodes[i];
+		struct rbuf *msg;
+
+		if (mn->streams == NULL)
+			continue;
+		msg = shared ? rbuf_get(shared) : online_msg(m, &e, mn->n.id);
+		if (msg == NULL)
+			continue;
+		for (struct mstream *s = mn->streams; s; s = s->next_in_node)
+			stream_push(s, msg);
+		rbuf_put(msg);
+	}
+	rbuf_put(shared);
+	atomic_fetch_add(&m->online_batches, 1);
+	m->routers_out = NULL;
 	pthread_mutex_unlock(&m->lock);
 }
+
+/* ---- queries ---- */
 
 int
 mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n)
@@ -839,7 +1287,7 @@ mapper_node_get(struct mapper *m, int64_t id, struct store_node *out, bool *onli
 	if ((mn = node_find(m, id, NULL)) != NULL) {
 		*out = mn->n;
 		if (online)
-			*online = mn->nstreams > 0;
+			*online = mn->online;
 		r = 0;
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -881,29 +1329,6 @@ mapper_node_carried(struct mapper *m, int64_t id, struct ip_prefix out[static RO
 
 /* ---- streams ---- */
 
-static void
-set_online(struct mapper *m, struct mnode *mn, bool online)
-{
-	bool carried_changed = (mn->nserved > 0 || mn->ncarried > 0) &&
-	    recompute_routes(m, mn->n.id);
-	struct rbuf *frag = make_frag(mn, online);
-	char payload[64];
-	int n;
-
-	if (frag) {
-		rbuf_put(mn->frag);
-		mn->frag = frag;
-		drop_snap(m);
-		if (carried_changed) {
-			emit(m, "peer_changed", frag->data, frag->len, mn->n.id, false);
-			emit(m, "self", frag->data, frag->len, mn->n.id, true);
-		}
-	}
-	n = snprintf(payload, sizeof(payload), "{\"id\":%" PRId64 ",\"online\":%s}",
-	    mn->n.id, online ? "true" : "false");
-	emit(m, "online", payload, (size_t)n, mn->n.id, false);
-}
-
 static struct snap *
 current_snap(struct mapper *m)
 {
@@ -934,8 +1359,240 @@ have:
 	return s;
 }
 
+static int
+cmp_pitem_subject(const void *a, const void *b)
+{
+	const struct pitem *x = a, *y = b;
+
+	if (x->id != y->id)
+		return (x->id > y->id) - (x->id < y->id);
+	if (x->what != y->what)
+		return (int)x->what - (int)y->what;
+	return (x->version < y->version) - (x->version > y->version);	/* newest first */
+}
+
+static int
+cmp_pitem_version(const void *a, const void *b)
+{
+	const struct pitem *x = a, *y = b;
+
+	if (x->version != y->version)
+		return (x->version > y->version) - (x->version < y->version);
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static int
+plan_add(struct pitem **v, size_t *n, size_t *cap, uint64_t version, int64_t id, uint8_t what)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? 2 * *cap : 64;
+		struct pitem *t = realloc(*v, ncap * sizeof(*t));
+
+		if (t == NULL)
+			return ERR_NOMEM;
+		*v = t;
+		*cap = ncap;
+	}
+	(*v)[*n].version = version;
+	(*v)[*n].id = id;
+	(*v)[*n].what = what;
+	(*n)++;
+	return 0;
+}
+
+/*
+ * The replay of the changes after `since` for `viewer`: each subject once,
+ * at the version of its last change, only what the viewer may see, in
+ * version order. false when it needs a full map instead: `since` is 0,
+ * unknown (newer than the last change), older than the log's retention, or
+ * a policy change after it altered the viewer's peers. Called with m->lock.
+ */
+static bool
+plan_build(struct mapper *m, int64_t viewer, uint64_t since, struct pitem **out, size_t *nout)
+{
+	struct pitem *v = NULL;
+	size_t n = 0, cap = 0, k = 0;
+	int64_t prev_id = 0;
+	uint8_t prev_what = 0;
+	int r = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (since == 0 || since > m->version || since < m->floor)
+		return false;
+	for (size_t i = log_after(m, since); r == 0 && i < m->lg_len; i++) {
+		const struct logent *e = lg_at(m, i);
+
+		switch (e->kind) {
+		case STORE_CHANGE_NODE:
+		case STORE_CHANGE_ROUTES:
+			r = plan_add(&v, &n, &cap, e->version, e->node, P_NODEISH);
+			break;
+		case STORE_CHANGE_REMOVED:
+			if (e->all || ids_has(e->a, e->na, viewer))
+				r = plan_add(&v, &n, &cap, e->version, e->node, P_REMOVED);
+			break;
+		case STORE_CHANGE_ONLINE:
+			for (uint32_t j = 0; r == 0 && j < e->na; j++)
+				r = plan_add(&v, &n, &cap, e->version, e->a[j], P_ONLINE);
+			for (uint32_t j = 0; r == 0 && j < e->nb; j++)
+				r = plan_add(&v, &n, &cap, e->version, e->b[j], P_ONLINE);
+			break;
+		case STORE_CHANGE_DNS:
+			r = plan_add(&v, &n, &cap, e->version, viewer, P_DNS);
+			break;
+		case STORE_CHANGE_POLICY:
+			if (e->all || ids_has(e->a, e->na, viewer)) {
+				free(v);
+				return false;
+			}
+			if (ids_has(e->b, e->nb, viewer))
+				r = plan_add(&v, &n, &cap, e->version, viewer, P_FILTER);
+			break;
+		default:
+			break;
+		}
+	}
+	if (r != 0) {
+		free(v);
+		return false;
+	}
+	/* The newest change per (subject, kind); then only what it may see. */
+	qsort(v, n, sizeof(*v), cmp_pitem_subject);
+	for (size_t i = 0; i < n; i++) {
+		struct pitem it = v[i];
+		struct mnode *mn;
+
+		if (i > 0 && prev_id == it.id && prev_what == it.what)
+			continue;	/* an older change of the same subject */
+		prev_id = it.id;
+		prev_what = it.what;
+		mn = node_find(m, it.id, NULL);
+		switch (it.what) {
+		case P_NODEISH:
+			if (mn == NULL)
+				continue;
+			if (it.id == viewer)
+				it.what = P_SELF;
+			else if (visible(m, viewer, it.id))
+				it.what = P_PEER;
+			else
+				continue;
+			break;
+		case P_ONLINE:
+			if (mn == NULL || !visible(m, viewer, it.id))
+				continue;
+			break;
+		case P_REMOVED:
+			if (mn != NULL)
+				continue;
+			break;
+		default:
+			break;
+		}
+		v[k++] = it;	/* k <= i */
+	}
+	qsort(v, k, sizeof(*v), cmp_pitem_version);
+	*out = v;
+	*nout = k;
+	return true;
+}
+
+/* Renders the next replayed messages of s (up to RENDER_BATCH bytes) from
+ * the current state; NULL when the plan is done. */
+static struct rbuf *
+plan_render(struct mstream *s)
+{
+	struct mapper *m = s->m;
+	struct rbuf *out = NULL;
+	uint64_t last = 0;
+	struct buf b;
+	int r = 0;
+
+	buf_init(&b, (size_t)256 << 20);
+	pthread_mutex_lock(&m->lock);
+	while (r == 0 && s->plan_i < s->nplan && b.len < RENDER_BATCH) {
+		const struct pitem *it = &s->plan[s->plan_i];
+		struct mnode *mn = node_find(m, it->id, NULL);
+
+		switch (it->what) {
+		case P_PEER:
+		case P_SELF:
+			if (mn != NULL)
+				r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+				    ",\"%s\":%.*s}\n", it->version,
+				    it->what == P_SELF ? "self" : "peer_changed",
+				    (int)mn->frag->len, mn->frag->data);
+			s->plan_i++;
+			break;
+		case P_REMOVED:
+			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+			    ",\"peer_removed\":%" PRId64 "}\n", it->version, it->id);
+			s->plan_i++;
+			break;
+		case P_DNS:
+			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+			    ",\"dns\":%s}\n", it->version, m->dns);
+			s->plan_i++;
+			break;
+		case P_FILTER: {
+			char *f = m->pol.filter ? m->pol.filter(m->pol_ctx, it->id) : NULL;
+
+			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+			    ",\"filter\":%s}\n", it->version, f ? f : m->default_filter);
+			free(f);
+			s->plan_i++;
+			break;
+		}
+		case P_ONLINE: {
+			/* every flag of this version in one message, current values */
+			uint64_t ver = it->version;
+			size_t j = s->plan_i, k;
+			bool first;
+
+			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+			    ",\"online_flags\":{\"on\":[", ver);
+			for (int half = 0; r == 0 && half < 2; half++) {
+				if (half)
+					r = buf_printf(&b, "],\"off\":[");
+				first = true;
+				for (k = j; r == 0 && k < s->nplan && s->plan[k].version == ver &&
+				    s->plan[k].what == P_ONLINE; k++) {
+					struct mnode *p = node_find(m, s->plan[k].id, NULL);
+
+					if (p == NULL || p->online != !half)
+						continue;
+					r = buf_printf(&b, first ? "%" PRId64 : ",%" PRId64, p->n.id);
+					first = false;
+				}
+			}
+			if (r == 0)
+				r = buf_printf(&b, "]}}\n");
+			while (s->plan_i < s->nplan && s->plan[s->plan_i].version == ver &&
+			    s->plan[s->plan_i].what == P_ONLINE)
+				s->plan_i++;
+			break;
+		}
+		default:
+			s->plan_i++;
+			break;
+		}
+		last = it->version;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (r == 0 && b.len > 0)
+		out = rbuf_new((const char *)b.data, b.len, last);
+	buf_cleanup(&b);
+	if (s->plan_i >= s->nplan || r != 0) {
+		free(s->plan);
+		s->plan = NULL;
+		s->nplan = s->plan_i = 0;
+	}
+	return out;
+}
+
 /* Starts a full map: builds the head under the lock and drops queued deltas
- * that the map already contains. Returns false when the node is gone. */
+ * and any replay that the map already contains. false when the node is gone. */
 static bool
 begin_full(struct mstream *s)
 {
@@ -961,7 +1618,7 @@ begin_full(struct mstream *s)
 		    filter ? filter : m->default_filter);
 
 		rbuf_put(s->cur);
-		s->cur = rbuf_new(head, (size_t)n);
+		s->cur = rbuf_new(head, (size_t)n, 0);
 		free(head);
 	}
 	free(filter);
@@ -975,14 +1632,13 @@ begin_full(struct mstream *s)
 	if (m->pol.get)
 		m->pol.get(m->pol_ctx);
 	pthread_mutex_lock(&s->lock);
-	while (s->qlen > 0) {
-		rbuf_put(s->q[s->qhead]);
-		s->qhead = (s->qhead + 1) % m->cfg.queue_max;
-		s->qlen--;
-	}
+	queue_clear(s);
 	s->need_full = false;
-	s->online_stale = false;	/* the full map carries every online flag */
+	s->need_resume = false;
 	pthread_mutex_unlock(&s->lock);
+	free(s->plan);
+	s->plan = NULL;
+	s->nplan = s->plan_i = 0;
 	s->off = 0;
 	s->stage = ST_HEAD;
 	s->peer_i = 0;
@@ -990,6 +1646,27 @@ begin_full(struct mstream *s)
 	atomic_fetch_add(&m->full_maps, 1);
 	ok = true;
 out:
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+/* A stream that fell behind: drops what it queued and replays the log from
+ * the last message it was given. false: it needs a full map instead. */
+static bool
+begin_resume(struct mstream *s)
+{
+	struct mapper *m = s->m;
+	bool ok;
+
+	pthread_mutex_lock(&m->lock);
+	pthread_mutex_lock(&s->lock);
+	queue_clear(s);
+	s->need_resume = false;
+	pthread_mutex_unlock(&s->lock);
+	free(s->plan);
+	s->plan = NULL;
+	s->nplan = s->plan_i = 0;
+	ok = !s->closed && plan_build(m, s->node_id, s->sent_version, &s->plan, &s->nplan);
 	pthread_mutex_unlock(&m->lock);
 	return ok;
 }
@@ -1006,42 +1683,12 @@ copy_out(struct mstream *s, const char *src, size_t srclen, char *buf, size_t ma
 	return n;
 }
 
-/* The online flag of every peer the stream's node sees, as online deltas
- * at the current version: sent after online deltas had to be dropped from
- * a full queue. NULL when the node is gone or memory is short. */
-static struct rbuf *
-online_snapshot(struct mstream *s)
-{
-	struct mapper *m = s->m;
-	struct rbuf *b = NULL;
-	struct buf out;
-	int r = 0;
-
-	buf_init(&out, (size_t)64 << 20);
-	pthread_mutex_lock(&m->lock);
-	if (node_find(m, s->node_id, NULL) != NULL) {
-		for (size_t i = 0; r == 0 && i < m->nnodes; i++) {
-			const struct mnode *p = m->nodes[i];
-
-			if (visible(m, s->node_id, p->n.id))
-				r = buf_printf(&out, "{\"type\":\"delta\",\"version\":%" PRIu64
-				    ",\"online\":{\"id\":%" PRId64 ",\"online\":%s}}\n", m->version,
-				    p->n.id, p->nstreams > 0 ? "true" : "false");
-		}
-		if (r == 0 && out.len > 0)
-			b = rbuf_new((const char *)out.data, out.len);
-	}
-	pthread_mutex_unlock(&m->lock);
-	buf_cleanup(&out);
-	return b;
-}
-
 static ssize_t
 stream_read(void *ctx, char *buf, size_t max)
 {
 	struct mstream *s = ctx;
 	size_t done = 0;
-	bool need_full, ending, stale;
+	bool need_full, need_resume, ending;
 
 	while (done < max) {
 		switch (s->stage) {
@@ -1089,6 +1736,7 @@ stream_read(void *ctx, char *buf, size_t max)
 		case ST_TAIL:
 			done += copy_out(s, "]}\n", 3, buf + done, max - done);
 			if (s->off == 3) {
+				s->sent_version = s->snap->version;
 				snap_put(s->snap);
 				s->snap = NULL;
 				if (s->pol_put)
@@ -1103,6 +1751,8 @@ stream_read(void *ctx, char *buf, size_t max)
 			if (s->cur != NULL) {
 				done += copy_out(s, s->cur->data, s->cur->len, buf + done, max - done);
 				if (s->off == s->cur->len) {
+					if (s->cur->version > s->sent_version)
+						s->sent_version = s->cur->version;
 					rbuf_put(s->cur);
 					s->cur = NULL;
 					s->off = 0;
@@ -1111,23 +1761,8 @@ stream_read(void *ctx, char *buf, size_t max)
 			}
 			pthread_mutex_lock(&s->lock);
 			need_full = s->need_full;
-			if (!need_full && s->qlen > 0) {
-				s->cur = s->q[s->qhead];
-				s->qhead = (s->qhead + 1) % s->m->cfg.queue_max;
-				s->qlen--;
-				s->off = 0;
-			}
-			ending = s->ending && !need_full && s->cur == NULL;
-			stale = !need_full && s->cur == NULL && s->online_stale;
-			if (stale)
-				s->online_stale = false;
+			need_resume = s->need_resume && !need_full;
 			pthread_mutex_unlock(&s->lock);
-			if (ending)
-				return done > 0 ? (ssize_t)done : -1;
-			if (stale && (s->cur = online_snapshot(s)) != NULL) {
-				s->off = 0;
-				continue;
-			}
 			if (need_full) {
 				if (done > 0)
 					goto out;
@@ -1135,6 +1770,29 @@ stream_read(void *ctx, char *buf, size_t max)
 					return -1;
 				continue;
 			}
+			if (need_resume) {
+				if (!begin_resume(s)) {
+					if (!begin_full(s))
+						return done > 0 ? (ssize_t)done : -1;
+				}
+				continue;
+			}
+			if (s->plan != NULL) {
+				if ((s->cur = plan_render(s)) != NULL)
+					s->off = 0;
+				continue;
+			}
+			pthread_mutex_lock(&s->lock);
+			if (s->qlen > 0) {
+				s->cur = s->q[s->qhead];
+				s->qhead = (s->qhead + 1) % s->m->cfg.queue_max;
+				s->qlen--;
+				s->off = 0;
+			}
+			ending = s->ending && s->cur == NULL;
+			pthread_mutex_unlock(&s->lock);
+			if (ending)
+				return done > 0 ? (ssize_t)done : -1;
 			if (s->cur == NULL)
 				goto out;
 			continue;
@@ -1177,7 +1835,7 @@ stream_close(void *ctx)
 			s->next_in_node->prev_in_node = s->prev_in_node;
 		if (--mn->nstreams == 0) {
 			mn->offline_since_ms = time_mono_ms();
-			set_online(m, mn, false);
+			mn->grace_until_ms = 0;
 			offline = mn->n.id;
 		}
 	}
@@ -1185,13 +1843,10 @@ stream_close(void *ctx)
 	pthread_mutex_unlock(&m->lock);
 	if (offline && m->cfg.on_offline)
 		m->cfg.on_offline(m->cfg.ctx, offline);
-	while (s->qlen > 0) {
-		rbuf_put(s->q[s->qhead]);
-		s->qhead = (s->qhead + 1) % m->cfg.queue_max;
-		s->qlen--;
-	}
+	queue_clear(s);
 	rbuf_put(s->cur);
 	snap_put(s->snap);
+	free(s->plan);
 	if (s->pol_put)
 		s->pol_put(s->pol_ctx);
 	free(s->q);
@@ -1205,48 +1860,12 @@ static const struct http_stream_ops stream_ops = {
 	.close = stream_close,
 };
 
-/* Queues the changes after `since` for a resuming stream, or says that a
- * full map is needed. Called with m->lock. */
-static bool
-resume(struct mapper *m, struct mstream *s, uint64_t since)
-{
-	size_t first;
-
-	if (since == 0 || since > m->version)
-		return false;
-	if (since == m->version)
-		return true;
-	if (m->ring_len == 0 || m->ring[m->ring_head].version > since + 1)
-		return false;
-	first = m->ring_len;
-	for (size_t i = 0; i < m->ring_len; i++) {
-		struct change *c = &m->ring[(m->ring_head + i) % m->cfg.ring_size];
-
-		if (c->version > since) {
-			first = i;
-			break;
-		}
-	}
-	for (size_t i = first; i < m->ring_len; i++) {
-		struct change *c = &m->ring[(m->ring_head + i) % m->cfg.ring_size];
-
-		if (c->full || s->qlen == m->cfg.queue_max)
-			return false;
-		if (!c->all && (c->self_only ? c->subject != s->node_id :
-		    !visible(m, s->node_id, c->subject)))
-			continue;
-		s->q[(s->qhead + s->qlen) % m->cfg.queue_max] = rbuf_get(c->msg);
-		s->qlen++;
-	}
-	return true;
-}
-
 int
-mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, struct http_response *resp)
+mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, struct http_response *resp,
+		   enum mapper_start *how)
 {
 	struct mstream *s = calloc(1, sizeof(*s));
 	struct mnode *mn;
-	int r = ERR_NOT_FOUND;
 
 	if (s == NULL || (s->q = calloc(m->cfg.queue_max, sizeof(*s->q))) == NULL) {
 		free(s);
@@ -1256,37 +1875,38 @@ mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, struct htt
 	s->node_id = node_id;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_lock(&m->lock);
-	if ((mn = node_find(m, node_id, NULL)) == NULL)
-		goto fail;
-	if (resume(m, s, since)) {
+	if ((mn = node_find(m, node_id, NULL)) == NULL) {
+		pthread_mutex_unlock(&m->lock);
+		free(s->q);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return ERR_NOT_FOUND;
+	}
+	if (plan_build(m, node_id, since, &s->plan, &s->nplan)) {
 		s->stage = ST_QUEUE;
-	} else {
-		while (s->qlen > 0) {
-			rbuf_put(s->q[s->qhead]);
-			s->qhead = (s->qhead + 1) % m->cfg.queue_max;
-			s->qlen--;
+		s->sent_version = since;
+		if (s->nplan == 0) {
+			free(s->plan);
+			s->plan = NULL;
 		}
+		atomic_fetch_add(&m->resumes, 1);
+		*how = MAPPER_START_RESUME;
+	} else {
 		s->stage = ST_NONE;
+		*how = MAPPER_START_FULL;
 	}
 	s->next_in_node = mn->streams;
 	if (mn->streams)
 		mn->streams->prev_in_node = s;
 	mn->streams = s;
 	m->nstreams++;
-	if (mn->nstreams++ == 0)
-		set_online(m, mn, true);
+	mn->nstreams++;
 	pthread_mutex_unlock(&m->lock);
 	resp->status = 200;
 	resp->content_type = "application/x-ndjson";
 	resp->stream_ops = &stream_ops;
 	resp->stream_ctx = s;
 	return 0;
-fail:
-	pthread_mutex_unlock(&m->lock);
-	free(s->q);
-	pthread_mutex_destroy(&s->lock);
-	free(s);
-	return r;
 }
 
 void
@@ -1299,8 +1919,8 @@ mapper_keepalive(struct mapper *m)
 	pthread_mutex_lock(&m->lock);
 	n = snprintf(line, sizeof(line), "{\"type\":\"keepalive\",\"version\":%" PRIu64 "}\n",
 	    m->version);
-	if ((b = rbuf_new(line, (size_t)n)) != NULL) {
-		b->soft = SOFT_DROP;
+	if ((b = rbuf_new(line, (size_t)n, m->version)) != NULL) {
+		b->soft = true;
 		for (size_t i = 0; i < m->nnodes; i++)
 			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
 				stream_push(s, b);
@@ -1319,7 +1939,7 @@ mapper_idle_ephemeral(struct mapper *m, int64_t timeout_ms, int64_t *ids, size_t
 	for (size_t i = 0; i < m->nnodes && n < max; i++) {
 		struct mnode *mn = m->nodes[i];
 
-		if (mn->n.ephemeral && mn->nstreams == 0 &&
+		if (mn->n.ephemeral && mn->nstreams == 0 && !mn->online &&
 		    now - mn->offline_since_ms >= timeout_ms)
 			ids[n++] = mn->n.id;
 	}
@@ -1334,13 +1954,17 @@ mapper_stats(struct mapper *m, struct mapper_stats *out)
 	pthread_mutex_lock(&m->lock);
 	out->nodes = m->nnodes;
 	for (size_t i = 0; i < m->nnodes; i++)
-		if (m->nodes[i]->nstreams > 0)
+		if (m->nodes[i]->online)
 			out->online_nodes++;
 	out->streams = m->nstreams;
 	out->version = m->version;
+	out->floor = m->floor;
+	out->log_len = m->lg_len;
 	pthread_mutex_unlock(&m->lock);
 	out->bytes_sent = atomic_load(&m->bytes_sent);
 	out->full_maps = atomic_load(&m->full_maps);
 	out->deltas = atomic_load(&m->deltas);
 	out->collapses = atomic_load(&m->collapses);
+	out->resumes = atomic_load(&m->resumes);
+	out->online_batches = atomic_load(&m->online_batches);
 }

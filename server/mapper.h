@@ -1,16 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The mapper holds the live view of every node and every open map stream,
- * and turns committed changes into netmap messages. A change is encoded once
- * into a shared, reference-counted buffer and queued on each stream that may
- * see it: O(affected streams), no recomputation per pair. Each stream's queue
- * is bounded; when it overflows it collapses to "send a fresh full map".
- * Full maps are streamed from an immutable snapshot of per-node fragments,
- * so ten thousand streams share one copy of the peer list.
+ * and turns committed changes into netmap messages (docs/protocol.md).
  *
- * Messages are newline-delimited JSON (docs/protocol.md). Versions grow by
- * one per change; a stream may resume from a version still in the ring of
- * recent changes, otherwise it starts with a full map.
+ * Versions come from the store: every change is a row of the change log
+ * (store.h) and the caller applies it here with the version the store gave
+ * it, in version order (the server serialises commit + apply), so a stream
+ * never sees a version go down, also across a restart. The mapper keeps a
+ * mirror of the retained change log (kind, subject, ids; no message text)
+ * and resumes a stream from version V by replaying the changes after V
+ * against the current state: each touched peer once, at the version of the
+ * last change that touched it, filtered by the viewer's visibility.
+ *
+ * A change is encoded once into a shared, reference-counted buffer and
+ * queued on each stream that may see it. Each stream's queue is bounded;
+ * when a reader falls that far behind, its queue is dropped and it resumes
+ * by version from the last message it was given (no full map). Full maps
+ * are streamed from an immutable snapshot of per-node fragments.
+ *
+ * Online flags: opening the first or closing the last stream of a node only
+ * marks it; mapper_online_collect() (the server calls it every tick) says
+ * which published flags differ, the server logs them as one change, and
+ * mapper_online_apply() sends them as one message per stream.
  *
  * Threads: every function is thread-safe.
  */
@@ -41,8 +52,10 @@ struct mapper_policy_ops {
 };
 
 struct mapper_config {
-	unsigned queue_max;	/* messages per stream before collapsing */
-	unsigned ring_size;	/* recent changes kept for resume */
+	unsigned queue_max;	/* messages per stream before it resumes by version */
+	uint64_t version;	/* the store's last version */
+	uint64_t floor;		/* the change log's retention floor */
+	int64_t online_grace_ms;	/* nodes online before a restart stay so this long */
 	const char *derp_map_json;	/* raw JSON object or NULL */
 	const char *default_filter_json; /* used without a policy */
 	const char *dns_json;		/* the "dns" section, raw JSON object or NULL */
@@ -50,47 +63,83 @@ struct mapper_config {
 	void *ctx;
 };
 
+/* A growable list of node ids. */
+struct mapper_ids {
+	int64_t *v;
+	size_t n, cap;
+};
+void mapper_ids_free(struct mapper_ids *l);
+
 int mapper_new(const struct mapper_config *cfg, struct mapper **out) WM_MUST_CHECK;
 void mapper_free(struct mapper *m);
 
-/* Loading at start: no messages. */
-int mapper_load(struct mapper *m, const struct store_node *n) WM_MUST_CHECK;
+/* Loading at start: no messages. `online`: the published flag of the last
+ * run (the node stays online for online_grace_ms without a stream). */
+int mapper_load(struct mapper *m, const struct store_node *n, bool online) WM_MUST_CHECK;
+/* Loading at start: one retained change-log row (version order). */
+int mapper_log_load(struct mapper *m, const struct store_change *c) WM_MUST_CHECK;
+/* Forgets the log up to `floor` (retention). */
+void mapper_log_prune(struct mapper *m, uint64_t floor);
+/* Routers (nodes serving routes): their ids, for ROUTES changes at start. */
+int mapper_routers(struct mapper *m, struct mapper_ids *out) WM_MUST_CHECK;
 
-/* Committed changes. */
-void mapper_node_upsert(struct mapper *m, const struct store_node *n);
-void mapper_node_remove(struct mapper *m, int64_t id);
-/* Replaces the policy hooks (ops NULL: everyone sees everyone). Takes one
- * reference to ctx and drops the one it held. Streams of the nodes listed in
- * `changed` get a fresh full map; all == true sends one to every stream. */
+/*
+ * Committed changes, applied with their store version in version order.
+ * Routers whose carried routes changed as a consequence are added to
+ * `routers` (may be NULL): the caller logs a STORE_CHANGE_ROUTES change for
+ * each and applies it with mapper_routes_apply().
+ */
+void mapper_node_upsert(struct mapper *m, const struct store_node *n, uint64_t version,
+			struct mapper_ids *routers);
+/* The payload of a STORE_CHANGE_REMOVED change: who can see the node now.
+ * Malloc'd; NULL when out of memory. */
+char *mapper_removed_payload(struct mapper *m, int64_t id);
+void mapper_node_remove(struct mapper *m, int64_t id, uint64_t version, const char *payload,
+			struct mapper_ids *routers);
+void mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version);
+/* The payload of a STORE_CHANGE_POLICY change (malloc'd). */
+char *mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
+			    const int64_t *filter, size_t nfilter);
+/* Replaces the policy hooks (ops NULL: everyone sees everyone) and applies
+ * the POLICY change: full maps for its "full" nodes (or all), "filter"
+ * deltas for its "filter" nodes. Takes one reference to ctx and drops the
+ * one it held. */
 void mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *ctx,
-		       const int64_t *changed, size_t nchanged, bool all);
+		       uint64_t version, const char *payload);
 
-/* The listed nodes' filters changed (and nothing else in their maps): each
- * gets a "filter" delta with its new rules, from the current policy. */
-void mapper_filter_changed(struct mapper *m, const int64_t *ids, size_t n);
-/* Replaces the "dns" section (raw JSON object, copied). When it differs
- * from the current one every stream gets a "dns" delta; returns whether
- * it changed. */
-bool mapper_set_dns(struct mapper *m, const char *dns_json);
+/* Online flags that differ from the published ones, as the payload of a
+ * STORE_CHANGE_ONLINE change (malloc'd), or NULL when none do. */
+char *mapper_online_collect(struct mapper *m);
+void mapper_online_apply(struct mapper *m, uint64_t version, const char *payload,
+			 struct mapper_ids *routers);
+
+/* Whether dns_json (raw JSON object) differs from the current "dns"
+ * section. */
+bool mapper_dns_differs(struct mapper *m, const char *dns_json);
+/* Applies a DNS change: replaces the "dns" section (copied) and sends
+ * every stream a "dns" delta. */
+void mapper_set_dns(struct mapper *m, const char *dns_json, uint64_t version);
 
 /* Copies every node; *out is malloc'd (free it). */
 int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_MUST_CHECK;
 
-/* Copies out a node (0 or ERR_NOT_FOUND); *online optional. */
+/* Copies out a node (0 or ERR_NOT_FOUND); *online (the published flag)
+ * optional. */
 int mapper_node_get(struct mapper *m, int64_t id, struct store_node *out, bool *online);
 
 /* Whether some node has `node_key` as its current node key and has not
- * expired at `now_s` (the embedded relay's admission check). Linear in the
- * number of nodes, a memcmp each; no allocation. */
+ * expired at `now_s` (the embedded relay's admission check). */
 bool mapper_node_key_known(struct mapper *m, const uint8_t node_key[static KEY_LEN], int64_t now_s);
 
-/* The routes the node serves to its peers now: its exit routes and the
- * subnets it is the primary router for. Returns the count. */
+/* The routes the node serves to its peers now. Returns the count. */
 size_t mapper_node_carried(struct mapper *m, int64_t id, struct ip_prefix out[static ROUTES_MAX]);
+
+/* How a stream starts: by the rules of docs/protocol.md. */
+enum mapper_start { MAPPER_START_FULL, MAPPER_START_RESUME };
 /* Opens a stream for a node that resumes after `since` (0: full map).
- * Fills the streaming half of a response. */
+ * Fills the streaming half of a response; *how says which it got. */
 int mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since,
-		       struct http_response *resp) WM_MUST_CHECK;
+		       struct http_response *resp, enum mapper_start *how) WM_MUST_CHECK;
 
 /* Queues a keepalive on every stream. */
 void mapper_keepalive(struct mapper *m);
@@ -103,10 +152,14 @@ struct mapper_stats {
 	size_t online_nodes;
 	size_t streams;
 	uint64_t version;
+	uint64_t floor;
+	size_t log_len;
 	uint64_t bytes_sent;
 	uint64_t full_maps;
 	uint64_t deltas;
-	uint64_t collapses;
+	uint64_t collapses;	/* streams that fell behind and resumed by version */
+	uint64_t resumes;	/* streams opened by version without a full map */
+	uint64_t online_batches;
 };
 void mapper_stats(struct mapper *m, struct mapper_stats *out);
 

@@ -60,7 +60,35 @@ struct policy_state {
 	char etag[48];
 	struct compiled *cur;
 	atomic_bool dirty;
+	/* A compiled result waiting to be published to the mapper. republish()
+	 * runs under `lock`, which registrations take inside their store
+	 * transaction (auto-approval), so it cannot take the store itself: it
+	 * posts here and policy_state_publish() logs the change and applies it
+	 * without `lock`. Several posts merge (their full and filter sets). */
+	pthread_mutex_t pub_lock;
+	bool pub_have, pub_all, pub_none;	/* none: no policy (allow all) */
+	struct compiled *pub_c;
+	struct mapper_ids pub_full, pub_filt;
 };
+
+static int
+ids_add(struct mapper_ids *l, int64_t id)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i] == id)
+			return 0;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 64;
+		int64_t *v = realloc(l->v, ncap * sizeof(*v));
+
+		if (v == NULL)
+			return ERR_NOMEM;
+		l->v = v;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = id;
+	return 0;
+}
 
 /* ---- compiled context ---- */
 
@@ -266,6 +294,90 @@ compile_allow_all(const struct store_node *nodes, size_t n)
 	return c;
 }
 
+/* Posts a result for policy_state_publish(); c NULL: no policy. */
+static void
+post_as(struct policy_state *ps, struct compiled *c, const int64_t *full, size_t nfull,
+	const int64_t *filt, size_t nfilt, bool all, bool older)
+{
+	pthread_mutex_lock(&ps->pub_lock);
+	if (older && ps->pub_have) {
+		/* a newer result is waiting: it wins, with our nodes too */
+	} else {
+		if (c)
+			compiled_get(c);
+		if (ps->pub_have && ps->pub_c)
+			compiled_put(ps->pub_c);
+		ps->pub_c = c;
+		ps->pub_none = c == NULL;
+	}
+	ps->pub_all = (ps->pub_have && ps->pub_all) || all;
+	ps->pub_have = true;
+	for (size_t i = 0; !ps->pub_all && i < nfull; i++)
+		if (ids_add(&ps->pub_full, full[i]) != 0)
+			ps->pub_all = true;
+	for (size_t i = 0; !ps->pub_all && i < nfilt; i++)
+		if (ids_add(&ps->pub_filt, filt[i]) != 0)
+			ps->pub_all = true;
+	pthread_mutex_unlock(&ps->pub_lock);
+}
+
+static void
+post(struct policy_state *ps, struct compiled *c, const int64_t *full, size_t nfull,
+     const int64_t *filt, size_t nfilt, bool all)
+{
+	post_as(ps, c, full, nfull, filt, nfilt, all, false);
+}
+
+void
+policy_state_publish(struct server *s)
+{
+	struct policy_state *ps = s->policy;
+	struct mapper_ids full = { 0 }, filt = { 0 };
+	struct compiled *c;
+	bool all, none;
+	char *payload;
+	uint64_t v;
+	int r;
+
+	if (ps == NULL)
+		return;
+	pthread_mutex_lock(&ps->pub_lock);
+	if (!ps->pub_have) {
+		pthread_mutex_unlock(&ps->pub_lock);
+		return;
+	}
+	c = ps->pub_c;
+	all = ps->pub_all;
+	none = ps->pub_none;
+	full = ps->pub_full;
+	filt = ps->pub_filt;
+	memset(&ps->pub_full, 0, sizeof(ps->pub_full));
+	memset(&ps->pub_filt, 0, sizeof(ps->pub_filt));
+	ps->pub_have = ps->pub_all = false;
+	ps->pub_c = NULL;
+	pthread_mutex_unlock(&ps->pub_lock);
+	/* a node in both sets needs the full map, which has the filter too */
+	for (size_t i = 0; i < filt.n; i++)
+		for (size_t j = 0; j < full.n; j++)
+			if (filt.v[i] == full.v[j])
+				filt.v[i] = 0;
+	payload = mapper_policy_payload(full.v, full.n, all, filt.v, filt.n);
+	if (payload == NULL || (r = server_publish_change(s, STORE_CHANGE_POLICY, 0, payload, &v)) != 0) {
+		/* put it back and try again on the next tick */
+		log_warn("msg=\"cannot publish the policy change; retrying\"");
+		post_as(ps, c, full.v, full.n, filt.v, filt.n, all, true);
+		compiled_put(c);
+		goto out;
+	}
+	mapper_set_policy(s->mapper, none ? NULL : &compiled_ops, c, v, payload);
+	server_publish_done(s, NULL);
+	compiled_put(c);
+out:
+	free(payload);
+	mapper_ids_free(&full);
+	mapper_ids_free(&filt);
+}
+
 /*
  * Recompiles over the live nodes and publishes what changed: a node whose
  * peer set changed gets a fresh full map; a node whose peers are the same
@@ -288,7 +400,7 @@ republish(struct server *s, bool all)
 	if (ps->pol == NULL) {
 		compiled_put(ps->cur);
 		ps->cur = NULL;
-		mapper_set_policy(s->mapper, NULL, NULL, NULL, 0, all);
+		post(ps, NULL, NULL, 0, NULL, 0, all);
 		return;
 	}
 	if (mapper_nodes_copy(s->mapper, &nodes, &n) != 0)
@@ -315,10 +427,7 @@ republish(struct server *s, bool all)
 	}
 	/* Without a previous result to compare with, or out of memory: every
 	 * stream gets a full map. */
-	mapper_set_policy(s->mapper, &compiled_ops, c, full, nfull,
-	    full == NULL || filt == NULL || old == NULL);
-	if (full && filt && old)
-		mapper_filter_changed(s->mapper, filt, nfilt);
+	post(ps, c, full, nfull, filt, nfilt, full == NULL || filt == NULL || old == NULL);
 	free(full);
 	free(filt);
 	compiled_put(base);
@@ -468,6 +577,7 @@ policy_state_init(struct server *s)
 	if (ps == NULL)
 		return ERR_NOMEM;
 	pthread_mutex_init(&ps->lock, NULL);
+	pthread_mutex_init(&ps->pub_lock, NULL);
 	s->policy = ps;
 	pthread_mutex_lock(&ps->lock);
 	if (s->cfg.policy_file[0]) {
@@ -492,6 +602,7 @@ policy_state_init(struct server *s)
 		r = 0;
 	}
 	pthread_mutex_unlock(&ps->lock);
+	policy_state_publish(s);
 	return r;
 }
 
@@ -503,8 +614,13 @@ policy_state_free(struct server *s)
 	if (ps == NULL)
 		return;
 	compiled_put(ps->cur);
+	if (ps->pub_have)
+		compiled_put(ps->pub_c);
+	mapper_ids_free(&ps->pub_full);
+	mapper_ids_free(&ps->pub_filt);
 	polref_put(ps->pref);
 	free(ps->text);
+	pthread_mutex_destroy(&ps->pub_lock);
 	pthread_mutex_destroy(&ps->lock);
 	free(ps);
 	s->policy = NULL;
@@ -637,12 +753,15 @@ policy_state_tick(struct server *s)
 {
 	struct policy_state *ps = s->policy;
 
-	if (ps == NULL || !atomic_load(&ps->dirty))
+	if (ps == NULL)
 		return;
-	pthread_mutex_lock(&ps->lock);
-	if (atomic_load(&ps->dirty))
-		republish(s, false);
-	pthread_mutex_unlock(&ps->lock);
+	if (atomic_load(&ps->dirty)) {
+		pthread_mutex_lock(&ps->lock);
+		if (atomic_load(&ps->dirty))
+			republish(s, false);
+		pthread_mutex_unlock(&ps->lock);
+	}
+	policy_state_publish(s);
 }
 
 void
@@ -747,6 +866,7 @@ put_policy(struct server *s, struct http_request *req, struct http_response *res
 	}
 	install(s, pol, text, req->body.len);
 	pthread_mutex_unlock(&ps->lock);
+	policy_state_publish(s);
 	log_info("msg=\"policy updated\" etag=%s by=%s", sp.etag, sp.created_by);
 	if (http_add_header(resp, "ETag", sp.etag) != 0) {
 		http_problem(resp, 500, NULL, "out of memory");

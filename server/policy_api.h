@@ -35,6 +35,9 @@ int policy_tags_allowed(const struct polref *p, const char *user, json_t *tags, 
 void policy_state_dirty(struct server *s);
 /* Called by the timer thread: recompiles when dirty. */
 void policy_state_tick(struct server *s);
+/* Logs and applies a recompiled policy waiting to reach the mapper (called
+ * without the policy lock: by the timer thread and after a change). */
+void policy_state_publish(struct server *s);
 /* SIGHUP: reload the policy file with the same checks as PUT. */
 void policy_state_reload_file(struct server *s);
 

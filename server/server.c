@@ -54,6 +54,8 @@ server_config_defaults(struct server_config *c)
 	c->max_connections = 20000;
 	c->queue_max = 128;
 	c->replay_per_machine = REPLAY_PER_MACHINE;
+	c->change_log_max_age_s = 24 * 3600;
+	c->change_log_max_changes = 100000;
 	c->derp_region_id = 900;
 	str_copy(c->derp_region_code, "wiremesh", sizeof(c->derp_region_code));
 	str_copy(c->derp_region_name, "wiremesh embedded relay", sizeof(c->derp_region_name));
@@ -86,6 +88,8 @@ static const struct {
 	{ "max_connections", O_INT, offsetof(struct server_config, max_connections), 0 },
 	{ "stream_queue_max", O_INT, offsetof(struct server_config, queue_max), 0 },
 	{ "replay_per_machine", O_INT, offsetof(struct server_config, replay_per_machine), 0 },
+	{ "change_log_max_age", O_DUR, offsetof(struct server_config, change_log_max_age_s), 0 },
+	{ "change_log_max_changes", O_INT, offsetof(struct server_config, change_log_max_changes), 0 },
 	{ "derp", O_BOOL, offsetof(struct server_config, derp), 0 },
 	{ "derp_region_id", O_INT, offsetof(struct server_config, derp_region_id), 0 },
 	{ "derp_region_code", O_STR, offsetof(struct server_config, derp_region_code), 32 },
@@ -217,6 +221,24 @@ dns_check(const struct server_config *c, char *why, size_t whylen)
 /* SIGHUP: reads the dns block again (config file, then environment) and
  * sends every stream a "dns" delta when it changed. A bad file leaves the
  * running config alone. */
+/* A changed "dns" section is a change of its own: every stream gets a
+ * "dns" delta. False when it did not change. */
+static bool
+server_set_dns(struct server *s, const char *json)
+{
+	uint64_t v;
+
+	if (!mapper_dns_differs(s->mapper, json))
+		return false;
+	if (server_publish_change(s, STORE_CHANGE_DNS, 0, json, &v) != 0) {
+		log_error("msg=\"cannot log the dns change; it applies at the next reload\"");
+		return false;
+	}
+	mapper_set_dns(s->mapper, json, v);
+	server_publish_done(s, NULL);
+	return true;
+}
+
 static void
 dns_reload(struct server *s)
 {
@@ -231,7 +253,7 @@ dns_reload(struct server *s)
 	    dns_config_env(&c->dns, why, sizeof(why)) != 0 || dns_check(c, why, sizeof(why)) != 0) {
 		log_error("msg=\"dns config not reloaded; the previous one stays\" err=\"%s\"", why);
 	} else if ((json = dns_config_json(&c->dns)) != NULL) {
-		if (mapper_set_dns(s->mapper, json))
+		if (server_set_dns(s, json))
 			log_info("msg=\"dns config changed\" magic_dns=%s base_domain=%s",
 			    c->dns.magic_dns ? "true" : "false", c->dns.base_domain);
 		free(json);
@@ -308,9 +330,60 @@ server_relay_forget(struct server *s, const uint8_t key[static KEY_LEN])
 }
 
 int
+server_commit_change(struct server *s, int kind, int64_t node_id, const char *payload,
+		     uint64_t *version)
+{
+	int r;
+
+	pthread_mutex_lock(&s->publish_lock);
+	if ((r = store_change_append(s->store, kind, node_id, payload, version)) != 0) {
+		store_tx_rollback(s->store);
+		pthread_mutex_unlock(&s->publish_lock);
+		return r;
+	}
+	if ((r = store_tx_commit(s->store)) != 0) {
+		pthread_mutex_unlock(&s->publish_lock);
+		return r;
+	}
+	return 0;
+}
+
+int
+server_publish_change(struct server *s, int kind, int64_t node_id, const char *payload,
+		      uint64_t *version)
+{
+	int r;
+
+	if ((r = store_tx_begin(s->store)) != 0)
+		return r;
+	return server_commit_change(s, kind, node_id, payload, version);
+}
+
+void
+server_publish_done(struct server *s, struct mapper_ids *routers)
+{
+	pthread_mutex_unlock(&s->publish_lock);
+	for (size_t i = 0; routers && i < routers->n; i++) {
+		uint64_t v;
+
+		if (server_publish_change(s, STORE_CHANGE_ROUTES, routers->v[i], "", &v) != 0) {
+			log_error("msg=\"cannot log a route change\" node_id=%" PRId64, routers->v[i]);
+			continue;
+		}
+		mapper_routes_apply(s->mapper, routers->v[i], v);
+		pthread_mutex_unlock(&s->publish_lock);
+	}
+	if (routers)
+		mapper_ids_free(routers);
+}
+
+int
 server_node_delete(struct server *s, int64_t id)
 {
+	struct mapper_ids routers = { 0 };
 	struct store_node n;
+	uint64_t v;
+	char *payload;
 	int r;
 
 	if ((r = store_tx_begin(s->store)) != 0)
@@ -320,11 +393,19 @@ server_node_delete(struct server *s, int64_t id)
 		store_tx_rollback(s->store);
 		return r;
 	}
-	mapper_node_remove(s->mapper, id);
-	if ((r = store_tx_commit(s->store)) != 0) {
-		mapper_node_upsert(s->mapper, &n);	/* it is still there */
+	/* who may see it, for resuming streams (a change a node may not see
+	 * is never replayed to it) */
+	if ((payload = mapper_removed_payload(s->mapper, id)) == NULL) {
+		store_tx_rollback(s->store);
+		return ERR_NOMEM;
+	}
+	if ((r = server_commit_change(s, STORE_CHANGE_REMOVED, id, payload, &v)) != 0) {
+		free(payload);
 		return r;
 	}
+	mapper_node_remove(s->mapper, id, v, payload, &routers);
+	free(payload);
+	server_publish_done(s, &routers);
 	ipam_release(s->ipam, &n.ipv4);
 	ipam_release(s->ipam, &n.ipv6);
 	server_relay_forget(s, n.node_key);
@@ -333,16 +414,23 @@ server_node_delete(struct server *s, int64_t id)
 	return 0;
 }
 
-/* Tells the mapper and the relay about a node row just written. Called
- * inside the transaction that wrote it, so the mapper sees the changes of
- * one node in the order they were committed. */
-static void
+/* Commits the open transaction with a NODE change for n (just written, or
+ * expired by time) and tells the mapper and the relay, in version order. */
+static int
 publish_node(struct server *s, const struct store_node *old, const struct store_node *n)
 {
-	mapper_node_upsert(s->mapper, n);
+	struct mapper_ids routers = { 0 };
+	uint64_t v;
+	int r;
+
+	if ((r = server_commit_change(s, STORE_CHANGE_NODE, n->id, "", &v)) != 0)
+		return r;
+	mapper_node_upsert(s->mapper, n, v, &routers);
+	server_publish_done(s, &routers);
 	if (old && (memcmp(old->node_key, n->node_key, KEY_LEN) != 0 ||
 	    (n->expires_at != 0 && n->expires_at <= time_now_s())))
 		server_relay_forget(s, old->node_key);
+	return 0;
 }
 
 int
@@ -360,17 +448,14 @@ server_node_edit(struct server *s, int64_t id, unsigned fields, server_node_edit
 	if ((r = edit(ctx, &n)) != 0)
 		goto fail;
 	n.id = id;
-	if (memcmp(&n, &old, sizeof(n)) != 0) {
+	if (memcmp(&n, &old, sizeof(n)) == 0) {
+		store_tx_rollback(s->store);	/* nothing to write */
+	} else {
 		if ((r = store_node_update_fields(s->store, &n, fields)) != 0 ||
 		    (r = store_node_get(s->store, id, &n)) != 0)
 			goto fail;
-		publish_node(s, &old, &n);
-	}
-	if ((r = store_tx_commit(s->store)) != 0) {
-		/* Put the mapper back to what the database holds. */
-		if (store_node_get(s->store, id, &old) == 0)
-			mapper_node_upsert(s->mapper, &old);
-		return r;
+		if ((r = publish_node(s, &old, &n)) != 0)	/* commits */
+			return r;
 	}
 	if (out)
 		*out = n;
@@ -382,9 +467,9 @@ fail:
 }
 
 /* Expiry by time: the node's row did not change, but it is expired now.
- * Publishing it again (in a transaction, so after any change in flight)
- * ends its map streams after their "self" message, tells its peers
- * (peer_changed with expired: true) and drops its relay connections. */
+ * Publishing it again (a NODE change of its own) ends its map streams after
+ * their "self" message, tells its peers (peer_changed with expired: true)
+ * and drops its relay connections. */
 static int
 publish_expiry(struct server *s, int64_t id)
 {
@@ -395,11 +480,12 @@ publish_expiry(struct server *s, int64_t id)
 		return r;
 	if ((r = store_node_get(s->store, id, &n)) == ERR_NOT_FOUND) {
 		r = 0;	/* deleted meanwhile */
-	} else if (r == 0) {
-		if (n.expires_at != 0 && n.expires_at <= time_now_s()) {
-			publish_node(s, &n, &n);
-			log_info("msg=\"node key expired\" node_id=%" PRId64 " name=%s", id, n.name);
-		}
+	} else if (r == 0 && n.expires_at != 0 && n.expires_at <= time_now_s()) {
+		if ((r = publish_node(s, &n, &n)) != 0)	/* commits */
+			return r;
+		log_info("msg=\"node key expired\" node_id=%" PRId64 " name=%s", id, n.name);
+		policy_state_dirty(s);
+		return 0;
 	}
 	store_tx_rollback(s->store);	/* nothing was written */
 	if (r == 0)
@@ -708,14 +794,153 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 
 /* ---- lifecycle ---- */
 
+struct load_ctx {
+	struct server *s;
+	struct mapper_ids online;	/* ascending */
+	size_t next;
+	char *dns;		/* the "dns" section of the last logged DNS change */
+};
+
+static int
+load_online(void *ctx, int64_t id)
+{
+	struct load_ctx *lc = ctx;
+
+	if (lc->online.n == lc->online.cap) {
+		size_t ncap = lc->online.cap ? 2 * lc->online.cap : 256;
+		int64_t *v = realloc(lc->online.v, ncap * sizeof(*v));
+
+		if (v == NULL)
+			return ERR_NOMEM;
+		lc->online.v = v;
+		lc->online.cap = ncap;
+	}
+	lc->online.v[lc->online.n++] = id;
+	return 0;
+}
+
+/* Nodes come in ascending id order, as do the online ids. */
 static int
 load_node(void *ctx, const struct store_node *n)
 {
-	struct server *s = ctx;
+	struct load_ctx *lc = ctx;
+	struct server *s = lc->s;
+	bool online;
 
+	while (lc->next < lc->online.n && lc->online.v[lc->next] < n->id)
+		lc->next++;
+	online = lc->next < lc->online.n && lc->online.v[lc->next] == n->id;
 	ipam_mark(s->ipam, &n->ipv4);
 	ipam_mark(s->ipam, &n->ipv6);
-	return mapper_load(s->mapper, n);
+	return mapper_load(s->mapper, n, online);
+}
+
+static int
+load_change(void *ctx, const struct store_change *c)
+{
+	struct load_ctx *lc = ctx;
+
+	if (c->kind == STORE_CHANGE_DNS) {
+		free(lc->dns);
+		lc->dns = strdup(c->payload);
+	}
+	return mapper_log_load(lc->s->mapper, c);
+}
+
+/* The nodes, their published online flags and the retained change log;
+ * then a ROUTES change for every router (the primaries chosen now may
+ * differ from the last run's, and resuming streams must hear of it). */
+static int
+load_state(struct server *s)
+{
+	struct load_ctx lc = { .s = s };
+	struct mapper_ids routers = { 0 };
+	struct mapper_stats ms;
+	int r;
+
+	if ((r = store_node_online_list(s->store, load_online, &lc)) != 0 ||
+	    (r = store_node_list(s->store, load_node, &lc)) != 0)
+		goto out;
+	mapper_stats(s->mapper, &ms);
+	if ((r = store_change_list(s->store, ms.floor, load_change, &lc)) != 0 ||
+	    (r = mapper_routers(s->mapper, &routers)) != 0)
+		goto out;
+	/* A "dns" section that differs from the last one logged (the config
+	 * changed while the server was down) is a change resuming streams
+	 * must hear of. */
+	if (s->dns_json && (lc.dns == NULL || strcmp(lc.dns, s->dns_json) != 0)) {
+		uint64_t v;
+
+		if ((r = server_publish_change(s, STORE_CHANGE_DNS, 0, s->dns_json, &v)) != 0)
+			goto out;
+		mapper_set_dns(s->mapper, s->dns_json, v);
+		pthread_mutex_unlock(&s->publish_lock);
+	}
+	pthread_mutex_lock(&s->publish_lock);
+	server_publish_done(s, &routers);
+	mapper_stats(s->mapper, &ms);
+	log_info("msg=\"map state loaded\" nodes=%zu online=%zu version=%" PRIu64
+	    " log_changes=%zu log_floor=%" PRIu64, ms.nodes, ms.online_nodes, ms.version,
+	    ms.log_len, ms.floor);
+out:
+	mapper_ids_free(&lc.online);
+	mapper_ids_free(&routers);
+	free(lc.dns);
+	return r;
+}
+
+/* Publishes the online flags that changed since the last tick as one
+ * change: one message per stream, however many nodes came and went. */
+static void
+online_tick(struct server *s)
+{
+	struct mapper_ids routers = { 0 };
+	char *payload = mapper_online_collect(s->mapper);
+	json_t *p;
+	uint64_t v;
+	int r = 0;
+
+	if (payload == NULL)
+		return;
+	if ((p = json_loads(payload, 0, NULL)) == NULL || (r = store_tx_begin(s->store)) != 0) {
+		json_decref(p);
+		free(payload);
+		return;
+	}
+	for (int half = 0; r == 0 && half < 2; half++) {
+		json_t *a = json_object_get(p, half ? "off" : "on"), *id;
+		size_t i;
+
+		json_array_foreach(a, i, id) {
+			if ((r = store_node_set_online(s->store, json_integer_value(id), !half)) != 0)
+				break;
+		}
+	}
+	json_decref(p);
+	if (r != 0) {
+		store_tx_rollback(s->store);
+		free(payload);
+		log_warn("msg=\"cannot publish online flags; retrying\" err=\"%s\"", err_str(r));
+		return;
+	}
+	if ((r = server_commit_change(s, STORE_CHANGE_ONLINE, 0, payload, &v)) != 0) {
+		free(payload);
+		log_warn("msg=\"cannot publish online flags; retrying\" err=\"%s\"", err_str(r));
+		return;
+	}
+	mapper_online_apply(s->mapper, v, payload, &routers);
+	free(payload);
+	server_publish_done(s, &routers);
+}
+
+static void
+prune_tick(struct server *s)
+{
+	uint64_t floor;
+
+	if (store_change_prune(s->store, time_now_s(), s->cfg.change_log_max_age_s,
+	    s->cfg.change_log_max_changes, &floor) == 0)
+		mapper_log_prune(s->mapper, floor);
 }
 
 static void
@@ -762,6 +987,7 @@ server_new(const struct server_config *cfg, struct server **out)
 		return ERR_NOMEM;
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->derp_lock, NULL);
+	pthread_mutex_init(&s->publish_lock, NULL);
 	if (cfg->derp && cfg->derp_region_id > 65535) {
 		log_error("msg=\"derp_region_id must be 1..65535\"");
 		r = ERR_INVALID;
@@ -818,6 +1044,9 @@ server_new(const struct server_config *cfg, struct server **out)
 	if ((r = events_new(&s->events)) != 0)
 		goto fail;
 	memset(&mc, 0, sizeof(mc));
+	if ((r = store_map_version(s->store, &mc.version, &mc.floor)) != 0)
+		goto fail;
+	mc.online_grace_ms = (2 * cfg->keepalive_s + 5) * 1000;
 	mc.queue_max = (unsigned)cfg->queue_max;
 	mc.dns_json = s->dns_json;
 	mc.derp_map_json = s->derp_map_json;
@@ -826,7 +1055,7 @@ server_new(const struct server_config *cfg, struct server **out)
 	mc.ctx = s;
 	if ((r = mapper_new(&mc, &s->mapper)) != 0)
 		goto fail;
-	if ((r = store_node_list(s->store, load_node, s)) != 0)
+	if ((r = load_state(s)) != 0)
 		goto fail;
 	if ((r = policy_state_init(s)) != 0)
 		goto fail;
@@ -861,6 +1090,8 @@ fail:
 	return r;
 }
 
+enum { ONLINE_TICK_MS = 250 };	/* online flags are published this often */
+
 static pthread_t timer_thread;
 static volatile sig_atomic_t got_signal;
 
@@ -870,13 +1101,23 @@ timers(void *arg)
 	struct server *s = arg;
 	int64_t next_keepalive = time_mono_ms() + s->cfg.keepalive_s * 1000;
 	int64_t next_reap = time_mono_ms() + 1000;
+	int64_t next_online = time_mono_ms() + ONLINE_TICK_MS;
+	int64_t next_prune = time_mono_ms() + 60 * 1000;
 	int64_t expiry_checked = time_now_s();
 
 	while (!atomic_load(&s->stopping)) {
 		int64_t ids[256];
 		size_t n;
 
-		usleep(100 * 1000);
+		usleep(50 * 1000);
+		if (time_mono_ms() >= next_online) {
+			online_tick(s);
+			next_online = time_mono_ms() + ONLINE_TICK_MS;
+		}
+		if (time_mono_ms() >= next_prune) {
+			prune_tick(s);
+			next_prune = time_mono_ms() + 60 * 1000;
+		}
 		policy_state_tick(s);
 		events_tick(s);
 		session_tick(s);
@@ -1018,5 +1259,6 @@ server_free(struct server *s)
 	free(s->derp_map_json);
 	free(s->dns_json);
 	pthread_mutex_destroy(&s->derp_lock);
+	pthread_mutex_destroy(&s->publish_lock);
 	free(s);
 }

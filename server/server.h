@@ -54,6 +54,8 @@ struct server_config {
 	char derp_listen[128];		/* "" : /derp only on the main listener; else also a
 					 * listener of the relay's own (TLS with tls_cert) */
 	char stun_listen[128];		/* "" : no STUN server */
+	int64_t change_log_max_age_s;	/* retention of the change log, by age */
+	int64_t change_log_max_changes;	/* and by count */
 	char config_path[512];		/* the --config file, reread on SIGHUP */
 	struct dns_config dns;		/* the "dns" block (MagicDNS) */
 	/* Admin console sessions (server/session.c). */
@@ -112,6 +114,10 @@ struct server {
 	char *derp_map_json;
 	char *dns_json;			/* the map's "dns" section at start */
 	atomic_bool stopping;
+	/* Held from a change's version assignment (inside its transaction)
+	 * until the mapper has applied it: changes reach the mapper in version
+	 * order. Lock order: policy, store, publish_lock, mapper. */
+	pthread_mutex_t publish_lock;
 	/* Embedded relay; derp is NULL once shutdown began (under derp_lock,
 	 * which upgrades hold while handing a connection over). */
 	pthread_mutex_t derp_lock;
@@ -146,6 +152,20 @@ int server_node_set(struct server *s, const struct store_node *src, unsigned fie
 /* Enforces expiry by time (timer thread, every second): every node whose
  * expiry fell in (*checked_until, now] is published as expired. */
 void server_expire_due(struct server *s, int64_t *checked_until);
+/* Inside an open store transaction: appends one change, commits, and
+ * returns its version with publish_lock held; the caller applies it to the
+ * mapper, then calls server_publish_done(). On error the transaction is
+ * rolled back and nothing is held. */
+struct mapper_ids;
+int server_commit_change(struct server *s, int kind, int64_t node_id, const char *payload,
+			 uint64_t *version) WM_MUST_CHECK;
+/* Releases publish_lock, then logs and applies a ROUTES change for each
+ * router in `routers` (frees the list; may be NULL). */
+void server_publish_done(struct server *s, struct mapper_ids *routers);
+/* A change in a transaction of its own (tx begin + server_commit_change). */
+int server_publish_change(struct server *s, int kind, int64_t node_id, const char *payload,
+			  uint64_t *version) WM_MUST_CHECK;
+
 /* The embedded relay admits keys at connect time: drops the connections of
  * a key that stopped being good (node deleted, expired, key replaced). */
 void server_relay_forget(struct server *s, const uint8_t key[static KEY_LEN]);

@@ -137,6 +137,8 @@ step_done(struct store *s, sqlite3_stmt *st, bool must_change)
 	return r;
 }
 
+static int map_version_init(struct store *s);
+
 static int
 migrate(struct store *s)
 {
@@ -228,7 +230,7 @@ store_open(const char *path, struct store **out)
 	    (r = exec(s, "PRAGMA synchronous=FULL")) != 0 ||
 	    (r = exec(s, "PRAGMA foreign_keys=ON")) != 0)
 		goto fail;
-	if ((r = migrate(s)) != 0)
+	if ((r = migrate(s)) != 0 || (r = map_version_init(s)) != 0)
 		goto fail;
 	*out = s;
 	return 0;
@@ -1290,5 +1292,213 @@ store_backup(struct store *s, const char *dest_path)
 	unlock(s);
 out:
 	sqlite3_close(dst);
+	return r;
+}
+
+/* ---- change log (migration 0004) ---- */
+
+/* On the first open after 0004: versions continue above any version a
+ * server before it handed out ((Unix seconds at its start) * 2^20). */
+static int
+map_version_init(struct store *s)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int64_t v = time_now_s() << 20;
+
+	if ((r = prepare(s, "UPDATE map_version SET version = ?, pruned_through = ? "
+	    "WHERE id = 1 AND version = 0", &st)) != 0)
+		return r;
+	sqlite3_bind_int64(st, 1, v);
+	sqlite3_bind_int64(st, 2, v);
+	return step_done(s, st, false);
+}
+
+static int append_locked(struct store *s, int kind, int64_t node_id, const char *payload,
+			 uint64_t *version);
+
+int
+store_change_append(struct store *s, int kind, int64_t node_id, const char *payload,
+		    uint64_t *version)
+{
+	int r;
+
+	lock(s);
+	r = append_locked(s, kind, node_id, payload, version);
+	unlock(s);
+	return r;
+}
+
+static int
+append_locked(struct store *s, int kind, int64_t node_id, const char *payload, uint64_t *version)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = 0;
+	int r;
+
+	if (sqlite3_get_autocommit(s->db))
+		return ERR_PRECONDITION;	/* only inside a transaction */
+	if ((r = prepare(s, "UPDATE map_version SET version = version + 1 WHERE id = 1", &st)) != 0 ||
+	    (r = step_done(s, st, true)) != 0)
+		return r;
+	if ((r = prepare(s, "SELECT version FROM map_version WHERE id = 1", &st)) != 0)
+		return r;
+	r = ERR_DB;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		v = sqlite3_column_int64(st, 0);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+	if (r != 0)
+		return r;
+	if ((r = prepare(s, "INSERT INTO changes(version, created_at, kind, node_id, payload) "
+	    "VALUES (?, ?, ?, ?, ?)", &st)) != 0)
+		return r;
+	sqlite3_bind_int64(st, 1, v);
+	sqlite3_bind_int64(st, 2, time_now_s());
+	sqlite3_bind_int(st, 3, kind);
+	sqlite3_bind_int64(st, 4, node_id);
+	bind_text(st, 5, payload ? payload : "");
+	if ((r = step_done(s, st, false)) != 0)
+		return r;
+	*version = (uint64_t)v;
+	return 0;
+}
+
+int
+store_map_version(struct store *s, uint64_t *version, uint64_t *pruned_through)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT version, pruned_through FROM map_version WHERE id = 1", &st)) != 0)
+		goto out;
+	r = ERR_DB;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*version = (uint64_t)sqlite3_column_int64(st, 0);
+		*pruned_through = (uint64_t)sqlite3_column_int64(st, 1);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_change_list(struct store *s, uint64_t after, store_change_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	struct store_change c;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT version, created_at, kind, node_id, payload FROM changes "
+	    "WHERE version > ? ORDER BY version", &st)) != 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, (int64_t)after);
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *p = sqlite3_column_text(st, 4);
+
+		c.version = (uint64_t)sqlite3_column_int64(st, 0);
+		c.created_at = sqlite3_column_int64(st, 1);
+		c.kind = sqlite3_column_int(st, 2);
+		c.node_id = sqlite3_column_int64(st, 3);
+		c.payload = p ? (const char *)p : "";
+		r = cb(ctx, &c);
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+static int
+query_int64(struct store *s, const char *sql, int64_t a, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = prepare(s, sql, &st)) != 0)
+		return r;
+	sqlite3_bind_int64(st, 1, a);
+	*out = 0;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int
+store_change_prune(struct store *s, int64_t now, int64_t max_age_s, int64_t max_count,
+		   uint64_t *pruned_through)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t by_age = 0, by_count = 0, floor = 0, cut;
+	int r;
+
+	if ((r = store_tx_begin(s)) != 0)
+		return r;
+	if ((r = query_int64(s, "SELECT COALESCE(MAX(version), 0) FROM changes WHERE created_at < ?",
+	    now - max_age_s, &by_age)) != 0 ||
+	    (r = query_int64(s, "SELECT COALESCE((SELECT version FROM changes ORDER BY version DESC "
+	    "LIMIT 1 OFFSET ?), 0)", max_count, &by_count)) != 0 ||
+	    (r = query_int64(s, "SELECT pruned_through FROM map_version WHERE id = ?", 1, &floor)) != 0)
+		goto fail;
+	cut = by_age > by_count ? by_age : by_count;
+	if (cut > floor) {
+		if ((r = prepare(s, "DELETE FROM changes WHERE version <= ?", &st)) != 0)
+			goto fail;
+		sqlite3_bind_int64(st, 1, cut);
+		if ((r = step_done(s, st, false)) != 0)
+			goto fail;
+		if ((r = prepare(s, "UPDATE map_version SET pruned_through = ? WHERE id = 1", &st)) != 0)
+			goto fail;
+		sqlite3_bind_int64(st, 1, cut);
+		if ((r = step_done(s, st, false)) != 0)
+			goto fail;
+		floor = cut;
+	}
+	if ((r = store_tx_commit(s)) != 0)
+		return r;
+	*pruned_through = (uint64_t)floor;
+	return 0;
+fail:
+	store_tx_rollback(s);
+	return r;
+}
+
+int
+store_node_set_online(struct store *s, int64_t id, bool online)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE nodes SET online = ? WHERE id = ?", &st)) != 0)
+		goto out;
+	sqlite3_bind_int(st, 1, online);
+	sqlite3_bind_int64(st, 2, id);
+	r = step_done(s, st, false);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_online_list(struct store *s, store_id_cb cb, void *ctx)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT id FROM nodes WHERE online = 1 ORDER BY id", &st)) != 0)
+		goto out;
+	while (r == 0 && sqlite3_step(st) == SQLITE_ROW)
+		r = cb(ctx, sqlite3_column_int64(st, 0));
+	sqlite3_finalize(st);
+out:
+	unlock(s);
 	return r;
 }

@@ -221,6 +221,67 @@ int store_session_delete(struct store *s, int64_t id) WM_MUST_CHECK;
 /* Deletes sessions expired at `now` (absolute, or idle for idle_s). */
 int store_session_purge(struct store *s, int64_t now, int64_t idle_s) WM_MUST_CHECK;
 
+/*
+ * The change log (migration 0004). Every change a map stream may see gets a
+ * version from one counter, taken in the same transaction as the change:
+ *
+ *   map_version(id = 1, version BIGINT, pruned_through BIGINT)
+ *       version         the last version handed out (never decreases)
+ *       pruned_through  versions <= this may be gone from `changes`
+ *   changes(version BIGINT PRIMARY KEY, created_at BIGINT, kind INTEGER,
+ *           node_id BIGINT, payload TEXT)
+ *
+ * Appending is "UPDATE map_version SET version = version + 1; SELECT
+ * version; INSERT INTO changes ..." inside the caller's transaction, so
+ * versions are gapless, totally ordered and shared by every process on one
+ * database (a replica learns a commit, e.g. from LISTEN/NOTIFY carrying the
+ * version, and reads the rows after the last one it applied). Rows are
+ * deleted only by store_change_prune(), oldest first. Kinds and payloads
+ * (JSON text, "" when none):
+ *   STORE_CHANGE_NODE     node_id was inserted or changed (read the node)
+ *   STORE_CHANGE_REMOVED  node_id was deleted; payload {"all":true} when
+ *                         every node could see it, else {"see":[ids]}
+ *   STORE_CHANGE_ONLINE   published online flags {"on":[ids],"off":[ids]}
+ *   STORE_CHANGE_POLICY   {"all":true} (every node needs a full map) or
+ *                         {"full":[ids],"filter":[ids]}
+ *   STORE_CHANGE_ROUTES   node_id's carried routes (primary router) changed
+ *   STORE_CHANGE_DNS      the map's "dns" section changed (read the config)
+ */
+enum store_change_kind {
+	STORE_CHANGE_NODE = 1,
+	STORE_CHANGE_REMOVED = 2,
+	STORE_CHANGE_ONLINE = 3,
+	STORE_CHANGE_POLICY = 4,
+	STORE_CHANGE_ROUTES = 5,
+	STORE_CHANGE_DNS = 6,
+};
+
+struct store_change {
+	uint64_t version;
+	int64_t created_at;
+	int kind;
+	int64_t node_id;
+	const char *payload;	/* borrowed */
+};
+
+/* Inside a transaction: appends a change, returns its version. */
+int store_change_append(struct store *s, int kind, int64_t node_id, const char *payload,
+			uint64_t *version) WM_MUST_CHECK;
+/* The last version handed out and the retention floor. */
+int store_map_version(struct store *s, uint64_t *version, uint64_t *pruned_through) WM_MUST_CHECK;
+typedef int (*store_change_cb)(void *ctx, const struct store_change *c);
+/* Every change with a version above `after`, in version order. */
+int store_change_list(struct store *s, uint64_t after, store_change_cb cb, void *ctx) WM_MUST_CHECK;
+/* Deletes the changes older than `max_age_s` seconds and those beyond the
+ * newest `max_count`; returns the new retention floor. */
+int store_change_prune(struct store *s, int64_t now, int64_t max_age_s, int64_t max_count,
+		       uint64_t *pruned_through) WM_MUST_CHECK;
+/* Inside a transaction: the published online flag of a node. */
+int store_node_set_online(struct store *s, int64_t id, bool online) WM_MUST_CHECK;
+typedef int (*store_id_cb)(void *ctx, int64_t id);
+/* The nodes whose published online flag is set. */
+int store_node_online_list(struct store *s, store_id_cb cb, void *ctx) WM_MUST_CHECK;
+
 /* Online backup of the whole database into `dest_path`. */
 int store_backup(struct store *s, const char *dest_path) WM_MUST_CHECK;
 

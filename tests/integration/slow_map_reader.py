@@ -45,8 +45,11 @@ def online_view(msgs):
     for m in msgs:
         if m["type"] == "full":
             on = {p["id"]: p["online"] for p in m["peers"]}
-        elif "online" in m:
-            on[m["online"]["id"]] = m["online"]["online"]
+        elif "online_flags" in m:
+            for i in m["online_flags"]["on"]:
+                on[i] = True
+            for i in m["online_flags"]["off"]:
+                on[i] = False
     return on
 
 

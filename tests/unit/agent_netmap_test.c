@@ -149,6 +149,12 @@ START_TEST(full_then_deltas)
 	/* online flag */
 	delta("online", json_pack("{s:i, s:b}", "id", 3, "online", 1));
 	ck_assert(agent_find_id_locked(a, 3, NULL)->online);
+	/* many flags in one message (unknown ids ignored) */
+	delta("online_flags", json_pack("{s:[i,i], s:[i]}", "on", 2, 99, "off", 3));
+	ck_assert(agent_find_id_locked(a, 2, NULL)->online);
+	ck_assert(!agent_find_id_locked(a, 3, NULL)->online);
+	delta("online_flags", json_pack("{s:[i], s:[]}", "on", 3, "off"));
+	ck_assert(agent_find_id_locked(a, 3, NULL)->online);
 
 	/* a new node key replaces the WireGuard peer */
 	delta("peer_changed", peer(2, 22, "198.51.100.9:1234", true, false));
