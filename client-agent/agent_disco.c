@@ -476,13 +476,21 @@ run_netcheck(struct agent *a)
 		agent_set_home_locked(a, pref);
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&a->mu);
-	{
-		char g[ADDR_STR_MAX] = "-";
+	{	/* at info only when the result changes (every 3 s while UDP is blocked) */
+		static _Thread_local char last[256];
+		char g[ADDR_STR_MAX] = "-", g6[ADDR_STR_MAX] = "-", line[256];
 
 		if (rep.ipv4)
 			endpoint_fmt(g, &rep.global_v4);
-		log_info("msg=\"netcheck\" udp=%s global_v4=%s mapping_varies=%d preferred=%d",
-		    rep.udp ? "true" : "false", g, (int)rep.mapping_varies, pref);
+		if (rep.ipv6)
+			endpoint_fmt(g6, &rep.global_v6);
+		snprintf(line, sizeof(line), "udp=%s global_v4=%s global_v6=%s mapping_varies=%d "
+		    "preferred=%d", rep.udp ? "true" : "false", g, g6, (int)rep.mapping_varies, pref);
+		if (strcmp(line, last) != 0)
+			log_info("msg=\"netcheck\" %s", line);
+		else
+			log_debug("msg=\"netcheck\" %s", line);
+		str_copy(last, line, sizeof(last));
 	}
 	agent_report_endpoints(a);
 }

@@ -27,6 +27,11 @@
  * Its latency is the round trip of the latest pong (now - time the matching
  * ping was sent). The best path is the trusted candidate with the lowest
  * latency (ties: the one listed first); with none, the peer goes via DERP.
+ * The choice is sticky, so that two paths of about the same latency (the
+ * peer's IPv4 and IPv6 endpoints) do not take turns at every pong: the
+ * current best path stays while it is trusted, unless another is faster by
+ * at least PATHS_SWITCH_MIN_MS and by a quarter (paths_pong and
+ * paths_due_pings record the current one).
  *
  * Cadence. A candidate is due for a ping at once when new, and then
  * last_ping + interval, where interval depends on the peer's state:
@@ -83,6 +88,8 @@ struct paths {
 	struct outstanding out[PATHS_MAX_OUTSTANDING];
 	int64_t now_ms;			/* latest time any call was given */
 	bool seen_time;
+	struct endpoint cur;		/* the current best path (sticky), if has_cur */
+	bool has_cur;
 };
 
 static void
@@ -145,13 +152,30 @@ trusted(const struct cand *c, int64_t now)
 static int
 best_index(const struct paths *p, int64_t now)
 {
-	int best = -1;
+	int best = -1, cur = p->has_cur ? find(p, &p->cur) : -1;
 	size_t i;
 
 	for (i = 0; i < p->n; i++)
 		if (trusted(&p->c[i], now) && (best < 0 || p->c[i].rtt_ms < p->c[best].rtt_ms))
 			best = (int)i;
-	return best;
+	if (cur < 0 || !trusted(&p->c[cur], now) || best == cur)
+		return best;
+	/* sticky: switch only to a clearly faster path */
+	if (p->c[best].rtt_ms + PATHS_SWITCH_MIN_MS <= p->c[cur].rtt_ms &&
+	    p->c[best].rtt_ms * 4 <= p->c[cur].rtt_ms * 3)
+		return best;
+	return cur;
+}
+
+/* Records the current best path (after anything that may change it). */
+static void
+settle(struct paths *p, int64_t now)
+{
+	int b = best_index(p, now);
+
+	p->has_cur = b >= 0;
+	if (b >= 0)
+		p->cur = p->c[b].ep;
 }
 
 struct paths *
@@ -336,10 +360,12 @@ remember(struct paths *p, const struct paths_ping *pg, int64_t now)
 size_t
 paths_due_pings(struct paths *p, int64_t now_ms, struct paths_ping *out, size_t max)
 {
-	int best = best_index(p, now_ms);
+	int best;
 	size_t i, w = 0;
 
 	saw(p, now_ms);
+	settle(p, now_ms);
+	best = best_index(p, now_ms);
 	expire_pings(p, now_ms);
 	for (i = 0; i < p->n && w < max; i++) {
 		struct cand *c = &p->c[i];
@@ -385,6 +411,7 @@ paths_pong(struct paths *p, const uint8_t txid[static DISCO_TXID_LEN],
 		p->c[k].has_pong = true;
 		p->c[k].last_pong_ms = now_ms;
 		p->c[k].rtt_ms = (int)rtt;
+		settle(p, now_ms);
 		return true;
 	}
 	return false;

@@ -28,6 +28,9 @@ enum {
 	/* Added: an untrusted candidate the peer's ping came from is pinged
 	 * back at once, but not more often than this. */
 	PATHS_REPING_MS = 250,
+	/* the best path changes to a faster one only when that is faster by this
+	 * much and by a quarter (no flapping between IPv4 and IPv6) */
+	PATHS_SWITCH_MIN_MS = 2,
 };
 
 struct paths;				/* one per peer */

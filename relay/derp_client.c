@@ -7,6 +7,7 @@
  * to non-empty, so a burst of sends costs one syscall.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -180,6 +181,24 @@ static int write_all(int fd, SSL *ssl, const void *p, size_t n)
 
 static _Atomic uint32_t conn_fwmark;
 
+/* Why the calling thread's last dial failed (derp_client_dial_error). */
+static _Thread_local char dial_why[256];
+
+static void dial_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void dial_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(dial_why, sizeof(dial_why), fmt, ap);
+	va_end(ap);
+}
+
+const char *derp_client_dial_error(void)
+{
+	return dial_why;
+}
+
 void
 derp_client_set_fwmark(uint32_t mark)
 {
@@ -193,8 +212,17 @@ static int tcp_connect(const struct derp_client_config *cfg, int timeout_ms, int
 	int fd = -1, r = ERR_IO;
 
 	snprintf(port, sizeof(port), "%u", cfg->port ? cfg->port : 443);
-	if (getaddrinfo(cfg->dial_addr ? cfg->dial_addr : cfg->host, port, &hints, &res) != 0)
-		return ERR_IO;
+	{
+		const char *name = cfg->dial_addr ? cfg->dial_addr : cfg->host;
+		int g = getaddrinfo(name, port, &hints, &res);
+
+		if (g != 0) {
+			dial_fail("cannot resolve %s: %s", name, gai_strerror(g));
+			return ERR_IO;
+		}
+	}
+	dial_fail("cannot connect to %s port %s", cfg->dial_addr ? cfg->dial_addr : cfg->host,
+		  port);
 	for (ai = res; ai; ai = ai->ai_next) {
 		struct pollfd pf;
 		int err = 0, one = 1;
@@ -209,16 +237,24 @@ static int tcp_connect(const struct derp_client_config *cfg, int timeout_ms, int
 			if (mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0)
 				log_debug("msg=\"cannot mark the relay socket\"");
 		}
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS)
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+			dial_fail("cannot connect to %s port %s: %s", cfg->dial_addr ? cfg->dial_addr :
+				  cfg->host, port, strerror(errno));
 			goto next;
+		}
 		pf.fd = fd;
 		pf.events = POLLOUT;
 		if (poll(&pf, 1, timeout_ms) != 1) {
+			dial_fail("cannot connect to %s port %s: no answer within %d ms", cfg->dial_addr ?
+				  cfg->dial_addr : cfg->host, port, timeout_ms);
 			r = ERR_TIMEOUT;
 			goto next;
 		}
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0)
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
+			dial_fail("cannot connect to %s port %s: %s", cfg->dial_addr ? cfg->dial_addr :
+				  cfg->host, port, strerror(err));
 			goto next;
+		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		*out = fd;
 		freeaddrinfo(res);
@@ -248,6 +284,7 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 	*sslp = NULL;
 	*extra = NULL;
 	*extra_len = 0;
+	dial_why[0] = 0;
 	if ((r = tcp_connect(cfg, timeout_ms, &fd)) != 0)
 		return r;
 	r = ERR_IO;
@@ -274,11 +311,18 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 		SSL_set_default_read_buffer_len(ssl, 64 * 1024);
 		if (SSL_connect(ssl) != 1) {
 			unsigned long e = ERR_get_error();
+			long vr = SSL_get_verify_result(ssl);
 			char msg[200];
 
 			ERR_error_string_n(e, msg, sizeof(msg));
+			if (vr != X509_V_OK)
+				dial_fail("TLS handshake with %s failed: certificate not trusted (%s)",
+					  cfg->host, X509_verify_cert_error_string(vr));
+			else
+				dial_fail("TLS handshake with %s failed: %s", cfg->host,
+					  e ? msg : "connection closed");
 			log_debug("msg=\"derp client: TLS handshake failed\" host=%s err=\"%s\"",
-				  cfg->host, msg);
+				  cfg->host, dial_why);
 			ERR_clear_error();
 			goto out;
 		}
@@ -299,8 +343,13 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 			goto out;
 	}
 	r = ERR_PROTOCOL;
-	if (rd->len < 12 || memcmp(rd->buf, "HTTP/1.1 101", 12) != 0)
+	if (rd->len < 12 || memcmp(rd->buf, "HTTP/1.1 101", 12) != 0) {
+		size_t l = strcspn((const char *)rd->buf, "\r\n");
+
+		dial_fail("%s did not upgrade to DERP: %.*s", cfg->host, (int)(l < 80 ? l : 80),
+			  (const char *)rd->buf);
 		goto out;
+	}
 	rd_consume(rd, (size_t)(hend - rd->buf) + 4);
 	if ((r = rd_frame(rd, &type, payload, DERP_MAX_SERVER_KEY, &plen)) != 0)
 		goto out;
@@ -323,6 +372,8 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 	r = rd_frame(rd, &type, payload, DERP_MAX_SERVER_INFO, &plen);
 	if (r == ERR_UNAVAILABLE || r == ERR_IO) {
 		r = ERR_FORBIDDEN;	/* closed after ClientInfo: refused */
+		dial_fail("%s refused this node (the relay admits only registered, unexpired nodes)",
+			  cfg->host);
 		goto out;
 	}
 	if (r != 0)
@@ -703,6 +754,7 @@ static void *client_main(void *arg)
 {
 	struct derp_client *c = arg;
 	int attempt = 0;
+	char last[sizeof(dial_why) + 32] = "";
 
 	while (!atomic_load(&c->stop)) {
 		uint8_t *extra = NULL;
@@ -712,6 +764,9 @@ static void *client_main(void *arg)
 		r = derp_client_dial(&c->cfg, c->ctx, DERP_CLIENT_DIAL_TIMEOUT_MS, &c->fd, &c->ssl,
 				     c->server_pub, &extra, &extra_len);
 		if (r == 0) {
+			if (last[0])
+				log_info("msg=\"derp client: connected\" host=%s", c->host);
+			last[0] = 0;
 			attempt = 0;
 			c->restart_ms = 0;
 			r = session(c, extra, extra_len);
@@ -722,8 +777,17 @@ static void *client_main(void *arg)
 			log_info("msg=\"derp client: disconnected\" host=%s err=\"%s\"", c->host,
 				 err_str(r));
 		} else {
-			log_debug("msg=\"derp client: dial failed\" host=%s err=\"%s\"", c->host,
-				  err_str(r));
+			/* why, at info once per distinct reason; repeats at debug */
+			char why[sizeof(dial_why) + 32];
+
+			snprintf(why, sizeof(why), "%s", dial_why[0] ? dial_why : err_str(r));
+			if (strcmp(why, last) != 0)
+				log_info("msg=\"derp client: cannot connect to the relay; retrying\" "
+					 "host=%s why=\"%s\"", c->host, why);
+			else
+				log_debug("msg=\"derp client: dial failed\" host=%s why=\"%s\"",
+					  c->host, why);
+			snprintf(last, sizeof(last), "%s", why);
 		}
 		{
 			int64_t base = BACKOFF_MIN_MS << (attempt < 7 ? attempt : 7);

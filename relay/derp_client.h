@@ -87,6 +87,11 @@ void derp_client_stats(const struct derp_client *c, struct derp_client_stats *ou
 /* Stops the thread, closes the connection, wipes the key. NULL is a no-op. */
 void derp_client_free(struct derp_client *c);
 
+/* Why the calling thread's last derp_client_dial failed, in words ("cannot
+ * connect to HOST port 443: Connection refused", "TLS handshake with HOST
+ * failed: certificate not trusted (...)"); "" when it did not fail. */
+const char *derp_client_dial_error(void);
+
 /*
  * One blocking dial and handshake, shared with the tools: connects, runs
  * TLS (with `ctx`, or none when cfg->plain), upgrades, reads ServerKey,

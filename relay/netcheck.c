@@ -24,6 +24,7 @@ enum { NODES_PER_REGION = 2, TRY_GAP_MS = 100 };
 
 struct probe {
 	size_t region;			/* index into report regions */
+	bool v6;			/* asked over IPv6 */
 	struct endpoint dst;
 	struct stun_txn tx[NETCHECK_TRIES];
 	int sent;
@@ -62,6 +63,15 @@ static bool node_v4(const struct derp_node *n, struct endpoint *out)
 	return true;
 }
 
+static bool node_v6(const struct derp_node *n, struct endpoint *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->port = derp_node_stun_port(n);
+	if (out->port == 0 || n->ipv6[0] == 0 || strcmp(n->ipv6, "none") == 0)
+		return false;
+	return addr_parse(n->ipv6, &out->addr) == 0 && out->addr.family == AF_INET6;
+}
+
 struct netcheck *netcheck_begin(const struct derp_map *map, const struct netcheck_opts *opts)
 {
 	struct netcheck *nc = calloc(1, sizeof(*nc));
@@ -79,7 +89,7 @@ struct netcheck *netcheck_begin(const struct derp_map *map, const struct netchec
 	for (size_t i = 0; i < map->nregions; i++)
 		maxp += map->regions[i].nnodes < NODES_PER_REGION ? map->regions[i].nnodes :
 			NODES_PER_REGION;
-	nc->probes = calloc(maxp + 1, sizeof(*nc->probes));
+	nc->probes = calloc(2 * maxp + 1, sizeof(*nc->probes));
 	if (nc->probes == NULL) {
 		free(nc);
 		return NULL;
@@ -99,6 +109,19 @@ struct netcheck *netcheck_begin(const struct derp_map *map, const struct netchec
 				continue;
 			p->region = ri;
 			nc->nprobes++;
+			nc->rep.v4_probed++;
+			used++;
+		}
+		used = 0;
+		for (size_t j = 0; j < rg->nnodes && used < NODES_PER_REGION; j++) {
+			struct probe *p = &nc->probes[nc->nprobes];
+
+			if (!node_v6(&rg->nodes[j], &p->dst))
+				continue;
+			p->region = ri;
+			p->v6 = true;
+			nc->nprobes++;
+			nc->rep.v6_probed++;
 			used++;
 		}
 	}
@@ -231,7 +254,7 @@ out:
 void netcheck_finish(struct netcheck *nc, struct netcheck_report *out)
 {
 	struct netcheck_report *r = &nc->rep;
-	const struct probe *first = NULL;
+	const struct probe *first = NULL, *first6 = NULL;
 
 	for (size_t i = 0; i < nc->nprobes; i++) {
 		const struct probe *p = &nc->probes[i];
@@ -244,18 +267,26 @@ void netcheck_finish(struct netcheck *nc, struct netcheck_report *out)
 			rr->stun_us = p->rtt_us;
 		if (p->mapped.addr.family == AF_INET) {
 			r->ipv4 = true;
+			r->v4_answered++;
 			if (first == NULL || p->seq < first->seq)
 				first = p;
+		} else if (p->mapped.addr.family == AF_INET6) {
+			r->ipv6 = true;
+			if (first6 == NULL || p->seq < first6->seq)
+				first6 = p;
 		}
 	}
 	if (first)
 		r->global_v4 = first->mapped;
+	if (first6)
+		r->global_v6 = first6->mapped;
 	/* endpoint-dependent mapping: servers at different addresses, different answers */
 	for (size_t i = 0; i < nc->nprobes; i++) {
 		for (size_t j = i + 1; j < nc->nprobes; j++) {
 			const struct probe *a = &nc->probes[i], *b = &nc->probes[j];
 
-			if (!a->got || !b->got || addr_equal(&a->dst.addr, &b->dst.addr))
+			if (!a->got || !b->got || addr_equal(&a->dst.addr, &b->dst.addr) ||
+			    a->v6 || b->v6)	/* IPv4 NAT behaviour only */
 				continue;
 			if (!addr_equal(&a->mapped.addr, &b->mapped.addr) ||
 			    a->mapped.port != b->mapped.port) {
@@ -298,16 +329,29 @@ int netcheck_run(const struct derp_map *map, const struct netcheck_opts *opts,
 {
 	struct netcheck *nc;
 	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int fd, r = 0;
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	int fd, r = 0, off = 0;
+	bool v6 = true;
 
 	memset(out, 0, sizeof(*out));
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return ERR_IO;
-	sin.sin_port = htons(opts ? opts->local_port : 0);
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+	/* dual-stack like the agent's socket; IPv4 only where IPv6 is off */
+	fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	sin6.sin6_port = htons(opts ? opts->local_port : 0);
+	if (fd >= 0 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) != 0 ||
+	    bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)) < 0)) {
 		close(fd);
-		return ERR_IO;
+		fd = -1;
+	}
+	if (fd < 0) {
+		v6 = false;
+		fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			return ERR_IO;
+		sin.sin_port = htons(opts ? opts->local_port : 0);
+		if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+			close(fd);
+			return ERR_IO;
+		}
 	}
 	nc = netcheck_begin(map, opts);
 	if (nc == NULL) {
@@ -323,8 +367,22 @@ int netcheck_run(const struct derp_map *map, const struct netcheck_opts *opts,
 
 		while (netcheck_next_probe(nc, &dst, pkt, &next)) {
 			struct sockaddr_storage ss;
-			socklen_t sl = endpoint_to_sockaddr(&dst, &ss);
+			socklen_t sl;
 
+			if (v6 && dst.addr.family == AF_INET) {	/* as ::ffff:a.b.c.d */
+				struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+				memset(&ss, 0, sizeof(ss));
+				s6->sin6_family = AF_INET6;
+				s6->sin6_port = htons(dst.port);
+				s6->sin6_addr.s6_addr[10] = s6->sin6_addr.s6_addr[11] = 0xff;
+				memcpy(&s6->sin6_addr.s6_addr[12], dst.addr.b, 4);
+				sl = sizeof(*s6);
+			} else if (!v6 && dst.addr.family == AF_INET6) {
+				continue;
+			} else {
+				sl = endpoint_to_sockaddr(&dst, &ss);
+			}
 			(void)sendto(fd, pkt, sizeof(pkt), 0, (struct sockaddr *)&ss, sl);
 		}
 		wait = next >= 0 && next < left ? next : (int)(left > 0 ? left : 0);
@@ -411,18 +469,44 @@ int netcheck_format(const struct netcheck_report *r, const struct derp_map *map,
 		endpoint_fmt(ep, &r->global_v4);
 		e = buf_printf(out, "* IPv4: yes, %s\n", ep);
 	} else if (e == 0) {
-		e = buf_printf(out, "* IPv4: (no addr found)\n");
+		e = buf_printf(out, "* IPv4: (no addr found: %s)\n", r->v4_probed == 0 ?
+			       "no relay in the DERP map has an IPv4 STUN address" : r->udp ?
+			       "no STUN reply over IPv4" :
+			       "no STUN server answered; UDP looks blocked");
+	}
+	if (e == 0 && r->ipv6) {
+		endpoint_fmt(ep, &r->global_v6);
+		e = buf_printf(out, "* IPv6: yes, %s\n", ep);
+	} else if (e == 0) {
+		e = buf_printf(out, "* IPv6: no (%s)\n", r->v6_probed == 0 ?
+			       "no relay in the DERP map has an IPv6 address" :
+			       "no STUN reply over IPv6");
 	}
 	if (e == 0)
 		e = buf_printf(out, "* MappingVariesByDestIP: %s\n",
 			       r->mapping_varies == NETCHECK_TRUE ? "true" :
-			       r->mapping_varies == NETCHECK_FALSE ? "false" : "");
-	if (e == 0)
-		e = buf_printf(out, "* DERP latency:\n");
+			       r->mapping_varies == NETCHECK_FALSE ? "false" :
+			       !r->ipv4 ? "(unknown: no STUN reply over IPv4)" :
+			       "(unknown: needs replies from two STUN servers at different addresses)");
 	for (size_t i = 0; i < r->nregions; i++)
 		if (best_us(&r->regions[i]) >= 0)
 			sorted[n++] = r->regions[i];
 	qsort(sorted, n, sizeof(sorted[0]), cmp_latency);
+	if (e == 0 && r->preferred_region > 0) {
+		for (size_t i = 0; i < n; i++)
+			if (sorted[i].region_id == r->preferred_region)
+				fmt_ms(ms, sizeof(ms), best_us(&sorted[i]));
+		e = buf_printf(out, "* Nearest DERP: %s (%s)\n",
+			       region_label(map, r->preferred_region, tmp, sizeof(tmp)), n ? ms : "-");
+	} else if (e == 0) {
+		e = buf_printf(out, "* Nearest DERP: (none: %s)\n", r->nregions == 0 ?
+			       "the DERP map has no regions to measure" :
+			       "no relay answered over STUN or HTTPS");
+	}
+	if (e == 0)
+		e = buf_printf(out, n ? "* DERP latency:\n" : "* DERP latency: (none: %s)\n",
+			       r->nregions == 0 ? "the DERP map has no regions to measure" :
+			       "no relay answered over STUN or HTTPS");
 	for (size_t i = 0; e == 0 && i < n; i++) {
 		fmt_ms(ms, sizeof(ms), best_us(&sorted[i]));
 		e = buf_printf(out, "  - %s: %s\n",
@@ -451,6 +535,11 @@ int netcheck_format_json(const struct netcheck_report *r, const struct derp_map 
 	if (r->ipv4) {
 		endpoint_fmt(ep, &r->global_v4);
 		json_object_set_new(o, "GlobalV4", json_string(ep));
+	}
+	json_object_set_new(o, "IPv6", json_boolean(r->ipv6));
+	if (r->ipv6) {
+		endpoint_fmt(ep, &r->global_v6);
+		json_object_set_new(o, "GlobalV6", json_string(ep));
 	}
 	json_object_set_new(o, "MappingVariesByDestIP",
 			    r->mapping_varies == NETCHECK_UNKNOWN ? json_null() :

@@ -7,7 +7,10 @@
  * servers at different addresses saw different mappings: a symmetric,
  * "hard" NAT; unknown with fewer than two), per-region latency by STUN and
  * by HTTPS (TLS dial, then time `GET /derp/probe`), and the preferred
- * (lowest-latency, score-weighted) region.
+ * (lowest-latency, score-weighted) region. Nodes with an IPv6 address in
+ * the map are asked over IPv6 too (IPv6: the public IPv6 endpoint).
+ * netcheck_format says why a field is empty (UDP blocked, no server with
+ * IPv6, fewer than two servers answered, no relay reachable).
  *
  * Two ways to run it. netcheck_run() is blocking and owns a UDP socket. The
  * agent, whose WireGuard socket must carry the probes so that the mapping
@@ -54,6 +57,10 @@ struct netcheck_report {
 	bool udp;			/* at least one STUN reply */
 	bool ipv4;			/* a reply over IPv4 */
 	struct endpoint global_v4;	/* from the first IPv4 reply */
+	bool ipv6;			/* a reply over IPv6 */
+	struct endpoint global_v6;	/* from the first IPv6 reply */
+	size_t v4_probed, v6_probed;	/* STUN servers asked over each family */
+	size_t v4_answered;		/* of those, how many answered over IPv4 */
 	enum netcheck_tristate mapping_varies;
 	int preferred_region;		/* 0: none */
 	size_t nregions;

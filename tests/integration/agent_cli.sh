@@ -46,7 +46,22 @@ cat >"$T/acls.hujson" <<'J'
 	"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
 }
 J
-start_server --policy-file "$T/acls.hujson"
+# One relay region whose node is a TLS server with a certificate no CA
+# vouches for (openssl s_server) and a STUN port nobody answers on.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=relay.test \
+	-addext subjectAltName=DNS:relay.test -keyout "$T/rk.pem" -out "$T/rc.pem" -days 1 2>/dev/null ||
+	fail "openssl req"
+RPORT=$(free_port) SPORT=$(free_port)
+openssl s_server -quiet -naccept 1000 -accept "127.0.0.1:$RPORT" -cert "$T/rc.pem" -key "$T/rk.pem" \
+	</dev/null >/dev/null 2>&1 &
+WM_PIDS+=($!)
+wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$RPORT" || fail "s_server did not start"
+cat >"$T/derp.json" <<J
+{"Regions": {"7": {"RegionID": 7, "RegionCode": "bad", "RegionName": "Untrusted",
+  "Nodes": [{"Name": "7a", "RegionID": 7, "HostName": "relay.test", "IPv4": "127.0.0.1",
+             "DERPPort": $RPORT, "STUNPort": $SPORT}]}}}
+J
+start_server --policy-file "$T/acls.hujson" --derp-map "$T/derp.json"
 bootstrap
 "$SRV" users create alice >/dev/null || fail "users create"
 AK=$("$SRV" preauthkeys create --user alice --reusable) || fail "preauthkeys create"
@@ -136,3 +151,39 @@ out=$(wm 2 set --advertise-tags tag:db 2>&1) && fail "tag:db granted: $out"
 echo "$out" | grep -q 'tag:db' || fail "refusal does not name the tag: $out"
 wm 2 set --advertise-tags notatag 2>&1 | grep -q 'not a tag' || fail "malformed tag accepted"
 ok "--advertise-tags: owned tags granted, others refused by name"
+
+# netcheck says why each field is empty (UDP to the STUN port unanswered,
+# no relay with IPv6, the relay's TLS untrusted)
+wm 2 netcheck >"$T/nc" || fail "netcheck: $(cat "$T/nc")"
+cat "$T/nc"
+grep -qx '\* UDP: false' "$T/nc" || fail "netcheck UDP"
+grep -qx '\* IPv4: (no addr found: no STUN server answered; UDP looks blocked)' "$T/nc" || fail "netcheck IPv4 reason"
+grep -qx '\* IPv6: no (no relay in the DERP map has an IPv6 address)' "$T/nc" || fail "netcheck IPv6 reason"
+grep -qx '\* MappingVariesByDestIP: (unknown: no STUN reply over IPv4)' "$T/nc" || fail "netcheck mapping reason"
+grep -qx '\* Nearest DERP: (none: no relay answered over STUN or HTTPS)' "$T/nc" || fail "netcheck nearest DERP"
+grep -qx '\* DERP latency: (none: no relay answered over STUN or HTTPS)' "$T/nc" || fail "netcheck latency reason"
+ok "netcheck names the reason for every empty field"
+
+# The relay's TLS failure is logged at info, with the reason, once
+why() { grep -c 'cannot connect to the relay; retrying.*certificate not trusted' "$T/agent2.log"; }
+wait_for 10 test "$(why)" -ge 1 || fail "no info line about the relay's certificate: $(grep -i derp "$T/agent2.log" | tail -5)"
+grep 'cannot connect to the relay' "$T/agent2.log" | head -n 1
+n1=$(why); sleep 3	# the dial retries (backoff 1 s, 2 s): the same reason is not repeated at info
+[ "$(why)" = "$n1" ] || fail "the same relay failure logged again at info"
+nc_info=$(grep -c 'level=info.*msg="netcheck"' "$T/agent2.log")
+[ "$nc_info" -le 2 ] || fail "netcheck logged at info $nc_info times with an unchanged result"
+ok "relay TLS failure at info naming the cause, once; netcheck quiet while unchanged"
+
+# netcheck over IPv4 and IPv6 against a STUN server on both (loopback)
+P6=$(python3 -c 'import socket;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.bind(("::1",0));print(s.getsockname()[1])')
+"$WM_BIN/wiremesh-derper" --addr off --http-port -1 --stun-addr "[::]:$P6" >"$T/stun6.log" 2>&1 &
+WM_PIDS+=($!)
+wait_for 10 grep -q 'msg="ready"' "$T/stun6.log" || fail "STUN server did not start: $(cat "$T/stun6.log")"
+cat >"$T/map6.json" <<J
+{"Regions": {"1": {"RegionID": 1, "RegionCode": "loc", "Nodes": [{"Name": "1a", "RegionID": 1,
+  "HostName": "localhost", "IPv4": "127.0.0.1", "IPv6": "::1", "STUNPort": $P6, "STUNOnly": true}]}}}
+J
+"$WM_BIN/wiremesh-derper" debug netcheck --derp-map "$T/map6.json" >"$T/nc6" 2>&1 || fail "netcheck v6: $(cat "$T/nc6")"
+grep -qx '\* IPv4: yes, 127.0.0.1:[0-9]*' "$T/nc6" && grep -qx '\* IPv6: yes, \[::1\]:[0-9]*' "$T/nc6" &&
+	grep -qx '\* Nearest DERP: loc ([0-9.]*ms)' "$T/nc6" || fail "netcheck v4+v6: $(cat "$T/nc6")"
+ok "netcheck reports IPv6 and the nearest DERP region"

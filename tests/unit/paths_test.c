@@ -238,6 +238,51 @@ START_TEST(test_best_lowest_rtt)
 }
 END_TEST
 
+/* Two paths of about the same latency (IPv4 and IPv6 of one peer): the best
+ * path stays put while their latencies take turns being lower, and moves
+ * only to a clearly faster one. */
+START_TEST(test_best_sticky)
+{
+	struct paths *p = paths_new();
+	struct endpoint eps[2] = { E1, E3 }, best;
+	struct paths_ping out[8];
+	int64_t t = 100;
+	int rtt, changes = 0;
+	struct endpoint prev = { 0 };
+
+	(void)t;
+	paths_set_candidates(p, eps, 2, t);
+	for (int round = 0; round < 40; round++) {
+		size_t m = paths_due_pings(p, t, out, 8);
+		const struct paths_ping *a = ping_to(out, m, &E1), *b = ping_to(out, m, &E3);
+
+		/* every reprobe round pings both; latencies take turns (0 or 1 ms) */
+		ck_assert(a != NULL && b != NULL);
+		ck_assert(paths_pong(p, a->txid, &E1, t + round % 2));
+		ck_assert(paths_pong(p, b->txid, &E3, t + (round + 1) % 2));
+		ck_assert(paths_best(p, t + 2, &best, &rtt));
+		if (round > 0 && !same(&best, &prev))
+			changes++;
+		prev = best;
+		t += PATHS_REPROBE_MS + 1;
+	}
+	ck_assert_int_eq(changes, 0);
+	/* a clearly faster path wins: E3 now 10 ms, E1 40 ms */
+	{
+		size_t m = paths_due_pings(p, t, out, 8);
+		const struct paths_ping *a = ping_to(out, m, &E1), *b = ping_to(out, m, &E3);
+
+		ck_assert(a != NULL && b != NULL);
+		ck_assert(paths_pong(p, a->txid, &E1, t + 40));
+		ck_assert(paths_pong(p, b->txid, &E3, t + 10));
+	}
+	ck_assert(paths_best(p, t + 41, &best, &rtt));
+	ck_assert(!same(&best, &prev));
+	ck_assert_int_eq(rtt, 10);
+	paths_free(p);
+}
+END_TEST
+
 START_TEST(test_unknown_txid_ignored)
 {
 	struct paths *p = paths_new();
@@ -416,6 +461,7 @@ paths_suite(void)
 	tcase_add_test(tc, test_heard_from);
 	tcase_add_test(tc, test_reprobe);
 	tcase_add_test(tc, test_next_due_exact);
+	tcase_add_test(tc, test_best_sticky);
 	suite_add_tcase(s, tc);
 	return s;
 }
