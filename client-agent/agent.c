@@ -137,9 +137,10 @@ void
 agent_prefs_save(struct agent *a)
 {
 	char path[1024], tmp[1100];
-	json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:s}", "login_server", a->login_server,
+	json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:s, s:b}", "login_server", a->login_server,
 	    "hostname", a->hostname, "want_up", a->want_up, "logged_in", a->logged_in,
-	    "hostname_set", a->hostname_set, "advertise_tags", a->adv_tags);
+	    "hostname_set", a->hostname_set, "advertise_tags", a->adv_tags,
+	    "accept_dns", a->accept_dns);
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/prefs.json", a->cfg.state_dir);
@@ -176,6 +177,8 @@ prefs_load(struct agent *a)
 	a->hostname_set = json_is_true(json_object_get(j, "hostname_set"));
 	if ((s = json_string_value(json_object_get(j, "advertise_tags"))) != NULL)
 		str_copy(a->adv_tags, s, sizeof(a->adv_tags));
+	if (json_is_boolean(json_object_get(j, "accept_dns")))
+		a->accept_dns = json_is_true(json_object_get(j, "accept_dns"));
 	json_decref(j);
 }
 
@@ -432,6 +435,10 @@ tun_main(void *arg)
 			break;
 		}
 		while ((n = read(a->tun_fd, buf, WG_MAX_PACKET)) > 0) {
+			if (a->resolver && resolver_wants(buf, (size_t)n)) {
+				resolver_input(a->resolver, buf, (size_t)n);
+				continue;
+			}
 			conntrack_note_outbound(a->ct, buf, (size_t)n, time_mono_ms());
 			wg_device_send_packet(a->dev, buf, (size_t)n);
 		}
@@ -476,6 +483,8 @@ agent_handle(void *arg, json_t *req)
 		return agent_cmd_netcheck(a);
 	if (strcmp(cmd, "debug") == 0)
 		return agent_cmd_debug(a);
+	if (strcmp(cmd, "dns_status") == 0)
+		return agent_cmd_dns_status(a);
 	return agent_reply_err("unknown command %s", cmd);
 }
 
@@ -498,6 +507,7 @@ agent_new(const struct agent_config *cfg, struct agent **out)
 	pthread_mutex_init(&a->ctl_mu, NULL);
 	pthread_mutex_init(&a->nc_mu, NULL);
 	pthread_mutex_init(&a->in_mu, NULL);
+	pthread_mutex_init(&a->dns_mu, NULL);
 	pthread_cond_init(&a->cond, NULL);
 	pthread_cond_init(&a->in_cond, NULL);
 	pthread_rwlock_init(&a->flock, NULL);
@@ -510,6 +520,7 @@ agent_new(const struct agent_config *cfg, struct agent **out)
 		r = ERR_NOMEM;
 		goto fail;
 	}
+	a->accept_dns = true;
 	prefs_load(a);
 	if (cfg->tun_name && *cfg->tun_name) {
 		if ((r = wg_tun_open(cfg->tun_name, a->ifname, &a->tun_fd)) != 0) {
@@ -533,6 +544,7 @@ agent_new(const struct agent_config *cfg, struct agent **out)
 	ops.deliver = hook_deliver;
 	ops.arg = a;
 	wg_device_set_output(a->dev, &ops);
+	agent_dns_start(a);
 	r = ERR_INTERNAL;
 	if (pthread_create(&a->loop_thr, NULL, agent_loop_main, a) != 0)
 		goto fail;
@@ -561,6 +573,7 @@ agent_new(const struct agent_config *cfg, struct agent **out)
 	*out = a;
 	return 0;
 fail:
+	resolver_free(a->resolver);
 	wg_device_free(a->dev);
 	if (a->tun_fd >= 0)
 		close(a->tun_fd);
@@ -598,6 +611,7 @@ agent_free(struct agent *a)
 	pthread_join(a->nc_thr, NULL);
 	if (a->tun_started)
 		pthread_join(a->tun_thr, NULL);
+	agent_dns_stop(a);
 	wg_device_set_output(a->dev, NULL);
 	{
 		struct dconn gone[MAX_DERPS];
@@ -628,6 +642,7 @@ agent_free(struct agent *a)
 	pthread_mutex_destroy(&a->ctl_mu);
 	pthread_mutex_destroy(&a->nc_mu);
 	pthread_mutex_destroy(&a->in_mu);
+	pthread_mutex_destroy(&a->dns_mu);
 	pthread_cond_destroy(&a->cond);
 	pthread_cond_destroy(&a->in_cond);
 	pthread_rwlock_destroy(&a->flock);

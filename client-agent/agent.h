@@ -42,6 +42,7 @@ struct agent_config {
 	uint8_t machine_pk[KEY_LEN];
 	uint8_t node_priv[KEY_LEN];
 	uint8_t node_pub[KEY_LEN];
+	unsigned dns_rate;		/* resolver queries/s per source; 0: default */
 };
 
 struct agent;

@@ -160,9 +160,9 @@ health_locked(struct agent *a, struct buf *b)
 static json_t *
 prefs_defaults(void)
 {
-	return json_pack("{s:s, s:[], s:b, s:b, s:s, s:b, s:[]}", "hostname", "",
+	return json_pack("{s:s, s:[], s:b, s:b, s:s, s:b, s:[], s:b}", "hostname", "",
 	    "advertise_routes", "advertise_exit_node", 0, "accept_routes", 0, "exit_node", "",
-	    "exit_node_allow_lan_access", 0, "advertise_tags");
+	    "exit_node_allow_lan_access", 0, "advertise_tags", "accept_dns", 1);
 }
 
 static json_t *
@@ -187,6 +187,7 @@ prefs_current_locked(struct agent *a)
 		return NULL;
 	json_object_set_new(j, "hostname", json_string(a->hostname_set ? a->hostname : ""));
 	json_object_set_new(j, "advertise_tags", csv_json(a->adv_tags));
+	json_object_set_new(j, "accept_dns", json_boolean(a->accept_dns));
 	return j;
 }
 
@@ -294,6 +295,10 @@ prefs_apply(struct agent *a, json_t *eff, char *why, size_t whylen)
 		snprintf(why, whylen, "advertise_tags must be an array of tag:NAME strings");
 		return ERR_INVALID;
 	}
+	if (!json_is_boolean(json_object_get(eff, "accept_dns"))) {
+		snprintf(why, whylen, "accept_dns must be true or false");
+		return ERR_INVALID;
+	}
 	json_array_foreach(tags, i, t) {
 		const char *s = json_string_value(t);
 
@@ -320,6 +325,8 @@ prefs_apply(struct agent *a, json_t *eff, char *why, size_t whylen)
 	pthread_mutex_unlock(&a->mu);
 	a->rprefs_loaded = true;
 	agent_routes_prefs_save(a);
+	/* MagicDNS: takes effect at once (the OS is pointed at the resolver or back) */
+	agent_dns_set_accept(a, json_is_true(json_object_get(eff, "accept_dns")));
 	agent_prefs_save(a);
 	return 0;
 }
@@ -494,6 +501,7 @@ agent_cmd_down(struct agent *a)
 	agent_prefs_save(a);
 	pthread_mutex_unlock(&a->ctl_mu);
 	clear_netmap(a);
+	agent_dns_down(a);
 	return agent_reply_ok("Stopped: disconnected from the control server and the relays "
 	    "(still logged in: wiremesh up reconnects).\n", NULL);
 }
@@ -537,6 +545,7 @@ agent_cmd_logout(struct agent *a)
 	agent_prefs_save(a);
 	pthread_mutex_unlock(&a->ctl_mu);
 	clear_netmap(a);
+	agent_dns_down(a);
 	log_info("msg=\"logged out\" url=%s", a->login_server);
 	return agent_reply_ok("Logged out: the node key is expired on the server; wiremesh up "
 	    "needs an auth key again.\n", NULL);
@@ -705,7 +714,7 @@ agent_cmd_status(struct agent *a)
 {
 	struct wg_device_info *info = NULL;
 	json_t *peers = json_array(), *data, *self, *health, *fj;
-	char v4[ADDR_STR_MAX], v6[ADDR_STR_MAX], rc[16];
+	char v4[ADDR_STR_MAX], v6[ADDR_STR_MAX], rc[16], fq[DNSNAME_MAX];
 	int64_t now_s = time_now_s(), now_ms = time_mono_ms();
 	struct buf b;
 	const char *state;
@@ -755,9 +764,12 @@ agent_cmd_status(struct agent *a)
 	    "name", a->self_name, "user", a->self_user, "ipv4", v4, "ipv6", v6,
 	    "home_derp", a->home_region, "home_derp_code",
 	    a->home_region ? agent_region_code_locked(a, a->home_region, rc) : "");
+	if (self)
+		json_object_set_new(self, "dns_name",
+		    json_string(agent_dns_fqdn_locked(a, a->self_name, fq)));
 	if (a->have_self)
-		(void)!buf_printf(&b, "%-16s %-20s %-16s %s\n", v4[0] ? v4 : "-", a->self_name,
-		    a->self_user, "-");
+		(void)!buf_printf(&b, "%-16s %-20s %-16s %s\n", v4[0] ? v4 : "-",
+		    agent_dns_fqdn_locked(a, a->self_name, fq), a->self_user, "-");
 	pthread_rwlock_rdlock(&a->flock);
 	fj = a->filter_json ? json_loads(a->filter_json, 0, NULL) : NULL;
 	pthread_rwlock_unlock(&a->flock);
@@ -794,7 +806,8 @@ agent_cmd_status(struct agent *a)
 			str_copy(kind, "idle", sizeof(kind));
 			str_copy(path, "idle", sizeof(path));
 		}
-		(void)!buf_printf(&b, "%-16s %-20s %-16s %s\n", p4[0] ? p4 : "-", p->name, p->user, path);
+		(void)!buf_printf(&b, "%-16s %-20s %-16s %s\n", p4[0] ? p4 : "-",
+		    agent_dns_fqdn_locked(a, p->name, fq), p->user, path);
 		{
 			json_t *po = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
 			    "s:b, s:i, s:I, s:I, s:I, s:i}",
@@ -805,6 +818,9 @@ agent_cmd_status(struct agent *a)
 			    "tx_bytes", (json_int_t)tx, "rtt_ms", p->direct ? p->rtt_ms : -1);
 			json_t *ro = agent_routes_peer_json_locked(a, p);
 
+			if (po)
+				json_object_set_new(po, "dns_name",
+				    json_string(agent_dns_fqdn_locked(a, p->name, fq)));
 			if (po && ro)
 				json_object_update(po, ro);
 			if (po)
@@ -858,6 +874,10 @@ find_peer_arg_locked(struct agent *a, const char *s)
 {
 	struct ip_addr ip;
 	bool isip = addr_parse(s, &ip) == 0;
+	char label[NAME_MAX_LEN];
+
+	if (agent_dns_strip_locked(a, s, label))	/* NAME.base_domain */
+		s = label;
 
 	for (size_t i = 0; i < a->npeers; i++) {
 		struct apeer *p = a->peers[i];

@@ -41,6 +41,7 @@
 #include "client-agent/netcfg.h"
 #include "relay/netcheck.h"
 #include "client-agent/paths.h"
+#include "client-agent/resolver.h"
 #include "client-agent/routes.h"
 #include "client-agent/wg/device.h"
 #include "client-agent/wg/tun.h"
@@ -190,6 +191,16 @@ struct agent {
 	struct inbox_item *inbox;
 	unsigned in_head, in_len;
 
+	/* MagicDNS (agent_dns.c): accept_dns, dns_base, dns_os_set, dns_err
+	 * under mu; OS changes serialised by dns_mu (taken before mu) */
+	struct resolver *resolver;
+	pthread_mutex_t dns_mu;
+	bool accept_dns;
+	char dns_base[DNSNAME_MAX];	/* base_domain while MagicDNS is on */
+	int dns_mode;			/* enum dns_os_mode */
+	bool dns_os_set;
+	char dns_err[256];
+
 	pthread_t loop_thr, tun_thr, nc_thr, resume_thr;
 	bool tun_started, resume_started;
 
@@ -238,6 +249,16 @@ void agent_routes_prefs_load(struct agent *a);
 void agent_routes_prefs_save(struct agent *a);
 void agent_routes_status_locked(struct agent *a, struct buf *b, json_t *self, json_t *data);
 json_t *agent_routes_peer_json_locked(struct agent *a, const struct apeer *p);
+
+/* agent_dns.c: MagicDNS resolver and OS DNS settings */
+void agent_dns_start(struct agent *a);
+void agent_dns_stop(struct agent *a);
+void agent_dns_on_message(struct agent *a, json_t *msg);
+void agent_dns_down(struct agent *a);
+void agent_dns_set_accept(struct agent *a, bool accept);
+json_t *agent_cmd_dns_status(struct agent *a);
+const char *agent_dns_fqdn_locked(struct agent *a, const char *name, char buf[static DNSNAME_MAX]);
+bool agent_dns_strip_locked(struct agent *a, const char *s, char out[static NAME_MAX_LEN]);
 
 /* agent_cmd.c: up/down and the local API commands */
 void agent_stop_control(struct agent *a);

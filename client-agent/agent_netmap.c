@@ -433,6 +433,7 @@ agent_on_message(void *ctx, json_t *msg)
 		return;
 	if (strcmp(type, "full") == 0) {
 		apply_full(a, msg);
+		agent_dns_on_message(a, msg);
 		return;
 	}
 	if (strcmp(type, "delta") != 0)
@@ -478,6 +479,7 @@ agent_on_message(void *ctx, json_t *msg)
 	} else if ((v = json_object_get(msg, "derp_map"))) {
 		apply_derp_map(a, v);
 	}
+	agent_dns_on_message(a, msg);
 }
 
 void

@@ -18,9 +18,10 @@ bench-wg: $(BIN)/wiremesh-wg
 
 .PHONY: bench-wg
 
-# Agent pure-logic libraries: disco codec, path state machine, packet filter.
+# Agent pure-logic libraries: disco codec, path state machine, packet filter,
+# DNS codec and resolver, OS DNS settings.
 AGENT_LIB_SRCS := client-agent/disco.c client-agent/paths.c client-agent/filter.c \
-	client-agent/routes.c
+	client-agent/routes.c client-agent/dns_msg.c client-agent/resolver.c client-agent/dns_os.c
 AGENT_LIB      := $(BUILD)/libagent.a
 $(AGENT_LIB): $(AGENT_LIB_SRCS:%.c=$(BUILD)/%.o)
 LIBS += $(AGENT_LIB)
@@ -36,10 +37,11 @@ bench-filter: $(BUILD)/bench-filter
 
 # Node agent daemon and CLI (issue 6).
 AGENTD_OBJS := $(addprefix $(BUILD)/client-agent/,agent.o agent_disco.o agent_netmap.o agent_cmd.o \
-	agent_routes.o control_client.o localapi.o netcfg.o)
+	agent_routes.o control_client.o localapi.o netcfg.o agent_dns.o)
 $(BIN)/wiremeshd: $(BUILD)/client-agent/wiremeshd.o $(AGENTD_OBJS) $(AGENT_LIB) $(BUILD)/librelay.a \
 	$(WG_LIB) $(COMMON_LIB)
-$(BIN)/wiremesh: $(BUILD)/client-agent/wiremesh.o $(BUILD)/client-agent/localapi.o $(COMMON_LIB)
+$(BIN)/wiremesh: $(BUILD)/client-agent/wiremesh.o $(BUILD)/client-agent/localapi.o \
+	$(BUILD)/client-agent/dns_cli.o $(BUILD)/client-agent/dns_msg.o $(COMMON_LIB)
 BINARIES += $(BIN)/wiremeshd $(BIN)/wiremesh
 
 # Time from `up` to first pong and to a direct path, 20 runs (root, namespaces).

@@ -28,7 +28,7 @@
  *       login fails. Later `up` calls may omit the URL and key.
  *       Settings: --hostname NAME, --advertise-routes CIDR,...,
  *       --advertise-exit-node, --accept-routes, --exit-node PEER,
- *       --exit-node-allow-lan-access, --advertise-tags tag:A,...
+ *       --exit-node-allow-lan-access, --advertise-tags tag:A,..., --accept-dns
  *   set [settings]       change settings without the others
  *   down                 stop: disconnect, stay logged in ("Stopped")
  *   logout               expire the node key on the server ("NeedsLogin")
@@ -39,6 +39,8 @@
  *   whois IP             the node and user behind a tailnet address
  *   exit-node list       peers that offer an exit node
  *   version              CLI and daemon versions (also --version)
+ *   dns status           MagicDNS settings, OS integration, resolver counters
+ *   dns query NAME [TYPE]  asks the resolver at 100.100.100.100 (dns_cli.c)
  *   debug                JSON: netmap, paths, relays, counters
  *   completion SHELL     completion script for bash, zsh or fish
  *   help [COMMAND]
@@ -52,7 +54,7 @@
  * read one JSON object. Requests: {"cmd":"up","login_server":U,"authkey":K,
  * "reset":B, settings...}, {"cmd":"set", settings...} (settings: "hostname",
  * "advertise_routes":[CIDR...], "advertise_exit_node":B, "accept_routes":B,
- * "exit_node":S, "exit_node_allow_lan_access":B, "advertise_tags":[S...];
+ * "exit_node":S, "exit_node_allow_lan_access":B, "advertise_tags":[S...], "accept_dns":B;
  * absent = not mentioned), {"cmd":"down"}, {"cmd":"logout"},
  * {"cmd":"status"}, {"cmd":"ping","peer":P}, {"cmd":"netcheck"},
  * {"cmd":"ip","family":"4"|"6"}, {"cmd":"debug"}, {"cmd":"version"}.
@@ -75,6 +77,7 @@
 
 #include <jansson.h>
 
+#include "client-agent/dns_cli.h"
 #include "client-agent/localapi.h"
 #include "common/util.h"
 #include "common/version.h"
@@ -118,6 +121,8 @@ static const struct flag flags[] = {
 	  "keep the local LAN direct while using an exit node" },
 	{ "advertise-tags", "advertise_tags", K_LIST, "tag:A,...", V_UP | V_SET,
 	  "ask for these tags (granted when the policy's tagOwners allow the user)" },
+	{ "accept-dns", "accept_dns", K_BOOL, NULL, V_UP | V_SET,
+	  "point the OS at the MagicDNS resolver (default true; false leaves it alone)" },
 };
 
 /* ---- calling the daemon ---- */
@@ -702,6 +707,20 @@ run_completion(const struct verb *v, int argc, char **argv)
 	return usage_err(v, "unknown shell %s (bash, zsh or fish)", argv[1]);
 }
 
+/* `dns status`, `dns query NAME [TYPE]`: dns_cli.c */
+static int
+run_dns(const struct verb *v, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (is_help(argv[i])) {
+			verb_help(v, stdout);
+			return 0;
+		}
+	if (argc < 2 || (strcmp(argv[1], "status") != 0 && strcmp(argv[1], "query") != 0))
+		return usage_err(v, "%s", "needs a sub-command: status or query");
+	return dns_cli_main(sock_path, json_out, argc, argv);
+}
+
 static int
 run_help(const struct verb *v, int argc, char **argv)
 {
@@ -751,6 +770,12 @@ static const struct verb verbs[] = {
 	  run_whois },
 	{ "exit-node", "list", "List the peers that offer an exit node.", NULL, 0, "list",
 	  run_exit_node },
+	{ "dns", "status | query NAME [TYPE] [--tcp] [-6]", "MagicDNS: show the settings, or ask the resolver.",
+	  "status: MagicDNS, base domain, nameservers, split domains, search domains, extra\n"
+	  "records, how the OS uses the resolver, and query counters.\n"
+	  "query: asks the resolver at 100.100.100.100 (-6: fd7a:115c:a1e0::53) over UDP, then\n"
+	  "TCP when the answer is truncated (--tcp: TCP at once); TYPE defaults to A. Exit 0\n"
+	  "on NOERROR, 1 otherwise.\n", 0, "status query --tcp -6", run_dns },
 	{ "version", "", "Print the CLI's and the daemon's versions.", NULL, 0, NULL, run_version },
 	{ "debug", "", "JSON: netmap, paths, relays, WireGuard and filter counters.", NULL, 0, NULL,
 	  run_simple },

@@ -33,14 +33,16 @@
 
 static const char usage[] =
 "usage: wiremeshd --state-dir DIR [--socket PATH] [--tun NAME] [--port N]\n"
-"                 [--socket-group GROUP] [--log-level LEVEL]\n"
+"                 [--socket-group GROUP] [--log-level LEVEL] [--dns-rate-limit N]\n"
 "\n"
 "  --state-dir DIR      keys and preferences (default /var/lib/wiremesh)\n"
 "  --socket PATH        local API socket (default /run/wiremesh/wiremeshd.sock)\n"
 "  --tun NAME           TUN interface (default wm0; \"userspace-networking\" for none)\n"
 "  --port N             UDP port for WireGuard and path discovery (default 41641; 0 random)\n"
 "  --socket-group GROUP members may use the local API besides root\n"
-"  --log-level LEVEL    error, warn, info (default), debug\n";
+"  --log-level LEVEL    error, warn, info (default), debug\n"
+"  --dns-rate-limit N   MagicDNS resolver: queries per second per source (default 10000;\n"
+"                       bursts of twice that; more are dropped and counted)\n";
 
 /* Reads a hex secret of n bytes from path, or makes one with gen and saves it. */
 static int
@@ -120,6 +122,7 @@ main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "socket-group", required_argument, NULL, 'g' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "dns-rate-limit", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -157,6 +160,16 @@ main(int argc, char **argv)
 			}
 			log_set_level(lvl);
 			break;
+		case 'D': {
+			long v = strtol(optarg, &end, 10);
+
+			if (*optarg == 0 || *end || v < 1 || v > 10000000) {
+				fprintf(stderr, "wiremeshd: --dns-rate-limit must be 1..10000000\n");
+				return 2;
+			}
+			cfg.dns_rate = (unsigned)v;
+			break;
+		}
 		case 'h': fputs(usage, stdout); return 0;
 		default: fputs(usage, stderr); return 2;
 		}

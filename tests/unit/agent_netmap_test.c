@@ -11,6 +11,7 @@
 #include "client-agent/agent_cmd.c"
 #include "client-agent/agent_disco.c"
 #include "client-agent/agent_netmap.c"
+#include "client-agent/agent_dns.c"
 #include "client-agent/agent_routes.c"
 #include "client-agent/control_client.c"
 #include "client-agent/netcfg.c"
