@@ -873,6 +873,22 @@ compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, s
 	bool all = false, any_dst = false;
 	int r;
 
+	/* The rules of one grant (one per protocol, and its app rule) share
+	 * their sources: W->srcmask still holds them from the previous rule. */
+	if (ri > 0 && ru->grant > 0 && R->p->rules[ri - 1].grant == ru->grant) {
+		const struct plist *prev = &R->srcs[ri - 1];
+
+		R->srcs[ri] = *prev;
+		R->srcs[ri].v = NULL;
+		if (prev->n > 0) {
+			if ((R->srcs[ri].v = malloc(prev->n * sizeof(*prev->v))) == NULL) {
+				R->srcs[ri].n = 0;
+				return ERR_NOMEM;
+			}
+			memcpy(R->srcs[ri].v, prev->v, prev->n * sizeof(*prev->v));
+		}
+		goto dsts;
+	}
 	memset(W->srcmask, 0, R->words * sizeof(uint64_t));
 	memset(W->named, 0, R->words * sizeof(uint64_t));
 	for (k = 0; k < ru->nsrc; k++)
@@ -893,6 +909,7 @@ compile_rule(struct policy_result *R, struct work *W, const struct ipsel *ips, s
 	}
 	if ((r = rule_sources(R, W, ru, W->named, all, &R->srcs[ri])) != 0)
 		return r;
+dsts:
 	/* Ordinary destinations. */
 	memset(W->dstmask, 0, R->words * sizeof(uint64_t));
 	for (c = 0; c < R->ncl; c++) {

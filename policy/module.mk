@@ -32,13 +32,17 @@ $(BUILD)/bench-policy: $(BUILD)/policy/tools/bench_policy.o $(POLICY_LIB) $(COMM
 
 # change_fanout_p99_ms comes from the control-server load generator
 # (tests/bench/control, --fanout-only) holding FANOUT_NODES map streams while
-# a policy is PUT; FANOUT_NODES=0 skips it (n/a).
+# a policy is PUT (acls, then the same as grants with app and via);
+# FANOUT_NODES=0 skips it (n/a).
 FANOUT_NODES ?= 10000
 bench-policy: $(BUILD)/bench-policy $(BUILD)/bench-control $(BIN)/wiremesh-server
-	$(Q)fan=n/a; if [ "$(FANOUT_NODES)" != 0 ]; then \
-	  fan=$$($(BUILD)/bench-control --nodes $(FANOUT_NODES) --fanout-only \
-	    --server $(BIN)/wiremesh-server | sed -n 's/.*change_fanout_p99_ms=\([^ ]*\).*/\1/p'); fi; \
-	$(BUILD)/bench-policy | sed "s|change_fanout_p99_ms=n/a|change_fanout_p99_ms=$${fan:-n/a}|"
+	$(Q)fan=n/a; gfan=n/a; if [ "$(FANOUT_NODES)" != 0 ]; then \
+	  out=$$($(BUILD)/bench-control --nodes $(FANOUT_NODES) --fanout-only \
+	    --server $(BIN)/wiremesh-server); \
+	  fan=$$(echo "$$out" | sed -n 's/.* change_fanout_p99_ms=\([^ ]*\).*/\1/p'); \
+	  gfan=$$(echo "$$out" | sed -n 's/.*change_fanout_grants_p99_ms=\([^ ]*\).*/\1/p'); fi; \
+	$(BUILD)/bench-policy | sed "s|change_fanout_p99_ms=n/a|change_fanout_p99_ms=$${fan:-n/a}|"; \
+	$(BUILD)/bench-policy --grants | sed "s|change_fanout_p99_ms=n/a|change_fanout_p99_ms=$${gfan:-n/a}|"
 
 .PHONY: conformance bench-policy
 

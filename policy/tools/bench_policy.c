@@ -5,7 +5,10 @@
  * how long it takes to build every node's filter JSON and peer list.
  * Policy mix: group -> tag rules with port lists, user -> tag, tag -> tag,
  * autogroup:member -> autogroup:self, `*` -> tag, host and CIDR rules.
- *   bench-policy [NODES USERS RULES]
+ * With --grants the same 200 rules are written as grants (ports in `ip`),
+ * every eighth one with an app capability and the CIDR rules with `via`
+ * through tagged subnet routers (1 % of the nodes serve 10.K.0.0/16).
+ *   bench-policy [--grants] [NODES USERS RULES]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,9 +49,12 @@ dcmp(const void *a, const void *b)
 int
 main(int argc, char **argv)
 {
-	size_t nn = argc > 1 ? strtoul(argv[1], NULL, 10) : 10000;
-	size_t nu = argc > 2 ? strtoul(argv[2], NULL, 10) : 500;
-	size_t nr = argc > 3 ? strtoul(argv[3], NULL, 10) : 200;
+	bool grants = argc > 1 && strcmp(argv[1], "--grants") == 0;
+	int a0 = grants ? 1 : 0;
+	size_t nn = argc > a0 + 1 ? strtoul(argv[a0 + 1], NULL, 10) : 10000;
+	size_t nu = argc > a0 + 2 ? strtoul(argv[a0 + 2], NULL, 10) : 500;
+	size_t nr = argc > a0 + 3 ? strtoul(argv[a0 + 3], NULL, 10) : 200;
+	struct ip_prefix *routes = calloc(nn ? nn : 1, sizeof(*routes));
 	size_t ntags = 40, ngroups = 50, i, j, total_filters = 0, total_peers = 0;
 	struct policy_node *nodes = calloc(nn, sizeof(*nodes));
 	char **users = calloc(nu, sizeof(char *)), **tagnames = calloc(ntags, sizeof(char *));
@@ -60,7 +66,7 @@ main(int argc, char **argv)
 	double t[5], t0, filters_ms, peers_ms;
 	int k;
 
-	if (!nodes || !users || !tagnames || !ntag)
+	if (!nodes || !users || !tagnames || !ntag || !routes)
 		return 1;
 	for (i = 0; i < nu; i++)
 		if (asprintf(&users[i], "user%zu@example.com", i) < 0)
@@ -90,6 +96,16 @@ main(int argc, char **argv)
 		} else {
 			nodes[i].user = users[rnd((uint32_t)nu)];
 		}
+		if (grants && nodes[i].ntags > 0 && rnd(20) == 0) {	/* ~1 %: a subnet router */
+			routes[i].addr.family = AF_INET;
+			routes[i].addr.b[0] = 10;
+			routes[i].addr.b[1] = (uint8_t)rnd(8);
+			routes[i].bits = 16;
+			nodes[i].routes = &routes[i];
+			nodes[i].nroutes = 1;
+			nodes[i].advertised = &routes[i];
+			nodes[i].nadvertised = 1;
+		}
 	}
 	buf_init(&b, 8 << 20);
 	if (buf_printf(&b, "{\"hosts\": {\"lan\": \"10.0.0.0/8\", \"mon\": \"100.64.1.7\"},\n\"groups\": {\n") != 0)
@@ -108,9 +124,44 @@ main(int argc, char **argv)
 	for (i = 0; i < ntags; i++)
 		if (buf_printf(&b, "\"%s\": [\"group:g0\"], ", tagnames[i]) != 0)
 			return 1;
-	if (buf_printf(&b, "},\n\"acls\": [\n") != 0)
+	if (buf_printf(&b, "},\n\"%s\": [\n", grants ? "grants" : "acls") != 0)
 		return 1;
-	for (i = 0; i < nr; i++) {
+	for (i = 0; grants && i < nr; i++) {
+		const char *tg = tagnames[rnd((uint32_t)ntags)], *tg2 = tagnames[rnd((uint32_t)ntags)];
+		int e;
+
+		switch (i % 8) {
+		case 0: case 1: case 2:
+			e = buf_printf(&b, "{\"src\": [\"group:g%u\", \"group:g%u\"], "
+			    "\"dst\": [\"%s\", \"%s\"], \"ip\": [\"22\", \"80\", \"443\", \"8000-8100\"]},\n",
+			    rnd((uint32_t)ngroups), rnd((uint32_t)ngroups), tg, tg2);
+			break;
+		case 3:
+			e = buf_printf(&b, "{\"src\": [\"%s\"], \"dst\": [\"%s\"], \"ip\": [\"*\"], "
+			    "\"app\": {\"example.com/cap/admin\": [{\"level\": %zu, \"sites\": [\"a\", \"b\"]}]}},\n",
+			    users[rnd((uint32_t)nu)], tg, i);
+			break;
+		case 4:
+			e = buf_printf(&b, "{\"src\": [\"%s\"], \"dst\": [\"%s\"], \"ip\": [\"tcp:5432\"]},\n",
+			    tg, tg2);
+			break;
+		case 5:
+			e = buf_printf(&b, "{\"src\": [\"autogroup:member\"], \"dst\": [\"autogroup:self\"], "
+			    "\"ip\": [\"*\"]},\n{\"src\": [\"autogroup:member\"], \"dst\": [\"%s\"], "
+			    "\"ip\": [\"tcp:443\"]},\n", tg);
+			break;
+		case 6:
+			e = buf_printf(&b, "{\"src\": [\"*\"], \"dst\": [\"%s\"], \"ip\": [\"udp:53\", \"tcp:53\"]},\n", tg);
+			break;
+		default:
+			e = buf_printf(&b, "{\"src\": [\"mon\", \"100.64.2.0/24\", \"group:g%u\"], "
+			    "\"dst\": [\"10.%u.0.0/16\"], \"ip\": [\"tcp:9100\", \"icmp:*\"], \"via\": [\"%s\"]},\n",
+			    rnd((uint32_t)ngroups), rnd(8), tg);
+		}
+		if (e != 0)
+			return 1;
+	}
+	for (i = 0; !grants && i < nr; i++) {
 		const char *tg = tagnames[rnd((uint32_t)ntags)], *tg2 = tagnames[rnd((uint32_t)ntags)];
 		int e;
 
@@ -177,8 +228,8 @@ main(int argc, char **argv)
 		free(peers);
 	}
 	peers_ms = now_ms() - t0;
-	printf("bench-policy: nodes=%zu users=%zu rules=%zu compile_ms=%.1f change_fanout_p99_ms=n/a\n",
-	    nn, nu, nr, t[2]);
+	printf("bench-policy:%s nodes=%zu users=%zu rules=%zu compile_ms=%.1f change_fanout_p99_ms=n/a\n",
+	    grants ? " grants" : "", nn, nu, nr, t[2]);
 	printf("bench-policy: compile_ms best=%.1f median=%.1f; all filters as JSON %.0f ms "
 	    "(%zu matches); all peer lists %.0f ms (%zu entries, %.0f per node)\n",
 	    t[0], t[2], filters_ms, total_filters, peers_ms, total_peers, (double)total_peers / (double)nn);
@@ -203,5 +254,6 @@ main(int argc, char **argv)
 	free(users);
 	free(tagnames);
 	free(nodes);
+	free(routes);
 	return 0;
 }

@@ -1117,6 +1117,37 @@ fmt_ms(char *out, size_t n, double v)
 		snprintf(out, n, "%.1f", v);
 }
 
+/* PUTs `pol` and waits until every stream got its new filter; returns the
+ * p99 in ms (-1 on failure). */
+static double
+policy_fanout(const char *what, const char *pol)
+{
+	double p99 = -1;
+	int st;
+
+	for (int i = 0; i < g.nnodes; i++)
+		g.pol_ms[i] = -1;
+	g.n_pol = 0;
+	g.pol_active = true;
+	g.pol_t0 = time_mono_ms();
+	st = api("PUT", "/api/v1/policy", pol, NULL);
+	if (st != 200) {
+		fprintf(stderr, "bench-control: %s policy PUT: HTTP %d\n", what, st);
+	} else if (!run_until(all_policy, 300 * 1000)) {
+		fprintf(stderr, "bench-control: %s policy change reached only %d of %d streams\n",
+		    what, g.n_pol, g.nnodes);
+	} else {
+		p99 = pct(g.pol_ms, g.nnodes, 0.99);
+		fprintf(stderr, "bench-control: %s policy fan-out p50 %.0f ms, p90 %.0f ms, "
+		    "p99 %.0f ms, max %.0f ms\n", what, pct(g.pol_ms, g.nnodes, 0.50),
+		    pct(g.pol_ms, g.nnodes, 0.90), p99, pct(g.pol_ms, g.nnodes, 1.0));
+	}
+	g.pol_active = false;
+	/* wait for the streams to be current again */
+	run_until(all_current, 120 * 1000);
+	return p99;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1141,8 +1172,8 @@ main(int argc, char **argv)
 	double enrol_per_s, maps_s, restart_s = -1, idle_pct;
 	int64_t *joins, *eps;
 	int nj = 0, ne = 0;
-	char b1[32], b2[32], b3[32], b4[32], b5[32];
-	double fan_p99 = -1;
+	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+	double fan_p99 = -1, fan_grants_p99 = -1;
 
 	g.nnodes = 1000;
 	g.joins = 5;
@@ -1314,32 +1345,16 @@ main(int argc, char **argv)
 	}
 	g.watch[0] = 0;
 
-	/* policy change fan-out: every node's filter changes */
+	/* policy change fan-out: every node's filter changes, first to an acls
+	 * policy, then to the same access written as grants plus an app grant
+	 * and a via grant (every node's filter gains a CapGrant and a Via entry) */
 	if (g.policy_fanout) {
-		const char *pol = "{\"acls\":[{\"action\":\"accept\",\"src\":[\"*\"],"
-		    "\"dst\":[\"*:22,443\"]}]}";
-		int st;
-
-		for (int i = 0; i < g.nnodes; i++)
-			g.pol_ms[i] = -1;
-		g.n_pol = 0;
-		g.pol_active = true;
-		g.pol_t0 = time_mono_ms();
-		st = api("PUT", "/api/v1/policy", pol, NULL);
-		if (st != 200) {
-			fprintf(stderr, "bench-control: policy PUT: HTTP %d\n", st);
-		} else if (!run_until(all_policy, 300 * 1000)) {
-			fprintf(stderr, "bench-control: policy change reached only %d of %d streams\n",
-			    g.n_pol, g.nnodes);
-		} else {
-			fan_p99 = pct(g.pol_ms, g.nnodes, 0.99);
-			fprintf(stderr, "bench-control: policy fan-out p50 %.0f ms, p90 %.0f ms, "
-			    "p99 %.0f ms, max %.0f ms\n", pct(g.pol_ms, g.nnodes, 0.50),
-			    pct(g.pol_ms, g.nnodes, 0.90), fan_p99, pct(g.pol_ms, g.nnodes, 1.0));
-		}
-		g.pol_active = false;
-		/* wait for the streams to be current again */
-		run_until(all_current, 120 * 1000);
+		fan_p99 = policy_fanout("acls", "{\"acls\":[{\"action\":\"accept\",\"src\":[\"*\"],"
+		    "\"dst\":[\"*:22,443\"]}]}");
+		fan_grants_p99 = policy_fanout("grants", "{\"tagOwners\":{\"tag:r\":[\"bench@\"]},"
+		    "\"grants\":[{\"src\":[\"*\"],\"dst\":[\"*\"],\"ip\":[\"tcp:22\",\"tcp:443\"]},"
+		    "{\"src\":[\"*\"],\"dst\":[\"*\"],\"app\":{\"example.com/cap/bench\":[{\"level\":\"full\"}]}},"
+		    "{\"src\":[\"autogroup:member\"],\"dst\":[\"10.0.0.0/8\"],\"ip\":[\"*\"],\"via\":[\"tag:r\"]}]}");
 	}
 
 	/* restart: SIGKILL, start again on the same database */
@@ -1389,11 +1404,13 @@ main(int argc, char **argv)
 	fmt_ms(b3, sizeof(b3), pct(eps, ne, 0.99));
 	fmt_ms(b4, sizeof(b4), restart_s);
 	fmt_ms(b5, sizeof(b5), fan_p99);
+	fmt_ms(b6, sizeof(b6), fan_grants_p99);
 	printf("bench-control: nodes=%d enrol_per_s=%.0f join_p50_ms=%s join_p99_ms=%s "
 	    "endpoint_p99_ms=%s restart_recover_s=%s rss_kb_per_node=%.1f idle_cpu_pct=%.2f "
-	    "rss_baseline_kb=%ld maps_all_s=%.1f%s%s\n", g.nnodes, enrol_per_s, b1, b2, b3,
+	    "rss_baseline_kb=%ld maps_all_s=%.1f%s%s%s%s\n", g.nnodes, enrol_per_s, b1, b2, b3,
 	    b4, (double)rss / g.nnodes, idle_pct, rss_base, maps_s,
-	    g.policy_fanout ? " change_fanout_p99_ms=" : "", g.policy_fanout ? b5 : "");
+	    g.policy_fanout ? " change_fanout_p99_ms=" : "", g.policy_fanout ? b5 : "",
+	    g.policy_fanout ? " change_fanout_grants_p99_ms=" : "", g.policy_fanout ? b6 : "");
 	fflush(stdout);
 
 	kill(g.pid, SIGTERM);
