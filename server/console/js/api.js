@@ -38,7 +38,9 @@ export async function api(method, path, body, opts = {}) {
     throw new ApiError(0, { detail: 'cannot reach the server: ' + e.message });
   }
   const type = r.headers.get('Content-Type') || '';
-  const data = type.includes('json') ? await r.json().catch(() => null) : await r.text();
+  // JSON and problem+json are parsed; the policy (application/hujson) is text.
+  const json = /^application\/(problem\+)?json/.test(type);
+  const data = json ? await r.json().catch(() => null) : await r.text();
   if (!r.ok) {
     if (r.status === 401 && path !== '/session') onUnauthorized();
     throw new ApiError(r.status, data);

@@ -175,7 +175,7 @@ export function page(root) {
     const { adds, dels } = renderDiff(box, st.base, ta.value, [st.etag ? 'active' : 'no policy', 'your draft']);
     const bad = st.diags.length > 0;
     review.replaceChildren(el('h2', {}, 'Review changes'), box,
-      bad ? el('p', { class: 'error' }, 'The draft has problems; the server will refuse it until they are fixed.') : null,
+      ...(bad ? [el('p', { class: 'error' }, 'The draft has problems; the server will refuse it until they are fixed.')] : []),
       el('div', { class: 'actions' },
         el('button', { type: 'button', class: 'secondary', onclick: () => { review.hidden = true; ta.focus(); } }, 'Back to editing'),
         el('button', { type: 'button', id: 'policy-save', disabled: !adds && !dels, onclick: save }, 'Save policy')));
@@ -313,7 +313,8 @@ export function page(root) {
   return {
     refresh(ev) {
       // Someone else saved: say so; the draft stays.
-      if (ev && 'policy_etag' in ev && (ev.policy_etag || null) !== (st.etag || null)) {
+      const bare = (t) => (t || '').replace(/"/g, '');
+      if (ev && 'policy_etag' in ev && bare(ev.policy_etag) !== bare(st.etag)) {
         banner.replaceChildren('The active policy was changed elsewhere. ',
           el('button', { type: 'button', class: 'link', onclick: () => { load(false); } }, 'Load it'),
           ' (discards your draft) or keep editing; saving will show the conflict.');
