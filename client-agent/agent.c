@@ -466,6 +466,8 @@ agent_handle(void *arg, json_t *req)
 	}
 	if (strcmp(cmd, "set") == 0)
 		return agent_cmd_set(a, req);
+	if (strcmp(cmd, "up_wait") == 0)
+		return agent_cmd_up_wait(a, req);
 	if (strcmp(cmd, "down") == 0)
 		return agent_cmd_down(a);
 	if (strcmp(cmd, "logout") == 0)

@@ -331,9 +331,11 @@ prefs_apply(struct agent *a, json_t *eff, char *why, size_t whylen)
 	return 0;
 }
 
-/* Registers with url and starts the map stream (ctl_mu held, released). */
+/* Registers with url and starts the map stream (ctl_mu held, released).
+ * login: without an auth key, a machine that must log in gets the login
+ * URL back (agent_login.c); force: log in again although still valid. */
 static json_t *
-connect_locked(struct agent *a, const char *url, const char *authkey)
+connect_locked(struct agent *a, const char *url, const char *authkey, bool login, bool force)
 {
 	char why[1024], hn[NAME_MAX_LEN];
 	const char *host;
@@ -350,6 +352,14 @@ connect_locked(struct agent *a, const char *url, const char *authkey)
 			str_copy(hn, "node", sizeof(hn));
 		hn[sizeof(hn) - 1] = 0;
 		host = hn;
+	}
+	if (login && (authkey == NULL || *authkey == 0)) {
+		json_t *lr = agent_login_begin(a, url, host, force);
+
+		if (lr) {
+			pthread_mutex_unlock(&a->ctl_mu);
+			return lr;
+		}
 	}
 	if (a->ctl)
 		agent_stop_control(a);
@@ -461,7 +471,8 @@ agent_cmd_up(struct agent *a, json_t *req)
 		pthread_mutex_unlock(&a->ctl_mu);
 		return agent_reply_err("%s", why);
 	}
-	return connect_locked(a, url, authkey);
+	return connect_locked(a, url, authkey, true,
+	    json_is_true(json_object_get(req, "force_reauth")));
 }
 
 json_t *
@@ -487,7 +498,7 @@ agent_cmd_set(struct agent *a, json_t *req)
 		return agent_reply_ok("Saved; the settings take effect at the next wiremesh up.\n", NULL);
 	}
 	a->user_acted = true;
-	return connect_locked(a, a->login_server, NULL);	/* announce them now */
+	return connect_locked(a, a->login_server, NULL, false, false);	/* announce them now */
 }
 
 json_t *

@@ -10,6 +10,7 @@
  *                   endpoints and netcheck
  *   agent_netmap.c  map messages: self, peers, DERP map, filter
  *   agent_cmd.c     up/down/reconnect and the local API commands
+ *   agent_login.c   interactive login (up without an auth key)
  */
 #ifndef WM_AGENT_INT_H
 #define WM_AGENT_INT_H
@@ -272,5 +273,10 @@ json_t *agent_cmd_ip(struct agent *a, json_t *req);
 json_t *agent_cmd_ping(struct agent *a, json_t *req);
 json_t *agent_cmd_netcheck(struct agent *a);
 json_t *agent_cmd_debug(struct agent *a);
+
+/* agent_login.c: interactive login. begin: NULL when no login is needed
+ * (the usual `up` goes on), else the reply with the URL (ctl_mu held). */
+json_t *agent_login_begin(struct agent *a, const char *url, const char *host, bool force);
+json_t *agent_cmd_up_wait(struct agent *a, json_t *req);
 
 #endif

@@ -304,22 +304,23 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	return r;
 }
 
-int
-control_register(struct control *c, const char *authkey, const char *hostname, json_t **node,
-		 char *why, size_t whylen)
+/* The register body; flags: interactive login wanted, force a new one. */
+static char *
+register_body(struct control *c, const char *authkey, const char *hostname, bool interactive,
+	      bool force)
 {
 	char nk[KEY_STR_MAX], dk[KEY_STR_MAX], *text;
-	struct sink sink = { .c = c };
-	json_t *body, *resp;
-	long status;
-	int r;
+	json_t *body;
 
-	*node = NULL;
 	key_fmt(nk, "nodekey:", c->keys.node_pub);
 	key_fmt(dk, "discokey:", c->keys.disco_pub);
 	body = json_pack("{s:s, s:s, s:s}", "node_key", nk, "disco_key", dk, "hostname", hostname);
 	if (body && authkey && *authkey)
 		json_object_set_new(body, "auth_key", json_string(authkey));
+	if (body && interactive)
+		json_object_set_new(body, "interactive", json_true());
+	if (body && force)
+		json_object_set_new(body, "force_reauth", json_true());
 	pthread_mutex_lock(&c->lock);
 	if (body && c->advertised)
 		json_object_set_new(body, "advertised_routes", json_deep_copy(c->advertised));
@@ -328,25 +329,125 @@ control_register(struct control *c, const char *authkey, const char *hostname, j
 	pthread_mutex_unlock(&c->lock);
 	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
+	return text;
+}
+
+/* POSTs a register-family request; *resp: the answer object. */
+static int
+register_post(struct control *c, const char *path, char *text, long timeout_s, json_t **resp,
+	      char *why, size_t whylen)
+{
+	struct sink sink = { .c = c, .timeout_s = timeout_s };
+	long status;
+	int r;
+
+	*resp = NULL;
 	if (text == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return ERR_NOMEM;
 	}
 	buf_init(&sink.data, 1 << 20);
-	r = post(c, "/machine/register", text, false, &sink, &status, why, whylen);
+	r = post(c, path, text, false, &sink, &status, why, whylen);
 	free_secret(text);
 	if (r == 0) {
-		resp = json_loadb((const char *)sink.data.data, sink.data.len, 0, NULL);
-		if (!json_is_object(json_object_get(resp, "node"))) {
+		*resp = json_loadb((const char *)sink.data.data, sink.data.len, 0, NULL);
+		if (!json_is_object(*resp)) {
 			snprintf(why, whylen, "control server sent a malformed registration reply");
-			json_decref(resp);
+			json_decref(*resp);
+			*resp = NULL;
 			r = ERR_PROTOCOL;
-		} else {
-			*node = json_incref(json_object_get(resp, "node"));
-			json_decref(resp);
 		}
 	}
 	buf_cleanup(&sink.data);
+	return r;
+}
+
+int
+control_register(struct control *c, const char *authkey, const char *hostname, json_t **node,
+		 char *why, size_t whylen)
+{
+	json_t *resp;
+	int r;
+
+	*node = NULL;
+	r = register_post(c, "/machine/register", register_body(c, authkey, hostname, false, false),
+	    0, &resp, why, whylen);
+	if (r == 0 && !json_is_object(json_object_get(resp, "node"))) {
+		snprintf(why, whylen, "control server sent a malformed registration reply");
+		r = ERR_PROTOCOL;
+	} else if (r == 0) {
+		*node = json_incref(json_object_get(resp, "node"));
+	}
+	json_decref(resp);
+	return r;
+}
+
+int
+control_register_interactive(struct control *c, const char *hostname, bool force, json_t **node,
+			     char **auth_url, char **auth_id, char *why, size_t whylen)
+{
+	json_t *resp;
+	const char *u, *id;
+	int r;
+
+	*node = NULL;
+	*auth_url = *auth_id = NULL;
+	r = register_post(c, "/machine/register", register_body(c, NULL, hostname, true, force), 0,
+	    &resp, why, whylen);
+	if (r != 0)
+		return r;
+	u = json_string_value(json_object_get(resp, "auth_url"));
+	id = json_string_value(json_object_get(resp, "auth_id"));
+	if (json_is_object(json_object_get(resp, "node"))) {
+		*node = json_incref(json_object_get(resp, "node"));
+	} else if (u && id) {
+		*auth_url = strdup(u);
+		*auth_id = strdup(id);
+		if (*auth_url == NULL || *auth_id == NULL) {
+			free(*auth_url);
+			free(*auth_id);
+			*auth_url = *auth_id = NULL;
+			r = ERR_NOMEM;
+		}
+	} else {
+		snprintf(why, whylen, "control server sent a malformed registration reply");
+		r = ERR_PROTOCOL;
+	}
+	json_decref(resp);
+	return r;
+}
+
+int
+control_register_wait(struct control *c, const char *auth_id, json_t **node, char **login,
+		      char *why, size_t whylen)
+{
+	json_t *body = json_pack("{s:s}", "auth_id", auth_id), *resp;
+	const char *state;
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	int r;
+
+	json_decref(body);
+	*node = NULL;
+	*login = NULL;
+	r = register_post(c, "/machine/register/wait", text, CONTROL_WAIT_S, &resp, why, whylen);
+	if (r != 0)
+		return r;
+	state = json_string_value(json_object_get(resp, "state"));
+	if (state && strcmp(state, "pending") == 0) {
+		r = ERR_TIMEOUT;
+	} else if (state && strcmp(state, "done") == 0 &&
+	    json_is_object(json_object_get(resp, "node"))) {
+		const char *l = json_string_value(json_object_get(resp, "login"));
+
+		*node = json_incref(json_object_get(resp, "node"));
+		*login = strdup(l ? l : "");
+	} else {
+		const char *e = json_string_value(json_object_get(resp, "error"));
+
+		snprintf(why, whylen, "%s", e ? e : "the login failed");
+		r = state && strcmp(state, "expired") == 0 ? ERR_EXPIRED : ERR_FORBIDDEN;
+	}
+	json_decref(resp);
 	return r;
 }
 

@@ -28,6 +28,7 @@ enum {
 	CONTROL_BACKOFF_MIN_MS = 500,
 	CONTROL_BACKOFF_MAX_MS = 8000,
 	CONTROL_STALL_S = 100,		/* no byte for this long: the stream is dead */
+	CONTROL_WAIT_S = 40,		/* one interactive-login long-poll (server: 25 s) */
 };
 
 struct control_keys {
@@ -63,6 +64,24 @@ void control_free(struct control *c);
  */
 int control_register(struct control *c, const char *authkey, const char *hostname,
 		     json_t **node, char *why, size_t whylen) WM_MUST_CHECK;
+
+/*
+ * Interactive login (docs/protocol.md): POST /machine/register without an
+ * auth key and with "interactive" (and "force_reauth" when force). Either
+ * the machine is still valid and *node is set, or the server wants a
+ * person to log in: *auth_url (show it) and *auth_id (malloc'd) are set.
+ */
+int control_register_interactive(struct control *c, const char *hostname, bool force,
+				 json_t **node, char **auth_url, char **auth_id, char *why,
+				 size_t whylen) WM_MUST_CHECK;
+/*
+ * One long-poll of POST /machine/register/wait (blocking, at most
+ * CONTROL_WAIT_S): 0 with *node and *login (malloc'd: who logged in) when
+ * the login completed, ERR_TIMEOUT while it is still pending, else an
+ * error with why (ERR_EXPIRED: the link expired; the server's refusal).
+ */
+int control_register_wait(struct control *c, const char *auth_id, json_t **node, char **login,
+			  char *why, size_t whylen) WM_MUST_CHECK;
 
 /* Starts the stream thread, resuming after `since` (0: full map). */
 int control_start(struct control *c, uint64_t since) WM_MUST_CHECK;

@@ -37,7 +37,7 @@ bench-filter: $(BUILD)/bench-filter
 
 # Node agent daemon and CLI (issue 6).
 AGENTD_OBJS := $(addprefix $(BUILD)/client-agent/,agent.o agent_disco.o agent_netmap.o agent_cmd.o \
-	agent_routes.o control_client.o localapi.o netcfg.o agent_dns.o)
+	agent_login.o agent_routes.o control_client.o localapi.o netcfg.o agent_dns.o)
 $(BIN)/wiremeshd: $(BUILD)/client-agent/wiremeshd.o $(AGENTD_OBJS) $(AGENT_LIB) $(BUILD)/librelay.a \
 	$(WG_LIB) $(COMMON_LIB)
 $(BIN)/wiremesh: $(BUILD)/client-agent/wiremesh.o $(BUILD)/client-agent/localapi.o \

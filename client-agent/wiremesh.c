@@ -107,6 +107,8 @@ static const struct flag flags[] = {
 	{ "auth-key", "authkey", K_STRING, "KEY", V_UP, "same as --authkey" },
 	{ "reset", "reset", K_BOOL, NULL, V_UP,
 	  "settings not mentioned go back to their defaults" },
+	{ "force-reauth", "force_reauth", K_BOOL, NULL, V_UP,
+	  "log in again (prints a login URL) although the node key is still valid" },
 	{ "hostname", "hostname", K_STRING, "NAME", V_UP | V_SET,
 	  "name to register (default: the system host name)" },
 	{ "advertise-routes", "advertise_routes", K_LIST, "CIDR,...", V_UP | V_SET,
@@ -286,6 +288,27 @@ list_json(const char *s)
 	return arr;
 }
 
+/* `up` without an auth key for a machine that must log in: the daemon
+ * answered with the login URL. Show it, then wait (the daemon holds the
+ * server's long-poll) and return the final reply. */
+static json_t *
+wait_login(json_t *req, json_t *first)
+{
+	json_t *data = json_object_get(first, "data");
+
+	if (json_out) {
+		json_dumpf(data, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+		putchar('\n');
+	} else {
+		fputs(json_string_value(json_object_get(first, "text")) ?: "", stdout);
+	}
+	fflush(stdout);
+	json_object_set_new(req, "cmd", json_string("up_wait"));
+	json_object_set(req, "auth_id", json_object_get(data, "auth_id"));
+	json_decref(first);
+	return call(req, 21 * 60 * 1000, false);
+}
+
 static int
 run_settings(const struct verb *v, int argc, char **argv)
 {
@@ -346,6 +369,8 @@ run_settings(const struct verb *v, int argc, char **argv)
 		json_object_set_new(req, f->key, f->kind == K_LIST ? list_json(val) : json_string(val));
 	}
 	r = call(req, timeout, false);
+	if (json_is_true(json_object_get(json_object_get(r, "data"), "login_pending")))
+		r = wait_login(req, r);
 	json_decref(req);
 	return print_reply(r);
 }
@@ -755,7 +780,8 @@ static const struct verb verbs[] = {
 	{ "down", "", "Disconnect; stay logged in (status: Stopped; 'up' reconnects).", NULL, 0,
 	  NULL, run_simple },
 	{ "logout", "", "Expire this node's key on the server and forget the login.",
-	  "The next 'wiremesh up' needs an auth key. An ephemeral node is deleted.\n", 0, NULL,
+	  "The next 'wiremesh up' logs in again (an auth key, or the login URL it prints).\n"
+	  "An ephemeral node is deleted.\n", 0, NULL,
 	  run_simple },
 	{ "status", "", "Health, then one line per node: ADDRESS NAME OWNER PATH.", NULL, 0, NULL,
 	  run_simple },

@@ -14,6 +14,7 @@
 #include "common/jsonx.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "server/enrol.h"
 #include "server/mapper.h"
 #include "server/events.h"
 #include "server/nodeview.h"
@@ -170,8 +171,9 @@ user_json(const struct store_user *u)
 	char t[32];
 
 	time_fmt_rfc3339(t, u->created_at);
-	return json_pack("{s:I, s:s, s:s}", "id", (json_int_t)u->id, "name", u->name,
-	    "created_at", t);
+	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)u->id, "name", u->name,
+	    "created_at", t, "display_name", u->display_name, "email", u->email,
+	    "login", u->oidc ? "oidc" : "local");
 }
 
 static int
@@ -481,6 +483,45 @@ node_routes(struct server *s, struct http_request *req, struct http_response *re
 	    "serving", serving));
 }
 
+/* GET /api/v1/nodes/pending, POST /api/v1/nodes/register {"user","key"}:
+ * machines waiting for a login, and an admin letting one in. */
+static void
+nodes_enrol(struct server *s, struct http_request *req, struct http_response *resp,
+	    const char *rest, json_t *body)
+{
+	const char *user = NULL, *key = NULL;
+	struct store_node n;
+	char why[512] = "";
+	int r;
+
+	if (strcmp(rest, "/pending") == 0) {
+		if (strcmp(req->method, "GET") != 0) {
+			http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "pending", enrol_pending_json(s)));
+		return;
+	}
+	if (strcmp(req->method, "POST") != 0) {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+		return;
+	}
+	if (jsonx_str(body, "user", true, &user, why, sizeof(why)) != 0 ||
+	    jsonx_str(body, "key", true, &key, why, sizeof(why)) != 0) {
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
+	if ((r = enrol_approve(s, key, user, &n, why, sizeof(why))) != 0) {
+		if (r == ERR_EXPIRED || r == ERR_USED)
+			http_problem(resp, 409, NULL, "%s", why);
+		else
+			http_problem_err(resp, r, "%s", why);
+		return;
+	}
+	server_reply_json(resp, 200, json_pack("{s:o}", "node", nodeview_admin(&n, false,
+	    time_now_s())));
+}
+
 static void
 nodes(struct server *s, struct http_request *req, struct http_response *resp,
       const char *rest, json_t *body)
@@ -494,6 +535,10 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 	bool online = false;
 	int r;
 
+	if (strcmp(rest, "/pending") == 0 || strcmp(rest, "/register") == 0) {
+		nodes_enrol(s, req, resp, rest, body);
+		return;
+	}
 	if (*rest == 0 && strcmp(req->method, "GET") == 0) {
 		struct node_list nl = { s, json_array(), http_query(req, "user") };
 

@@ -63,6 +63,7 @@ cli_usage(void)
 "              [--tags tag:a,tag:b] | list [--user NAME] | expire ID\n"
 "  nodes list [--user NAME] | show ID | delete ID | expire ID | rename ID NAME\n"
 "        | tag ID tag:a,tag:b | routes ID | approve-routes ID CIDR,CIDR,... (\"\" for none)\n"
+"        | pending | register --user NAME KEY   (machines waiting after `wiremesh up`)\n"
 "  policy get | set -f FILE | history | check FILE | explain [--file F] SRC DST:PORT [--proto P]\n"
 "\n"
 "Local (read the database file, no server needed):\n"
@@ -498,6 +499,46 @@ print_node_row(json_t *n)
 	    fmt_time(jint(n, "last_seen"), t1), tags);
 }
 
+/* nodes pending | nodes register --user U KEY: machines waiting for a login. */
+static int
+cmd_nodes_enrol(struct cli *c, int argc, char **argv, struct opts *o)
+{
+	const char *verb = argv[optind];
+	const char *key = optind + 1 < argc ? argv[optind + 1] : NULL;
+	json_t *out = NULL, *p;
+	size_t i;
+
+	if (strcmp(verb, "pending") == 0) {
+		if (call(c, "GET", "/api/v1/nodes/pending", NULL, &out))
+			return 1;
+		if (c->json) {
+			print_json(out);
+		} else {
+			printf("%-32s %-24s %-21s %s\n", "KEY", "HOSTNAME", "EXPIRES", "MACHINE");
+			json_array_foreach(json_object_get(out, "pending"), i, p)
+				printf("%-32s %-24s %-21s %.17s...\n", jstr(p, "key"), jstr(p, "hostname"),
+				    jstr(p, "expires_at"), jstr(p, "machine_key"));
+		}
+		json_decref(out);
+		return 0;
+	}
+	if (key == NULL || o->user == NULL)
+		return fail("%s", "usage: nodes register --user NAME KEY  (KEY: from the register "
+		    "URL or nodes pending)");
+	if (call(c, "POST", "/api/v1/nodes/register", json_pack("{s:s, s:s}", "user", o->user,
+	    "key", key), &out))
+		return 1;
+	if (c->json) {
+		print_json(out);
+	} else {
+		printf("%-5s %-20s %-16s %-15s %-26s %-7s %-21s %s\n", "ID", "NAME", "USER",
+		    "IPV4", "IPV6", "STATUS", "LAST SEEN", "TAGS");
+		print_node_row(json_object_get(out, "node"));
+	}
+	json_decref(out);
+	return 0;
+}
+
 static int
 cmd_nodes(struct cli *c, int argc, char **argv, struct opts *o)
 {
@@ -508,6 +549,8 @@ cmd_nodes(struct cli *c, int argc, char **argv, struct opts *o)
 	char path[256];
 	size_t i;
 
+	if (strcmp(verb, "pending") == 0 || strcmp(verb, "register") == 0)
+		return cmd_nodes_enrol(c, argc, argv, o);
 	if (strcmp(verb, "list") == 0) {
 		snprintf(path, sizeof(path), "/api/v1/nodes%s%.128s", o->user ? "?user=" : "",
 		    o->user ? o->user : "");

@@ -55,6 +55,16 @@ server_config_file(struct server_config *c, const char *path, char *why, size_t 
 				goto out;
 			continue;
 		}
+		if (strcmp(key, "oidc") == 0) {
+			const struct hujson_value *hv = hujson_get(doc, "oidc");
+
+			if (!json_is_object(v) || oidc_config_parse(&c->oidc, v, err, sizeof(err)) != 0) {
+				snprintf(why, whylen, "%s:%d:%d: oidc: %s", path, hv ? hv->line : 0,
+				    hv ? hv->col : 0, json_is_object(v) ? err : "must be an object");
+				goto out;
+			}
+			continue;
+		}
 		if (strcmp(key, "prefixes") == 0 && json_is_object(v)) {
 			const char *v4 = json_string_value(json_object_get(v, "v4"));
 			const char *v6 = json_string_value(json_object_get(v, "v6"));

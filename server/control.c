@@ -3,7 +3,9 @@
  * The node-facing protocol (docs/protocol.md): every request is a POST with
  * a JSON body, signed by the node's Ed25519 machine key.
  *
- *   /machine/register   auth key + keys + hostname -> node identity
+ *   /machine/register   auth key + keys + hostname -> node identity; without
+ *                       a key and with "interactive", a login URL
+ *   /machine/register/wait  held open until that login ends (server/enrol.c)
  *   /machine/map        the map stream: full netmap, then deltas
  *   /machine/endpoints  candidate endpoints and home DERP region
  *   /machine/logout     expires the node (ephemeral nodes are deleted)
@@ -17,6 +19,8 @@
 #include "common/log.h"
 #include "common/sign.h"
 #include "common/util.h"
+#include "server/control.h"
+#include "server/enrol.h"
 #include "server/ipam.h"
 #include "server/mapper.h"
 #include "server/nodeview.h"
@@ -135,18 +139,16 @@ unique_name(struct server *s, const char *hostname, int64_t self_id, char out[st
 
 struct reg {
 	const char *auth_key;
-	uint8_t node_key[KEY_LEN];
-	uint8_t disco_key[KEY_LEN];
-	char hostname[STORE_NAME_MAX];
-	bool has_routes;
-	char routes[STORE_ROUTES_MAX];
-	json_t *tags;		/* requested tags (borrowed from the body), NULL: none */
+	bool interactive;	/* no key: answer with a login URL instead of 401 */
+	bool force_reauth;	/* log in again although the node is valid */
+	struct control_reg r;
 };
 
 static int
 parse_register(json_t *o, struct reg *rg, char *why, size_t whylen)
 {
 	const char *nk = NULL, *dk = NULL, *hn = NULL;
+	json_t *v;
 	int r;
 
 	memset(rg, 0, sizeof(*rg));
@@ -156,15 +158,15 @@ parse_register(json_t *o, struct reg *rg, char *why, size_t whylen)
 	    jsonx_str(o, "disco_key", true, &dk, why, whylen) != 0 ||
 	    jsonx_str(o, "hostname", true, &hn, why, whylen) != 0)
 		return ERR_INVALID;
-	if (key_parse(nk, "nodekey:", rg->node_key) != 0) {
+	if (key_parse(nk, "nodekey:", rg->r.node_key) != 0) {
 		snprintf(why, whylen, "node_key must be nodekey:<64 hex digits>");
 		return ERR_INVALID;
 	}
-	if (key_parse(dk, "discokey:", rg->disco_key) != 0) {
+	if (key_parse(dk, "discokey:", rg->r.disco_key) != 0) {
 		snprintf(why, whylen, "disco_key must be discokey:<64 hex digits>");
 		return ERR_INVALID;
 	}
-	if (key_is_zero(rg->node_key)) {
+	if (key_is_zero(rg->r.node_key)) {
 		snprintf(why, whylen, "node_key must not be all zeros");
 		return ERR_INVALID;
 	}
@@ -172,28 +174,38 @@ parse_register(json_t *o, struct reg *rg, char *why, size_t whylen)
 		snprintf(why, whylen, "hostname must have 1 to %d characters", STORE_NAME_MAX - 1);
 		return ERR_INVALID;
 	}
-	str_copy(rg->hostname, hn, sizeof(rg->hostname));
-	if ((rg->tags = json_object_get(o, "tags")) != NULL) {
+	str_copy(rg->r.hostname, hn, sizeof(rg->r.hostname));
+	if ((rg->r.tags = json_object_get(o, "tags")) != NULL) {
 		json_t *t;
 		size_t i;
 
-		if (!json_is_array(rg->tags) || json_array_size(rg->tags) > 16) {
+		if (!json_is_array(rg->r.tags) || json_array_size(rg->r.tags) > 16) {
 			snprintf(why, whylen, "tags must be an array of at most 16 \"tag:NAME\" strings");
 			return ERR_INVALID;
 		}
-		json_array_foreach(rg->tags, i, t)
+		json_array_foreach(rg->r.tags, i, t)
 			if (!json_is_string(t) || strncmp(json_string_value(t), "tag:", 4) != 0 ||
 			    json_string_length(t) < 5 || json_string_length(t) > 64) {
 				snprintf(why, whylen, "tags[%zu] must look like \"tag:name\"", i);
 				return ERR_INVALID;
 			}
-		if (json_array_size(rg->tags) == 0)
-			rg->tags = NULL;
+		if (json_array_size(rg->r.tags) == 0)
+			rg->r.tags = NULL;
 	}
-	if ((rg->has_routes = json_object_get(o, "advertised_routes") != NULL) &&
+	if ((rg->r.has_routes = json_object_get(o, "advertised_routes") != NULL) &&
 	    (r = routes_normalize(json_object_get(o, "advertised_routes"), "advertised_routes",
-	    rg->routes, sizeof(rg->routes), why, whylen)) != 0)
+	    rg->r.routes, sizeof(rg->r.routes), why, whylen)) != 0)
 		return r;
+	if ((v = json_object_get(o, "interactive")) != NULL && !json_is_boolean(v)) {
+		snprintf(why, whylen, "interactive must be true or false");
+		return ERR_INVALID;
+	}
+	rg->interactive = json_is_true(v);
+	if ((v = json_object_get(o, "force_reauth")) != NULL && !json_is_boolean(v)) {
+		snprintf(why, whylen, "force_reauth must be true or false");
+		return ERR_INVALID;
+	}
+	rg->force_reauth = json_is_true(v);
 	return 0;
 }
 
@@ -244,15 +256,20 @@ check_authkey(struct server *s, const char *key, const struct store_node *existi
 	return 0;
 }
 
-static void
-handle_register(struct server *s, struct http_response *resp, const struct signed_req *sr,
-		bool replay_done, json_t *body)
+/*
+ * The registration transaction. Exactly one of: auth_key (a pre-auth key),
+ * owner (an interactive login or an admin's approval), or neither (a known,
+ * unexpired machine re-registering, e.g. to rotate its node key). sr: the
+ * signed request to enter into the replay cache once the key checked out
+ * (NULL: done already, or no request, as for an admin's approval).
+ */
+static int
+register_commit(struct server *s, const uint8_t mkey[static KEY_LEN], const struct control_reg *rg,
+		const char *auth_key, struct control_owner *owner, const struct signed_req *sr,
+		struct store_node *out, bool *created, bool *throttled, char *why, size_t whylen)
 {
-	const uint8_t *mkey = sr->mkey;
-	char why[512] = "";
 	struct store_node node, old;
 	struct store_preauthkey k;
-	struct reg rg;
 	bool existing = false, consume = false, fresh4 = false, fresh6 = false;
 	bool keep_expiry = false;
 	struct mapper_ids routers = { 0 };
@@ -262,44 +279,41 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 	struct polref *pol = NULL;	/* for tags: held before the transaction */
 	int r;
 
-	if ((r = parse_register(body, &rg, why, sizeof(why))) != 0) {
-		http_problem(resp, 400, NULL, "%s", why);
-		return;
-	}
-	if (rg.tags)
+	*created = false;
+	*throttled = false;
+	if (rg->tags)
 		pol = policy_state_hold(s);
 	if ((r = store_tx_begin(s->store)) != 0) {
 		policy_state_release(pol);
-		http_problem_err(resp, r, "database busy; retry");
-		return;
+		snprintf(why, whylen, "database busy; retry");
+		return r;
 	}
 	r = store_node_get_by_machine(s->store, mkey, &old);
 	if (r != 0 && r != ERR_NOT_FOUND)
 		goto fail;
 	existing = r == 0;
 	r = 0;
-	if (rg.auth_key) {
-		if ((r = check_authkey(s, rg.auth_key, existing ? &old : NULL, &k, &consume,
-		    &keep_expiry, why, sizeof(why))) != 0)
+	if (auth_key) {
+		if ((r = check_authkey(s, auth_key, existing ? &old : NULL, &k, &consume,
+		    &keep_expiry, why, whylen)) != 0)
+			goto fail;
+	} else if (owner) {
+		if (owner->resolve && (r = owner->resolve(owner->ctx, s, owner, why, whylen)) != 0)
 			goto fail;
 	} else if (!existing) {
-		snprintf(why, sizeof(why), "this machine is not registered: an auth key is required");
+		snprintf(why, whylen, "this machine is not registered: an auth key is required");
 		r = ERR_UNAUTHORIZED;
 		goto fail;
 	} else if (old.expires_at != 0 && old.expires_at <= now) {
-		snprintf(why, sizeof(why), "node key has expired or the node logged out: "
+		snprintf(why, whylen, "node key has expired or the node logged out: "
 		    "register again with an auth key");
 		r = ERR_EXPIRED;
 		goto fail;
 	}
 	/* A new machine enters the replay cache only now that its auth key
 	 * checked out (and a machine that registered meanwhile, here too). */
-	if (!replay_done && (r = check_replay(s, sr, why, sizeof(why))) != 0) {
-		if (r == ERR_EXHAUSTED) {
-			store_tx_rollback(s->store);
-			http_problem(resp, 429, NULL, "%s", why);
-			return;
-		}
+	if (sr && (r = check_replay(s, sr, why, whylen)) != 0) {
+		*throttled = r == ERR_EXHAUSTED;	/* 429 */
 		goto fail;
 	}
 	if (existing) {
@@ -308,31 +322,31 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 		memset(&node, 0, sizeof(node));
 		memcpy(node.machine_key, mkey, KEY_LEN);
 		node.created_at = now;
-		if ((r = unique_name(s, rg.hostname, 0, node.name)) != 0)
+		if ((r = unique_name(s, rg->hostname, 0, node.name)) != 0)
 			goto fail;
 		if ((r = ipam_alloc(s->ipam, AF_INET, &node.ipv4)) != 0) {
-			snprintf(why, sizeof(why), "the IPv4 address pool is exhausted");
+			snprintf(why, whylen, "the IPv4 address pool is exhausted");
 			goto fail;
 		}
 		fresh4 = true;
 		if ((r = ipam_alloc(s->ipam, AF_INET6, &node.ipv6)) != 0) {
-			snprintf(why, sizeof(why), "the IPv6 address pool is exhausted");
+			snprintf(why, whylen, "the IPv6 address pool is exhausted");
 			goto fail;
 		}
 		fresh6 = true;
 	}
-	memcpy(node.node_key, rg.node_key, KEY_LEN);
-	memcpy(node.disco_key, rg.disco_key, KEY_LEN);
-	str_copy(node.hostname, rg.hostname, sizeof(node.hostname));
+	memcpy(node.node_key, rg->node_key, KEY_LEN);
+	memcpy(node.disco_key, rg->disco_key, KEY_LEN);
+	str_copy(node.hostname, rg->hostname, sizeof(node.hostname));
 	fields = STORE_NODE_KEYS | STORE_NODE_HOSTNAME | STORE_NODE_LAST_SEEN;
-	if (rg.has_routes) {
-		str_copy(node.routes_advertised, rg.routes, sizeof(node.routes_advertised));
+	if (rg->has_routes) {
+		str_copy(node.routes_advertised, rg->routes, sizeof(node.routes_advertised));
 		fields |= STORE_NODE_ADVERTISED;
 	}
 	/* keep_expiry: a live node rotating its node key with the spent
 	 * single-use key it registered with keeps its owner, tags and expiry;
 	 * extending the expiry needs a new key. */
-	if (rg.auth_key && !keep_expiry) {
+	if (auth_key && !keep_expiry) {
 		node.user_id = k.user_id;
 		str_copy(node.user, k.user, sizeof(node.user));
 		str_copy(node.tags, k.tags, sizeof(node.tags));
@@ -340,16 +354,25 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 		node.preauth_key_id = k.id;
 		node.expires_at = s->cfg.node_expiry_s ? now + s->cfg.node_expiry_s : 0;
 		fields |= STORE_NODE_AUTH | STORE_NODE_TAGS | STORE_NODE_EXPIRY;
+	} else if (owner) {
+		if (!existing || node.user_id != owner->user_id)
+			str_copy(node.tags, "[]", sizeof(node.tags));	/* a new owner's node */
+		node.user_id = owner->user_id;
+		str_copy(node.user, owner->user, sizeof(node.user));
+		node.ephemeral = false;
+		node.preauth_key_id = 0;
+		node.expires_at = owner->expires_at;
+		fields |= STORE_NODE_AUTH | STORE_NODE_TAGS | STORE_NODE_EXPIRY;
 	}
-	if (rg.tags) {	/* wiremesh up --advertise-tags: the policy's tagOwners decide */
+	if (rg->tags) {	/* wiremesh up --advertise-tags: the policy's tagOwners decide */
 		char *text;
 
-		if ((r = policy_tags_allowed(pol, node.user, rg.tags, why, sizeof(why))) != 0)
+		if ((r = policy_tags_allowed(pol, node.user, rg->tags, why, whylen)) != 0)
 			goto fail;
-		text = json_dumps(rg.tags, JSON_COMPACT);
+		text = json_dumps(rg->tags, JSON_COMPACT);
 		if (text == NULL || strlen(text) >= sizeof(node.tags)) {
 			free(text);
-			snprintf(why, sizeof(why), "tags list too long");
+			snprintf(why, whylen, "tags list too long");
 			r = ERR_INVALID;
 			goto fail;
 		}
@@ -361,7 +384,7 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 	r = existing ? store_node_update_fields(s->store, &node, fields) :
 	    store_node_insert(s->store, &node);
 	if (r == ERR_EXISTS) {
-		snprintf(why, sizeof(why), "this node key is already registered to another machine");
+		snprintf(why, whylen, "this node key is already registered to another machine");
 		goto fail;
 	}
 	if (r != 0)
@@ -379,8 +402,8 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 			ipam_undo(s->ipam, &node.ipv6);
 		policy_state_release(pol);
 		atomic_fetch_add(&s->metrics.registration_failures, 1);
-		http_problem_err(resp, r, "could not save the registration");
-		return;
+		snprintf(why, whylen, "could not save the registration");
+		return r;
 	}
 	mapper_node_upsert(s->mapper, &node, version, &routers);
 	server_publish_done(s, &routers);
@@ -390,16 +413,17 @@ handle_register(struct server *s, struct http_response *resp, const struct signe
 	pol = NULL;
 	/* autoApprovers: a transaction of its own (it takes the policy lock,
 	 * which comes before the store's). */
-	if (rg.has_routes && policy_state_auto_approve(s, node.id) == 0 &&
+	if (rg->has_routes && policy_state_auto_approve(s, node.id) == 0 &&
 	    store_node_get(s->store, node.id, &old) == 0)
 		node = old;
 	policy_state_dirty(s);
 	atomic_fetch_add(&s->metrics.registrations, 1);
-	log_info("msg=\"node registered\" node_id=%" PRId64 " name=%s user=%s new=%s",
-	    node.id, node.name, node.user, existing ? "false" : "true");
-	server_reply_json(resp, existing ? 200 : 201, json_pack("{s:o}", "node",
-	    nodeview_admin(&node, false, now)));
-	return;
+	log_info("msg=\"node registered\" node_id=%" PRId64 " name=%s user=%s new=%s how=%s",
+	    node.id, node.name, node.user, existing ? "false" : "true",
+	    auth_key ? "auth_key" : owner ? "login" : "known_machine");
+	*out = node;
+	*created = !existing;
+	return 0;
 fail:
 	/* nothing was written: the addresses go back as if never taken */
 	if (fresh4)
@@ -410,8 +434,82 @@ fail:
 	policy_state_release(pol);
 	atomic_fetch_add(&s->metrics.registration_failures, 1);
 	if (why[0] == 0)
-		snprintf(why, sizeof(why), "%s", err_str(r));
-	http_problem_err(resp, r, "%s", why);
+		snprintf(why, whylen, "%s", err_str(r));
+	return r;
+}
+
+int
+control_register_owned(struct server *s, const uint8_t mkey[static KEY_LEN],
+		       const struct control_reg *rg, struct control_owner *o,
+		       struct store_node *out, bool *created, char *why, size_t whylen)
+{
+	bool throttled;
+
+	why[0] = 0;
+	return register_commit(s, mkey, rg, NULL, o, NULL, out, created, &throttled, why, whylen);
+}
+
+/* Does this registration need an interactive login? A machine without a
+ * node or with an expired one, or a node that asked to log in again. */
+static int
+needs_login(struct server *s, const uint8_t mkey[static KEY_LEN], const struct reg *rg,
+	    bool *need)
+{
+	struct store_node n;
+	int r = store_node_get_by_machine(s->store, mkey, &n);
+
+	*need = false;
+	if (r == ERR_NOT_FOUND) {
+		*need = true;
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	*need = rg->force_reauth || (n.expires_at != 0 && n.expires_at <= time_now_s());
+	return 0;
+}
+
+static void
+handle_register(struct server *s, struct http_request *req, struct http_response *resp,
+		const struct signed_req *sr, bool replay_done, json_t *body)
+{
+	char why[512] = "";
+	struct store_node node;
+	struct reg rg;
+	bool created = false, need = false, throttled = false;
+	int64_t now = time_now_s();
+	int r;
+
+	if ((r = parse_register(body, &rg, why, sizeof(why))) != 0) {
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
+	if (rg.interactive && rg.auth_key == NULL) {
+		if ((r = needs_login(s, sr->mkey, &rg, &need)) != 0) {
+			http_problem_err(resp, r, "cannot look up the machine");
+			return;
+		}
+		if (need) {
+			/* A machine that waits for a login is one the server knows
+			 * of: its requests enter the replay cache from here on. */
+			if (!replay_done && (r = check_replay(s, sr, why, sizeof(why))) != 0) {
+				replay_problem(resp, r, why);
+				return;
+			}
+			enrol_begin(s, req, resp, sr->mkey, &rg.r);
+			return;
+		}
+	}
+	if ((r = register_commit(s, sr->mkey, &rg.r, rg.auth_key, NULL, replay_done ? NULL : sr,
+	    &node, &created, &throttled, why, sizeof(why))) != 0) {
+		if (throttled)
+			http_problem(resp, 429, NULL, "%s", why);
+		else
+			http_problem_err(resp, r, "%s", why);
+		return;
+	}
+	server_reply_json(resp, created ? 201 : 200, json_pack("{s:o}", "node",
+	    nodeview_admin(&node, false, now)));
 }
 
 /* The node behind a machine key, refusing expired ones. */
@@ -594,7 +692,7 @@ control_handle(struct server *s, struct http_request *req, struct http_response 
 	struct store_node known;
 	char why[512];
 	json_t *body;
-	bool registered;
+	bool registered, waiting;
 	int r;
 
 	if (strcmp(req->method, "POST") != 0) {
@@ -618,11 +716,14 @@ control_handle(struct server *s, struct http_request *req, struct http_response 
 		goto out;
 	}
 	registered = r == 0;
-	if (!registered && strcmp(req->path, "/machine/register") != 0) {
+	/* A machine waiting for a login may ask how it went. */
+	waiting = !registered && strcmp(req->path, "/machine/register/wait") == 0 &&
+	    enrol_has_machine(s, sr.mkey);
+	if (!registered && !waiting && strcmp(req->path, "/machine/register") != 0) {
 		http_problem(resp, 401, NULL, "this machine is not registered");
 		goto out;
 	}
-	if (registered && (r = check_replay(s, &sr, why, sizeof(why))) != 0) {
+	if ((registered || waiting) && (r = check_replay(s, &sr, why, sizeof(why))) != 0) {
 		replay_problem(resp, r, why);
 		goto out;
 	}
@@ -633,7 +734,9 @@ control_handle(struct server *s, struct http_request *req, struct http_response 
 		goto out;
 	}
 	if (strcmp(req->path, "/machine/register") == 0)
-		handle_register(s, resp, &sr, registered, body);
+		handle_register(s, req, resp, &sr, registered, body);
+	else if (strcmp(req->path, "/machine/register/wait") == 0)
+		enrol_wait(s, resp, sr.mkey, body);
 	else if (strcmp(req->path, "/machine/map") == 0)
 		handle_map(s, resp, sr.mkey, body);
 	else if (strcmp(req->path, "/machine/endpoints") == 0)

@@ -21,6 +21,8 @@
 #include "relay/stun_server.h"
 #include "server/admin.h"
 #include "server/events.h"
+#include "server/enrol.h"
+#include "server/html.h"
 #include "server/ipam.h"
 #include "server/mapper.h"
 #include "server/policy_api.h"
@@ -61,6 +63,8 @@ server_config_defaults(struct server_config *c)
 	str_copy(c->derp_region_name, "wiremesh embedded relay", sizeof(c->derp_region_name));
 	c->admin_session_idle_s = 30 * 60;
 	c->admin_session_max_s = 12 * 3600;
+	c->register_expiry_s = 15 * 60;
+	oidc_config_defaults(&c->oidc);
 }
 
 static const struct {
@@ -100,6 +104,8 @@ static const struct {
 	{ "stun_listen", O_STR, offsetof(struct server_config, stun_listen), 128 },
 	{ "admin_session_idle", O_DUR, offsetof(struct server_config, admin_session_idle_s), 0 },
 	{ "admin_session_max", O_DUR, offsetof(struct server_config, admin_session_max_s), 0 },
+	{ "server_url", O_STR, offsetof(struct server_config, server_url), 512 },
+	{ "register_url_expiry", O_DUR, offsetof(struct server_config, register_expiry_s), 0 },
 };
 
 int
@@ -763,6 +769,38 @@ embedded_derp_map(const struct server_config *c, char **out)
 
 /* ---- dispatch ---- */
 
+/* GET /oidc/callback: the provider sends the browser back here. */
+static void
+oidc_callback_page(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	struct oidc_login *login;
+	char why[512], esc[1200], body[1400];
+	int status = 400;
+
+	if (s->oidc == NULL) {
+		html_page(resp, 404, "Not found", "<p>OpenID Connect login is not configured on this "
+		    "server.</p>");
+		return;
+	}
+	if ((login = calloc(1, sizeof(*login))) == NULL) {
+		http_problem(resp, 503, NULL, "out of memory");
+		return;
+	}
+	if (oidc_callback(s->oidc, req, login, &status, why, sizeof(why)) != 0) {
+		log_warn("msg=\"oidc login refused\" client=%s status=%d why=\"%s\"", req->client,
+		    status, why);
+		html_escape(esc, sizeof(esc), why);
+		snprintf(body, sizeof(body), "<p>%s</p>", esc);
+		html_page(resp, status, "Login failed", body);
+	} else if (login->purpose == OIDC_FOR_REGISTER) {
+		enrol_oidc_done(s, login, resp);
+	} else {
+		html_page(resp, 404, "Not found", "<p>Nothing waits for this login.</p>");
+	}
+	wipe(login, sizeof(*login));
+	free(login);
+}
+
 static void
 dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 {
@@ -782,6 +820,10 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 		metrics_handle(s, req, resp);
 	} else if (strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0) {
 		admin_handle(s, req, resp);
+	} else if (strncmp(p, "/register/", 10) == 0) {
+		enrol_page(s, req, resp);
+	} else if (strcmp(p, "/oidc/callback") == 0) {
+		oidc_callback_page(s, req, resp);
 	} else if (s->cfg.derp && (strcmp(p, "/derp") == 0 || strncmp(p, "/derp/", 6) == 0 ||
 	    strcmp(p, "/generate_204") == 0)) {
 		derp_handle(s, req, resp);
@@ -1043,6 +1085,27 @@ server_new(const struct server_config *cfg, struct server **out)
 	}
 	if ((r = events_new(&s->events)) != 0)
 		goto fail;
+	if ((r = enrol_new(&s->enrol)) != 0)
+		goto fail;
+	if (cfg->oidc.enabled) {
+		char redirect[600], why[512];
+
+		if (cfg->server_url[0] == 0) {
+			log_error("msg=\"oidc needs server_url (the public URL of this server; the "
+			    "redirect URI is SERVER/oidc/callback)\"");
+			r = ERR_INVALID;
+			goto fail;
+		}
+		snprintf(redirect, sizeof(redirect), "%.*s/oidc/callback",
+		    (int)(strlen(cfg->server_url) - (cfg->server_url[strlen(cfg->server_url) - 1] == '/')),
+		    cfg->server_url);
+		if ((r = oidc_new(&cfg->oidc, redirect, &s->oidc, why, sizeof(why))) != 0) {
+			log_error("msg=\"oidc: %s\"", why);
+			goto fail;
+		}
+		log_info("msg=\"oidc login enabled\" issuer=%s redirect_uri=%s", cfg->oidc.issuer,
+		    redirect);
+	}
 	memset(&mc, 0, sizeof(mc));
 	if ((r = store_map_version(s->store, &mc.version, &mc.floor)) != 0)
 		goto fail;
@@ -1121,6 +1184,7 @@ timers(void *arg)
 		policy_state_tick(s);
 		events_tick(s);
 		session_tick(s);
+		enrol_tick(s);
 		if (time_mono_ms() >= next_reap) {
 			if ((n = http_reap_closed(s->http)) > 0)
 				log_debug("msg=\"map streams of vanished clients ended\" count=%zu", n);
@@ -1254,6 +1318,8 @@ server_free(struct server *s)
 	policy_state_free(s);
 	mapper_free(s->mapper);
 	replay_free(s->replay);
+	enrol_free(s->enrol);
+	oidc_free(s->oidc);
 	ipam_free(s->ipam);
 	store_close(s->store);
 	free(s->derp_map_json);

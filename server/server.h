@@ -20,6 +20,7 @@
 #include "common/err.h"
 #include "server/dns_config.h"
 #include "server/http.h"
+#include "server/oidc.h"
 #include "server/store.h"
 
 struct server_config {
@@ -61,6 +62,10 @@ struct server_config {
 	/* Admin console sessions (server/session.c). */
 	int64_t admin_session_idle_s;	/* ends after this long without a request */
 	int64_t admin_session_max_s;	/* ends this long after sign-in, whatever */
+	/* Interactive login (server/enrol.c, server/oidc.c). */
+	char server_url[512];		/* public URL; "" : scheme and Host of the request */
+	int64_t register_expiry_s;	/* a register URL works this long */
+	struct oidc_config oidc;
 };
 
 /* Fills the defaults. */
@@ -90,6 +95,7 @@ struct policy_state;
 struct derp_server;
 struct stun_server;
 struct events;
+struct enrol;
 
 struct server_metrics {
 	atomic_uint_fast64_t requests[6];	/* by status class 1xx..5xx, [0] other */
@@ -124,6 +130,8 @@ struct server {
 	struct derp_server *derp;
 	struct stun_server *stun;
 	struct events *events;		/* live updates for the console (events.c) */
+	struct enrol *enrol;		/* registrations waiting for a login */
+	struct oidc *oidc;		/* NULL without an oidc block */
 };
 
 /* api.c: /api/v1/... with Bearer auth. */

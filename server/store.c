@@ -368,7 +368,12 @@ row_user(sqlite3_stmt *st, struct store_user *u)
 	u->id = sqlite3_column_int64(st, 0);
 	col_text(st, 1, u->name, sizeof(u->name));
 	u->created_at = sqlite3_column_int64(st, 2);
+	col_text(st, 3, u->display_name, sizeof(u->display_name));
+	col_text(st, 4, u->email, sizeof(u->email));
+	u->oidc = sqlite3_column_type(st, 5) != SQLITE_NULL;
 }
+
+#define USER_COLS "id, name, created_at, display_name, email, oidc_issuer"
 
 int
 store_user_get(struct store *s, const char *name, struct store_user *out)
@@ -377,7 +382,7 @@ store_user_get(struct store *s, const char *name, struct store_user *out)
 	int r;
 
 	lock(s);
-	if ((r = prepare(s, "SELECT id, name, created_at FROM users WHERE name = ?", &st)) != 0)
+	if ((r = prepare(s, "SELECT " USER_COLS " FROM users WHERE name = ?", &st)) != 0)
 		goto out;
 	bind_text(st, 1, name);
 	r = ERR_NOT_FOUND;
@@ -386,6 +391,81 @@ store_user_get(struct store *s, const char *name, struct store_user *out)
 		r = 0;
 	}
 	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_user_get_by_oidc(struct store *s, const char *issuer, const char *subject,
+		       struct store_user *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT " USER_COLS " FROM users WHERE oidc_issuer = ? AND "
+	    "oidc_subject = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, issuer);
+	bind_text(st, 2, subject);
+	r = ERR_NOT_FOUND;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		row_user(st, out);
+		r = 0;
+	}
+	sqlite3_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_user_create_oidc(struct store *s, const char *name, const char *issuer,
+		       const char *subject, const char *display_name, const char *email,
+		       struct store_user *out)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t now = time_now_s();
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "INSERT INTO users(name, created_at, display_name, email, oidc_issuer, "
+	    "oidc_subject) VALUES (?, ?, ?, ?, ?, ?)", &st)) != 0)
+		goto out;
+	bind_text(st, 1, name);
+	sqlite3_bind_int64(st, 2, now);
+	bind_text(st, 3, display_name);
+	bind_text(st, 4, email);
+	bind_text(st, 5, issuer);
+	bind_text(st, 6, subject);
+	if ((r = step_done(s, st, false)) != 0)
+		goto out;
+	memset(out, 0, sizeof(*out));
+	out->id = sqlite3_last_insert_rowid(s->db);
+	str_copy(out->name, name, sizeof(out->name));
+	str_copy(out->display_name, display_name, sizeof(out->display_name));
+	str_copy(out->email, email, sizeof(out->email));
+	out->created_at = now;
+	out->oidc = true;
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_user_set_profile(struct store *s, int64_t id, const char *display_name, const char *email)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE users SET display_name = ?, email = ? WHERE id = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, display_name);
+	bind_text(st, 2, email);
+	sqlite3_bind_int64(st, 3, id);
+	r = step_done(s, st, true);
 out:
 	unlock(s);
 	return r;
@@ -424,7 +504,7 @@ store_user_list(struct store *s, store_user_cb cb, void *ctx)
 	int r;
 
 	lock(s);
-	if ((r = prepare(s, "SELECT id, name, created_at FROM users ORDER BY id", &st)) != 0)
+	if ((r = prepare(s, "SELECT " USER_COLS " FROM users ORDER BY id", &st)) != 0)
 		goto out;
 	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
 		row_user(st, &u);

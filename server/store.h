@@ -30,6 +30,7 @@ enum {
 	STORE_TAGS_MAX = 512,	/* JSON array text */
 	STORE_ENDPOINTS_MAX = 1024,
 	STORE_ROUTES_MAX = 1024,	/* JSON array text of CIDRs */
+	STORE_TEXT_MAX = 256,		/* display names, emails */
 };
 
 struct store;
@@ -38,6 +39,9 @@ struct store_user {
 	int64_t id;
 	char name[STORE_NAME_MAX];
 	int64_t created_at;
+	char display_name[STORE_TEXT_MAX];	/* from the identity provider, else "" */
+	char email[STORE_TEXT_MAX];
+	bool oidc;			/* logs in with OpenID Connect */
 };
 
 struct store_apikey {
@@ -118,6 +122,16 @@ void store_tx_rollback(struct store *s);
 int store_user_create(struct store *s, const char *name, struct store_user *out) WM_MUST_CHECK;
 int store_user_get(struct store *s, const char *name, struct store_user *out) WM_MUST_CHECK;
 int store_user_delete(struct store *s, const char *name) WM_MUST_CHECK;
+/* OpenID Connect users: found by issuer + subject (ERR_NOT_FOUND); created
+ * with them (ERR_EXISTS when the name or the identity is taken); their
+ * display name and email refreshed at each login. */
+int store_user_get_by_oidc(struct store *s, const char *issuer, const char *subject,
+			   struct store_user *out) WM_MUST_CHECK;
+int store_user_create_oidc(struct store *s, const char *name, const char *issuer,
+			   const char *subject, const char *display_name, const char *email,
+			   struct store_user *out) WM_MUST_CHECK;
+int store_user_set_profile(struct store *s, int64_t id, const char *display_name,
+			   const char *email) WM_MUST_CHECK;
 typedef int (*store_user_cb)(void *ctx, const struct store_user *u);
 int store_user_list(struct store *s, store_user_cb cb, void *ctx) WM_MUST_CHECK;
 

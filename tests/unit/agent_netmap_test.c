@@ -9,6 +9,7 @@
 
 #include "client-agent/agent.c"
 #include "client-agent/agent_cmd.c"
+#include "client-agent/agent_login.c"
 #include "client-agent/agent_disco.c"
 #include "client-agent/agent_netmap.c"
 #include "client-agent/agent_dns.c"

@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Interactive enrolment: the table of registrations waiting for a person,
+ * the long-polls of their agents, the register page, and the two ways a
+ * registration completes (an OpenID Connect login, an admin's approval).
+ *
+ * An entry moves PENDING -> BUSY (a completion is writing the node) ->
+ * DONE or FAILED; a PENDING entry whose time ran out becomes EXPIRED. DONE,
+ * FAILED and EXPIRED entries stay an hour as tombstones so that the page
+ * and a late long-poll can say what happened, then are freed.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonx.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "server/enrol.h"
+#include "server/html.h"
+#include "server/nodeview.h"
+#include "server/server.h"
+
+enum { TOMBSTONE_S = 3600 };
+
+enum state { E_PENDING, E_BUSY, E_DONE, E_FAILED, E_EXPIRED };
+
+struct entry {
+	char id[ENROL_ID_LEN + 1];
+	uint8_t mkey[KEY_LEN];
+	struct control_reg reg;
+	int64_t created_s;
+	int64_t expires_s;
+	int64_t ended_s;
+	enum state state;
+	char error[256];
+	char *result;		/* the "done" answer, JSON text */
+};
+
+struct waiter {
+	struct enrol *e;
+	struct waiter *prev, *next;	/* in e->waiters while unanswered */
+	bool linked;
+	char id[ENROL_ID_LEN + 1];
+	struct http_stream *hs;
+	int64_t deadline_ms;
+	char *out;			/* the answer once known */
+	size_t len, off;
+};
+
+struct enrol {
+	pthread_mutex_t mu;
+	struct entry *ents[ENROL_MAX];
+	size_t nwaiters;
+	struct waiter *waiters;
+};
+
+static const char *const state_name[] = { "pending", "pending", "done", "failed", "expired" };
+
+int
+enrol_new(struct enrol **out)
+{
+	struct enrol *e = calloc(1, sizeof(*e));
+
+	*out = NULL;
+	if (e == NULL)
+		return ERR_NOMEM;
+	pthread_mutex_init(&e->mu, NULL);
+	*out = e;
+	return 0;
+}
+
+static void
+entry_free(struct entry *en)
+{
+	if (en == NULL)
+		return;
+	free(en->result);
+	wipe(en, sizeof(*en));
+	free(en);
+}
+
+void
+enrol_free(struct enrol *e)
+{
+	if (e == NULL)
+		return;
+	/* The HTTP layer has stopped: every stream was closed before this. */
+	for (size_t i = 0; i < ENROL_MAX; i++)
+		entry_free(e->ents[i]);
+	pthread_mutex_destroy(&e->mu);
+	free(e);
+}
+
+/* ---- the table (mu held) ---- */
+
+static struct entry *
+find_locked(struct enrol *e, const char *id)
+{
+	for (size_t i = 0; i < ENROL_MAX; i++)
+		if (e->ents[i] && strcmp(e->ents[i]->id, id) == 0)
+			return e->ents[i];
+	return NULL;
+}
+
+static bool
+valid_id(const char *id)
+{
+	return id && strlen(id) == ENROL_ID_LEN &&
+	    strspn(id, "0123456789abcdef") == ENROL_ID_LEN;
+}
+
+/* Gives a waiter its answer (takes ownership of text) and wakes it. */
+static void
+answer_locked(struct enrol *e, struct waiter *w, char *text)
+{
+	if (w->linked) {
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			e->waiters = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		w->linked = false;
+		e->nwaiters--;
+	}
+	free(w->out);
+	w->out = text;
+	w->len = text ? strlen(text) : 0;
+	w->off = 0;
+	if (w->hs)
+		http_stream_wake(w->hs);
+}
+
+static char *
+outcome_text(const struct entry *en)
+{
+	json_t *o;
+	char *t;
+
+	if (en->state == E_DONE && en->result)
+		return strdup(en->result);
+	if (en->state == E_PENDING || en->state == E_BUSY)
+		o = json_pack("{s:s}", "state", "pending");
+	else
+		o = json_pack("{s:s, s:s}", "state", state_name[en->state], "error", en->error);
+	t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return t;
+}
+
+/* Answers every waiter of entry `en` with its current outcome. */
+static void
+notify_locked(struct enrol *e, const struct entry *en)
+{
+	struct waiter *w = e->waiters, *next;
+
+	for (; w; w = next) {
+		next = w->next;
+		if (strcmp(w->id, en->id) == 0)
+			answer_locked(e, w, outcome_text(en));
+	}
+}
+
+void
+enrol_tick(struct server *s)
+{
+	struct enrol *e = s->enrol;
+	int64_t now = time_now_s(), now_ms = time_mono_ms();
+	struct waiter *w, *next;
+
+	pthread_mutex_lock(&e->mu);
+	for (w = e->waiters; w; w = next) {
+		next = w->next;
+		if (now_ms >= w->deadline_ms)
+			answer_locked(e, w, strdup("{\"state\":\"pending\"}"));
+	}
+	for (size_t i = 0; i < ENROL_MAX; i++) {
+		struct entry *en = e->ents[i];
+
+		if (en == NULL)
+			continue;
+		if (en->state == E_PENDING && now >= en->expires_s) {
+			en->state = E_EXPIRED;
+			en->ended_s = now;
+			snprintf(en->error, sizeof(en->error), "the login link expired before anyone "
+			    "logged in: run wiremesh up again");
+			notify_locked(e, en);
+			log_info("msg=\"registration expired\" hostname=%s", en->reg.hostname);
+		}
+		if (en->state != E_PENDING && en->state != E_BUSY && now >= en->ended_s + TOMBSTONE_S) {
+			entry_free(en);
+			e->ents[i] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- the node side ---- */
+
+/* SERVER: server_url, else the scheme and Host of this request. */
+static void
+base_url(struct server *s, struct http_request *req, char *out, size_t n)
+{
+	const char *host = http_header(req, "Host");
+
+	if (s->cfg.server_url[0]) {
+		str_copy(out, s->cfg.server_url, n);
+		if (n > 0 && strlen(out) > 0 && out[strlen(out) - 1] == '/')
+			out[strlen(out) - 1] = 0;
+		return;
+	}
+	if (host == NULL || *host == 0 || strlen(host) > 255 ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+	    != strlen(host))
+		host = "localhost";
+	snprintf(out, n, "%s://%s", s->cfg.tls_cert[0] ? "https" : "http", host);
+}
+
+void
+enrol_begin(struct server *s, struct http_request *req, struct http_response *resp,
+	    const uint8_t mkey[static KEY_LEN], const struct control_reg *rg)
+{
+	struct enrol *e = s->enrol;
+	struct entry *en;
+	uint8_t raw[ENROL_ID_LEN / 2];
+	char base[512], url[700];
+	int64_t now = time_now_s();
+	size_t slot = ENROL_MAX;
+
+	if ((en = calloc(1, sizeof(*en))) == NULL) {
+		http_problem(resp, 503, NULL, "out of memory");
+		return;
+	}
+	random_bytes(raw, sizeof(raw));
+	if (hex_encode(en->id, sizeof(en->id), raw, sizeof(raw)) != 0) {
+		entry_free(en);
+		http_problem(resp, 500, NULL, "cannot make a registration id");
+		return;
+	}
+	memcpy(en->mkey, mkey, KEY_LEN);
+	en->reg = *rg;
+	en->reg.tags = NULL;	/* borrowed from the body; the `up` after the login sends them */
+	en->created_s = now;
+	en->expires_s = now + s->cfg.register_expiry_s;
+	en->state = E_PENDING;
+	pthread_mutex_lock(&e->mu);
+	for (size_t i = 0; i < ENROL_MAX; i++) {
+		struct entry *o = e->ents[i];
+
+		/* One waiting registration per machine: a new `up` replaces it. */
+		if (o && o->state == E_PENDING && memcmp(o->mkey, mkey, KEY_LEN) == 0) {
+			o->state = E_FAILED;
+			o->ended_s = now;
+			snprintf(o->error, sizeof(o->error), "replaced by a newer login of this machine");
+			notify_locked(e, o);
+		}
+		if (o == NULL && slot == ENROL_MAX)
+			slot = i;
+	}
+	if (slot == ENROL_MAX) {
+		pthread_mutex_unlock(&e->mu);
+		entry_free(en);
+		log_warn("msg=\"too many registrations waiting for a login\" max=%d", ENROL_MAX);
+		http_problem(resp, 503, NULL, "too many registrations are waiting for a login; retry later");
+		return;
+	}
+	e->ents[slot] = en;
+	base_url(s, req, base, sizeof(base));
+	snprintf(url, sizeof(url), "%s/register/%s", base, en->id);
+	server_reply_json(resp, 202, json_pack("{s:s, s:s, s:I}", "auth_url", url, "auth_id", en->id,
+	    "expires_at", (json_int_t)en->expires_s));
+	pthread_mutex_unlock(&e->mu);
+	log_info("msg=\"registration waiting for a login\" hostname=%s expires_in_s=%" PRId64,
+	    rg->hostname, s->cfg.register_expiry_s);
+}
+
+static void
+w_attach(void *ctx, struct http_stream *hs)
+{
+	struct waiter *w = ctx;
+
+	pthread_mutex_lock(&w->e->mu);
+	w->hs = hs;
+	pthread_mutex_unlock(&w->e->mu);
+}
+
+static ssize_t
+w_read(void *ctx, char *buf, size_t max)
+{
+	struct waiter *w = ctx;
+	ssize_t n = 0;
+
+	pthread_mutex_lock(&w->e->mu);
+	if (w->out == NULL) {
+		n = 0;		/* suspend until answered */
+	} else if (w->off >= w->len) {
+		n = -1;		/* sent: end the response */
+	} else {
+		n = (ssize_t)(w->len - w->off < max ? w->len - w->off : max);
+		memcpy(buf, w->out + w->off, (size_t)n);
+		w->off += (size_t)n;
+	}
+	pthread_mutex_unlock(&w->e->mu);
+	return n;
+}
+
+static void
+w_close(void *ctx)
+{
+	struct waiter *w = ctx;
+	struct enrol *e = w->e;
+
+	pthread_mutex_lock(&e->mu);
+	if (w->linked) {
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			e->waiters = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		e->nwaiters--;
+	}
+	pthread_mutex_unlock(&e->mu);
+	free(w->out);
+	free(w);
+}
+
+static const struct http_stream_ops wait_ops = {
+	.attach = w_attach,
+	.read = w_read,
+	.close = w_close,
+};
+
+void
+enrol_wait(struct server *s, struct http_response *resp, const uint8_t mkey[static KEY_LEN],
+	   json_t *body)
+{
+	struct enrol *e = s->enrol;
+	const char *id = json_string_value(json_object_get(body, "auth_id"));
+	struct entry *en;
+	struct waiter *w;
+
+	if (!valid_id(id)) {
+		http_problem(resp, 400, NULL, "auth_id must be the %d hex digits of a registration id",
+		    ENROL_ID_LEN);
+		return;
+	}
+	pthread_mutex_lock(&e->mu);
+	en = find_locked(e, id);
+	if (en == NULL || memcmp(en->mkey, mkey, KEY_LEN) != 0) {
+		pthread_mutex_unlock(&e->mu);
+		http_problem(resp, 404, NULL, "no registration %s for this machine (expired, or the "
+		    "server restarted): run wiremesh up again", id);
+		return;
+	}
+	if (en->state != E_PENDING && en->state != E_BUSY) {
+		char *t = outcome_text(en);
+
+		pthread_mutex_unlock(&e->mu);
+		if (t == NULL)
+			http_problem(resp, 500, NULL, "out of memory");
+		else
+			http_set_body(resp, 200, "application/json", t, strlen(t));
+		return;
+	}
+	if (e->nwaiters >= ENROL_WAITERS_MAX || (w = calloc(1, sizeof(*w))) == NULL) {
+		pthread_mutex_unlock(&e->mu);
+		http_problem(resp, 503, NULL, "too many requests in flight; retry");
+		return;
+	}
+	w->e = e;
+	str_copy(w->id, id, sizeof(w->id));
+	w->deadline_ms = time_mono_ms() + ENROL_WAIT_S * 1000;
+	w->next = e->waiters;
+	if (e->waiters)
+		e->waiters->prev = w;
+	e->waiters = w;
+	w->linked = true;
+	e->nwaiters++;
+	pthread_mutex_unlock(&e->mu);
+	resp->status = 200;
+	resp->content_type = "application/json";
+	resp->stream_ops = &wait_ops;
+	resp->stream_ctx = w;
+}
+
+bool
+enrol_has_machine(struct server *s, const uint8_t mkey[static KEY_LEN])
+{
+	struct enrol *e = s->enrol;
+	bool found = false;
+
+	pthread_mutex_lock(&e->mu);
+	for (size_t i = 0; i < ENROL_MAX && !found; i++)
+		found = e->ents[i] && memcmp(e->ents[i]->mkey, mkey, KEY_LEN) == 0;
+	pthread_mutex_unlock(&e->mu);
+	return found;
+}
+
+/* ---- completion ---- */
+
+/* Claims a PENDING entry (-> BUSY) and copies what the write needs. */
+static int
+claim(struct enrol *e, const char *id, struct entry *copy, char *why, size_t whylen)
+{
+	struct entry *en;
+	int r = 0;
+
+	pthread_mutex_lock(&e->mu);
+	en = valid_id(id) ? find_locked(e, id) : NULL;
+	if (en == NULL) {
+		snprintf(why, whylen, "this registration link is not valid (mistyped, or the "
+		    "server restarted): run wiremesh up again for a new one");
+		r = ERR_NOT_FOUND;
+	} else if (en->state == E_EXPIRED ||
+	    (en->state == E_PENDING && time_now_s() >= en->expires_s)) {
+		snprintf(why, whylen, "this registration link has expired: run wiremesh up again "
+		    "for a new one");
+		r = ERR_EXPIRED;
+	} else if (en->state != E_PENDING) {
+		snprintf(why, whylen, "this registration link has already been used");
+		r = ERR_USED;
+	} else {
+		en->state = E_BUSY;
+		*copy = *en;
+		copy->result = NULL;
+	}
+	pthread_mutex_unlock(&e->mu);
+	return r;
+}
+
+/* Records the outcome of a claimed entry and answers its waiters. */
+static void
+finish(struct server *s, const char *id, int r, const struct store_node *n, const char *login,
+       const char *why)
+{
+	struct enrol *e = s->enrol;
+	struct entry *en;
+
+	pthread_mutex_lock(&e->mu);
+	if ((en = find_locked(e, id)) != NULL) {
+		en->ended_s = time_now_s();
+		if (r == 0) {
+			json_t *o = json_pack("{s:s, s:o, s:s}", "state", "done", "node",
+			    nodeview_admin(n, false, time_now_s()), "login", login);
+
+			en->state = E_DONE;
+			en->result = o ? json_dumps(o, JSON_COMPACT) : NULL;
+			json_decref(o);
+		} else {
+			en->state = E_FAILED;
+			str_copy(en->error, why, sizeof(en->error));
+		}
+		notify_locked(e, en);
+	}
+	pthread_mutex_unlock(&e->mu);
+}
+
+static int
+complete(struct server *s, const char *id, struct control_owner *o, const char *login,
+	 struct store_node *out, char *why, size_t whylen)
+{
+	struct entry en;
+	bool created;
+	int r;
+
+	if ((r = claim(s->enrol, id, &en, why, whylen)) != 0)
+		return r;
+	r = control_register_owned(s, en.mkey, &en.reg, o, out, &created, why, whylen);
+	finish(s, id, r, out, login, why);
+	wipe(&en, sizeof(en));
+	return r;
+}
+
+/* Inside the registration transaction: the user of an OpenID Connect
+ * identity, found by issuer and subject, else created. */
+static int
+resolve_oidc_user(void *ctx, struct server *s, struct control_owner *o, char *why, size_t whylen)
+{
+	const struct oidc_identity *id = ctx;
+	struct store_user u;
+	int r;
+
+	r = store_user_get_by_oidc(s->store, id->issuer, id->subject, &u);
+	if (r == 0) {
+		if ((strcmp(u.display_name, id->display_name) != 0 || strcmp(u.email, id->email) != 0) &&
+		    (r = store_user_set_profile(s->store, u.id, id->display_name, id->email)) != 0)
+			return r;
+	} else if (r == ERR_NOT_FOUND) {
+		r = store_user_create_oidc(s->store, id->user, id->issuer, id->subject,
+		    id->display_name, id->email, &u);
+		if (r == ERR_EXISTS) {
+			snprintf(why, whylen, "the user name \"%s\" already belongs to another account; "
+			    "an administrator must rename or remove it", id->user);
+			return r;
+		}
+		if (r != 0)
+			return r;
+		log_info("msg=\"user created by login\" user=%s", u.name);
+	} else {
+		return r;
+	}
+	o->user_id = u.id;
+	str_copy(o->user, u.name, sizeof(o->user));
+	return 0;
+}
+
+static void
+fail_page(struct http_response *resp, int status, const char *title, const char *why)
+{
+	char esc[1200], body[1400];
+
+	html_escape(esc, sizeof(esc), why);
+	snprintf(body, sizeof(body), "<p>%s</p>", esc);
+	html_page(resp, status, title, body);
+}
+
+static int
+status_of(int r)
+{
+	switch (r) {
+	case ERR_NOT_FOUND: return 404;
+	case ERR_EXPIRED:
+	case ERR_USED: return 410;
+	default: return err_http_status(r);
+	}
+}
+
+void
+enrol_oidc_done(struct server *s, const struct oidc_login *login, struct http_response *resp)
+{
+	struct control_owner o;
+	struct store_node n;
+	char why[512] = "", body[1600], u[256], nm[256], ip[ADDR_STR_MAX] = "";
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	o.expires_at = oidc_node_expiry(s->oidc, s->cfg.node_expiry_s, &login->id, time_now_s());
+	o.resolve = resolve_oidc_user;
+	o.ctx = (void *)&login->id;
+	if ((r = complete(s, login->ref, &o, login->id.user, &n, why, sizeof(why))) != 0) {
+		log_warn("msg=\"login did not register the node\" user=%s err=\"%s\"", login->id.user,
+		    why);
+		fail_page(resp, status_of(r), "Registration failed", why);
+		return;
+	}
+	log_info("msg=\"node registered by login\" node_id=%" PRId64 " name=%s user=%s", n.id,
+	    n.name, n.user);
+	html_escape(u, sizeof(u), n.user);
+	html_escape(nm, sizeof(nm), n.name);
+	if (n.ipv4.family)
+		addr_fmt(ip, &n.ipv4);
+	snprintf(body, sizeof(body), "<p>Logged in as <b>%s</b>. The machine <b>%s</b> (%s) "
+	    "has joined the network.</p><p>You can close this window.</p>", u, nm, ip);
+	html_page(resp, 200, "Success", body);
+}
+
+int
+enrol_approve(struct server *s, const char *id, const char *user, struct store_node *out,
+	      char *why, size_t whylen)
+{
+	struct control_owner o;
+	struct store_user u;
+	int r;
+
+	if ((r = store_user_get(s->store, user, &u)) != 0) {
+		snprintf(why, whylen, r == ERR_NOT_FOUND ? "no user \"%s\"" : "cannot look up user "
+		    "\"%s\"", user);
+		return r == ERR_NOT_FOUND ? ERR_UNPROCESSABLE : r;
+	}
+	memset(&o, 0, sizeof(o));
+	o.user_id = u.id;
+	str_copy(o.user, u.name, sizeof(o.user));
+	o.expires_at = s->cfg.node_expiry_s ? time_now_s() + s->cfg.node_expiry_s : 0;
+	if ((r = complete(s, id, &o, u.name, out, why, whylen)) != 0)
+		return r;
+	log_info("msg=\"node registered by an admin\" node_id=%" PRId64 " name=%s user=%s",
+	    out->id, out->name, out->user);
+	return 0;
+}
+
+json_t *
+enrol_pending_json(struct server *s)
+{
+	struct enrol *e = s->enrol;
+	json_t *a = json_array();
+	int64_t now = time_now_s();
+
+	pthread_mutex_lock(&e->mu);
+	for (size_t i = 0; i < ENROL_MAX && a; i++) {
+		struct entry *en = e->ents[i];
+		char mk[KEY_STR_MAX], nk[KEY_STR_MAX], c[32], x[32];
+
+		if (en == NULL || en->state != E_PENDING || en->expires_s <= now)
+			continue;
+		key_fmt(mk, "mkey:", en->mkey);
+		key_fmt(nk, "nodekey:", en->reg.node_key);
+		time_fmt_rfc3339(c, en->created_s);
+		time_fmt_rfc3339(x, en->expires_s);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "key", en->id,
+		    "hostname", en->reg.hostname, "machine_key", mk, "node_key", nk,
+		    "created_at", c, "expires_at", x));
+	}
+	pthread_mutex_unlock(&e->mu);
+	return a;
+}
+
+/* ---- the register page ---- */
+
+void
+enrol_page(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	struct enrol *e = s->enrol;
+	const char *id = req->path + strlen("/register/");
+	struct entry *en;
+	enum state st = E_FAILED;
+	char host[256], eid[ENROL_ID_LEN + 1], body[2048], x[32];
+	int64_t expires = 0;
+
+	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+		fail_page(resp, 405, "Not allowed", "Open this link in a web browser.");
+		return;
+	}
+	pthread_mutex_lock(&e->mu);
+	en = valid_id(id) ? find_locked(e, id) : NULL;
+	if (en) {
+		st = en->state == E_PENDING && time_now_s() >= en->expires_s ? E_EXPIRED : en->state;
+		html_escape(host, sizeof(host), en->reg.hostname);
+		str_copy(eid, en->id, sizeof(eid));
+		expires = en->expires_s;
+	}
+	pthread_mutex_unlock(&e->mu);
+	if (en == NULL) {
+		log_info("msg=\"register page: unknown link\" client=%s", req->client);
+		fail_page(resp, 404, "Link not valid", "This registration link is not valid (mistyped, "
+		    "or the server restarted). Run wiremesh up again for a new one.");
+		return;
+	}
+	if (st == E_EXPIRED) {
+		fail_page(resp, 410, "Link expired", "This registration link has expired. Run "
+		    "wiremesh up again for a new one.");
+		return;
+	}
+	if (st != E_PENDING) {
+		fail_page(resp, 410, "Link already used", "This registration link has already been "
+		    "used. Run wiremesh up again if the machine still needs to log in.");
+		return;
+	}
+	if (s->oidc) {
+		char why[512], *url = NULL;
+		int status = 502;
+
+		if (oidc_login_start(s->oidc, OIDC_FOR_REGISTER, eid, &url, &status, why,
+		    sizeof(why)) != 0) {
+			log_warn("msg=\"cannot start a login\" err=\"%s\"", why);
+			fail_page(resp, status, "Cannot log in now", why);
+			return;
+		}
+		char *msg = strdup("Redirecting to the identity provider\n");
+
+		http_set_body(resp, 302, "text/plain; charset=utf-8", msg, msg ? strlen(msg) : 0);
+		if (http_add_header(resp, "Location", url) != 0 ||
+		    http_add_header(resp, "Cache-Control", "no-store") != 0) {
+			http_response_cleanup(resp);
+			fail_page(resp, 500, "Cannot log in now", "out of memory");
+		}
+		free(url);
+		return;
+	}
+	time_fmt_rfc3339(x, expires);
+	snprintf(body, sizeof(body),
+	    "<p>The machine <b>%s</b> asks to join this network.</p>"
+	    "<p>An administrator can let it in as one of the server's users with:</p>"
+	    "<pre>wiremesh-server nodes register --user USER %s</pre>"
+	    "<p>This link works once and expires at %s.</p>", host, eid, x);
+	html_page(resp, 200, "Machine waiting for approval", body);
+}
