@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -342,6 +343,35 @@ client_addr(struct MHD_Connection *c, char out[64])
 		endpoint_fmt(out, &e);
 }
 
+/*
+ * A stream's peer that vanishes without a FIN or RST (power loss, a cut
+ * link) must not look connected until TCP gives up (15+ minutes): the
+ * server writes a keepalive every stream_keepalive_s, and TCP_USER_TIMEOUT
+ * ends the connection when data stays unacknowledged for keepalive + 3 s;
+ * TCP keepalive probes cover a connection with nothing to send. The reaper
+ * (http_reap_closed) sees the error within a second, so a dead link is
+ * noticed within 2 x keepalive + 5 s of the cut.
+ */
+static void
+stream_socket_opts(struct http *h, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+	    MHD_CONNECTION_INFO_CONNECTION_FD);
+	int k = h->cfg.stream_keepalive_s > 0 ? (int)h->cfg.stream_keepalive_s : 10;
+	int on = 1, intvl = k / 3 > 0 ? k / 3 : 1, cnt = 3;
+	unsigned ut = (unsigned)(k + 3) * 1000;
+
+	if (ci == NULL)
+		return;
+	if (setsockopt(ci->connect_fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
+	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPIDLE, &k, sizeof(k)) != 0 ||
+	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
+	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0 ||
+	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut)) != 0)
+		log_debug("msg=\"cannot set keepalive options on a stream socket\" err=\"%s\"",
+		    strerror(errno));
+}
+
 static enum MHD_Result
 send_response(struct http *h, struct MHD_Connection *c, struct http_request *req,
 	      struct http_response *resp)
@@ -374,6 +404,7 @@ send_response(struct http *h, struct MHD_Connection *c, struct http_request *req
 		hs->conn = c;
 		hs->ops = resp->stream_ops;
 		hs->ctx = resp->stream_ctx;
+		stream_socket_opts(h, c);
 		/* MHD (0.9.75) sends a chunked body from the connection's own
 		 * pool and never uses this block, but allocates it per stream:
 		 * 64 kB made 97 kB of server memory per node at 10,000 streams,

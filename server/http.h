@@ -84,6 +84,7 @@ struct http_config {
 	size_t max_body;	/* default limit for request bodies */
 	unsigned threads;	/* polling threads */
 	unsigned max_connections;
+	int64_t stream_keepalive_s;	/* streams write at least this often (dead-link timeouts) */
 	http_dispatch_fn dispatch;
 	void *ctx;
 };

@@ -420,9 +420,9 @@ lg_at(const struct mapper *m, size_t i)
 
 /* Appends a parsed change to the mirror; the mapper's version becomes its. */
 static void
-log_push(struct mapper *m, struct logent *e)
+log_push_as(struct mapper *m, struct logent *e, bool loading)
 {
-	if (e->version <= m->version && m->version != 0)
+	if (!loading && e->version <= m->version && m->version != 0)
 		log_error("msg=\"change applied out of order\" version=%" PRIu64 " current=%" PRIu64,
 		    e->version, m->version);
 	if (m->lg_len == m->lg_cap) {
@@ -456,6 +456,12 @@ log_push(struct mapper *m, struct logent *e)
 out:
 	if (e->version > m->version)
 		m->version = e->version;
+}
+
+static void
+log_push(struct mapper *m, struct logent *e)
+{
+	log_push_as(m, e, false);
 }
 
 /* Index of the first retained change above `since`. */
@@ -831,7 +837,7 @@ mapper_log_load(struct mapper *m, const struct store_change *c)
 		return 0;
 	}
 	pthread_mutex_lock(&m->lock);
-	log_push(m, &e);
+	log_push_as(m, &e, true);
 	pthread_mutex_unlock(&m->lock);
 	return 0;
 }
@@ -1027,7 +1033,7 @@ mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version)
 
 char *
 mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
-		      const int64_t *filter, size_t nfilter)
+		      const int64_t *filter, size_t nfilter, const char *etag)
 {
 	struct buf b;
 	char *out = NULL;
@@ -1035,9 +1041,20 @@ mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
 
 	buf_init(&b, (size_t)64 << 20);
 	if (all)
-		r = buf_printf(&b, "{\"all\":true}");
+		r = buf_printf(&b, "{\"all\":true");
 	else if ((r = buf_printf(&b, "{\"full\":")) == 0 && (r = ids_json(&b, full, nfull)) == 0 &&
-	    (r = buf_printf(&b, ",\"filter\":")) == 0 && (r = ids_json(&b, filter, nfilter)) == 0)
+	    (r = buf_printf(&b, ",\"filter\":")) == 0)
+		r = ids_json(&b, filter, nfilter);
+	if (r == 0 && etag && *etag && strspn(etag, "0123456789abcdefABCDEF\"W/-") == strlen(etag)) {
+		/* an ETag is quoted hex: kept as a JSON string of its own */
+		json_t *t = json_string(etag);
+		char *q = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
+
+		r = q ? buf_printf(&b, ",\"etag\":%s", q) : ERR_NOMEM;
+		free(q);
+		json_decref(t);
+	}
+	if (r == 0)
 		r = buf_append(&b, "}", 1);
 	if (r == 0)
 		out = strdup(buf_cstr(&b));
@@ -1053,8 +1070,6 @@ mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *c
 	void *old_ctx;
 	struct logent e;
 
-	if (logent_parse(&e, version, STORE_CHANGE_POLICY, 0, payload) != 0)
-		(void)logent_parse(&e, version, STORE_CHANGE_POLICY, 0, "{\"all\":true}");
 	if (ops && ops->get)
 		ops->get(ctx);
 	pthread_mutex_lock(&m->lock);
@@ -1065,6 +1080,14 @@ mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *c
 	else
 		memset(&m->pol, 0, sizeof(m->pol));
 	m->pol_ctx = ops ? ctx : NULL;
+	if (version == 0) {
+		pthread_mutex_unlock(&m->lock);
+		if (old_ops.put)
+			old_ops.put(old_ctx);
+		return;
+	}
+	if (logent_parse(&e, version, STORE_CHANGE_POLICY, 0, payload) != 0)
+		(void)logent_parse(&e, version, STORE_CHANGE_POLICY, 0, "{\"all\":true}");
 	log_push(m, &e);	/* e's id arrays now belong to the log; read them under the lock */
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct mnode *mn = m->nodes[i];
@@ -1241,6 +1264,8 @@ mapper_online_apply(struct mapper *m, uint64_t version, const char *payload,
 
 		if (mn->streams == NULL)
 			continue;
+		if (e.na + e.nb == 1 && (e.na ? e.a[0] : e.b[0]) == mn->n.id)
+			continue;	/* only its own flag */
 		msg = shared ? rbuf_get(shared) : online_msg(m, &e, mn->n.id);
 		if (msg == NULL)
 			continue;

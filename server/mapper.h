@@ -99,11 +99,12 @@ void mapper_node_remove(struct mapper *m, int64_t id, uint64_t version, const ch
 void mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version);
 /* The payload of a STORE_CHANGE_POLICY change (malloc'd). */
 char *mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
-			    const int64_t *filter, size_t nfilter);
+			    const int64_t *filter, size_t nfilter, const char *etag);
 /* Replaces the policy hooks (ops NULL: everyone sees everyone) and applies
  * the POLICY change: full maps for its "full" nodes (or all), "filter"
  * deltas for its "filter" nodes. Takes one reference to ctx and drops the
- * one it held. */
+ * one it held. Version 0: the policy in force when the server stopped,
+ * loaded at start (no change, no message). */
 void mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *ctx,
 		       uint64_t version, const char *payload);
 

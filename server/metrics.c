@@ -52,11 +52,20 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 	    ms.bytes_sent);
 	r |= buf_printf(&b, "# TYPE wiremesh_map_full_total counter\nwiremesh_map_full_total %" PRIu64 "\n"
 	    "# TYPE wiremesh_map_deltas_total counter\nwiremesh_map_deltas_total %" PRIu64 "\n"
-	    "# HELP wiremesh_map_queue_collapses_total Slow streams whose queue collapsed to a full map.\n"
+	    "# HELP wiremesh_map_queue_collapses_total Slow streams whose queue was dropped (they resume by version).\n"
 	    "# TYPE wiremesh_map_queue_collapses_total counter\n"
 	    "wiremesh_map_queue_collapses_total %" PRIu64 "\n"
 	    "# TYPE wiremesh_map_version gauge\nwiremesh_map_version %" PRIu64 "\n",
 	    ms.full_maps, ms.deltas, ms.collapses, ms.version);
+	r |= buf_printf(&b, "# HELP wiremesh_map_resumes_total Map streams opened by version without a full map.\n"
+	    "# TYPE wiremesh_map_resumes_total counter\nwiremesh_map_resumes_total %" PRIu64 "\n"
+	    "# HELP wiremesh_map_online_batches_total Online-flag changes published (one message per stream each).\n"
+	    "# TYPE wiremesh_map_online_batches_total counter\nwiremesh_map_online_batches_total %" PRIu64 "\n"
+	    "# HELP wiremesh_change_log_changes Changes kept in the change log for resuming streams.\n"
+	    "# TYPE wiremesh_change_log_changes gauge\nwiremesh_change_log_changes %zu\n"
+	    "# HELP wiremesh_change_log_floor Streams resuming from a version below this get a full map.\n"
+	    "# TYPE wiremesh_change_log_floor gauge\nwiremesh_change_log_floor %" PRIu64 "\n",
+	    ms.resumes, ms.online_batches, ms.log_len, ms.floor);
 	r |= buf_printf(&b, "# TYPE wiremesh_registrations_total counter\n"
 	    "wiremesh_registrations_total{result=\"ok\"} %" PRIu64 "\n"
 	    "wiremesh_registrations_total{result=\"refused\"} %" PRIu64 "\n"

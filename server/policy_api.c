@@ -69,6 +69,7 @@ struct policy_state {
 	bool pub_have, pub_all, pub_none;	/* none: no policy (allow all) */
 	struct compiled *pub_c;
 	struct mapper_ids pub_full, pub_filt;
+	char pub_etag[48];	/* of the policy posted last */
 };
 
 static int
@@ -294,6 +295,8 @@ compile_allow_all(const struct store_node *nodes, size_t n)
 	return c;
 }
 
+static void publish(struct server *s, bool initial);
+
 /* Posts a result for policy_state_publish(); c NULL: no policy. */
 static void
 post_as(struct policy_state *ps, struct compiled *c, const int64_t *full, size_t nfull,
@@ -309,6 +312,7 @@ post_as(struct policy_state *ps, struct compiled *c, const int64_t *full, size_t
 			compiled_put(ps->pub_c);
 		ps->pub_c = c;
 		ps->pub_none = c == NULL;
+		str_copy(ps->pub_etag, c ? ps->etag : "", sizeof(ps->pub_etag));
 	}
 	ps->pub_all = (ps->pub_have && ps->pub_all) || all;
 	ps->pub_have = true;
@@ -331,11 +335,24 @@ post(struct policy_state *ps, struct compiled *c, const int64_t *full, size_t nf
 void
 policy_state_publish(struct server *s)
 {
+	publish(s, false);
+}
+
+/*
+ * Logs the waiting result as a POLICY change and applies it. At start
+ * (`initial`) the policy read from the store is the one clients already
+ * have (versions resume across the restart), so it is applied without a
+ * change; a policy file whose ETag differs from the last one logged is a
+ * change (every stream gets a full map).
+ */
+static void
+publish(struct server *s, bool initial)
+{
 	struct policy_state *ps = s->policy;
 	struct mapper_ids full = { 0 }, filt = { 0 };
 	struct compiled *c;
 	bool all, none;
-	char *payload;
+	char *payload, etag[48];
 	uint64_t v;
 	int r;
 
@@ -351,6 +368,7 @@ policy_state_publish(struct server *s)
 	none = ps->pub_none;
 	full = ps->pub_full;
 	filt = ps->pub_filt;
+	str_copy(etag, ps->pub_etag, sizeof(etag));
 	memset(&ps->pub_full, 0, sizeof(ps->pub_full));
 	memset(&ps->pub_filt, 0, sizeof(ps->pub_filt));
 	ps->pub_have = ps->pub_all = false;
@@ -361,7 +379,15 @@ policy_state_publish(struct server *s)
 		for (size_t j = 0; j < full.n; j++)
 			if (filt.v[i] == full.v[j])
 				filt.v[i] = 0;
-	payload = mapper_policy_payload(full.v, full.n, all, filt.v, filt.n);
+	if (initial && (!s->cfg.policy_file[0] || strcmp(etag, s->policy_etag_logged) == 0)) {
+		mapper_set_policy(s->mapper, none ? NULL : &compiled_ops, c, 0, NULL);
+		compiled_put(c);
+		payload = NULL;
+		goto out;
+	}
+	if (initial)
+		all = true;	/* the policy file changed while the server was down */
+	payload = mapper_policy_payload(full.v, full.n, all, filt.v, filt.n, etag);
 	if (payload == NULL || (r = server_publish_change(s, STORE_CHANGE_POLICY, 0, payload, &v)) != 0) {
 		/* put it back and try again on the next tick */
 		log_warn("msg=\"cannot publish the policy change; retrying\"");
@@ -602,7 +628,7 @@ policy_state_init(struct server *s)
 		r = 0;
 	}
 	pthread_mutex_unlock(&ps->lock);
-	policy_state_publish(s);
+	publish(s, true);
 	return r;
 }
 

@@ -885,6 +885,12 @@ load_change(void *ctx, const struct store_change *c)
 	if (c->kind == STORE_CHANGE_DNS) {
 		free(lc->dns);
 		lc->dns = strdup(c->payload);
+	} else if (c->kind == STORE_CHANGE_POLICY) {
+		json_t *p = json_loads(c->payload, 0, NULL);
+		const char *e = json_string_value(json_object_get(p, "etag"));
+
+		str_copy(lc->s->policy_etag_logged, e ? e : "", sizeof(lc->s->policy_etag_logged));
+		json_decref(p);
 	}
 	return mapper_log_load(lc->s->mapper, c);
 }
@@ -1230,6 +1236,7 @@ server_start(struct server *s)
 	    s->cfg.max_policy_body : s->cfg.max_body);
 	hc.threads = (unsigned)s->cfg.threads;
 	hc.max_connections = (unsigned)s->cfg.max_connections;
+	hc.stream_keepalive_s = s->cfg.keepalive_s;
 	hc.dispatch = dispatch;
 	hc.ctx = s;
 	if ((r = http_start(&hc, &s->http)) != 0)

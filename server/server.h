@@ -119,6 +119,7 @@ struct server {
 	struct server_metrics metrics;
 	char *derp_map_json;
 	char *dns_json;			/* the map's "dns" section at start */
+	char policy_etag_logged[48];	/* of the last POLICY change in the log at start */
 	atomic_bool stopping;
 	/* Held from a change's version assignment (inside its transaction)
 	 * until the mapper has applied it: changes reach the mapper in version
