@@ -180,5 +180,17 @@ id1b=$(adm nodes list --json | python3 -c 'import json,sys; print([n["id"] for n
 [ "$id1" = "$id1b" ] || fail "re-login made a new node ($id1 -> $id1b)"
 ok "up --force-reauth logs in again (same node, working meanwhile)"
 
-grep -E "$KEY|$K3" "$WM_SERVER_LOG" >/dev/null && fail "register key in the server log"
+# logout: the next up logs in again (a new URL), and gets the same node back.
+wm 1 logout >"$T/out" 2>&1 || fail "logout: $(cat "$T/out")"
+begin_login() { wm 1 up >"$T/up4" 2>&1 & UP4=$!; WM_PIDS+=($UP4); }
+begin_login
+wait_for 10 grep -q '/register/' "$T/up4" || fail "up after logout: no URL: $(cat "$T/up4")"
+K4=$(grep -o '/register/[0-9a-f]*' "$T/up4"); K4=${K4##*/}
+adm nodes register --user alice "$K4" >/dev/null || fail "approve after logout"
+wait "$UP4" || fail "up after logout: $(cat "$T/up4")"
+grep -q '^Success. Logged in as alice.$' "$T/up4" || fail "up after logout: $(cat "$T/up4")"
+wait_for 20 pinged || fail "node1 cannot ping node2 after logging in again"
+ok "after wiremesh logout, up logs in again with a new URL and the node works"
+
+grep -E "$KEY|$K3|$K4" "$WM_SERVER_LOG" >/dev/null && fail "register key in the server log"
 ok "register keys stay out of the log"

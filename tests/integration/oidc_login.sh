@@ -61,7 +61,7 @@ SECRET=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 cat >"$T/idp.json" <<EOF
 {"issuer": "$ISSUER", "host": "127.0.0.1", "port": 8443, "cert": "$T/idp.pem",
  "key": "$T/idp.key", "client_id": "wiremesh", "client_secret": "$SECRET",
- "redirect_uri": "$URL/oidc/callback", "alg": "${IDP_ALG:-RS256}",
+ "redirect_uri": "$URL/oidc/callback", "alg": "RS256",
  "users": {
   "alice": {"email": "alice@example.com", "email_verified": true, "name": "Alice Liddell",
             "preferred_username": "alice", "groups": ["vpn", "staff"]},
@@ -245,14 +245,17 @@ kill -TERM "$REAUTH_PID" 2>/dev/null
 [ "$(users_n)" = 1 ] && [ "$(nodes_n)" = 2 ] || fail "provider failures wrote a user or node"
 ok "a provider that is down: 502"
 
-# A restarted provider has new signing keys: the unknown kid makes the
-# server fetch the key set again (rotation).
+# A restarted provider has new signing keys, now ECDSA P-256 (ES256): the
+# unknown kid makes the server fetch the key set again (rotation).
+kill "$IDP_PID"; wait "$IDP_PID" 2>/dev/null
+sed -i 's/"alg": "RS256"/"alg": "ES256"/' "$T/idp.json"
+start_idp
 begin_up 1 --force-reauth
 out=$(browser login "$RURL" alice)
 expect_page 200 "Logged in as" "$out"
 wait "$UP_PID" || fail "login after key rotation: $(cat "$T/up1")"
 grep -q 'fetched the provider.s keys.*refresh=true' "$WM_SERVER_LOG" || fail "no JWKS refetch logged"
-ok "key rotation: a token signed by a new key is accepted after one JWKS refetch"
+ok "key rotation to ES256: a token signed by a new key is accepted after one JWKS refetch"
 
 # Secrets stay out of the log.
 for secret in "$SECRET" "$code" 'eyJ'; do
