@@ -82,6 +82,9 @@ do_backup(const char *db, const char *out)
 	struct stat sb;
 	int fd, r, version = 0;
 
+	if (store_url_is_postgres(db))
+		return fail("the database is PostgreSQL: back it up with pg_dump "
+		    "(and restore with pg_restore), see docs/ha.md");
 	if (stat(db, &sb) != 0)
 		return fail("no database at %s", db);
 	if ((fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
@@ -172,6 +175,9 @@ do_restore(const char *db, const char *from)
 	char tmp[1100], old[1100];
 	int r, version = 0;
 
+	if (store_url_is_postgres(db))
+		return fail("the database is PostgreSQL: restore it with pg_restore "
+		    "(a backup made with pg_dump), see docs/ha.md");
 	if (access(from, R_OK) != 0)
 		return fail("cannot read the backup %s", from);
 	if ((r = store_file_schema_version(from, &version)) != 0)

@@ -198,6 +198,12 @@ db_rollback(struct db *db)
 }
 
 bool
+db_in_tx(const struct db *db)
+{
+	return db->in_tx;
+}
+
+bool
 db_retryable(const struct db *db)
 {
 	return db->retryable;

@@ -93,6 +93,8 @@ void db_finalize(struct db_stmt *st);
 int db_begin(struct db *db) WM_MUST_CHECK;
 int db_commit(struct db *db) WM_MUST_CHECK;
 void db_rollback(struct db *db);
+/* Whether a transaction is open on this connection. */
+bool db_in_tx(const struct db *db);
 
 /* Whether the last error on this connection is worth retrying the whole
  * transaction for (serialization failure, deadlock, busy). */

@@ -1,22 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * SQLite backend of the store. Owns the connection, the pragmas, the
- * migrations and every SQL statement of the server. Statements are prepared
- * per call (they are cheap next to the fsync of a commit) except for the hot
- * ones, which are cached.
+ * The store: every SQL statement of the server, written once in the dialect
+ * SQLite and PostgreSQL share and run through the database layer (db.h),
+ * which picks the engine from the URL. Migrations for both engines are
+ * applied at open (db_migrate); a database newer than the binary is refused.
  */
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "common/log.h"
 #include "common/util.h"
-#include "server/migrations.h"
+#include "server/db.h"
 #include "server/store.h"
 
 /* One connection, one recursive mutex. Every function takes the mutex for
@@ -25,32 +21,10 @@
  * calls inside it nest (recursion) while every other thread waits. Nothing
  * is read outside the mutex. */
 struct store {
-	sqlite3 *db;
+	struct db *db;
 	pthread_mutex_t lock;
 	int version;
 };
-
-static int
-map_rc(struct store *s, int rc)
-{
-	switch (rc) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_CONSTRAINT:
-		return ERR_EXISTS;
-	case SQLITE_NOMEM:
-		return ERR_NOMEM;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return ERR_UNAVAILABLE;
-	default:
-		log_error("msg=\"sqlite error\" code=%d err=\"%s\"", rc,
-		    sqlite3_errmsg(s->db));
-		return ERR_DB;
-	}
-}
 
 static void
 lock(struct store *s)
@@ -65,135 +39,91 @@ unlock(struct store *s)
 }
 
 static int
-exec(struct store *s, const char *sql)
+prepare(struct store *s, const char *sql, struct db_stmt **st)
 {
-	char *msg = NULL;
-	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-
-	if (rc != SQLITE_OK) {
-		log_error("msg=\"sqlite exec failed\" err=\"%s\"", msg ? msg : "?");
-		sqlite3_free(msg);
-		return map_rc(s, rc);
-	}
-	return 0;
-}
-
-static int
-prepare(struct store *s, const char *sql, sqlite3_stmt **st)
-{
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
-
-	if (rc != SQLITE_OK) {
-		log_error("msg=\"sqlite prepare failed\" err=\"%s\"", sqlite3_errmsg(s->db));
-		return ERR_DB;
-	}
-	return 0;
+	return db_prepare(s->db, sql, st);
 }
 
 static void
-bind_text(sqlite3_stmt *st, int i, const char *v)
+bind_text(struct db_stmt *st, int i, const char *v)
 {
-	sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	db_bind_text(st, i, v);
 }
 
 static void
-bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+bind_opt_int(struct db_stmt *st, int i, int64_t v)
 {
 	if (v == 0)
-		sqlite3_bind_null(st, i);
+		db_bind_null(st, i);
 	else
-		sqlite3_bind_int64(st, i, v);
+		db_bind_int(st, i, v);
 }
 
 static void
-col_text(sqlite3_stmt *st, int i, char *out, size_t n)
+col_text(struct db_stmt *st, int i, char *out, size_t n)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
+	const char *t = db_col_text(st, i);
 
-	str_copy(out, t ? (const char *)t : "", n);
+	str_copy(out, t ? t : "", n);
 }
 
 static void
-col_blob(sqlite3_stmt *st, int i, uint8_t *out, size_t n)
+col_blob(struct db_stmt *st, int i, uint8_t *out, size_t n)
 {
-	const void *b = sqlite3_column_blob(st, i);
+	size_t len;
+	const uint8_t *b = db_col_blob(st, i, &len);
 
 	memset(out, 0, n);
-	if (b != NULL && (size_t)sqlite3_column_bytes(st, i) == n)
+	if (b != NULL && len == n)
 		memcpy(out, b, n);
 }
 
-/* Runs a statement that returns no rows; maps "no row changed" to
- * ERR_NOT_FOUND when `must_change` is set. */
-static int
-step_done(struct store *s, sqlite3_stmt *st, bool must_change)
+/* Steps once: true with a row; false at the end or on an error, which is
+ * stored in *r (so "no row" and "the database failed" stay apart). */
+static bool
+next_row(struct db_stmt *st, int *r)
 {
-	int rc = sqlite3_step(st);
-	int r = map_rc(s, rc);
+	int rc = db_step(st);
 
-	if (r == 0 && must_change && sqlite3_changes(s->db) == 0)
+	if (rc == DB_ROW)
+		return true;
+	if (rc < 0)
+		*r = rc;
+	return false;
+}
+
+/* Runs a statement that returns no rows and finalizes it; maps "no row
+ * changed" to ERR_NOT_FOUND when `must_change` is set. */
+static int
+step_done(struct store *s, struct db_stmt *st, bool must_change)
+{
+	int rc = db_step(st);
+	int r = rc < 0 ? rc : 0;
+
+	(void)s;
+	if (r == 0 && must_change && db_changes(st) == 0)
 		r = ERR_NOT_FOUND;
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
+}
+
+/* Runs an INSERT … RETURNING id and finalizes it; *id receives the id. */
+static int
+step_id(struct store *s, struct db_stmt *st, int64_t *id)
+{
+	int rc = db_step(st);
+
+	(void)s;
+	if (rc == DB_ROW)
+		*id = db_col_int(st, 0);
+	db_finalize(st);
+	return rc == DB_ROW ? 0 : rc < 0 ? rc : ERR_DB;
 }
 
 static int map_version_init(struct store *s);
 
-static int
-migrate(struct store *s)
-{
-	sqlite3_stmt *st = NULL;
-	int r, current = 0, newest = 0;
-
-	if ((r = exec(s, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-	    "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")) != 0)
-		return r;
-	if ((r = prepare(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &st)) != 0)
-		return r;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		current = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	for (int i = 0; i < migrations_count; i++)
-		if (migrations[i].version > newest)
-			newest = migrations[i].version;
-	if (current > newest) {
-		log_error("msg=\"database schema is newer than this binary; refusing to start\" "
-		    "db_version=%d binary_version=%d", current, newest);
-		return ERR_SCHEMA;
-	}
-	for (int i = 0; i < migrations_count; i++) {
-		const struct migration *m = &migrations[i];
-
-		if (m->version <= current)
-			continue;
-		if ((r = exec(s, "BEGIN IMMEDIATE")) != 0)
-			return r;
-		if ((r = exec(s, m->sql)) != 0)
-			goto fail;
-		if ((r = prepare(s, "INSERT INTO schema_migrations(version, name, applied_at) "
-		    "VALUES (?, ?, ?)", &st)) != 0)
-			goto fail;
-		sqlite3_bind_int(st, 1, m->version);
-		bind_text(st, 2, m->name);
-		sqlite3_bind_int64(st, 3, time_now_s());
-		if ((r = step_done(s, st, false)) != 0)
-			goto fail;
-		if ((r = exec(s, "COMMIT")) != 0)
-			goto fail;
-		log_info("msg=\"applied migration\" version=%d name=%s", m->version, m->name);
-		current = m->version;
-		continue;
-fail:
-		(void)exec(s, "ROLLBACK");
-		log_error("msg=\"migration failed\" version=%d name=%s", m->version, m->name);
-		return r;
-	}
-	s->version = current;
-	return 0;
-}
-
 int
-store_open(const char *path, struct store **out)
+store_open(const char *url, struct store **out)
 {
 	struct store *s;
 	int r = ERR_DB;
@@ -209,28 +139,9 @@ store_open(const char *path, struct store **out)
 		pthread_mutex_init(&s->lock, &ma);
 		pthread_mutexattr_destroy(&ma);
 	}
-	/* Create the file private (0600) before SQLite does: it holds hashed
-	 * secrets and node keys, and SQLite gives its -wal and -shm files the
-	 * database file's mode. An existing file keeps the mode the admin set. */
-	if (strcmp(path, ":memory:") != 0) {
-		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-
-		if (fd >= 0)
-			close(fd);
-	}
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-		log_error("msg=\"cannot open database\" path=%s err=\"%s\"", path,
-		    s->db ? sqlite3_errmsg(s->db) : "out of memory");
-		r = ERR_IO;
+	if ((r = db_open(url, &s->db)) != 0)
 		goto fail;
-	}
-	sqlite3_busy_timeout(s->db, 5000);
-	if ((r = exec(s, "PRAGMA journal_mode=WAL")) != 0 ||
-	    (r = exec(s, "PRAGMA synchronous=FULL")) != 0 ||
-	    (r = exec(s, "PRAGMA foreign_keys=ON")) != 0)
-		goto fail;
-	if ((r = migrate(s)) != 0 || (r = map_version_init(s)) != 0)
+	if ((r = db_migrate(s->db, &s->version)) != 0 || (r = map_version_init(s)) != 0)
 		goto fail;
 	*out = s;
 	return 0;
@@ -244,8 +155,7 @@ store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
-	if (s->db != NULL)
-		sqlite3_close(s->db);
+	db_close(s->db);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -256,54 +166,53 @@ store_schema_version(struct store *s)
 	return s->version;
 }
 
+bool
+store_url_is_postgres(const char *url)
+{
+	return db_url_is_postgres(url);
+}
+
+bool
+store_is_postgres(const struct store *s)
+{
+	return db_kind(s->db) == DB_POSTGRES;
+}
+
 int
 store_file_schema_version(const char *path, int *version)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int r = ERR_IO;
-
 	*version = 0;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_busy_timeout(db, 5000);
-	if (sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND "
-	    "name = 'schema_migrations'", -1, &st, NULL) != SQLITE_OK)
-		goto out;	/* "file is not a database" surfaces here */
-	r = sqlite3_step(st) == SQLITE_ROW ? 0 : ERR_NOT_FOUND;
-	sqlite3_finalize(st);
-	st = NULL;
-	if (r != 0)
-		goto out;
-	r = ERR_NOT_FOUND;
-	if (sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &st,
-	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
-		*version = sqlite3_column_int(st, 0);
-		r = 0;
-	}
-out:
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return r;
+	if (db_url_is_postgres(path))
+		return ERR_UNPROCESSABLE;
+	return db_sqlite_file_version(path, version);
 }
 
 int
 store_integrity_check(struct store *s)
 {
-	sqlite3_stmt *st = NULL;
 	int r;
 
 	lock(s);
-	if ((r = prepare(s, "PRAGMA integrity_check", &st)) == 0) {
-		r = ERR_DB;
-		if (sqlite3_step(st) == SQLITE_ROW &&
-		    strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0)
-			r = 0;
-		sqlite3_finalize(st);
-	}
+	r = db_integrity_check(s->db);
 	unlock(s);
 	return r;
+}
+
+int
+store_ping(struct store *s)
+{
+	int r;
+
+	lock(s);
+	r = db_ping(s->db);
+	unlock(s);
+	return r;
+}
+
+bool
+store_retryable(struct store *s)
+{
+	return db_retryable(s->db);
 }
 
 int
@@ -312,7 +221,7 @@ store_tx_begin(struct store *s)
 	int r;
 
 	lock(s);
-	if ((r = exec(s, "BEGIN IMMEDIATE")) != 0) {
+	if ((r = db_begin(s->db)) != 0) {
 		unlock(s);
 		return r;
 	}
@@ -322,10 +231,8 @@ store_tx_begin(struct store *s)
 int
 store_tx_commit(struct store *s)
 {
-	int r = exec(s, "COMMIT");
+	int r = db_commit(s->db);
 
-	if (r != 0)
-		(void)exec(s, "ROLLBACK");
 	unlock(s);
 	return r;
 }
@@ -333,7 +240,7 @@ store_tx_commit(struct store *s)
 void
 store_tx_rollback(struct store *s)
 {
-	(void)exec(s, "ROLLBACK");
+	db_rollback(s->db);
 	unlock(s);
 }
 
@@ -342,18 +249,18 @@ store_tx_rollback(struct store *s)
 int
 store_user_create(struct store *s, const char *name, struct store_user *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
-	if ((r = prepare(s, "INSERT INTO users(name, created_at) VALUES (?, ?)", &st)) != 0)
+	if ((r = prepare(s, "INSERT INTO users(name, created_at) VALUES (?, ?) RETURNING id",
+	    &st)) != 0)
 		goto out;
 	bind_text(st, 1, name);
-	sqlite3_bind_int64(st, 2, time_now_s());
-	if ((r = step_done(s, st, false)) != 0)
-		goto out;
+	db_bind_int(st, 2, time_now_s());
 	memset(out, 0, sizeof(*out));
-	out->id = sqlite3_last_insert_rowid(s->db);
+	if ((r = step_id(s, st, &out->id)) != 0)
+		goto out;
 	str_copy(out->name, name, sizeof(out->name));
 	out->created_at = time_now_s();
 out:
@@ -362,15 +269,15 @@ out:
 }
 
 static void
-row_user(sqlite3_stmt *st, struct store_user *u)
+row_user(struct db_stmt *st, struct store_user *u)
 {
 	memset(u, 0, sizeof(*u));
-	u->id = sqlite3_column_int64(st, 0);
+	u->id = db_col_int(st, 0);
 	col_text(st, 1, u->name, sizeof(u->name));
-	u->created_at = sqlite3_column_int64(st, 2);
+	u->created_at = db_col_int(st, 2);
 	col_text(st, 3, u->display_name, sizeof(u->display_name));
 	col_text(st, 4, u->email, sizeof(u->email));
-	u->oidc = sqlite3_column_type(st, 5) != SQLITE_NULL;
+	u->oidc = !db_col_null(st, 5);
 }
 
 #define USER_COLS "id, name, created_at, display_name, email, oidc_issuer"
@@ -378,7 +285,7 @@ row_user(sqlite3_stmt *st, struct store_user *u)
 int
 store_user_get(struct store *s, const char *name, struct store_user *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
@@ -386,11 +293,11 @@ store_user_get(struct store *s, const char *name, struct store_user *out)
 		goto out;
 	bind_text(st, 1, name);
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (next_row(st, &r)) {
 		row_user(st, out);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -400,7 +307,7 @@ int
 store_user_get_by_oidc(struct store *s, const char *issuer, const char *subject,
 		       struct store_user *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
@@ -410,11 +317,11 @@ store_user_get_by_oidc(struct store *s, const char *issuer, const char *subject,
 	bind_text(st, 1, issuer);
 	bind_text(st, 2, subject);
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (next_row(st, &r)) {
 		row_user(st, out);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -425,24 +332,23 @@ store_user_create_oidc(struct store *s, const char *name, const char *issuer,
 		       const char *subject, const char *display_name, const char *email,
 		       struct store_user *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int64_t now = time_now_s();
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "INSERT INTO users(name, created_at, display_name, email, oidc_issuer, "
-	    "oidc_subject) VALUES (?, ?, ?, ?, ?, ?)", &st)) != 0)
+	    "oidc_subject) VALUES (?, ?, ?, ?, ?, ?) RETURNING id", &st)) != 0)
 		goto out;
 	bind_text(st, 1, name);
-	sqlite3_bind_int64(st, 2, now);
+	db_bind_int(st, 2, now);
 	bind_text(st, 3, display_name);
 	bind_text(st, 4, email);
 	bind_text(st, 5, issuer);
 	bind_text(st, 6, subject);
-	if ((r = step_done(s, st, false)) != 0)
-		goto out;
 	memset(out, 0, sizeof(*out));
-	out->id = sqlite3_last_insert_rowid(s->db);
+	if ((r = step_id(s, st, &out->id)) != 0)
+		goto out;
 	str_copy(out->name, name, sizeof(out->name));
 	str_copy(out->display_name, display_name, sizeof(out->display_name));
 	str_copy(out->email, email, sizeof(out->email));
@@ -456,7 +362,7 @@ out:
 int
 store_user_set_profile(struct store *s, int64_t id, const char *display_name, const char *email)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
@@ -464,7 +370,7 @@ store_user_set_profile(struct store *s, int64_t id, const char *display_name, co
 		goto out;
 	bind_text(st, 1, display_name);
 	bind_text(st, 2, email);
-	sqlite3_bind_int64(st, 3, id);
+	db_bind_int(st, 3, id);
 	r = step_done(s, st, true);
 out:
 	unlock(s);
@@ -474,7 +380,7 @@ out:
 int
 store_user_delete(struct store *s, const char *name)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
@@ -482,9 +388,9 @@ store_user_delete(struct store *s, const char *name)
 	    "WHERE users.name = ?", &st)) != 0)
 		goto out;
 	bind_text(st, 1, name);
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+	if (next_row(st, &r) && db_col_int(st, 0) > 0)
 		r = ERR_PRECONDITION;
-	sqlite3_finalize(st);
+	db_finalize(st);
 	if (r != 0)
 		goto out;
 	if ((r = prepare(s, "DELETE FROM users WHERE name = ?", &st)) != 0)
@@ -499,18 +405,18 @@ out:
 int
 store_user_list(struct store *s, store_user_cb cb, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	struct store_user u;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "SELECT " USER_COLS " FROM users ORDER BY id", &st)) != 0)
 		goto out;
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+	while (r == 0 && next_row(st, &r)) {
 		row_user(st, &u);
 		r = cb(ctx, &u);
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -521,34 +427,33 @@ out:
 #define APIKEY_COLS "id, prefix, hash, created_at, expires_at, revoked_at, last_used_at"
 
 static void
-row_apikey(sqlite3_stmt *st, struct store_apikey *k)
+row_apikey(struct db_stmt *st, struct store_apikey *k)
 {
 	memset(k, 0, sizeof(*k));
-	k->id = sqlite3_column_int64(st, 0);
+	k->id = db_col_int(st, 0);
 	col_text(st, 1, k->prefix, sizeof(k->prefix));
 	col_blob(st, 2, k->hash, sizeof(k->hash));
-	k->created_at = sqlite3_column_int64(st, 3);
-	k->expires_at = sqlite3_column_int64(st, 4);
-	k->revoked_at = sqlite3_column_int64(st, 5);
-	k->last_used_at = sqlite3_column_int64(st, 6);
+	k->created_at = db_col_int(st, 3);
+	k->expires_at = db_col_int(st, 4);
+	k->revoked_at = db_col_int(st, 5);
+	k->last_used_at = db_col_int(st, 6);
 }
 
 int
 store_apikey_insert(struct store *s, struct store_apikey *k)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "INSERT INTO api_keys(prefix, hash, created_at, expires_at) "
-	    "VALUES (?, ?, ?, ?)", &st)) != 0)
+	    "VALUES (?, ?, ?, ?) RETURNING id", &st)) != 0)
 		goto out;
 	bind_text(st, 1, k->prefix);
-	sqlite3_bind_blob(st, 2, k->hash, sizeof(k->hash), SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 3, k->created_at);
+	db_bind_blob(st, 2, k->hash, sizeof(k->hash));
+	db_bind_int(st, 3, k->created_at);
 	bind_opt_int(st, 4, k->expires_at);
-	if ((r = step_done(s, st, false)) == 0)
-		k->id = sqlite3_last_insert_rowid(s->db);
+	r = step_id(s, st, &k->id);
 out:
 	unlock(s);
 	return r;
@@ -557,7 +462,7 @@ out:
 int
 store_apikey_get(struct store *s, const char *prefix, struct store_apikey *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
@@ -565,11 +470,11 @@ store_apikey_get(struct store *s, const char *prefix, struct store_apikey *out)
 		goto out;
 	bind_text(st, 1, prefix);
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (next_row(st, &r)) {
 		row_apikey(st, out);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -578,14 +483,14 @@ out:
 int
 store_apikey_expire(struct store *s, const char *prefix, int64_t now)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) "
 	    "WHERE prefix = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, now);
+	db_bind_int(st, 1, now);
 	bind_text(st, 2, prefix);
 	r = step_done(s, st, true);
 out:
@@ -596,14 +501,14 @@ out:
 int
 store_apikey_touch(struct store *s, int64_t id, int64_t now)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "UPDATE api_keys SET last_used_at = ? WHERE id = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int64(st, 2, id);
+	db_bind_int(st, 1, now);
+	db_bind_int(st, 2, id);
 	r = step_done(s, st, false);
 out:
 	unlock(s);
@@ -613,18 +518,18 @@ out:
 int
 store_apikey_list(struct store *s, store_apikey_cb cb, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	struct store_apikey k;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "SELECT " APIKEY_COLS " FROM api_keys ORDER BY id", &st)) != 0)
 		goto out;
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+	while (r == 0 && next_row(st, &r)) {
 		row_apikey(st, &k);
 		r = cb(ctx, &k);
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -637,43 +542,42 @@ out:
 #define PAK_FROM " FROM preauth_keys k JOIN users u ON u.id = k.user_id "
 
 static void
-row_pak(sqlite3_stmt *st, struct store_preauthkey *k)
+row_pak(struct db_stmt *st, struct store_preauthkey *k)
 {
 	memset(k, 0, sizeof(*k));
-	k->id = sqlite3_column_int64(st, 0);
+	k->id = db_col_int(st, 0);
 	col_text(st, 1, k->prefix, sizeof(k->prefix));
 	col_blob(st, 2, k->hash, sizeof(k->hash));
-	k->user_id = sqlite3_column_int64(st, 3);
+	k->user_id = db_col_int(st, 3);
 	col_text(st, 4, k->user, sizeof(k->user));
-	k->reusable = sqlite3_column_int(st, 5) != 0;
-	k->ephemeral = sqlite3_column_int(st, 6) != 0;
+	k->reusable = db_col_int(st, 5) != 0;
+	k->ephemeral = db_col_int(st, 6) != 0;
 	col_text(st, 7, k->tags, sizeof(k->tags));
-	k->created_at = sqlite3_column_int64(st, 8);
-	k->expires_at = sqlite3_column_int64(st, 9);
-	k->used_count = sqlite3_column_int64(st, 10);
-	k->revoked_at = sqlite3_column_int64(st, 11);
+	k->created_at = db_col_int(st, 8);
+	k->expires_at = db_col_int(st, 9);
+	k->used_count = db_col_int(st, 10);
+	k->revoked_at = db_col_int(st, 11);
 }
 
 int
 store_preauthkey_insert(struct store *s, struct store_preauthkey *k)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "INSERT INTO preauth_keys(prefix, hash, user_id, reusable, ephemeral, "
-	    "tags, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st)) != 0)
+	    "tags, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id", &st)) != 0)
 		goto out;
 	bind_text(st, 1, k->prefix);
-	sqlite3_bind_blob(st, 2, k->hash, sizeof(k->hash), SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 3, k->user_id);
-	sqlite3_bind_int(st, 4, k->reusable);
-	sqlite3_bind_int(st, 5, k->ephemeral);
+	db_bind_blob(st, 2, k->hash, sizeof(k->hash));
+	db_bind_int(st, 3, k->user_id);
+	db_bind_int(st, 4, k->reusable);
+	db_bind_int(st, 5, k->ephemeral);
 	bind_text(st, 6, k->tags[0] ? k->tags : "[]");
-	sqlite3_bind_int64(st, 7, k->created_at);
+	db_bind_int(st, 7, k->created_at);
 	bind_opt_int(st, 8, k->expires_at);
-	if ((r = step_done(s, st, false)) == 0)
-		k->id = sqlite3_last_insert_rowid(s->db);
+	r = step_id(s, st, &k->id);
 out:
 	unlock(s);
 	return r;
@@ -684,7 +588,7 @@ pak_get(struct store *s, const char *where, const char *text, int64_t id,
 	struct store_preauthkey *out)
 {
 	char sql[512];
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	snprintf(sql, sizeof(sql), "SELECT " PAK_COLS PAK_FROM "WHERE %s", where);
@@ -694,13 +598,13 @@ pak_get(struct store *s, const char *where, const char *text, int64_t id,
 	if (text != NULL)
 		bind_text(st, 1, text);
 	else
-		sqlite3_bind_int64(st, 1, id);
+		db_bind_int(st, 1, id);
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (next_row(st, &r)) {
 		row_pak(st, out);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -721,14 +625,14 @@ store_preauthkey_get_id(struct store *s, int64_t id, struct store_preauthkey *ou
 int
 store_preauthkey_mark_used(struct store *s, int64_t id)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "UPDATE preauth_keys SET used_count = used_count + 1 WHERE id = ?",
 	    &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	r = step_done(s, st, true);
 out:
 	unlock(s);
@@ -738,15 +642,15 @@ out:
 int
 store_preauthkey_expire(struct store *s, int64_t id, int64_t now)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "UPDATE preauth_keys SET revoked_at = COALESCE(revoked_at, ?) "
 	    "WHERE id = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int64(st, 2, id);
+	db_bind_int(st, 1, now);
+	db_bind_int(st, 2, id);
 	r = step_done(s, st, true);
 out:
 	unlock(s);
@@ -756,7 +660,7 @@ out:
 int
 store_preauthkey_list(struct store *s, const char *user, store_preauthkey_cb cb, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	struct store_preauthkey k;
 	int r;
 
@@ -766,11 +670,11 @@ store_preauthkey_list(struct store *s, const char *user, store_preauthkey_cb cb,
 		goto out;
 	if (user)
 		bind_text(st, 1, user);
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+	while (r == 0 && next_row(st, &r)) {
 		row_pak(st, &k);
 		r = cb(ctx, &k);
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -785,48 +689,48 @@ out:
 #define NODE_FROM " FROM nodes n JOIN users u ON u.id = n.user_id "
 
 static void
-col_addr(sqlite3_stmt *st, int i, struct ip_addr *a)
+col_addr(struct db_stmt *st, int i, struct ip_addr *a)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
+	const char *t = db_col_text(st, i);
 
 	memset(a, 0, sizeof(*a));
-	if (t != NULL && addr_parse((const char *)t, a) != 0)
+	if (t != NULL && addr_parse(t, a) != 0)
 		memset(a, 0, sizeof(*a));
 }
 
 static void
-row_node(sqlite3_stmt *st, struct store_node *n)
+row_node(struct db_stmt *st, struct store_node *n)
 {
 	memset(n, 0, sizeof(*n));
-	n->id = sqlite3_column_int64(st, 0);
+	n->id = db_col_int(st, 0);
 	col_blob(st, 1, n->machine_key, KEY_LEN);
 	col_blob(st, 2, n->node_key, KEY_LEN);
 	col_blob(st, 3, n->disco_key, KEY_LEN);
 	col_text(st, 4, n->hostname, sizeof(n->hostname));
 	col_text(st, 5, n->name, sizeof(n->name));
-	n->user_id = sqlite3_column_int64(st, 6);
+	n->user_id = db_col_int(st, 6);
 	col_text(st, 7, n->user, sizeof(n->user));
 	col_text(st, 8, n->tags, sizeof(n->tags));
 	col_addr(st, 9, &n->ipv4);
 	col_addr(st, 10, &n->ipv6);
-	n->ephemeral = sqlite3_column_int(st, 11) != 0;
-	n->preauth_key_id = sqlite3_column_int64(st, 12);
-	n->created_at = sqlite3_column_int64(st, 13);
-	n->last_seen = sqlite3_column_int64(st, 14);
-	n->expires_at = sqlite3_column_int64(st, 15);
+	n->ephemeral = db_col_int(st, 11) != 0;
+	n->preauth_key_id = db_col_int(st, 12);
+	n->created_at = db_col_int(st, 13);
+	n->last_seen = db_col_int(st, 14);
+	n->expires_at = db_col_int(st, 15);
 	col_text(st, 16, n->endpoints, sizeof(n->endpoints));
-	n->home_derp = sqlite3_column_int(st, 17);
+	n->home_derp = db_col_int(st, 17);
 	col_text(st, 18, n->routes_advertised, sizeof(n->routes_advertised));
 	col_text(st, 19, n->routes_approved, sizeof(n->routes_approved));
 }
 
 static void
-bind_addr(sqlite3_stmt *st, int i, const struct ip_addr *a)
+bind_addr(struct db_stmt *st, int i, const struct ip_addr *a)
 {
 	char buf[ADDR_STR_MAX];
 
 	if (a->family == 0) {
-		sqlite3_bind_null(st, i);
+		db_bind_null(st, i);
 		return;
 	}
 	addr_fmt(buf, a);
@@ -835,24 +739,24 @@ bind_addr(sqlite3_stmt *st, int i, const struct ip_addr *a)
 
 /* Binds columns 1..18 shared by insert and update. */
 static void
-bind_node(sqlite3_stmt *st, const struct store_node *n)
+bind_node(struct db_stmt *st, const struct store_node *n)
 {
-	sqlite3_bind_blob(st, 1, n->machine_key, KEY_LEN, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 2, n->node_key, KEY_LEN, SQLITE_TRANSIENT);
-	sqlite3_bind_blob(st, 3, n->disco_key, KEY_LEN, SQLITE_TRANSIENT);
+	db_bind_blob(st, 1, n->machine_key, KEY_LEN);
+	db_bind_blob(st, 2, n->node_key, KEY_LEN);
+	db_bind_blob(st, 3, n->disco_key, KEY_LEN);
 	bind_text(st, 4, n->hostname);
 	bind_text(st, 5, n->name);
-	sqlite3_bind_int64(st, 6, n->user_id);
+	db_bind_int(st, 6, n->user_id);
 	bind_text(st, 7, n->tags[0] ? n->tags : "[]");
 	bind_addr(st, 8, &n->ipv4);
 	bind_addr(st, 9, &n->ipv6);
-	sqlite3_bind_int(st, 10, n->ephemeral);
+	db_bind_int(st, 10, n->ephemeral);
 	bind_opt_int(st, 11, n->preauth_key_id);
-	sqlite3_bind_int64(st, 12, n->created_at);
+	db_bind_int(st, 12, n->created_at);
 	bind_opt_int(st, 13, n->last_seen);
 	bind_opt_int(st, 14, n->expires_at);
 	bind_text(st, 15, n->endpoints[0] ? n->endpoints : "[]");
-	sqlite3_bind_int(st, 16, n->home_derp);
+	db_bind_int(st, 16, n->home_derp);
 	bind_text(st, 17, n->routes_advertised[0] ? n->routes_advertised : "[]");
 	bind_text(st, 18, n->routes_approved[0] ? n->routes_approved : "[]");
 }
@@ -860,18 +764,17 @@ bind_node(sqlite3_stmt *st, const struct store_node *n)
 int
 store_node_insert(struct store *s, struct store_node *n)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "INSERT INTO nodes(machine_key, node_key, disco_key, hostname, name, "
 	    "user_id, tags, ipv4, ipv6, ephemeral, preauth_key_id, created_at, last_seen, "
 	    "expires_at, endpoints, home_derp, routes_advertised, routes_approved) "
-	    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", &st)) != 0)
+	    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id", &st)) != 0)
 		goto out;
 	bind_node(st, n);
-	if ((r = step_done(s, st, false)) == 0)
-		n->id = sqlite3_last_insert_rowid(s->db);
+	r = step_id(s, st, &n->id);
 out:
 	unlock(s);
 	return r;
@@ -897,7 +800,7 @@ store_node_update_fields(struct store *s, const struct store_node *n, unsigned f
 		{ STORE_NODE_APPROVED, "routes_approved=?18, " },
 	};
 	char sql[512] = "UPDATE nodes SET ";
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	size_t len;
 	int r;
 
@@ -913,7 +816,7 @@ store_node_update_fields(struct store *s, const struct store_node *n, unsigned f
 	if ((r = prepare(s, sql, &st)) != 0)
 		goto out;
 	bind_node(st, n);
-	sqlite3_bind_int64(st, 19, n->id);
+	db_bind_int(st, 19, n->id);
 	r = step_done(s, st, true);
 out:
 	unlock(s);
@@ -931,7 +834,7 @@ node_get_where(struct store *s, const char *where, const void *blob, int64_t id,
 	       struct store_node *out)
 {
 	char sql[768];
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	snprintf(sql, sizeof(sql), "SELECT " NODE_COLS NODE_FROM "WHERE %s", where);
@@ -939,15 +842,15 @@ node_get_where(struct store *s, const char *where, const void *blob, int64_t id,
 	if ((r = prepare(s, sql, &st)) != 0)
 		goto out;
 	if (blob != NULL)
-		sqlite3_bind_blob(st, 1, blob, KEY_LEN, SQLITE_TRANSIENT);
+		db_bind_blob(st, 1, blob, KEY_LEN);
 	else
-		sqlite3_bind_int64(st, 1, id);
+		db_bind_int(st, 1, id);
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (next_row(st, &r)) {
 		row_node(st, out);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -969,13 +872,13 @@ store_node_get_by_machine(struct store *s, const uint8_t mkey[static KEY_LEN],
 int
 store_node_delete(struct store *s, int64_t id)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "DELETE FROM nodes WHERE id = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	r = step_done(s, st, true);
 out:
 	unlock(s);
@@ -985,16 +888,17 @@ out:
 int
 store_node_name_taken(struct store *s, const char *name, int64_t except_id)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "SELECT 1 FROM nodes WHERE name = ? AND id != ?", &st)) != 0)
 		goto out;
 	bind_text(st, 1, name);
-	sqlite3_bind_int64(st, 2, except_id);
-	r = sqlite3_step(st) == SQLITE_ROW ? 1 : 0;
-	sqlite3_finalize(st);
+	db_bind_int(st, 2, except_id);
+	r = db_step(st);
+	r = r == DB_ROW ? 1 : r < 0 ? r : 0;
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -1003,14 +907,14 @@ out:
 int
 store_node_set_last_seen(struct store *s, int64_t id, int64_t when)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "UPDATE nodes SET last_seen = ? WHERE id = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, when);
-	sqlite3_bind_int64(st, 2, id);
+	db_bind_int(st, 1, when);
+	db_bind_int(st, 2, id);
 	r = step_done(s, st, false);
 out:
 	unlock(s);
@@ -1020,7 +924,7 @@ out:
 int
 store_node_expiring(struct store *s, int64_t after, int64_t until, int64_t **ids, size_t *n)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	size_t cap = 0;
 	int r;
 
@@ -1030,9 +934,9 @@ store_node_expiring(struct store *s, int64_t after, int64_t until, int64_t **ids
 	if ((r = prepare(s, "SELECT id FROM nodes WHERE expires_at > ? AND expires_at <= ?",
 	    &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, after);
-	sqlite3_bind_int64(st, 2, until);
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+	db_bind_int(st, 1, after);
+	db_bind_int(st, 2, until);
+	while (r == 0 && next_row(st, &r)) {
 		if (*n == cap) {
 			size_t nc = cap ? cap * 2 : 16;
 			int64_t *v = realloc(*ids, nc * sizeof(*v));
@@ -1044,9 +948,9 @@ store_node_expiring(struct store *s, int64_t after, int64_t until, int64_t **ids
 			*ids = v;
 			cap = nc;
 		}
-		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+		(*ids)[(*n)++] = db_col_int(st, 0);
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	if (r != 0) {
@@ -1060,18 +964,18 @@ out:
 int
 store_node_list(struct store *s, store_node_cb cb, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	struct store_node n;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "SELECT " NODE_COLS NODE_FROM "ORDER BY n.id", &st)) != 0)
 		goto out;
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+	while (r == 0 && next_row(st, &r)) {
 		row_node(st, &n);
 		r = cb(ctx, &n);
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -1082,19 +986,18 @@ out:
 int
 store_policy_insert(struct store *s, struct store_policy *p)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "INSERT INTO policies(text, etag, created_at, created_by) "
-	    "VALUES (?, ?, ?, ?)", &st)) != 0)
+	    "VALUES (?, ?, ?, ?) RETURNING id", &st)) != 0)
 		goto out;
 	bind_text(st, 1, p->text);
 	bind_text(st, 2, p->etag);
-	sqlite3_bind_int64(st, 3, p->created_at);
+	db_bind_int(st, 3, p->created_at);
 	bind_text(st, 4, p->created_by);
-	if ((r = step_done(s, st, false)) == 0)
-		p->id = sqlite3_last_insert_rowid(s->db);
+	r = step_id(s, st, &p->id);
 out:
 	unlock(s);
 	return r;
@@ -1103,7 +1006,7 @@ out:
 int
 store_policy_latest(struct store *s, struct store_policy *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -1112,17 +1015,17 @@ store_policy_latest(struct store *s, struct store_policy *out)
 	    "ORDER BY id DESC LIMIT 1", &st)) != 0)
 		goto out;
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const char *t = (const char *)sqlite3_column_text(st, 1);
+	if (next_row(st, &r)) {
+		const char *t = db_col_text(st, 1);
 
-		out->id = sqlite3_column_int64(st, 0);
+		out->id = db_col_int(st, 0);
 		out->text = strdup(t ? t : "");
 		col_text(st, 2, out->etag, sizeof(out->etag));
-		out->created_at = sqlite3_column_int64(st, 3);
+		out->created_at = db_col_int(st, 3);
 		col_text(st, 4, out->created_by, sizeof(out->created_by));
 		r = out->text ? 0 : ERR_NOMEM;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -1131,7 +1034,7 @@ out:
 int
 store_policy_history(struct store *s, store_policy_cb cb, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	struct store_policy p;
 	int r;
 
@@ -1139,15 +1042,15 @@ store_policy_history(struct store *s, store_policy_cb cb, void *ctx)
 	if ((r = prepare(s, "SELECT id, etag, created_at, created_by FROM policies "
 	    "ORDER BY id DESC", &st)) != 0)
 		goto out;
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
+	while (r == 0 && next_row(st, &r)) {
 		memset(&p, 0, sizeof(p));
-		p.id = sqlite3_column_int64(st, 0);
+		p.id = db_col_int(st, 0);
 		col_text(st, 1, p.etag, sizeof(p.etag));
-		p.created_at = sqlite3_column_int64(st, 2);
+		p.created_at = db_col_int(st, 2);
 		col_text(st, 3, p.created_by, sizeof(p.created_by));
 		r = cb(ctx, &p);
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -1163,7 +1066,7 @@ store_policy_cleanup(struct store_policy *p)
 int
 store_policy_get(struct store *s, int64_t id, struct store_policy *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -1171,19 +1074,19 @@ store_policy_get(struct store *s, int64_t id, struct store_policy *out)
 	if ((r = prepare(s, "SELECT id, text, etag, created_at, created_by FROM policies "
 	    "WHERE id = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const char *t = (const char *)sqlite3_column_text(st, 1);
+	if (next_row(st, &r)) {
+		const char *t = db_col_text(st, 1);
 
-		out->id = sqlite3_column_int64(st, 0);
+		out->id = db_col_int(st, 0);
 		out->text = strdup(t ? t : "");
 		col_text(st, 2, out->etag, sizeof(out->etag));
-		out->created_at = sqlite3_column_int64(st, 3);
+		out->created_at = db_col_int(st, 3);
 		col_text(st, 4, out->created_by, sizeof(out->created_by));
 		r = out->text ? 0 : ERR_NOMEM;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -1195,60 +1098,60 @@ out:
 	"expires_at"
 
 static void
-row_session(sqlite3_stmt *st, struct store_session *o)
+row_session(struct db_stmt *st, struct store_session *o)
 {
 	memset(o, 0, sizeof(*o));
-	o->id = sqlite3_column_int64(st, 0);
+	o->id = db_col_int(st, 0);
 	col_blob(st, 1, o->hash, sizeof(o->hash));
 	col_text(st, 2, o->kind, sizeof(o->kind));
 	col_text(st, 3, o->subject, sizeof(o->subject));
 	col_text(st, 4, o->apikey_prefix, sizeof(o->apikey_prefix));
-	o->created_at = sqlite3_column_int64(st, 5);
-	o->last_used_at = sqlite3_column_int64(st, 6);
-	o->expires_at = sqlite3_column_int64(st, 7);
+	o->created_at = db_col_int(st, 5);
+	o->last_used_at = db_col_int(st, 6);
+	o->expires_at = db_col_int(st, 7);
 }
 
 static int
 session_purge_locked(struct store *s, int64_t now, int64_t idle_s)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	if ((r = prepare(s, "DELETE FROM admin_sessions WHERE expires_at <= ? OR "
 	    "(kind = 'session' AND last_used_at <= ?)", &st)) != 0)
 		return r;
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int64(st, 2, now - idle_s);
+	db_bind_int(st, 1, now);
+	db_bind_int(st, 2, now - idle_s);
 	return step_done(s, st, false);
 }
 
 int
 store_session_insert(struct store *s, struct store_session *ss, int64_t idle_s, size_t max)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = session_purge_locked(s, ss->created_at, idle_s)) != 0 ||
 	    (r = prepare(s, "SELECT count(*) FROM admin_sessions", &st)) != 0)
 		goto out;
-	if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_int64(st, 0) >= max)
+	if (next_row(st, &r) && (size_t)db_col_int(st, 0) >= max)
 		r = ERR_EXHAUSTED;
-	sqlite3_finalize(st);
+	db_finalize(st);
 	st = NULL;
 	if (r != 0 || (r = prepare(s, "INSERT INTO admin_sessions(token_hash, kind, subject, "
-	    "apikey_prefix, created_at, last_used_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	    "apikey_prefix, created_at, last_used_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+	    "RETURNING id",
 	    &st)) != 0)
 		goto out;
-	sqlite3_bind_blob(st, 1, ss->hash, sizeof(ss->hash), SQLITE_TRANSIENT);
+	db_bind_blob(st, 1, ss->hash, sizeof(ss->hash));
 	bind_text(st, 2, ss->kind);
 	bind_text(st, 3, ss->subject);
 	bind_text(st, 4, ss->apikey_prefix);
-	sqlite3_bind_int64(st, 5, ss->created_at);
-	sqlite3_bind_int64(st, 6, ss->last_used_at);
-	sqlite3_bind_int64(st, 7, ss->expires_at);
-	if ((r = step_done(s, st, false)) == 0)
-		ss->id = sqlite3_last_insert_rowid(s->db);
+	db_bind_int(st, 5, ss->created_at);
+	db_bind_int(st, 6, ss->last_used_at);
+	db_bind_int(st, 7, ss->expires_at);
+	r = step_id(s, st, &ss->id);
 out:
 	unlock(s);
 	return r;
@@ -1258,19 +1161,19 @@ static int
 session_get_locked(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
 		   struct store_session *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	if ((r = prepare(s, "SELECT " SESSION_COLS " FROM admin_sessions WHERE token_hash = ?",
 	    &st)) != 0)
 		return r;
-	sqlite3_bind_blob(st, 1, hash, STORE_HASH_LEN, SQLITE_TRANSIENT);
+	db_bind_blob(st, 1, hash, STORE_HASH_LEN);
 	r = ERR_NOT_FOUND;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (next_row(st, &r)) {
 		row_session(st, out);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	return r;
 }
 
@@ -1290,7 +1193,7 @@ int
 store_session_take(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
 		   struct store_session *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	if ((r = store_tx_begin(s)) != 0)
@@ -1298,7 +1201,7 @@ store_session_take(struct store *s, const uint8_t hash[static STORE_HASH_LEN],
 	if ((r = session_get_locked(s, hash, out)) != 0 ||
 	    (r = prepare(s, "DELETE FROM admin_sessions WHERE id = ?", &st)) != 0)
 		goto fail;
-	sqlite3_bind_int64(st, 1, out->id);
+	db_bind_int(st, 1, out->id);
 	if ((r = step_done(s, st, true)) != 0)
 		goto fail;
 	return store_tx_commit(s);
@@ -1310,16 +1213,16 @@ fail:
 int
 store_session_touch(struct store *s, int64_t id, int64_t now)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "UPDATE admin_sessions SET last_used_at = ? WHERE id = ? AND "
 	    "last_used_at < ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int64(st, 2, id);
-	sqlite3_bind_int64(st, 3, now);
+	db_bind_int(st, 1, now);
+	db_bind_int(st, 2, id);
+	db_bind_int(st, 3, now);
 	r = step_done(s, st, false);
 out:
 	unlock(s);
@@ -1329,13 +1232,13 @@ out:
 int
 store_session_delete(struct store *s, int64_t id)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "DELETE FROM admin_sessions WHERE id = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, id);
+	db_bind_int(st, 1, id);
 	r = step_done(s, st, true);
 out:
 	unlock(s);
@@ -1356,22 +1259,11 @@ store_session_purge(struct store *s, int64_t now, int64_t idle_s)
 int
 store_backup(struct store *s, const char *dest_path)
 {
-	sqlite3 *dst = NULL;
-	sqlite3_backup *b;
-	int r = ERR_IO;
+	int r;
 
-	if (sqlite3_open(dest_path, &dst) != SQLITE_OK)
-		goto out;
 	lock(s);
-	b = sqlite3_backup_init(dst, "main", s->db, "main");
-	if (b != NULL) {
-		if (sqlite3_backup_step(b, -1) == SQLITE_DONE)
-			r = 0;
-		sqlite3_backup_finish(b);
-	}
+	r = db_backup(s->db, dest_path);
 	unlock(s);
-out:
-	sqlite3_close(dst);
 	return r;
 }
 
@@ -1382,15 +1274,15 @@ out:
 static int
 map_version_init(struct store *s)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 	int64_t v = time_now_s() << 20;
 
 	if ((r = prepare(s, "UPDATE map_version SET version = ?, pruned_through = ? "
 	    "WHERE id = 1 AND version = 0", &st)) != 0)
 		return r;
-	sqlite3_bind_int64(st, 1, v);
-	sqlite3_bind_int64(st, 2, v);
+	db_bind_int(st, 1, v);
+	db_bind_int(st, 2, v);
 	return step_done(s, st, false);
 }
 
@@ -1412,11 +1304,11 @@ store_change_append(struct store *s, int kind, int64_t node_id, const char *payl
 static int
 append_locked(struct store *s, int kind, int64_t node_id, const char *payload, uint64_t *version)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int64_t v = 0;
 	int r;
 
-	if (sqlite3_get_autocommit(s->db))
+	if (!db_in_tx(s->db))
 		return ERR_PRECONDITION;	/* only inside a transaction */
 	if ((r = prepare(s, "UPDATE map_version SET version = version + 1 WHERE id = 1", &st)) != 0 ||
 	    (r = step_done(s, st, true)) != 0)
@@ -1424,20 +1316,20 @@ append_locked(struct store *s, int kind, int64_t node_id, const char *payload, u
 	if ((r = prepare(s, "SELECT version FROM map_version WHERE id = 1", &st)) != 0)
 		return r;
 	r = ERR_DB;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		v = sqlite3_column_int64(st, 0);
+	if (next_row(st, &r)) {
+		v = db_col_int(st, 0);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 	if (r != 0)
 		return r;
 	if ((r = prepare(s, "INSERT INTO changes(version, created_at, kind, node_id, payload) "
 	    "VALUES (?, ?, ?, ?, ?)", &st)) != 0)
 		return r;
-	sqlite3_bind_int64(st, 1, v);
-	sqlite3_bind_int64(st, 2, time_now_s());
-	sqlite3_bind_int(st, 3, kind);
-	sqlite3_bind_int64(st, 4, node_id);
+	db_bind_int(st, 1, v);
+	db_bind_int(st, 2, time_now_s());
+	db_bind_int(st, 3, kind);
+	db_bind_int(st, 4, node_id);
 	bind_text(st, 5, payload ? payload : "");
 	if ((r = step_done(s, st, false)) != 0)
 		return r;
@@ -1448,19 +1340,19 @@ append_locked(struct store *s, int kind, int64_t node_id, const char *payload, u
 int
 store_map_version(struct store *s, uint64_t *version, uint64_t *pruned_through)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "SELECT version, pruned_through FROM map_version WHERE id = 1", &st)) != 0)
 		goto out;
 	r = ERR_DB;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*version = (uint64_t)sqlite3_column_int64(st, 0);
-		*pruned_through = (uint64_t)sqlite3_column_int64(st, 1);
+	if (next_row(st, &r)) {
+		*version = (uint64_t)db_col_int(st, 0);
+		*pruned_through = (uint64_t)db_col_int(st, 1);
 		r = 0;
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -1469,7 +1361,7 @@ out:
 int
 store_change_list(struct store *s, uint64_t after, store_change_cb cb, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	struct store_change c;
 	int r;
 
@@ -1477,18 +1369,18 @@ store_change_list(struct store *s, uint64_t after, store_change_cb cb, void *ctx
 	if ((r = prepare(s, "SELECT version, created_at, kind, node_id, payload FROM changes "
 	    "WHERE version > ? ORDER BY version", &st)) != 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, (int64_t)after);
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW) {
-		const unsigned char *p = sqlite3_column_text(st, 4);
+	db_bind_int(st, 1, (int64_t)after);
+	while (r == 0 && next_row(st, &r)) {
+		const char *p = db_col_text(st, 4);
 
-		c.version = (uint64_t)sqlite3_column_int64(st, 0);
-		c.created_at = sqlite3_column_int64(st, 1);
-		c.kind = sqlite3_column_int(st, 2);
-		c.node_id = sqlite3_column_int64(st, 3);
-		c.payload = p ? (const char *)p : "";
+		c.version = (uint64_t)db_col_int(st, 0);
+		c.created_at = db_col_int(st, 1);
+		c.kind = db_col_int(st, 2);
+		c.node_id = db_col_int(st, 3);
+		c.payload = p ? p : "";
 		r = cb(ctx, &c);
 	}
-	sqlite3_finalize(st);
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;
@@ -1497,16 +1389,16 @@ out:
 static int
 query_int64(struct store *s, const char *sql, int64_t a, int64_t *out)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	if ((r = prepare(s, sql, &st)) != 0)
 		return r;
-	sqlite3_bind_int64(st, 1, a);
+	db_bind_int(st, 1, a);
 	*out = 0;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	if (next_row(st, &r))
+		*out = db_col_int(st, 0);
+	db_finalize(st);
 	return 0;
 }
 
@@ -1514,7 +1406,7 @@ int
 store_change_prune(struct store *s, int64_t now, int64_t max_age_s, int64_t max_count,
 		   uint64_t *pruned_through)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int64_t by_age = 0, by_count = 0, floor = 0, cut;
 	int r;
 
@@ -1530,12 +1422,12 @@ store_change_prune(struct store *s, int64_t now, int64_t max_age_s, int64_t max_
 	if (cut > floor) {
 		if ((r = prepare(s, "DELETE FROM changes WHERE version <= ?", &st)) != 0)
 			goto fail;
-		sqlite3_bind_int64(st, 1, cut);
+		db_bind_int(st, 1, cut);
 		if ((r = step_done(s, st, false)) != 0)
 			goto fail;
 		if ((r = prepare(s, "UPDATE map_version SET pruned_through = ? WHERE id = 1", &st)) != 0)
 			goto fail;
-		sqlite3_bind_int64(st, 1, cut);
+		db_bind_int(st, 1, cut);
 		if ((r = step_done(s, st, false)) != 0)
 			goto fail;
 		floor = cut;
@@ -1552,14 +1444,14 @@ fail:
 int
 store_node_set_online(struct store *s, int64_t id, bool online)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "UPDATE nodes SET online = ? WHERE id = ?", &st)) != 0)
 		goto out;
-	sqlite3_bind_int(st, 1, online);
-	sqlite3_bind_int64(st, 2, id);
+	db_bind_int(st, 1, online);
+	db_bind_int(st, 2, id);
 	r = step_done(s, st, false);
 out:
 	unlock(s);
@@ -1569,15 +1461,15 @@ out:
 int
 store_node_online_list(struct store *s, store_id_cb cb, void *ctx)
 {
-	sqlite3_stmt *st = NULL;
+	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
 	if ((r = prepare(s, "SELECT id FROM nodes WHERE online = 1 ORDER BY id", &st)) != 0)
 		goto out;
-	while (r == 0 && sqlite3_step(st) == SQLITE_ROW)
-		r = cb(ctx, sqlite3_column_int64(st, 0));
-	sqlite3_finalize(st);
+	while (r == 0 && next_row(st, &r))
+		r = cb(ctx, db_col_int(st, 0));
+	db_finalize(st);
 out:
 	unlock(s);
 	return r;

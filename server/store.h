@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The store: every byte of SQL in the server lives behind this header, so a
- * PostgreSQL backend can follow by implementing it again. The SQLite backend
- * runs in WAL mode with foreign keys and a busy timeout; migrations embedded
- * in the binary are applied in order at open, and a database newer than the
- * binary is refused.
+ * The store: every byte of SQL in the server lives behind this header. Two
+ * engines run it through the database layer (server/db.h): SQLite (a file
+ * path, the default: WAL, foreign keys, a busy timeout) and PostgreSQL (a
+ * postgres:// URI or libpq keyword string; several server replicas may share
+ * it). Migrations embedded in the binary are applied at open under a lock,
+ * and a database newer than the binary is refused.
  *
- * Threads: one connection guarded by one recursive mutex. A change is made
- * between store_tx_begin() and store_tx_commit()/store_tx_rollback(), which
- * hold the mutex for the whole transaction: other threads wait, the calling
- * thread's store calls nest. Single calls outside a transaction take it
- * themselves. A read-modify-write of a row belongs inside one transaction,
- * and writes only the columns its caller owns (store_node_update_fields).
+ * Threads: one connection guarded by one mutex. A change is made between
+ * store_tx_begin() and store_tx_commit()/store_tx_rollback(), which hold the
+ * lock; single-call functions outside a transaction take it themselves. On
+ * PostgreSQL a transaction is SERIALIZABLE: when another replica's commit
+ * conflicts with it, a call or the commit fails with ERR_UNAVAILABLE and
+ * store_retryable() true, and the caller runs the whole transaction again.
  */
 #ifndef WM_STORE_H
 #define WM_STORE_H
@@ -100,17 +101,29 @@ struct store_policy {
 	char created_by[STORE_NAME_MAX];
 };
 
-/* Opens (creating if needed) the database at `path` and migrates it.
- * ERR_SCHEMA when the database is newer than this binary. */
-int store_open(const char *path, struct store **out) WM_MUST_CHECK;
+/* Opens (creating an SQLite file if needed) the database at `url` (an SQLite
+ * path, or a PostgreSQL URI / keyword string) and migrates it. ERR_SCHEMA
+ * when the database is newer than this binary, ERR_IO when it cannot be
+ * opened or reached. */
+int store_open(const char *url, struct store **out) WM_MUST_CHECK;
 void store_close(struct store *s);
+bool store_is_postgres(const struct store *s);
+/* Whether store_open() would take `url` for PostgreSQL (else SQLite). */
+bool store_url_is_postgres(const char *url);
+/* A round trip to the database: 0 when it answers (/healthz). */
+int store_ping(struct store *s) WM_MUST_CHECK;
+/* Whether the last failure was a conflict with another writer (run the
+ * whole transaction again). */
+bool store_retryable(struct store *s);
 /* The highest migration applied. */
 int store_schema_version(struct store *s);
 /* The schema version of the database file at `path`, read without opening it
  * as a store (read-only, no migrations). ERR_NOT_FOUND when the file is an
- * SQLite database but not a wiremesh one, ERR_IO when it is not a database. */
+ * SQLite database but not a wiremesh one, ERR_IO when it is not a database,
+ * ERR_UNPROCESSABLE for a PostgreSQL URL. */
 int store_file_schema_version(const char *path, int *version) WM_MUST_CHECK;
-/* Runs PRAGMA integrity_check; 0 when it says "ok". */
+/* SQLite: PRAGMA integrity_check, 0 when it says "ok". PostgreSQL: a round
+ * trip (the server checks its own pages). */
 int store_integrity_check(struct store *s) WM_MUST_CHECK;
 
 int store_tx_begin(struct store *s) WM_MUST_CHECK;
@@ -296,7 +309,8 @@ typedef int (*store_id_cb)(void *ctx, int64_t id);
 /* The nodes whose published online flag is set. */
 int store_node_online_list(struct store *s, store_id_cb cb, void *ctx) WM_MUST_CHECK;
 
-/* Online backup of the whole database into `dest_path`. */
+/* Online backup of the whole SQLite database into `dest_path`.
+ * PostgreSQL: ERR_UNPROCESSABLE (use pg_dump). */
 int store_backup(struct store *s, const char *dest_path) WM_MUST_CHECK;
 
 #endif

@@ -92,3 +92,21 @@ expect_status() {
 }
 
 node() { "$WM_NODE" --server "$URL" --state "$T/$1.json" "${@:2}"; }
+
+# pg_start: a throwaway PostgreSQL for this test (tests/tools/pg.sh: initdb in
+# a temp dir as the `postgres` user, Unix socket there and 127.0.0.1:PORT);
+# sets PG_URL (postgres://wiremesh:PASSWORD@127.0.0.1:PORT/wiremesh),
+# PG_PASSWORD and PG_DIR; stopped by PID and removed at exit.
+pg_start() {
+	local out
+	out=$("$WM_TOP/tests/tools/pg.sh" start) || fail "PostgreSQL did not start"
+	PG_DIR=$(sed -n 1p <<<"$out")
+	PG_PID=$(sed -n 2p <<<"$out")
+	PG_URL=$(sed -n 3p <<<"$out")
+	PG_PASSWORD=${PG_URL#postgres://wiremesh:}
+	PG_PASSWORD=${PG_PASSWORD%%@*}
+	WM_CLEANUP+=("'$WM_TOP/tests/tools/pg.sh' stop '$PG_DIR' '$PG_PID'")
+}
+
+# pg_sql SQL: runs SQL on the test's PostgreSQL as the owner of its database.
+pg_sql() { psql -X -q -tA "$PG_URL" -c "$1"; }

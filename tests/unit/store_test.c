@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: MIT
-/* server/store.c, ipam.c, secret.c, replay.c and common/sign.c on real SQLite files. */
+/*
+ * server/store.c, ipam.c, secret.c, replay.c and common/sign.c. The store
+ * tests run twice: on real SQLite files and on a real PostgreSQL server
+ * started for the run (tests/unit/pgtest.c), each test on a fresh database.
+ */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,17 +11,20 @@
 #include <unistd.h>
 
 #include <sodium.h>
-#include <sqlite3.h>
 
 #include "common/sign.h"
 #include "common/util.h"
+#include "server/db.h"
 #include "server/ipam.h"
 #include "server/replay.h"
 #include "server/secret.h"
 #include "server/server.h"
 #include "server/store.h"
+#include "tests/unit/pgtest.h"
 
 static char dbpath[64];
+static char dburl[768];	/* what store_open() gets: dbpath or a PostgreSQL URL */
+static bool on_pg;
 
 static void
 setup(void)
@@ -30,6 +37,27 @@ setup(void)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	unlink(dbpath);
+	snprintf(dburl, sizeof(dburl), "%s", dbpath);
+	on_pg = false;
+}
+
+static void
+pg_server(void)
+{
+	ck_assert_msg(pgtest_server() != NULL, "PostgreSQL did not start");
+}
+
+static void
+pg_setup(void)
+{
+	ck_assert_int_ge(sodium_init(), 0);
+	ck_assert_int_eq(pgtest_fresh(dburl, sizeof(dburl)), 0);
+	on_pg = true;
+}
+
+static void
+pg_teardown(void)
+{
 }
 
 static void
@@ -61,11 +89,11 @@ START_TEST(test_migrate_and_reopen)
 {
 	struct store *s;
 
-	ck_assert_int_eq(store_open(dbpath, &s), 0);
+	ck_assert_int_eq(store_open(dburl, &s), 0);
 	ck_assert_int_ge(store_schema_version(s), 1);
 	ck_assert_int_eq(store_integrity_check(s), 0);
 	store_close(s);
-	ck_assert_int_eq(store_open(dbpath, &s), 0);
+	ck_assert_int_eq(store_open(dburl, &s), 0);
 	store_close(s);
 }
 END_TEST
@@ -73,15 +101,14 @@ END_TEST
 START_TEST(test_newer_db_refused)
 {
 	struct store *s;
-	sqlite3 *db;
+	struct db *db;
 
-	ck_assert_int_eq(store_open(dbpath, &s), 0);
+	ck_assert_int_eq(store_open(dburl, &s), 0);
 	store_close(s);
-	ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (9999, 'future', 0)",
-	    NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-	ck_assert_int_eq(store_open(dbpath, &s), ERR_SCHEMA);
+	ck_assert_int_eq(db_open(dburl, &db), 0);
+	ck_assert_int_eq(db_exec(db, "INSERT INTO schema_migrations VALUES (9999, 'future', 0)"), 0);
+	db_close(db);
+	ck_assert_int_eq(store_open(dburl, &s), ERR_SCHEMA);
 }
 END_TEST
 
@@ -90,7 +117,7 @@ START_TEST(test_users)
 	struct store *s;
 	struct store_user u, u2;
 
-	ck_assert_int_eq(store_open(dbpath, &s), 0);
+	ck_assert_int_eq(store_open(dburl, &s), 0);
 	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
 	ck_assert_int_eq(store_user_create(s, "alice", &u2), ERR_EXISTS);
 	ck_assert_int_eq(store_user_get(s, "alice", &u2), 0);
@@ -108,7 +135,7 @@ START_TEST(test_nodes_unique)
 	struct store_user u;
 	struct store_node a, b, got;
 
-	ck_assert_int_eq(store_open(dbpath, &s), 0);
+	ck_assert_int_eq(store_open(dburl, &s), 0);
 	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
 	fill_node(&a, 1, u.id);
 	ck_assert_int_eq(addr_parse("100.64.0.1", &a.ipv4), 0);
@@ -144,7 +171,7 @@ START_TEST(test_tx_rollback_loses_nothing_else)
 	struct store_user u;
 	struct store_node a;
 
-	ck_assert_int_eq(store_open(dbpath, &s), 0);
+	ck_assert_int_eq(store_open(dburl, &s), 0);
 	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
 	ck_assert_int_eq(store_tx_begin(s), 0);
 	fill_node(&a, 5, u.id);
@@ -153,6 +180,302 @@ START_TEST(test_tx_rollback_loses_nothing_else)
 	ck_assert_int_eq(store_node_get(s, a.id, &a), ERR_NOT_FOUND);
 	ck_assert_int_eq(store_user_get(s, "alice", &u), 0);
 	store_close(s);
+}
+END_TEST
+
+static int
+count_cb(void *ctx, const void *row)
+{
+	(void)row;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+START_TEST(test_apikeys)
+{
+	struct store *s;
+	struct store_apikey k, got;
+	int n = 0;
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	memset(&k, 0, sizeof(k));
+	str_copy(k.prefix, "abc123", sizeof(k.prefix));
+	memset(k.hash, 0xa5, sizeof(k.hash));
+	k.hash[0] = 0;	/* a zero byte in a blob */
+	k.created_at = 1000;
+	k.expires_at = 5000;
+	ck_assert_int_eq(store_apikey_insert(s, &k), 0);
+	ck_assert_int_gt(k.id, 0);
+	ck_assert_int_eq(store_apikey_insert(s, &k), ERR_EXISTS);
+	ck_assert_int_eq(store_apikey_get(s, "abc123", &got), 0);
+	ck_assert_int_eq(got.id, k.id);
+	ck_assert_mem_eq(got.hash, k.hash, sizeof(k.hash));
+	ck_assert_int_eq(got.expires_at, 5000);
+	ck_assert_int_eq(got.revoked_at, 0);
+	ck_assert_int_eq(store_apikey_touch(s, k.id, 2000), 0);
+	ck_assert_int_eq(store_apikey_expire(s, "abc123", 3000), 0);
+	ck_assert_int_eq(store_apikey_expire(s, "abc123", 4000), 0);	/* keeps the first */
+	ck_assert_int_eq(store_apikey_expire(s, "nope", 4000), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_apikey_get(s, "abc123", &got), 0);
+	ck_assert_int_eq(got.revoked_at, 3000);
+	ck_assert_int_eq(got.last_used_at, 2000);
+	ck_assert_int_eq(store_apikey_get(s, "nope", &got), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_apikey_list(s, (store_apikey_cb)count_cb, &n), 0);
+	ck_assert_int_eq(n, 1);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_preauthkeys)
+{
+	struct store *s;
+	struct store_user u;
+	struct store_preauthkey k, got;
+	int n = 0;
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
+	memset(&k, 0, sizeof(k));
+	str_copy(k.prefix, "pak1", sizeof(k.prefix));
+	memset(k.hash, 7, sizeof(k.hash));
+	k.user_id = u.id;
+	k.reusable = true;
+	k.ephemeral = true;
+	str_copy(k.tags, "[\"tag:web\"]", sizeof(k.tags));
+	k.created_at = 10;
+	ck_assert_int_eq(store_preauthkey_insert(s, &k), 0);
+	ck_assert_int_gt(k.id, 0);
+	ck_assert_int_eq(store_preauthkey_get(s, "pak1", &got), 0);
+	ck_assert_str_eq(got.user, "alice");
+	ck_assert(got.reusable && got.ephemeral);
+	ck_assert_str_eq(got.tags, "[\"tag:web\"]");
+	ck_assert_int_eq(got.expires_at, 0);
+	ck_assert_int_eq(store_preauthkey_mark_used(s, k.id), 0);
+	ck_assert_int_eq(store_preauthkey_mark_used(s, k.id), 0);
+	ck_assert_int_eq(store_preauthkey_mark_used(s, k.id + 100), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_preauthkey_expire(s, k.id, 99), 0);
+	ck_assert_int_eq(store_preauthkey_get_id(s, k.id, &got), 0);
+	ck_assert_int_eq(got.used_count, 2);
+	ck_assert_int_eq(got.revoked_at, 99);
+	ck_assert_int_eq(store_preauthkey_list(s, "alice", (store_preauthkey_cb)count_cb, &n), 0);
+	ck_assert_int_eq(store_preauthkey_list(s, "bob", (store_preauthkey_cb)count_cb, &n), 0);
+	ck_assert_int_eq(store_preauthkey_list(s, NULL, (store_preauthkey_cb)count_cb, &n), 0);
+	ck_assert_int_eq(n, 2);
+	store_close(s);
+}
+END_TEST
+
+static int
+collect_ids(void *ctx, const struct store_node *n)
+{
+	int64_t *ids = ctx;
+
+	ids[++ids[0]] = n->id;
+	return ids[0] >= 8 ? ERR_EXHAUSTED : 0;	/* a callback's error ends the walk */
+}
+
+/* Field groups write only their columns; every column round-trips. */
+START_TEST(test_node_fields)
+{
+	struct store *s;
+	struct store_user u, u2;
+	struct store_node a, edit, got;
+	int64_t ids[10] = { 0 };
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
+	ck_assert_int_eq(store_user_create(s, "bob", &u2), 0);
+	fill_node(&a, 1, u.id);
+	ck_assert_int_eq(addr_parse("100.64.0.7", &a.ipv4), 0);
+	ck_assert_int_eq(addr_parse("fd7a:115c:a1e0::7", &a.ipv6), 0);
+	a.last_seen = 50;
+	a.expires_at = 9000;
+	str_copy(a.endpoints, "[\"192.0.2.1:41641\"]", sizeof(a.endpoints));
+	a.home_derp = 3;
+	str_copy(a.routes_advertised, "[\"10.0.0.0/24\"]", sizeof(a.routes_advertised));
+	ck_assert_int_eq(store_node_insert(s, &a), 0);
+	ck_assert_int_eq(store_node_get(s, a.id, &got), 0);
+	ck_assert_mem_eq(got.node_key, a.node_key, KEY_LEN);
+	ck_assert_mem_eq(got.disco_key, a.disco_key, KEY_LEN);
+	ck_assert(addr_equal(&got.ipv6, &a.ipv6));
+	ck_assert_str_eq(got.endpoints, "[\"192.0.2.1:41641\"]");
+	ck_assert_int_eq(got.home_derp, 3);
+	ck_assert_int_eq(got.expires_at, 9000);
+	ck_assert_str_eq(got.routes_advertised, "[\"10.0.0.0/24\"]");
+	ck_assert_str_eq(got.routes_approved, "[]");
+	ck_assert_int_eq(got.preauth_key_id, 0);
+	{
+		int64_t *exp = NULL;
+		size_t nexp = 0;
+
+		ck_assert_int_eq(store_node_expiring(s, 8999, 9000, &exp, &nexp), 0);
+		ck_assert_uint_eq(nexp, 1);
+		ck_assert_int_eq(exp[0], a.id);
+		free(exp);
+		ck_assert_int_eq(store_node_expiring(s, 9000, 20000, &exp, &nexp), 0);
+		ck_assert_uint_eq(nexp, 0);
+		free(exp);
+	}
+	/* the admin renames and approves; the node's own fields stay */
+	edit = got;
+	str_copy(edit.name, "renamed", sizeof(edit.name));
+	str_copy(edit.routes_approved, "[\"10.0.0.0/24\"]", sizeof(edit.routes_approved));
+	str_copy(edit.endpoints, "[\"lost\"]", sizeof(edit.endpoints));
+	edit.user_id = u2.id;
+	ck_assert_int_eq(store_node_update_fields(s, &edit, STORE_NODE_NAME | STORE_NODE_APPROVED), 0);
+	ck_assert_int_eq(store_node_get(s, a.id, &got), 0);
+	ck_assert_str_eq(got.name, "renamed");
+	ck_assert_str_eq(got.routes_approved, "[\"10.0.0.0/24\"]");
+	ck_assert_str_eq(got.endpoints, "[\"192.0.2.1:41641\"]");
+	ck_assert_str_eq(got.user, "alice");
+	ck_assert_int_eq(store_node_update_fields(s, &edit, STORE_NODE_AUTH), 0);
+	ck_assert_int_eq(store_node_get(s, a.id, &got), 0);
+	ck_assert_str_eq(got.user, "bob");
+	/* the whole row */
+	edit.ipv4.family = 0;
+	edit.expires_at = 0;
+	ck_assert_int_eq(store_node_update(s, &edit), 0);
+	ck_assert_int_eq(store_node_get(s, a.id, &got), 0);
+	ck_assert_int_eq(got.ipv4.family, 0);
+	ck_assert_int_eq(got.expires_at, 0);
+	ck_assert_str_eq(got.endpoints, "[\"lost\"]");
+	edit.id = a.id + 1000;
+	ck_assert_int_eq(store_node_update_fields(s, &edit, STORE_NODE_NAME), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_node_set_last_seen(s, a.id, 77), 0);
+	ck_assert_int_eq(store_node_get(s, a.id, &got), 0);
+	ck_assert_int_eq(got.last_seen, 77);
+	/* list in id order; a callback error stops it and is returned */
+	for (int i = 2; i <= 10; i++) {
+		fill_node(&edit, i, u.id);
+		ck_assert_int_eq(store_node_insert(s, &edit), 0);
+	}
+	ck_assert_int_eq(store_node_list(s, collect_ids, ids), ERR_EXHAUSTED);
+	ck_assert_int_eq(ids[0], 8);
+	ck_assert_int_eq(ids[1], a.id);
+	for (int i = 2; i <= 8; i++)
+		ck_assert_int_gt(ids[i], ids[i - 1]);
+	/* ids are never reused */
+	ck_assert_int_eq(store_node_delete(s, ids[8]), 0);
+	fill_node(&edit, 30, u.id);
+	ck_assert_int_eq(store_node_insert(s, &edit), 0);
+	ck_assert_int_gt(edit.id, ids[8]);
+	store_close(s);
+}
+END_TEST
+
+static int
+policy_ids(void *ctx, const struct store_policy *p)
+{
+	int64_t *ids = ctx;
+
+	ck_assert_ptr_null(p->text);
+	ids[++ids[0]] = p->id;
+	return 0;
+}
+
+START_TEST(test_policies)
+{
+	struct store *s;
+	struct store_policy p1 = { 0 }, p2 = { 0 }, got;
+	int64_t ids[4] = { 0 };
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_policy_latest(s, &got), ERR_NOT_FOUND);
+	p1.text = "{\"acls\": []} // it's \"quoted\" ?";
+	str_copy(p1.etag, "\"e1\"", sizeof(p1.etag));
+	p1.created_at = 5;
+	str_copy(p1.created_by, "apikey:abc", sizeof(p1.created_by));
+	ck_assert_int_eq(store_policy_insert(s, &p1), 0);
+	p2 = p1;
+	p2.text = "{}";
+	str_copy(p2.etag, "\"e2\"", sizeof(p2.etag));
+	ck_assert_int_eq(store_policy_insert(s, &p2), 0);
+	ck_assert_int_gt(p2.id, p1.id);
+	ck_assert_int_eq(store_policy_latest(s, &got), 0);
+	ck_assert_str_eq(got.text, "{}");
+	ck_assert_str_eq(got.etag, "\"e2\"");
+	store_policy_cleanup(&got);
+	ck_assert_int_eq(store_policy_get(s, p1.id, &got), 0);
+	ck_assert_str_eq(got.text, p1.text);
+	ck_assert_str_eq(got.created_by, "apikey:abc");
+	store_policy_cleanup(&got);
+	ck_assert_int_eq(store_policy_get(s, p2.id + 1, &got), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_policy_history(s, policy_ids, ids), 0);
+	ck_assert_int_eq(ids[0], 2);
+	ck_assert_int_eq(ids[1], p2.id);
+	ck_assert_int_eq(ids[2], p1.id);
+	store_close(s);
+}
+END_TEST
+
+START_TEST(test_sessions)
+{
+	struct store *s;
+	struct store_session a = { 0 }, b, got;
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	memset(a.hash, 1, sizeof(a.hash));
+	str_copy(a.kind, "session", sizeof(a.kind));
+	str_copy(a.subject, "apikey:abc", sizeof(a.subject));
+	str_copy(a.apikey_prefix, "abc", sizeof(a.apikey_prefix));
+	a.created_at = a.last_used_at = 1000;
+	a.expires_at = 5000;
+	ck_assert_int_eq(store_session_insert(s, &a, 600, 2), 0);
+	ck_assert_int_gt(a.id, 0);
+	b = a;
+	memset(b.hash, 2, sizeof(b.hash));
+	str_copy(b.kind, "onetime", sizeof(b.kind));
+	ck_assert_int_eq(store_session_insert(s, &b, 600, 2), 0);
+	memset(got.hash, 3, sizeof(got.hash));
+	got = b;
+	memset(got.hash, 3, sizeof(got.hash));
+	ck_assert_int_eq(store_session_insert(s, &got, 600, 2), ERR_EXHAUSTED);
+	ck_assert_int_eq(store_session_get(s, a.hash, &got), 0);
+	ck_assert_int_eq(got.id, a.id);
+	ck_assert_str_eq(got.subject, "apikey:abc");
+	ck_assert_int_eq(store_session_touch(s, a.id, 1500), 0);
+	ck_assert_int_eq(store_session_get(s, a.hash, &got), 0);
+	ck_assert_int_eq(got.last_used_at, 1500);
+	/* a one-time sign-in is taken once */
+	ck_assert_int_eq(store_session_take(s, b.hash, &got), 0);
+	ck_assert_str_eq(got.kind, "onetime");
+	ck_assert_int_eq(store_session_take(s, b.hash, &got), ERR_NOT_FOUND);
+	/* idle past 600 s at 2200: purged */
+	ck_assert_int_eq(store_session_purge(s, 2200, 600), 0);
+	ck_assert_int_eq(store_session_get(s, a.hash, &got), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_session_delete(s, a.id), ERR_NOT_FOUND);
+	store_close(s);
+}
+END_TEST
+
+/* SQLite copies itself into a file that opens as a store; PostgreSQL says
+ * to use pg_dump. */
+START_TEST(test_backup_and_file_version)
+{
+	struct store *s, *copy;
+	struct store_user u;
+	char dest[96];
+	int v;
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
+	ck_assert_int_eq(store_ping(s), 0);
+	ck_assert_int_eq(store_is_postgres(s), on_pg);
+	snprintf(dest, sizeof(dest), "%s.bak", dbpath[0] ? dbpath : "/tmp/wm-store-pg");
+	if (on_pg) {
+		ck_assert_int_eq(store_backup(s, dest), ERR_UNPROCESSABLE);
+		ck_assert_int_eq(store_file_schema_version(dburl, &v), ERR_UNPROCESSABLE);
+		store_close(s);
+		return;
+	}
+	ck_assert_int_eq(store_backup(s, dest), 0);
+	store_close(s);
+	ck_assert_int_eq(store_file_schema_version(dest, &v), 0);
+	ck_assert_int_gt(v, 0);
+	ck_assert_int_eq(store_open(dest, &copy), 0);
+	ck_assert_int_eq(store_user_get(copy, "alice", &u), 0);
+	store_close(copy);
+	unlink(dest);
 }
 END_TEST
 
@@ -305,18 +628,31 @@ START_TEST(test_config_set)
 }
 END_TEST
 
-Suite *
-store_suite(void)
+static void
+add_store_tests(TCase *tc)
 {
-	Suite *s = suite_create("store");
-	TCase *tc = tcase_create("store");
-
-	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_migrate_and_reopen);
 	tcase_add_test(tc, test_newer_db_refused);
 	tcase_add_test(tc, test_users);
 	tcase_add_test(tc, test_nodes_unique);
 	tcase_add_test(tc, test_tx_rollback_loses_nothing_else);
+	tcase_add_test(tc, test_apikeys);
+	tcase_add_test(tc, test_preauthkeys);
+	tcase_add_test(tc, test_node_fields);
+	tcase_add_test(tc, test_policies);
+	tcase_add_test(tc, test_sessions);
+	tcase_add_test(tc, test_backup_and_file_version);
+}
+
+Suite *
+store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+	TCase *pg = tcase_create("store_postgres");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	add_store_tests(tc);
 	tcase_add_test(tc, test_secrets);
 	tcase_add_test(tc, test_sign_verify);
 	tcase_add_test(tc, test_replay);
@@ -324,5 +660,12 @@ store_suite(void)
 	tcase_add_test(tc, test_dns_label);
 	tcase_add_test(tc, test_config_set);
 	suite_add_tcase(s, tc);
+
+	/* the same store tests on PostgreSQL, started once for the run */
+	tcase_add_unchecked_fixture(pg, pg_server, NULL);
+	tcase_add_checked_fixture(pg, pg_setup, pg_teardown);
+	tcase_set_timeout(pg, 30);
+	add_store_tests(pg);
+	suite_add_tcase(s, pg);
 	return s;
 }
