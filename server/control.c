@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "common/jsonx.h"
 #include "common/log.h"
@@ -257,6 +260,29 @@ check_authkey(struct server *s, const char *key, const struct store_node *existi
 }
 
 /*
+ * Whether a failed registration runs again. Replicas sharing a PostgreSQL
+ * database allocate from their own address caches and register at once: a
+ * transaction may deadlock (run it again), or find at insert that another
+ * replica took its address, name or machine key (ERR_EXISTS: learn the
+ * addresses the database holds, then run it again; a machine key now known
+ * makes it an update). On SQLite, with one writer, neither happens and an
+ * ERR_EXISTS is final.
+ */
+static bool
+register_retry(struct server *s, int r, bool existing, int *attempt)
+{
+	bool conflict = r == ERR_EXISTS && !existing && store_is_postgres(s->store);
+
+	if (++*attempt > STORE_TX_RETRIES || (!conflict && !(r != 0 && store_retryable(s->store))))
+		return false;
+	if (conflict)
+		server_ipam_resync(s);
+	/* jittered backoff, so the replicas that collided do not again */
+	usleep((useconds_t)(500u << (*attempt < 6 ? *attempt : 6)) + randombytes_uniform(5000));
+	return true;
+}
+
+/*
  * The registration transaction. Exactly one of: auth_key (a pre-auth key),
  * owner (an interactive login or an admin's approval), or neither (a known,
  * unexpired machine re-registering, e.g. to rotate its node key). sr: the
@@ -277,12 +303,15 @@ register_commit(struct server *s, const uint8_t mkey[static KEY_LEN], const stru
 	int64_t now = time_now_s();
 	unsigned fields;
 	struct polref *pol = NULL;	/* for tags: held before the transaction */
-	int r;
+	int r, attempt = 0;
 
 	*created = false;
 	*throttled = false;
 	if (rg->tags)
 		pol = policy_state_hold(s);
+again:
+	existing = consume = fresh4 = fresh6 = keep_expiry = false;
+	why[0] = 0;
 	if ((r = store_tx_begin(s->store)) != 0) {
 		policy_state_release(pol);
 		snprintf(why, whylen, "database busy; retry");
@@ -316,6 +345,7 @@ register_commit(struct server *s, const uint8_t mkey[static KEY_LEN], const stru
 		*throttled = r == ERR_EXHAUSTED;	/* 429 */
 		goto fail;
 	}
+	sr = NULL;	/* entered: a retry must not find itself a replay */
 	if (existing) {
 		node = old;
 	} else {
@@ -389,8 +419,17 @@ register_commit(struct server *s, const uint8_t mkey[static KEY_LEN], const stru
 	}
 	if (r != 0)
 		goto fail;
-	if (consume && (r = store_preauthkey_mark_used(s->store, k.id)) != 0)
+	/* A single-use key is spent in the transaction that uses it (the
+	 * UPDATE is conditional: of two replicas spending it at once, one
+	 * wins). A reusable key's count is only shown: on PostgreSQL it is
+	 * counted after the commit, so registrations through several replicas
+	 * do not all wait for that one row. */
+	if (consume && (!k.reusable || !store_is_postgres(s->store)) &&
+	    (r = store_preauthkey_mark_used(s->store, k.id)) != 0) {
+		if (r == ERR_USED)
+			snprintf(why, whylen, "auth key has already been used (it is single-use)");
 		goto fail;
+	}
 	if ((r = store_node_get(s->store, node.id, &node)) != 0)
 		goto fail;
 	/* The version is taken, the transaction committed and the mapper told
@@ -400,6 +439,8 @@ register_commit(struct server *s, const uint8_t mkey[static KEY_LEN], const stru
 			ipam_undo(s->ipam, &node.ipv4);
 		if (fresh6)
 			ipam_undo(s->ipam, &node.ipv6);
+		if (register_retry(s, r, existing, &attempt))
+			goto again;
 		policy_state_release(pol);
 		atomic_fetch_add(&s->metrics.registration_failures, 1);
 		snprintf(why, whylen, "could not save the registration");
@@ -411,6 +452,9 @@ register_commit(struct server *s, const uint8_t mkey[static KEY_LEN], const stru
 		server_relay_forget(s, old.node_key);	/* key rotated */
 	policy_state_release(pol);
 	pol = NULL;
+	if (consume && k.reusable && store_is_postgres(s->store) &&
+	    store_preauthkey_mark_used(s->store, k.id) != 0)
+		log_warn("msg=\"cannot count a use of a reusable auth key\" key_id=%" PRId64, k.id);
 	/* autoApprovers: a transaction of its own (it takes the policy lock,
 	 * which comes before the store's). */
 	if (rg->has_routes && policy_state_auto_approve(s, node.id) == 0 &&
@@ -431,6 +475,8 @@ fail:
 	if (fresh6)
 		ipam_undo(s->ipam, &node.ipv6);
 	store_tx_rollback(s->store);
+	if (register_retry(s, r, existing, &attempt))
+		goto again;
 	policy_state_release(pol);
 	atomic_fetch_add(&s->metrics.registration_failures, 1);
 	if (why[0] == 0)

@@ -15,6 +15,8 @@
 #include "server/db_int.h"
 #include "server/migrations.h"
 
+_Thread_local bool db_tls_retryable;
+
 /* pg_advisory_lock key held while migrating: "wmmigr" in ASCII. */
 #define MIGRATE_LOCK_KEY 0x776d6d696772LL
 
@@ -178,10 +180,10 @@ db_commit(struct db *db)
 	int r = db->ops->exec(db, "COMMIT");
 
 	if (r != 0) {
-		bool retry = db->retryable;
+		bool retry = db_tls_retryable;
 
 		(void)db->ops->exec(db, "ROLLBACK");
-		db->retryable = retry;
+		db_tls_retryable = retry;
 	}
 	db->in_tx = false;
 	return r;
@@ -190,10 +192,10 @@ db_commit(struct db *db)
 void
 db_rollback(struct db *db)
 {
-	bool retry = db->retryable;
+	bool retry = db_tls_retryable;
 
 	(void)db->ops->exec(db, "ROLLBACK");
-	db->retryable = retry;
+	db_tls_retryable = retry;
 	db->in_tx = false;
 }
 
@@ -206,7 +208,8 @@ db_in_tx(const struct db *db)
 bool
 db_retryable(const struct db *db)
 {
-	return db->retryable;
+	(void)db;
+	return db_tls_retryable;
 }
 
 int
@@ -254,6 +257,14 @@ int
 db_advisory_trylock(struct db *db, int64_t key)
 {
 	return advisory(db, "SELECT pg_try_advisory_lock(?)", key);
+}
+
+int
+db_xact_lock(struct db *db, int64_t key)
+{
+	int r = advisory(db, "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?)) AS l", key);
+
+	return r < 0 ? r : 0;
 }
 
 void

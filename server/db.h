@@ -86,18 +86,20 @@ const uint8_t *db_col_blob(struct db_stmt *st, int i, size_t *len);
 int64_t db_changes(struct db_stmt *st);
 void db_finalize(struct db_stmt *st);
 
-/* Transactions. db_begin() takes the write lock at once (SQLite: BEGIN
- * IMMEDIATE; PostgreSQL: BEGIN ISOLATION LEVEL SERIALIZABLE), so a
- * transaction that reads and then writes either commits what it read or
- * fails retryably. */
+/* Transactions. SQLite: BEGIN IMMEDIATE, the one writer lock taken at once.
+ * PostgreSQL: BEGIN (READ COMMITTED): each statement sees what others have
+ * committed, and what must not race across processes is made safe by the
+ * statements themselves (unique constraints, conditional UPDATEs, row locks,
+ * db_xact_lock()); a deadlock fails retryably. */
 int db_begin(struct db *db) WM_MUST_CHECK;
 int db_commit(struct db *db) WM_MUST_CHECK;
 void db_rollback(struct db *db);
 /* Whether a transaction is open on this connection. */
 bool db_in_tx(const struct db *db);
 
-/* Whether the last error on this connection is worth retrying the whole
- * transaction for (serialization failure, deadlock, busy). */
+/* Whether the last statement this thread ran failed in a way worth
+ * retrying the whole transaction for (serialization failure, deadlock,
+ * busy). Per thread: ask right after the failure. */
 bool db_retryable(const struct db *db);
 /* A cheap round trip: 0 when the database answers. */
 int db_ping(struct db *db) WM_MUST_CHECK;
@@ -108,6 +110,10 @@ int db_advisory_lock(struct db *db, int64_t key) WM_MUST_CHECK;
 /* 1 when taken, 0 when another session holds it, or an error. */
 int db_advisory_trylock(struct db *db, int64_t key) WM_MUST_CHECK;
 void db_advisory_unlock(struct db *db, int64_t key);
+/* Inside a transaction: an advisory lock held until it ends, so writers of
+ * one kind across processes take turns (PostgreSQL pg_advisory_xact_lock;
+ * SQLite: nothing, BEGIN IMMEDIATE already serializes). */
+int db_xact_lock(struct db *db, int64_t key) WM_MUST_CHECK;
 
 /* Notifications between processes sharing one PostgreSQL database (the
  * replicas). db_notify() inside a transaction is delivered when it commits,

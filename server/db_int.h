@@ -33,13 +33,17 @@ struct db_ops {
 struct db {
 	const struct db_ops *ops;
 	enum db_kind kind;
-	bool retryable;		/* set by the backend on each error */
 	bool in_tx;
 };
 
 struct db_stmt {
 	struct db *db;
 };
+
+/* Whether the last statement this thread ran failed retryably: per thread,
+ * because the store's other threads use the connection as soon as the
+ * failing transaction has released it. */
+extern _Thread_local bool db_tls_retryable;
 
 int db_sqlite_open(const char *path, struct db **out);
 int db_pg_open(const char *url, struct db **out);

@@ -79,7 +79,7 @@ map_result(struct db *db, PGresult *res)
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn(db));
 
-	db->retryable = false;
+	db_tls_retryable = false;
 	if (state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
 		/* no server answer: connection lost, server shutting down */
 		log_warn("msg=\"postgres unavailable\" err=\"%.*s\"", msglen(m), m ? m : "");
@@ -89,7 +89,7 @@ map_result(struct db *db, PGresult *res)
 		return ERR_EXISTS;
 	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
 	    strcmp(state, "55P03") == 0) {
-		db->retryable = true;
+		db_tls_retryable = true;
 		return ERR_UNAVAILABLE;
 	}
 	if (strcmp(state, "53300") == 0 || strncmp(state, "53", 2) == 0) {
@@ -115,7 +115,7 @@ ensure_conn(struct db *db)
 	if (PQstatus(p->conn) != CONNECTION_OK) {
 		log_warn("msg=\"postgres reconnect failed\" db=\"%s\" err=\"%.*s\"", p->redacted,
 		    msglen(PQerrorMessage(p->conn)), PQerrorMessage(p->conn));
-		db->retryable = false;
+		db_tls_retryable = false;
 		return ERR_UNAVAILABLE;
 	}
 	log_info("msg=\"postgres reconnected\" db=\"%s\"", p->redacted);
@@ -145,7 +145,7 @@ p_exec(struct db *db, const char *sql)
 	case PGRES_COMMAND_OK:
 	case PGRES_TUPLES_OK:
 	case PGRES_EMPTY_QUERY:
-		db->retryable = false;
+		db_tls_retryable = false;
 		break;
 	default:
 		r = map_result(db, res);
@@ -311,7 +311,7 @@ p_step(struct db_stmt *base)
 		switch (PQresultStatus(st->res)) {
 		case PGRES_TUPLES_OK:
 		case PGRES_COMMAND_OK:
-			db->retryable = false;
+			db_tls_retryable = false;
 			st->nrows = PQntuples(st->res);
 			st->changes = strtoll(PQcmdTuples(st->res), NULL, 10);
 			break;
@@ -406,7 +406,7 @@ p_finalize(struct db_stmt *base)
 static int
 p_begin(struct db *db)
 {
-	return p_exec(db, "BEGIN ISOLATION LEVEL SERIALIZABLE");
+	return p_exec(db, "BEGIN");
 }
 
 static int

@@ -35,7 +35,7 @@ handle(struct db *db)
 static int
 map_rc(struct db *db, int rc)
 {
-	db->retryable = false;
+	db_tls_retryable = false;
 	switch (rc) {
 	case SQLITE_OK:
 	case SQLITE_DONE:
@@ -47,7 +47,7 @@ map_rc(struct db *db, int rc)
 		return ERR_NOMEM;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
-		db->retryable = true;
+		db_tls_retryable = true;
 		return ERR_UNAVAILABLE;
 	default:
 		log_error("msg=\"sqlite error\" code=%d err=\"%s\"", rc, sqlite3_errmsg(handle(db)));

@@ -861,7 +861,10 @@ put_policy(struct server *s, struct http_request *req, struct http_response *res
 	memcpy(text, req->body.data, req->body.len);
 	text[req->body.len] = 0;
 	pthread_mutex_lock(&ps->lock);
-	if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, ps->etag) != 0) {
+	/* On PostgreSQL another replica may have changed the policy since this
+	 * one loaded it: only the check in the database below decides. */
+	if (if_match && strcmp(if_match, "*") != 0 && strcmp(if_match, ps->etag) != 0 &&
+	    !store_is_postgres(s->store)) {
 		pthread_mutex_unlock(&ps->lock);
 		free(text);
 		http_problem(resp, 412, NULL, "the policy changed since you read it (If-Match %s, "
@@ -883,11 +886,18 @@ put_policy(struct server *s, struct http_request *req, struct http_response *res
 	make_etag(text, req->body.len, sp.etag);
 	sp.created_at = time_now_s();
 	str_copy(sp.created_by, who, sizeof(sp.created_by));
-	if ((r = store_policy_insert(s->store, &sp)) != 0) {
+	/* The If-Match check again, against the database in the insert's own
+	 * transaction: another replica may have changed the policy since this
+	 * one last loaded it. */
+	if ((r = store_policy_insert_if(s->store, &sp, if_match)) != 0) {
 		pthread_mutex_unlock(&ps->lock);
 		policy_free(pol);
 		free(text);
-		http_problem_err(resp, r, "cannot save the policy");
+		if (r == ERR_PRECONDITION)
+			http_problem(resp, 412, NULL, "the policy changed since you read it "
+			    "(If-Match %s); read it again", if_match);
+		else
+			http_problem_err(resp, r, "cannot save the policy");
 		return;
 	}
 	install(s, pol, text, req->body.len);

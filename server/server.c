@@ -335,6 +335,24 @@ server_relay_forget(struct server *s, const uint8_t key[static KEY_LEN])
 	pthread_mutex_unlock(&s->derp_lock);
 }
 
+static int
+mark_addrs(void *ctx, const struct store_node *n)
+{
+	struct server *s = ctx;
+
+	ipam_mark(s->ipam, &n->ipv4);
+	ipam_mark(s->ipam, &n->ipv6);
+	return 0;
+}
+
+void
+server_ipam_resync(struct server *s)
+{
+	/* store_node_list holds the store lock, which also guards the ipam */
+	if (store_node_list(s->store, mark_addrs, s) != 0)
+		log_warn("msg=\"cannot read the addresses in use from the database\"");
+}
+
 int
 server_commit_change(struct server *s, int kind, int64_t node_id, const char *payload,
 		     uint64_t *version)

@@ -145,6 +145,9 @@ void metrics_observe(struct server *s, int status, int64_t elapsed_ns);
 
 /* Node operations shared by the API and the node protocol; each is one
  * transaction that tells the mapper before it commits. */
+/* Marks every address the database holds as taken in this replica's
+ * allocator (another replica allocated them). */
+void server_ipam_resync(struct server *s);
 int server_node_delete(struct server *s, int64_t id) WM_MUST_CHECK;
 /* Changes node `id` in one transaction: reads the current row, lets `edit`
  * change it (a non-zero return aborts and is returned), and writes back only

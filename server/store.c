@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -629,11 +632,18 @@ store_preauthkey_mark_used(struct store *s, int64_t id)
 	int r;
 
 	lock(s);
-	if ((r = prepare(s, "UPDATE preauth_keys SET used_count = used_count + 1 WHERE id = ?",
-	    &st)) != 0)
+	/* Conditional, so two registrations spending one single-use key at
+	 * once (on two replicas) cannot both succeed: the second finds it used. */
+	if ((r = prepare(s, "UPDATE preauth_keys SET used_count = used_count + 1 WHERE id = ? "
+	    "AND (reusable != 0 OR used_count = 0)", &st)) != 0)
 		goto out;
 	db_bind_int(st, 1, id);
-	r = step_done(s, st, true);
+	if ((r = step_done(s, st, true)) == ERR_NOT_FOUND) {
+		struct store_preauthkey k;
+
+		if ((r = store_preauthkey_get_id(s, id, &k)) == 0)
+			r = ERR_USED;
+	}
 out:
 	unlock(s);
 	return r;
@@ -1001,6 +1011,58 @@ store_policy_insert(struct store *s, struct store_policy *p)
 out:
 	unlock(s);
 	return r;
+}
+
+/* pg_advisory_xact_lock key of policy writers: "wmpol" in ASCII. */
+#define POLICY_LOCK_KEY 0x776d706f6cLL
+
+/* One attempt of store_policy_insert_if(): the check and the insert in one
+ * transaction under the policy writers' lock, so of two writers holding the
+ * same ETag (on two replicas) the second sees the first's policy. */
+static int
+policy_insert_if_once(struct store *s, struct store_policy *p, const char *if_match)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	if ((r = store_tx_begin(s)) != 0)
+		return r;
+	if ((r = db_xact_lock(s->db, POLICY_LOCK_KEY)) != 0)
+		goto fail;
+	if (if_match != NULL) {
+		if ((r = prepare(s, "SELECT etag FROM policies ORDER BY id DESC LIMIT 1", &st)) != 0)
+			goto fail;
+		if (next_row(st, &r)) {
+			if (strcmp(db_col_text(st, 0), if_match) != 0)
+				r = ERR_PRECONDITION;
+		} else if (r == 0) {
+			r = ERR_PRECONDITION;	/* nothing to match */
+		}
+		db_finalize(st);
+		if (r != 0)
+			goto fail;
+	}
+	if ((r = store_policy_insert(s, p)) != 0)
+		goto fail;
+	return store_tx_commit(s);
+fail:
+	store_tx_rollback(s);
+	return r;
+}
+
+int
+store_policy_insert_if(struct store *s, struct store_policy *p, const char *if_match)
+{
+	int r;
+
+	if (if_match != NULL && strcmp(if_match, "*") == 0)
+		if_match = NULL;
+	for (int attempt = 0; ; attempt++) {
+		r = policy_insert_if_once(s, p, if_match);
+		if (r == 0 || !db_retryable(s->db) || attempt >= STORE_TX_RETRIES)
+			return r;
+		usleep((useconds_t)(1000 + randombytes_uniform(4000) * (unsigned)(attempt + 1)));
+	}
 }
 
 int

@@ -10,9 +10,11 @@
  * Threads: one connection guarded by one mutex. A change is made between
  * store_tx_begin() and store_tx_commit()/store_tx_rollback(), which hold the
  * lock; single-call functions outside a transaction take it themselves. On
- * PostgreSQL a transaction is SERIALIZABLE: when another replica's commit
- * conflicts with it, a call or the commit fails with ERR_UNAVAILABLE and
- * store_retryable() true, and the caller runs the whole transaction again.
+ * PostgreSQL a transaction is READ COMMITTED: what must not race between
+ * replicas is guarded by unique constraints (ERR_EXISTS: the caller learns
+ * and retries), conditional updates and advisory locks inside the store
+ * functions; a deadlock fails with ERR_UNAVAILABLE and store_retryable()
+ * true, and the caller runs the whole transaction again.
  */
 #ifndef WM_STORE_H
 #define WM_STORE_H
@@ -25,6 +27,7 @@
 #include "common/keys.h"
 
 enum {
+	STORE_TX_RETRIES = 20,	/* attempts of a transaction that conflicts */
 	STORE_NAME_MAX = 64,	/* user and node names, DNS label length + 1 */
 	STORE_PREFIX_MAX = 16,	/* secret lookup prefix */
 	STORE_HASH_LEN = 32,	/* SHA-256 of a secret */
@@ -160,6 +163,8 @@ int store_apikey_list(struct store *s, store_apikey_cb cb, void *ctx) WM_MUST_CH
 int store_preauthkey_insert(struct store *s, struct store_preauthkey *k) WM_MUST_CHECK;
 int store_preauthkey_get(struct store *s, const char *prefix, struct store_preauthkey *out) WM_MUST_CHECK;
 int store_preauthkey_get_id(struct store *s, int64_t id, struct store_preauthkey *out) WM_MUST_CHECK;
+/* Counts a use; ERR_USED when the key is single-use and was used already
+ * (by another registration that committed first), ERR_NOT_FOUND. */
 int store_preauthkey_mark_used(struct store *s, int64_t id) WM_MUST_CHECK;
 int store_preauthkey_expire(struct store *s, int64_t id, int64_t now) WM_MUST_CHECK;
 typedef int (*store_preauthkey_cb)(void *ctx, const struct store_preauthkey *k);
@@ -209,6 +214,12 @@ int store_node_list(struct store *s, store_node_cb cb, void *ctx) WM_MUST_CHECK;
 
 /* Policy versions: the newest is the active one. */
 int store_policy_insert(struct store *s, struct store_policy *p) WM_MUST_CHECK;
+/* Inserts p as the new policy only if the current one's ETag is `if_match`
+ * (NULL or "*": unconditionally); check and insert are one transaction,
+ * retried on a conflict with another writer. ERR_PRECONDITION when the ETag
+ * differs (or no policy exists yet and one was named). */
+int store_policy_insert_if(struct store *s, struct store_policy *p,
+			   const char *if_match) WM_MUST_CHECK;
 /* ERR_NOT_FOUND when no policy has ever been set. */
 int store_policy_latest(struct store *s, struct store_policy *out) WM_MUST_CHECK;
 typedef int (*store_policy_cb)(void *ctx, const struct store_policy *p);

@@ -253,6 +253,15 @@ START_TEST(test_preauthkeys)
 	ck_assert_int_eq(store_preauthkey_mark_used(s, k.id), 0);
 	ck_assert_int_eq(store_preauthkey_mark_used(s, k.id), 0);
 	ck_assert_int_eq(store_preauthkey_mark_used(s, k.id + 100), ERR_NOT_FOUND);
+	{
+		struct store_preauthkey once = k;
+
+		str_copy(once.prefix, "pak2", sizeof(once.prefix));
+		once.reusable = false;
+		ck_assert_int_eq(store_preauthkey_insert(s, &once), 0);
+		ck_assert_int_eq(store_preauthkey_mark_used(s, once.id), 0);
+		ck_assert_int_eq(store_preauthkey_mark_used(s, once.id), ERR_USED);
+	}
 	ck_assert_int_eq(store_preauthkey_expire(s, k.id, 99), 0);
 	ck_assert_int_eq(store_preauthkey_get_id(s, k.id, &got), 0);
 	ck_assert_int_eq(got.used_count, 2);
@@ -260,7 +269,7 @@ START_TEST(test_preauthkeys)
 	ck_assert_int_eq(store_preauthkey_list(s, "alice", (store_preauthkey_cb)count_cb, &n), 0);
 	ck_assert_int_eq(store_preauthkey_list(s, "bob", (store_preauthkey_cb)count_cb, &n), 0);
 	ck_assert_int_eq(store_preauthkey_list(s, NULL, (store_preauthkey_cb)count_cb, &n), 0);
-	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(n, 4);	/* alice's two, nobody's for bob, all two */
 	store_close(s);
 }
 END_TEST
