@@ -1479,7 +1479,10 @@ policy_load(const char *text, size_t len, struct policy **out, struct policy_dia
 	if (sec[2])
 		load_tag_owners(p, sec[2], d);
 	p->caprules = rule_capacity(sec[3], sec[6]);
-	if (p->caprules > 0 && p->caprules <= POLICY_MAX_ITEMS &&
+	if (p->caprules > POLICY_MAX_ITEMS) {
+		policy_diags_add(d, 1, 1, "policy too large: more than %d entries", POLICY_MAX_ITEMS);
+		p->caprules = 0;
+	} else if (p->caprules > 0 &&
 	    (p->rules = calloc(p->caprules, sizeof(*p->rules))) == NULL) {
 		r = ERR_NOMEM;
 		goto out;
