@@ -49,3 +49,13 @@ bench-agent: $(BIN)/wiremeshd $(BIN)/wiremesh $(BIN)/wiremesh-server
 	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) tests/bench/agent/bench-agent.sh
 
 .PHONY: bench-agent
+
+# MagicDNS resolver against dnsmasq (root, namespaces): prints one bench-dns: line.
+$(BUILD)/dnsload: $(BUILD)/tests/bench/dns/dnsload.o
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^
+bench-dns: $(BIN)/wiremeshd $(BIN)/wiremesh $(BIN)/wiremesh-server $(BUILD)/dnsload
+	$(Q)WM_BIN=$(abspath $(BIN)) WM_TOP=$(CURDIR) DNSLOAD=$(abspath $(BUILD)/dnsload) \
+	  tests/bench/dns/bench-dns.sh
+
+.PHONY: bench-dns
