@@ -10,7 +10,8 @@
 #   cafe          behind a symmetric NAT (a new port per destination)
 #   hotel         behind a NAT that drops UDP (except DNS)
 # The agents enrol with one pre-auth key; then the demo shows `status`,
-# `ping` (direct between the easy-NAT nodes, via DERP for the others),
+# `ping` (direct between the easy-NAT nodes, via DERP for the others), a ping
+# by name (MagicDNS: office.mesh.demo from the agent's resolver),
 # `netcheck` behind each NAT, an ACL set through the REST API (home accepts
 # port 80 but not 22), and the hotel's UDP block lifted: its path turns direct.
 # Every step's output is checked; exit 0 only if all behaved as shown.
@@ -73,7 +74,7 @@ shell() {
 }
 addr() { wm "${IDX[$1]}" ip -4; }
 path_of() {	# FROM TO: the PATH column of TO in FROM's status
-	wm "${IDX[$1]}" status | awk -v n="$2" '$2 == n { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }'
+	wm "${IDX[$1]}" status | awk -v n="$2" '$2 == n || $2 == n ".mesh.demo" { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }'
 }
 path_is() { [[ "$(path_of "$1" "$2")" == $3 ]]; }
 
@@ -95,7 +96,8 @@ mesh_ca control.test "$CONTROL_IP" derp2.test
 MESH_DERP_MAP=$T/derpmap.json
 mesh_derp_map 2 >"$MESH_DERP_MAP"
 mesh_start_derper "$T/derp2.log" --addr 203.0.113.2:443 --stun-addr 203.0.113.2:3478
-mesh_start_control
+printf '{"dns": {"magic_dns": true, "base_domain": "mesh.demo"}}\n' >"$T/server.hujson"
+mesh_start_control --config "$T/server.hujson"
 export SSL_CERT_FILE=$T/ca.pem
 good "control server healthy; relays lon (203.0.113.1) and fra (203.0.113.2)"
 
@@ -120,7 +122,7 @@ all_listed() {
 	local n=$1 m
 	for m in home office cafe hotel; do
 		[ "$m" = "$n" ] && continue
-		wm "${IDX[$n]}" status | awk -v m="$m" '$2 == m { f = 1 } END { exit !f }' || return 1
+		wm "${IDX[$n]}" status | awk -v m="$m" '$2 == m ".mesh.demo" { f = 1 } END { exit !f }' || return 1
 	done
 }
 for n in home office cafe hotel; do
@@ -138,6 +140,14 @@ run home ping office
 echo "$OUT" | tail -n 1 | grep -q "^pong from office ($(addr office)) via $(wan_ip 2):41641 in [0-9]*ms$" ||
 	fail "home -> office did not end on a direct path"
 good "home <-> office direct via $(wan_ip 2):41641"
+
+step "MagicDNS: reaching a node by name" "the agent answers office.mesh.demo (and its reverse name) at 100.100.100.100 and points the node's resolv.conf at it"
+shell home ping -c 1 -W 3 office
+[ "$RC" = 0 ] || fail "ping office by name failed"
+OFFICE6=$(wm "${IDX[office]}" ip -6)
+echo "$OUT" | grep -q "^64 bytes from office.mesh.demo ($OFFICE6)" ||
+	fail "office did not resolve to $OFFICE6 (and back)"
+good "home pings office by name (office -> $OFFICE6 -> office.mesh.demo)"
 
 step "Ping to the symmetric-NAT and UDP-blocked nodes: via DERP" "no direct path exists, so the relays carry the WireGuard packets"
 run home ping cafe -c 3

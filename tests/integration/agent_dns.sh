@@ -34,13 +34,10 @@ netns_add_node 2 easy
 netns_add_node 3 easy
 # each node's own resolv.conf: what `ip netns exec` shows as /etc/resolv.conf
 for i in 1 2 3; do
-	d=/etc/netns/$(node_ns $i)
-	mkdir -p "$d" || fail "mkdir $d"
-	WM_CLEANUP+=("rm -rf $d")
-	printf '# node %s original resolv.conf\nnameserver 203.0.113.3\noptions timeout:2\n' "$i" >"$d/resolv.conf"
-	cp "$d/resolv.conf" "$T/resolv$i.orig"
+	printf '# node %s original resolv.conf\nnameserver 203.0.113.3\noptions timeout:2\n' "$i" >"$(node_resolv_conf $i)"
+	cp "$(node_resolv_conf $i)" "$T/resolv$i.orig"
 done
-conf() { cat "/etc/netns/$(node_ns "$1")/resolv.conf"; }
+conf() { cat "$(node_resolv_conf "$1")"; }
 
 # upstream DNS servers (real dnsmasq, logging every query)
 big=$(python3 -c 'print("x" * 200)')

@@ -14,6 +14,9 @@
 #            192.0.2.(16I+1)/28; LAN namespace: "lan" 192.0.2.(16I+2)/28, default
 #            route via the NAT. I is 1..14.
 #            Kind "none": no NAT; the node's namespace has the "wan" address.
+#            Each node namespace gets /etc/netns/NS/resolv.conf (no nameserver),
+#            which `ip netns exec` shows as /etc/resolv.conf: an agent with
+#            MagicDNS rewrites that file, never the host's (node_resolv_conf I).
 #
 # NAT kinds (nftables in the NAT namespace, table ip wmnat):
 #   easy         masquerade: port-preserving, endpoint-independent mapping
@@ -110,11 +113,17 @@ nat_rules() {	# KIND
 	esac
 }
 
+node_resolv_conf() { echo "/etc/netns/$(node_ns "$1")/resolv.conf"; }
+
 netns_add_node() {	# I KIND
 	local i=$1 kind=$2 n r
 	[ "$i" -ge 1 ] && [ "$i" -le 14 ] || fail "node index $i out of 1..14"
 	n=$(node_ns "$i") r=$(nat_ns "$i")
 	netns_new "$n"
+	mkdir -p "/etc/netns/$n" || fail "mkdir /etc/netns/$n"
+	WM_CLEANUP+=("rm -rf /etc/netns/$n")
+	printf '# wiremesh test namespace %s
+' "$n" >"/etc/netns/$n/resolv.conf"
 	if [ "$kind" = none ]; then
 		ip link add wan netns "$n" type veth peer name "w$i" netns "$NS_INET" || fail "veth w$i"
 		ip -n "$NS_INET" link set "w$i" master br0 up
