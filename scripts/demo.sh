@@ -13,7 +13,10 @@
 # `ping` (direct between the easy-NAT nodes, via DERP for the others), a ping
 # by name (MagicDNS: office.mesh.demo from the agent's resolver),
 # `netcheck` behind each NAT, an ACL set through the REST API (home accepts
-# port 80 but not 22), and the hotel's UDP block lifted: its path turns direct.
+# port 80 but not 22), the hotel's UDP block lifted: its path turns direct,
+# and the admin console: its URL (forwarded to this machine's loopback) and
+# a one-time sign-in link. Run from a terminal, the demo then waits for
+# Enter before tearing down, so the console can be looked at.
 # Every step's output is checked; exit 0 only if all behaved as shown.
 # Everything is torn down on exit, also on failure and Ctrl-C.
 #
@@ -92,7 +95,7 @@ in_node 1 ping -c 1 -W 2 "$CONTROL_IP" >/dev/null || fail "home cannot reach the
 good "namespaces up"
 
 step "Starting the control server and relays" "wiremesh-server on $CONTROL_URL (test CA, SQLite, embedded relay \"lon\" + STUN), wiremesh-derper for region \"fra\""
-mesh_ca control.test "$CONTROL_IP" derp2.test
+mesh_ca control.test "$CONTROL_IP" derp2.test 127.0.0.1
 MESH_DERP_MAP=$T/derpmap.json
 mesh_derp_map 2 >"$MESH_DERP_MAP"
 mesh_start_derper "$T/derp2.log" --addr 203.0.113.2:443 --stun-addr 203.0.113.2:3478
@@ -253,6 +256,52 @@ echo "$OUT" | grep -q "^pong from home ($(addr home)) via $(wan_ip 1):41641 in [
 run hotel status
 good "hotel <-> home direct after $(( (t1 - t0) / 1000000 )) ms"
 
+step "The admin console" "served by wiremesh-server at /admin/; a one-time sign-in link opens a session"
+out=$(mesh_api POST /api/v1/session/signin-links '{"expiration":"1h"}')
+[ "${out%% *}" = 201 ] || fail "cannot create a sign-in link: $out"
+CHECK=$(echo "${out#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["signin_token"])')
+r=$(in_inet curl -s --cacert "$T/ca.pem" -c "$T/console.jar" -o "$T/console.json" -w '%{http_code}' \
+	-X POST --data-binary "{\"signin_token\":\"$CHECK\"}" "$CONTROL_URL/api/v1/session")
+[ "$r" = 201 ] || fail "the sign-in link was refused: $r $(cat "$T/console.json")"
+n=$(in_inet curl -s --cacert "$T/ca.pem" -b "$T/console.jar" "$CONTROL_URL/api/v1/nodes" |
+	python3 -c 'import json,sys; n=json.load(sys.stdin)["nodes"]; print(len(n), sum(x["online"] for x in n))')
+[ "$n" = "4 4" ] || fail "the console's session sees nodes/online: $n"
+in_inet curl -s --cacert "$T/ca.pem" -D - -o /dev/null "$CONTROL_URL/admin/" | grep -qi "^content-security-policy: default-src 'none'" ||
+	fail "/admin/ is not served with its CSP"
+# This machine reaches the console through a loopback port forwarded into
+# the internet namespace (one `nc` per connection).
+FWD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$T/forward.py" <<'PY'
+import socket, subprocess, sys
+ns, host, port, lport = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", lport)); srv.listen(64)
+while True:
+    c, _ = srv.accept()
+    subprocess.Popen(["ip", "netns", "exec", ns, "nc", "-q", "1", host, port], stdin=c, stdout=c,
+                     stderr=subprocess.DEVNULL)
+    c.close()
+PY
+python3 "$T/forward.py" "$NS_INET" "$CONTROL_IP" 443 "$FWD_PORT" &
+WM_PIDS+=($!)
+wait_for 5 curl -sf --cacert "$T/ca.pem" -o /dev/null "https://127.0.0.1:$FWD_PORT/admin/" ||
+	fail "the forwarded console port does not answer"
+out=$(mesh_api POST /api/v1/session/signin-links '{"expiration":"1h"}')
+LINK=$(echo "${out#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])') ||
+	fail "cannot create a sign-in link: $out"
+echo "    console (inside the demo network): $CONTROL_URL/admin/"
+echo "    console from this machine:         https://127.0.0.1:$FWD_PORT/admin/"
+echo "    one-time sign-in (valid 1 h, works once):"
+echo "      https://127.0.0.1:$FWD_PORT$LINK"
+echo "    the browser must trust the demo's test CA: $T/ca.pem"
+good "console signed in with a one-time link: 4 nodes, 4 online"
+
 STEP=done
 echo
-echo "${B}${G}demo: every step behaved as shown.${N} Tearing down."
+if [ -t 0 ] && [ -t 1 ] && [ "${WM_DEMO_HOLD:-1}" != 0 ]; then
+	echo "${B}${G}demo: every step behaved as shown.${N} The mesh and the console stay up: press Enter to tear down."
+	read -r _ || true
+	echo "Tearing down."
+else
+	echo "${B}${G}demo: every step behaved as shown.${N} Tearing down."
+fi

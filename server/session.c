@@ -73,38 +73,38 @@ valid_token(const char *t)
 	return strlen(t) == TOKEN_HEX && strspn(t, "0123456789abcdef") == TOKEN_HEX;
 }
 
-/* Copies the value of cookie `name` from the Cookie header; false if none. */
-static bool
-cookie_get(struct http_request *req, const char *name, char *out, size_t outlen)
+int
+session_cookie_find(const char *header, const char *name, char *out, size_t outlen)
 {
-	const char *h = http_header(req, "Cookie");
 	size_t nl = strlen(name);
 
-	for (const char *p = h; p && *p;) {
+	if (outlen > 0)
+		out[0] = 0;
+	for (const char *p = header; p && *p;) {
 		const char *end = strchr(p, ';');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 
-		while (*p == ' ' && len > 0) {
+		while (len > 0 && (*p == ' ' || *p == '\t')) {
 			p++;
 			len--;
 		}
 		if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
 			if (len - nl - 1 >= outlen)
-				return false;
+				return ERR_TOO_LARGE;
 			memcpy(out, p + nl + 1, len - nl - 1);
 			out[len - nl - 1] = 0;
-			return true;
+			return 0;
 		}
 		p = end ? end + 1 : NULL;
 	}
-	return false;
+	return ERR_NOT_FOUND;
 }
 
 static bool
 session_cookie(struct server *s, struct http_request *req, char out[static TOKEN_HEX + 1])
 {
-	return cookie_get(req, tls(s) ? cookie_tls : cookie_plain, out, TOKEN_HEX + 1) &&
-	    valid_token(out);
+	return session_cookie_find(http_header(req, "Cookie"), tls(s) ? cookie_tls : cookie_plain,
+	    out, TOKEN_HEX + 1) == 0 && valid_token(out);
 }
 
 int

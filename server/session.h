@@ -63,6 +63,12 @@ int session_live(struct server *s, const struct session_auth *a);
 void session_links_handle(struct server *s, struct http_request *req,
 			  struct http_response *resp, const struct session_auth *a);
 
+/* Finds cookie `name` in a Cookie header value ("a=1; b=2"; NULL is
+ * allowed) and copies its value into out. 0, ERR_NOT_FOUND, or
+ * ERR_TOO_LARGE when the value does not fit (out is then ""). */
+int session_cookie_find(const char *header, const char *name, char *out,
+			size_t outlen) WM_MUST_CHECK;
+
 /* Timer thread: deletes expired sessions about once a minute. */
 void session_tick(struct server *s);
 

@@ -240,7 +240,7 @@ async function main() {
   // ---- keyboard: the nav and a dialog work without a mouse ----
   await page.focus('nav a[data-route="users"]');
   await page.keyboard.press('Enter');
-  await page.waitForSelector('#new-user');
+  await page.waitForSelector('button[aria-label="Delete user alice"]');
   await page.focus('button[aria-label="Delete user alice"]');
   await page.keyboard.press('Enter');
   await page.waitForSelector('dialog[open]');
