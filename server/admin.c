@@ -10,6 +10,7 @@
 #include "server/admin.h"
 #include "server/admin_assets.h"
 #include "server/server.h"
+#include "server/session.h"
 
 /* Everything from this origin, nothing inline, no frames, no plugins. */
 static const char csp[] =
@@ -45,7 +46,6 @@ admin_handle(struct server *s, struct http_request *req, struct http_response *r
 	const char *name;
 	char *body;
 
-	(void)s;
 	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
 		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
 		return;
@@ -54,6 +54,10 @@ admin_handle(struct server *s, struct http_request *req, struct http_response *r
 		http_set_body(resp, 308, NULL, NULL, 0);
 		if (http_add_header(resp, "Location", "/admin/") != 0)
 			http_problem(resp, 500, NULL, "out of memory");
+		return;
+	}
+	if (strcmp(req->path, "/admin/oidc") == 0) {
+		session_oidc_start(s, req, resp);
 		return;
 	}
 	name = req->path + strlen("/admin/");

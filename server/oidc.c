@@ -152,7 +152,7 @@ oidc_config_parse(struct oidc_config *c, const void *json_object, char *why, siz
 	static const char *const known[] = { "issuer", "client_id", "client_secret",
 	    "client_secret_path", "scope", "extra_params", "allowed_domains", "allowed_users",
 	    "allowed_groups", "groups_claim", "expiry", "strip_email_domain",
-	    "require_email_verified", "timeout", "clock_skew" };
+	    "require_email_verified", "timeout", "clock_skew", "admin_users", "admin_groups" };
 	json_t *o = (json_t *)json_object, *v;
 	const char *key;
 	int r;
@@ -181,6 +181,9 @@ oidc_config_parse(struct oidc_config *c, const void *json_object, char *why, siz
 	    (r = get_list(o, "allowed_users", c->allowed_users, &c->n_allowed_users, why,
 	    whylen)) != 0 ||
 	    (r = get_list(o, "allowed_groups", c->allowed_groups, &c->n_allowed_groups, why,
+	    whylen)) != 0 ||
+	    (r = get_list(o, "admin_users", c->admin_users, &c->n_admin_users, why, whylen)) != 0 ||
+	    (r = get_list(o, "admin_groups", c->admin_groups, &c->n_admin_groups, why,
 	    whylen)) != 0 ||
 	    (r = get_bool(o, "strip_email_domain", &c->strip_email_domain, why, whylen)) != 0 ||
 	    (r = get_bool(o, "require_email_verified", &c->require_email_verified, why,

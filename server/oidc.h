@@ -52,6 +52,13 @@ struct oidc_config {
 	int n_allowed_users;
 	char allowed_groups[OIDC_LIST_MAX][OIDC_ITEM_MAX];
 	int n_allowed_groups;
+	/* Who may sign in to the admin console (server/session.c): these users
+	 * (email, preferred_username or wiremesh user name) or members of these
+	 * groups, after the allowed_* checks. Both empty: no console login. */
+	char admin_users[OIDC_LIST_MAX][OIDC_ITEM_MAX];
+	int n_admin_users;
+	char admin_groups[OIDC_LIST_MAX][OIDC_ITEM_MAX];
+	int n_admin_groups;
 	char groups_claim[64];		/* default "groups" */
 	int64_t expiry_s;		/* node key expiry after a login; -1: node_expiry */
 	bool expiry_from_token;		/* the ID token's exp instead */

@@ -812,6 +812,8 @@ oidc_callback_page(struct server *s, struct http_request *req, struct http_respo
 		html_page(resp, status, "Login failed", body);
 	} else if (login->purpose == OIDC_FOR_REGISTER) {
 		enrol_oidc_done(s, login, resp);
+	} else if (login->purpose == OIDC_FOR_ADMIN) {
+		session_oidc_done(s, login, resp);
 	} else {
 		html_page(resp, 404, "Not found", "<p>Nothing waits for this login.</p>");
 	}

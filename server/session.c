@@ -16,6 +16,8 @@
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "server/html.h"
+#include "server/oidc.h"
 #include "server/secret.h"
 #include "server/server.h"
 #include "server/session.h"
@@ -240,6 +242,12 @@ session_json(struct server *s, const struct store_session *ss, const char *token
 	return o;
 }
 
+static bool
+oidc_admins(const struct server *s)
+{
+	return s->oidc != NULL && (s->cfg.oidc.n_admin_users > 0 || s->cfg.oidc.n_admin_groups > 0);
+}
+
 /* Exchanges an API key or a one-time link for a session. */
 static void
 sign_in(struct server *s, struct http_request *req, struct http_response *resp)
@@ -345,7 +353,20 @@ session_handle(struct server *s, struct http_request *req, struct http_response 
 		return;
 	}
 	if ((r = session_authenticate(s, req, &a, why, sizeof(why))) != 0) {
-		http_problem_err(resp, r, "%s", why);
+		/* Also says how one may sign in (an RFC 7807 extension member). */
+		json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:[s]}", "type", "about:blank",
+		    "title", r == ERR_FORBIDDEN ? "Forbidden" : "Unauthorized",
+		    "status", err_http_status(r), "detail", why, "signin_methods", "api_key");
+		char *t;
+
+		if (o && oidc_admins(s))
+			json_array_append_new(json_object_get(o, "signin_methods"), json_string("oidc"));
+		t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		json_decref(o);
+		if (t == NULL)
+			http_problem_err(resp, r, "%s", why);
+		else
+			http_set_body(resp, err_http_status(r), "application/problem+json", t, strlen(t));
 		return;
 	}
 	if (strcmp(req->method, "DELETE") == 0) {
@@ -439,4 +460,106 @@ session_tick(struct server *s)
 	next = now + 60;
 	if (store_session_purge(s->store, now, s->cfg.admin_session_idle_s) != 0)
 		log_warn("msg=\"cannot delete expired console sessions\"");
+}
+
+/* ---- OpenID Connect sign-in for admins ---- */
+
+void
+session_oidc_start(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	char why[512];
+	char *url = NULL;
+	int status = 502;
+
+	if (strcmp(req->method, "GET") != 0) {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+		return;
+	}
+	if (!oidc_admins(s)) {
+		http_problem(resp, 404, NULL, "single sign-on for the console is not configured "
+		    "(oidc block with admin_users or admin_groups)");
+		return;
+	}
+	if (oidc_login_start(s->oidc, OIDC_FOR_ADMIN, "/admin/", &url, &status, why,
+	    sizeof(why)) != 0) {
+		log_warn("msg=\"console oidc sign-in cannot start\" status=%d why=\"%s\"", status, why);
+		http_problem(resp, status, NULL, "%s", why);
+		return;
+	}
+	http_set_body(resp, 302, NULL, NULL, 0);
+	if (http_add_header(resp, "Location", url) != 0 ||
+	    http_add_header(resp, "Cache-Control", "no-store") != 0) {
+		http_response_cleanup(resp);
+		http_problem(resp, 500, NULL, "out of memory");
+	}
+	free(url);
+}
+
+static bool
+in_list(const char list[][OIDC_ITEM_MAX], int n, const char *v)
+{
+	for (int i = 0; v && v[0] && i < n; i++)
+		if (strcasecmp(list[i], v) == 0)
+			return true;
+	return false;
+}
+
+static bool
+is_admin(const struct oidc_config *c, const struct oidc_identity *id)
+{
+	if (in_list(c->admin_users, c->n_admin_users, id->email) ||
+	    in_list(c->admin_users, c->n_admin_users, id->preferred_username) ||
+	    in_list(c->admin_users, c->n_admin_users, id->user))
+		return true;
+	for (int i = 0; i < id->ngroups; i++)
+		if (in_list(c->admin_groups, c->n_admin_groups, id->groups[i]))
+			return true;
+	return false;
+}
+
+void
+session_oidc_done(struct server *s, const struct oidc_login *login, struct http_response *resp)
+{
+	const struct oidc_identity *id = &login->id;
+	char token[TOKEN_HEX + 1], esc[300];
+	struct store_session ss;
+	int64_t now = time_now_s();
+	int r;
+
+	if (!oidc_admins(s) || !is_admin(&s->cfg.oidc, id)) {
+		log_warn("msg=\"console oidc sign-in refused: not an admin\" user=%s", id->user);
+		html_escape(esc, sizeof(esc), id->email[0] ? id->email : id->user);
+		{
+			char body[600];
+
+			snprintf(body, sizeof(body), "<p>%s may use the network but is not an administrator "
+			    "of this server (oidc admin_users / admin_groups).</p>", esc);
+			html_page(resp, 403, "Not an administrator", body);
+		}
+		return;
+	}
+	memset(&ss, 0, sizeof(ss));
+	new_token(token);
+	token_hash(token, ss.hash);
+	str_copy(ss.kind, "session", sizeof(ss.kind));
+	snprintf(ss.subject, sizeof(ss.subject), "oidc:%.100s", id->email[0] ? id->email : id->user);
+	ss.created_at = ss.last_used_at = now;
+	ss.expires_at = now + s->cfg.admin_session_max_s;
+	if ((r = store_session_insert(s->store, &ss, s->cfg.admin_session_idle_s,
+	    SESSION_MAX)) != 0) {
+		sodium_memzero(token, sizeof(token));
+		html_page(resp, r == ERR_EXHAUSTED ? 429 : 503, "Sign-in failed",
+		    "<p>Cannot open a console session now; try again later.</p>");
+		return;
+	}
+	http_set_body(resp, 303, NULL, NULL, 0);
+	if (set_cookie(s, resp, token, s->cfg.admin_session_max_s) != 0 ||
+	    http_add_header(resp, "Location", "/admin/#/nodes") != 0 ||
+	    http_add_header(resp, "Cache-Control", "no-store") != 0) {
+		http_response_cleanup(resp);
+		http_problem(resp, 500, NULL, "out of memory");
+	}
+	sodium_memzero(token, sizeof(token));
+	log_info("msg=\"console sign-in\" session_id=%" PRId64 " subject=%s via=oidc", ss.id,
+	    ss.subject);
 }

@@ -69,6 +69,18 @@ void session_links_handle(struct server *s, struct http_request *req,
 int session_cookie_find(const char *header, const char *name, char *out,
 			size_t outlen) WM_MUST_CHECK;
 
+/* GET /admin/oidc: starts an OpenID Connect sign-in for the console
+ * (302 to the provider), when the server's oidc block names admin_users or
+ * admin_groups; 404 otherwise. */
+void session_oidc_start(struct server *s, struct http_request *req, struct http_response *resp);
+
+/* The provider sent an admin-console login back (GET /oidc/callback with
+ * purpose OIDC_FOR_ADMIN): opens a session if the identity is one of the
+ * configured admins (303 to /admin/), else a 403 page. */
+struct oidc_login;
+void session_oidc_done(struct server *s, const struct oidc_login *login,
+		       struct http_response *resp);
+
 /* Timer thread: deletes expired sessions about once a minute. */
 void session_tick(struct server *s);
 

@@ -65,6 +65,9 @@ r=$("${C[@]}" -o /dev/null -w '%{http_code}' -X POST "$URL/admin/")
 ok "/admin/ with a strict CSP, DENY framing, nosniff and no inline script"
 
 # ---- sign-in ----
+out=$("${C[@]}" "$URL/api/v1/session")
+echo "$out" | grep -q '"status":401' && echo "$out" | grep -q '"signin_methods":\["api_key"\]' ||
+	fail "GET /api/v1/session without a cookie (no oidc configured): $out"
 signin() {	# signin KEY JAR: prints the HTTP status; headers in $T/sh, body in $T/sb
 	"${C[@]}" -c "$2" -D "$T/sh" -o "$T/sb" -w '%{http_code}' -X POST \
 		-H 'Content-Type: application/json' --data-binary "{\"api_key\":\"$1\"}" "$URL/api/v1/session"

@@ -21,8 +21,10 @@ let current = null;      // the mounted page: {refresh(ev), unmount()}
 let events = null;
 let refreshTimer = null;
 
-function showSignin(message) {
+function showSignin(message, problem) {
   setCsrf(null);
+  const methods = problem && Array.isArray(problem.signin_methods) ? problem.signin_methods : null;
+  if (methods) $('signin-oidc').hidden = !methods.includes('oidc');
   if (events) { events.close(); events = null; }
   if (current && current.unmount) current.unmount();
   current = null;
@@ -75,7 +77,7 @@ async function checkSession() {
   try {
     signedIn(await api('GET', '/session'));
   } catch (e) {
-    showSignin(e.status === 401 ? '' : errorText(e));
+    showSignin(e.status === 401 ? '' : errorText(e), e.problem);
   }
 }
 
