@@ -7,7 +7,7 @@
 #ifndef WM_VERSION_H
 #define WM_VERSION_H
 
-#define WM_VERSION "0.9.0"
+#define WM_VERSION "0.1.0"
 
 #ifdef WM_GIT_COMMIT
 #define WM_VERSION_LONG WM_VERSION " (" WM_GIT_COMMIT ")"

@@ -444,6 +444,14 @@ int
 policy_explain(const struct policy *p, const char *src, const char *dst_port,
 	       const char *proto_s, struct buf *out)
 {
+	return policy_explain_nodes(p, src, dst_port, proto_s, NULL, 0, out);
+}
+
+int
+policy_explain_nodes(const struct policy *p, const char *src, const char *dst_port,
+		     const char *proto_s, const struct policy_node *nodes, size_t nn,
+		     struct buf *out)
+{
 	struct principal *srcs = NULL, *dsts = NULL;
 	size_t nsrc = 0, ndst = 0, i, j, k, m;
 	char *host = NULL, why[160], text[96], pbuf[16];
@@ -471,12 +479,12 @@ policy_explain(const struct policy *p, const char *src, const char *dst_port,
 		say(out, "accept: no policy is loaded, everything is allowed\n");
 		return 1;
 	}
-	if (principals(p, src, NULL, 0, &srcs, &nsrc, why, sizeof(why)) != 0) {
+	if (principals(p, src, nodes, nn, &srcs, &nsrc, why, sizeof(why)) != 0) {
 		say(out, "source: %s\n", why);
 		goto out;
 	}
 	if (parse_dst(dst_port, &host, &port, why, sizeof(why)) != 0 ||
-	    principals(p, host, NULL, 0, &dsts, &ndst, why, sizeof(why)) != 0) {
+	    principals(p, host, nodes, nn, &dsts, &ndst, why, sizeof(why)) != 0) {
 		say(out, "destination: %s\n", why);
 		goto out;
 	}

@@ -118,6 +118,12 @@ uint64_t policy_result_peers_hash(const struct policy_result *r, size_t i);
 int policy_explain(const struct policy *p, const char *src, const char *dst_port,
 		   const char *proto, struct buf *out) WM_MUST_CHECK;
 
+/* policy_explain with the tailnet's nodes: an IP address of a node stands
+ * for that node (its user or tags). */
+int policy_explain_nodes(const struct policy *p, const char *src, const char *dst_port,
+			 const char *proto, const struct policy_node *nodes, size_t nn,
+			 struct buf *out) WM_MUST_CHECK;
+
 /* tagOwners: may a node of `user` (already holding node_tags) take `tag`?
  * Owners are users, groups, or tags the node holds. */
 bool policy_tag_owned(const struct policy *p, const char *tag, const char *user,

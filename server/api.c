@@ -163,6 +163,44 @@ authenticate(struct server *s, struct http_request *req, struct session_auth *a,
 	return 0;
 }
 
+/* ---- times ---- */
+
+/* The admin API gives every time as RFC 3339 (UTC, "2026-12-03T13:00:00Z"),
+ * or null for "never"/"not yet": converts the integer fields views carry. */
+static json_t *
+api_times(json_t *o)
+{
+	static const char *const keys[] = { "created_at", "last_seen", "expires_at",
+		"last_used_at", "revoked_at", NULL };
+
+	for (size_t i = 0; o && keys[i]; i++) {
+		json_t *v = json_object_get(o, keys[i]);
+		char t[32];
+
+		if (!json_is_integer(v))
+			continue;
+		if (json_integer_value(v) == 0) {
+			json_object_set_new(o, keys[i], json_null());
+		} else {
+			time_fmt_rfc3339(t, (int64_t)json_integer_value(v));
+			json_object_set_new(o, keys[i], json_string(t));
+		}
+	}
+	return o;
+}
+
+/* A node as the admin API shows it, with its live online flag. */
+static json_t *
+node_view(struct server *s, const struct store_node *n)
+{
+	struct store_node live;
+	bool online = false;
+
+	if (mapper_node_get(s->mapper, n->id, &live, &online) != 0)
+		online = false;
+	return api_times(nodeview_admin(n, online, time_now_s()));
+}
+
 /* ---- users ---- */
 
 static json_t *
@@ -218,6 +256,56 @@ users(struct server *s, struct http_request *req, struct http_response *resp,
 		}
 		log_info("msg=\"user created\" user=%s", name);
 		server_reply_json(resp, 201, json_pack("{s:o}", "user", user_json(&u)));
+	} else if (*rest == '/' && strcmp(req->method, "POST") == 0 &&
+	    strlen(rest) > 8 && strcmp(rest + strlen(rest) - 7, "/rename") == 0) {
+		char old[STORE_NAME_MAX];
+		const char *name = NULL;
+
+		snprintf(old, sizeof(old), "%.*s", (int)(strlen(rest) - 8), rest + 1);
+		if (jsonx_str(body, "new_name", true, &name, why, sizeof(why)) != 0) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+		if (!valid_user_name(name)) {
+			http_problem(resp, 400, NULL, "user name must be 1-63 characters of letters, "
+			    "digits and . _ @ + -");
+			return;
+		}
+		if ((r = store_user_rename(s->store, old, name)) != 0) {
+			http_problem_err(resp, r, r == ERR_EXISTS ? "user \"%s\" already exists" :
+			    "no user \"%s\"", r == ERR_EXISTS ? name : old);
+			return;
+		}
+		{	/* peers see the owner's name: publish each of the user's nodes again */
+			struct store_node *ns = NULL, n;
+			size_t nn = 0;
+
+			if (mapper_nodes_copy(s->mapper, &ns, &nn) == 0) {
+				for (size_t i = 0; i < nn; i++) {
+					struct mapper_ids routers = { 0 };
+					uint64_t v;
+
+					if (strcmp(ns[i].user, old) != 0 || store_tx_begin(s->store) != 0)
+						continue;
+					if (store_node_get(s->store, ns[i].id, &n) != 0) {
+						store_tx_rollback(s->store);
+						continue;
+					}
+					if (server_commit_change(s, STORE_CHANGE_NODE, n.id, "", &v) != 0)
+						continue;
+					mapper_node_upsert(s->mapper, &n, v, &routers);
+					server_publish_done(s, &routers);
+				}
+				free(ns);
+			}
+			policy_state_dirty(s);
+		}
+		log_info("msg=\"user renamed\" user=%s new_name=%s", old, name);
+		if ((r = store_user_get(s->store, name, &u)) != 0) {
+			http_problem_err(resp, r, "no user \"%s\"", name);
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "user", user_json(&u)));
 	} else if (*rest == '/' && strcmp(req->method, "GET") == 0) {
 		if ((r = store_user_get(s->store, rest + 1, &u)) != 0) {
 			http_problem_err(resp, r, "no user \"%s\"", rest + 1);
@@ -248,14 +336,14 @@ pak_json(const struct store_preauthkey *k)
 	json_t *tags = json_loads(k->tags, 0, NULL);
 	int64_t now = time_now_s();
 
-	return json_pack("{s:I, s:s, s:s, s:b, s:b, s:o, s:I, s:I, s:I, s:b, s:b}",
+	return api_times(json_pack("{s:I, s:s, s:s, s:b, s:b, s:o, s:I, s:I, s:I, s:I, s:b, s:b}",
 	    "id", (json_int_t)k->id, "prefix", k->prefix, "user", k->user,
 	    "reusable", k->reusable, "ephemeral", k->ephemeral,
 	    "tags", tags ? tags : json_array(),
 	    "created_at", (json_int_t)k->created_at, "expires_at", (json_int_t)k->expires_at,
-	    "used_count", (json_int_t)k->used_count,
+	    "revoked_at", (json_int_t)k->revoked_at, "used_count", (json_int_t)k->used_count,
 	    "used", !k->reusable && k->used_count > 0,
-	    "expired", k->revoked_at != 0 || (k->expires_at != 0 && k->expires_at <= now));
+	    "expired", k->revoked_at != 0 || (k->expires_at != 0 && k->expires_at <= now)));
 }
 
 static int
@@ -343,10 +431,11 @@ apikey_json(const struct store_apikey *k)
 {
 	int64_t now = time_now_s();
 
-	return json_pack("{s:I, s:s, s:I, s:I, s:I, s:b}", "id", (json_int_t)k->id,
+	return api_times(json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:b}", "id", (json_int_t)k->id,
 	    "prefix", k->prefix, "created_at", (json_int_t)k->created_at,
 	    "expires_at", (json_int_t)k->expires_at, "last_used_at", (json_int_t)k->last_used_at,
-	    "expired", k->revoked_at != 0 || (k->expires_at != 0 && k->expires_at <= now));
+	    "revoked_at", (json_int_t)k->revoked_at,
+	    "expired", k->revoked_at != 0 || (k->expires_at != 0 && k->expires_at <= now)));
 }
 
 static int
@@ -427,15 +516,10 @@ static int
 add_node(void *ctx, const struct store_node *n)
 {
 	struct node_list *nl = ctx;
-	bool online = false;
-	struct store_node live;
 
 	if (nl->user && strcmp(nl->user, n->user) != 0)
 		return 0;
-	if (mapper_node_get(nl->s->mapper, n->id, &live, &online) != 0)
-		online = false;
-	return json_array_append_new(nl->a, nodeview_admin(n, online, time_now_s())) == 0 ?
-	    0 : ERR_NOMEM;
+	return json_array_append_new(nl->a, node_view(nl->s, n)) == 0 ? 0 : ERR_NOMEM;
 }
 
 /* GET or POST /api/v1/nodes/{id}/routes: advertised, approved (POST
@@ -532,7 +616,6 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 	unsigned fields;
 	char *end;
 	int64_t id;
-	bool online = false;
 	int r;
 
 	if (strcmp(rest, "/pending") == 0 || strcmp(rest, "/register") == 0) {
@@ -565,12 +648,7 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 		return;
 	}
 	if (*verb == 0 && strcmp(req->method, "GET") == 0) {
-		struct store_node live;
-
-		if (mapper_node_get(s->mapper, id, &live, &online) != 0)
-			online = false;
-		server_reply_json(resp, 200, json_pack("{s:o}", "node",
-		    nodeview_admin(&n, online, time_now_s())));
+		server_reply_json(resp, 200, json_pack("{s:o}", "node", node_view(s, &n)));
 		return;
 	}
 	if (strcmp(verb, "routes") == 0) {
@@ -612,6 +690,21 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 			return;
 		}
 		fields = STORE_NODE_TAGS;
+	} else if (strcmp(verb, "user") == 0) {	/* move the node to another user */
+		const char *name = NULL;
+		struct store_user u;
+
+		if (jsonx_str(body, "user", true, &name, why, sizeof(why)) != 0) {
+			http_problem(resp, 400, NULL, "%s", why);
+			return;
+		}
+		if ((r = store_user_get(s->store, name, &u)) != 0) {
+			http_problem_err(resp, r, "no user \"%s\"", name);
+			return;
+		}
+		n.user_id = u.id;
+		str_copy(n.user, u.name, sizeof(n.user));
+		fields = STORE_NODE_AUTH;
 	} else {
 		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
 		return;
@@ -624,8 +717,57 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 		return;
 	}
 	log_info("msg=\"node updated\" node_id=%" PRId64 " name=%s change=%s", id, n.name, verb);
-	server_reply_json(resp, 200, json_pack("{s:o}", "node", nodeview_admin(&n, online,
-	    time_now_s())));
+	if (strcmp(verb, "user") == 0)
+		policy_state_dirty(s);
+	server_reply_json(resp, 200, json_pack("{s:o}", "node", node_view(s, &n)));
+}
+
+/* GET /api/v1/routes: every node's advertised, approved and served routes
+ * (nodes that advertise or were approved some). */
+static int
+add_route_node(void *ctx, const struct store_node *n)
+{
+	struct node_list *nl = ctx;
+	struct ip_prefix carried[ROUTES_MAX];
+	char t[ADDR_STR_MAX];
+	json_t *serving = json_array(), *adv, *app;
+	size_t nc;
+
+	adv = json_loads(n->routes_advertised[0] ? n->routes_advertised : "[]", 0, NULL);
+	app = json_loads(n->routes_approved[0] ? n->routes_approved : "[]", 0, NULL);
+	if (json_array_size(adv) == 0 && json_array_size(app) == 0) {
+		json_decref(adv);
+		json_decref(app);
+		json_decref(serving);
+		return 0;
+	}
+	nc = mapper_node_carried(nl->s->mapper, n->id, carried);
+	for (size_t i = 0; i < nc; i++) {
+		prefix_fmt(t, &carried[i]);
+		json_array_append_new(serving, json_string(t));
+	}
+	return json_array_append_new(nl->a, json_pack("{s:I, s:s, s:s, s:o, s:o, s:o}", "id",
+	    (json_int_t)n->id, "name", n->name, "user", n->user, "advertised",
+	    adv ? adv : json_array(), "approved", app ? app : json_array(), "serving",
+	    serving)) == 0 ? 0 : ERR_NOMEM;
+}
+
+static void
+routes_list(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	struct node_list nl = { s, json_array(), NULL };
+	int r;
+
+	if (strcmp(req->method, "GET") != 0) {
+		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
+		return;
+	}
+	if ((r = store_node_list(s->store, add_route_node, &nl)) != 0) {
+		json_decref(nl.a);
+		http_problem_err(resp, r, "cannot list routes");
+		return;
+	}
+	server_reply_json(resp, 200, json_pack("{s:o}", "routes", nl.a));
 }
 
 /* ---- dispatch ---- */
@@ -701,6 +843,8 @@ api_handle(struct server *s, struct http_request *req, struct http_response *res
 		nodes(s, req, resp, rest, body);
 	else if ((rest = under(req->path, "/api/v1/apikeys")) != NULL)
 		apikeys(s, req, resp, rest, body);
+	else if (strcmp(req->path, "/api/v1/routes") == 0)
+		routes_list(s, req, resp);
 	else
 		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
 	json_decref(body);

@@ -13,7 +13,8 @@
 #include "server/cli.h"
 #include "server/server.h"
 
-#define WIREMESH_VERSION "0.1.0"
+#include "common/version.h"
+#define WIREMESH_VERSION WM_VERSION_LONG
 
 static int
 serve(int argc, char **argv)

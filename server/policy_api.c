@@ -1014,6 +1014,11 @@ explain_policy(struct server *s, struct http_request *req, struct http_response 
 {
 	struct policy_state *ps = s->policy;
 	const char *src = NULL, *dst = NULL, *proto = NULL, *draft = NULL;
+	struct store_node *snodes = NULL;
+	size_t nsnodes = 0;
+	struct node_view nv;
+	bool have_nv = false;
+	char src_ip[ADDR_STR_MAX], dst_buf[ADDR_STR_MAX + 16];
 	struct policy_diags d;
 	struct policy *own = NULL;
 	char why[256] = "";
@@ -1048,17 +1053,47 @@ explain_policy(struct server *s, struct http_request *req, struct http_response 
 	}
 	policy_diags_cleanup(&d);
 	buf_init(&b, 64 * 1024);
+	/* Node names (and addresses) stand for the node: a name becomes its
+	 * address, and the nodes let the evaluator know whose it is. */
+	if (mapper_nodes_copy(s->mapper, &snodes, &nsnodes) == 0 &&
+	    node_view_build(snodes, nsnodes, &nv) == 0) {
+		have_nv = true;
+		for (size_t i = 0; i < nsnodes; i++) {
+			char host[STORE_NAME_MAX + 8];
+			const char *colon = strrchr(dst, ':');
+
+			if (strcmp(src, snodes[i].name) == 0 && snodes[i].ipv4.family)
+				addr_fmt(src_ip, &snodes[i].ipv4), src = src_ip;
+			if (colon && (size_t)(colon - dst) < sizeof(host)) {
+				snprintf(host, sizeof(host), "%.*s", (int)(colon - dst), dst);
+				if (strcmp(host, snodes[i].name) == 0 && snodes[i].ipv4.family) {
+					char a[ADDR_STR_MAX];
+
+					addr_fmt(a, &snodes[i].ipv4);
+					snprintf(dst_buf, sizeof(dst_buf), "%s%s", a, colon);
+					dst = dst_buf;
+				}
+			}
+		}
+	}
 	pthread_mutex_lock(&ps->lock);
 	if (own == NULL && ps->pol == NULL) {
 		pthread_mutex_unlock(&ps->lock);
+		if (have_nv)
+			node_view_free(&nv);
+		free(snodes);
 		json_decref(body);
 		buf_cleanup(&b);
 		server_reply_json(resp, 200, json_pack("{s:s, s:s}", "verdict", "accept",
 		    "explanation", "accept: no policy is set, so every node may reach every other\n"));
 		return;
 	}
-	r = policy_explain(own ? own : ps->pol, src, dst, proto, &b);
+	r = policy_explain_nodes(own ? own : ps->pol, src, dst, proto, have_nv ? nv.pn : NULL,
+	    have_nv ? nsnodes : 0, &b);
 	pthread_mutex_unlock(&ps->lock);
+	if (have_nv)
+		node_view_free(&nv);
+	free(snodes);
 	policy_free(own);
 	json_decref(body);
 	if (r < 0) {

@@ -271,6 +271,23 @@ out:
 	return r;
 }
 
+int
+store_user_rename(struct store *s, const char *name, const char *new_name)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE users SET name = ? WHERE name = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, new_name);
+	bind_text(st, 2, name);
+	r = step_done(s, st, true);
+out:
+	unlock(s);
+	return r;
+}
+
 static void
 row_user(struct db_stmt *st, struct store_user *u)
 {

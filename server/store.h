@@ -148,6 +148,8 @@ int store_user_create_oidc(struct store *s, const char *name, const char *issuer
 			   struct store_user *out) WM_MUST_CHECK;
 int store_user_set_profile(struct store *s, int64_t id, const char *display_name,
 			   const char *email) WM_MUST_CHECK;
+/* ERR_NOT_FOUND (no user `name`), ERR_EXISTS (new_name taken). */
+int store_user_rename(struct store *s, const char *name, const char *new_name) WM_MUST_CHECK;
 typedef int (*store_user_cb)(void *ctx, const struct store_user *u);
 int store_user_list(struct store *s, store_user_cb cb, void *ctx) WM_MUST_CHECK;
 

@@ -258,7 +258,7 @@ ok "unreachable control server: $(head -n1 "$T/up3")"
 # The admin deletes node2: it disappears from node1's status and WireGuard.
 id2=$(adm nodes list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("nodes", d) if isinstance(d, dict) else d; print([n["id"] for n in d if n["name"]=="node2"][0])') ||
 	fail "nodes list"
-adm nodes delete "$id2" >/dev/null || fail "nodes delete"
+adm nodes delete --force "$id2" >/dev/null || fail "nodes delete"
 gone2() { ! wm 1 status | grep -q node2; }
 wait_for 10 gone2 || fail "deleted node still listed: $(wm 1 status)"
 ok "deleted node disappears from its peer's status"
@@ -267,7 +267,7 @@ ok "deleted node disappears from its peer's status"
 # an auth key, stops retrying and says so.
 id1=$(adm nodes list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("nodes", d) if isinstance(d, dict) else d; print([n["id"] for n in d if n["name"]=="node1"][0])') ||
 	fail "nodes list"
-adm nodes delete "$id1" >/dev/null || fail "nodes delete node1"
+adm nodes delete --force "$id1" >/dev/null || fail "nodes delete node1"
 refused() { wm 1 status | grep -q 'HTTP 401'; }
 wait_for 15 refused || fail "deleted node1 does not report the refusal: $(wm 1 status)"
 kill -TERM "$AGENT1"; wait "$AGENT1" 2>/dev/null

@@ -205,7 +205,7 @@ d=json.load(sys.stdin); d=d.get("nodes", d) if isinstance(d, dict) else d
 print([n["id"] for n in d if n["name"] == "node7"][0])') || fail "no id for node7"
 	wait_for 10 peer_listed 1 node7 || fail "node1 does not list node7"
 	in_node 7 ping -c 1 -W 3 "$(ip4 1)" >/dev/null || fail "node7 cannot reach node1 before the delete"
-	srv nodes delete "$id" >/dev/null || fail "nodes delete $id"
+	srv nodes delete --force "$id" >/dev/null || fail "nodes delete $id"
 	wait_for 10 eval '! peer_listed 1 node7' || fail "node1 still lists node7 10 s after its deletion"
 	! in_node 7 ping -c 2 -W 2 "$(ip4 1)" >/dev/null 2>&1 || fail "deleted node7 can still send to node1"
 	ok "deleted node: gone from its peer's status, and can no longer reach it"

@@ -70,7 +70,7 @@ stop_server() {
 
 # bootstrap: API key, user "alice", and a reusable auth key in $AUTHKEY.
 bootstrap() {
-	WIREMESH_API_KEY=$("$SRV" apikeys create --db "${DB:-$T/db.sqlite}" 2>/dev/null) ||
+	WIREMESH_API_KEY=$("$SRV" apikeys create --create --db "${DB:-$T/db.sqlite}" 2>/dev/null) ||
 		fail "apikeys create"
 	export WIREMESH_API_KEY
 }

@@ -255,7 +255,7 @@ mesh_start_control() {
 	[ -n "${MESH_DERP_MAP:-}" ] || { MESH_DERP_MAP=$T/derpmap.json; mesh_derp_map 1 >"$MESH_DERP_MAP"; }
 	args+=(--derp-map "$MESH_DERP_MAP")
 	if [ -z "${WIREMESH_API_KEY:-}" ]; then
-		WIREMESH_API_KEY=$("$WM_BIN/wiremesh-server" apikeys create --db "$T/control.sqlite" 2>"$T/apikey.err") ||
+		WIREMESH_API_KEY=$("$WM_BIN/wiremesh-server" apikeys create --create --db "$T/control.sqlite" 2>"$T/apikey.err") ||
 			{ cat "$T/apikey.err"; fail "apikeys create"; }
 		export WIREMESH_API_KEY
 	fi

@@ -69,6 +69,6 @@ K3=$(single); node c register --authkey "$K3" --hostname gamma >"$T/c.reg" || fa
 node c logout >/dev/null || fail "logout"
 node c register --authkey "$K3" --hostname gamma >/dev/null 2>&1 && fail "logged-out C re-registered with its spent key"
 idc=$(sed -E 's/.*"node":\{"id":([0-9]+),.*/\1/' "$T/c.reg")
-"$SRV" nodes delete "$idc" >/dev/null || fail "delete c"
+"$SRV" nodes delete --force "$idc" >/dev/null || fail "delete c"
 node c register --authkey "$K3" --hostname gamma >/dev/null 2>&1 && fail "deleted C re-registered with its spent key"
 ok "logged-out or deleted nodes need a new auth key too"

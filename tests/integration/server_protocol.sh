@@ -102,12 +102,12 @@ addrs=$(cat "$T"/p[1-6] | grep -o '"ipv4":"[^"]*"' | sort -u | wc -l)
 [ "$addrs" = 6 ] || fail "addresses not distinct: $addrs"
 freed=$(grep -o '"ipv4":"[^"]*"' "$T/p3")
 id3=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/p3")
-"$SRV" nodes delete "$id3" >/dev/null || fail "delete"
+"$SRV" nodes delete --force "$id3" >/dev/null || fail "delete"
 node p7 register --authkey "$PK" --hostname p7 >"$T/p7" || fail "register after delete"
 grep -q "$freed" "$T/p7" || fail "freed address not reused: $(cat "$T/p7")"
 # Ids are never reused, even the highest one just deleted.
 id7=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/p7")
-"$SRV" nodes delete "$id7" >/dev/null || fail "delete p7"
+"$SRV" nodes delete --force "$id7" >/dev/null || fail "delete p7"
 node p8 register --authkey "$PK" --hostname p8 >"$T/p8" || fail "register p8"
 id8=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/p8")
 [ "$id8" -gt "$id7" ] || fail "node id $id7 reused (got $id8)"

@@ -85,14 +85,20 @@ export function promptDialog(title, fields, okLabel = 'Save') {
   });
 }
 
-export function when(unix) {
-  if (!unix) return 'never';
-  return new Date(unix * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+// Times come from the API as RFC 3339 strings (null: never); Unix seconds
+// are accepted too.
+function unixOf(t) {
+  return typeof t === 'string' ? Date.parse(t) / 1000 : t;
 }
 
-export function ago(unix) {
-  if (!unix) return 'never';
-  const s = Math.round(Date.now() / 1000 - unix);
+export function when(t) {
+  if (!t) return 'never';
+  return new Date(unixOf(t) * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+export function ago(t) {
+  if (!t) return 'never';
+  const s = Math.round(Date.now() / 1000 - unixOf(t));
   if (s < 0) return 'in ' + span(-s);
   if (s < 5) return 'just now';
   return span(s) + ' ago';

@@ -1069,7 +1069,7 @@ bootstrap(void)
 	char cmd[1024];
 	FILE *p;
 
-	snprintf(cmd, sizeof(cmd), "'%s' apikeys create --db '%s' 2>>'%s'", g.server_bin, g.db,
+	snprintf(cmd, sizeof(cmd), "'%s' apikeys create --create --db '%s' 2>>'%s'", g.server_bin, g.db,
 	    g.log);
 	if ((p = popen(cmd, "r")) == NULL || fgets(g.apikey, sizeof(g.apikey), p) == NULL)
 		die("apikeys create failed");
