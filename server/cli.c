@@ -1129,7 +1129,7 @@ run_completion(struct cli *c, struct opts *o, int n, char **pos)
 		if (strcmp(sh, "zsh") == 0)
 			puts("#compdef wiremesh-server\nautoload -U +X bashcompinit && bashcompinit");
 		puts("# wiremesh-server completion (bash; zsh through bashcompinit)\n"
-		    "_wiremesh_server() {\n"
+		    "__wmserver_complete() {\n"
 		    "\tlocal cur=${COMP_WORDS[COMP_CWORD]} noun= verb= i w\n"
 		    "\tfor ((i = 1; i < COMP_CWORD; i++)); do\n"
 		    "\t\tw=${COMP_WORDS[i]}\n"
@@ -1160,7 +1160,7 @@ run_completion(struct cli *c, struct opts *o, int n, char **pos)
 		puts("\tcompletion/*)\twords='bash zsh fish';;\n"
 		    "\t*)\twords='--help';;\n\tesac\n"
 		    "\tCOMPREPLY=($(compgen -W \"$words\" -- \"$cur\"))\n}\n"
-		    "complete -F _wiremesh_server wiremesh-server");
+		    "complete -F __wmserver_complete wiremesh-server");
 		return 0;
 	}
 	if (strcmp(sh, "fish") == 0) {

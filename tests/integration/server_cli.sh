@@ -22,8 +22,8 @@ echo "$out" | grep -q '^usage: wiremesh-server users VERB' && echo "$out" | grep
 "$SRV" nodes rename 1 2>/dev/null; [ $? = 2 ] || fail "missing argument not exit 2"
 ok "per-verb help, usage for a bare noun, exit 2 for usage errors"
 "$SRV" completion bash >"$T/c.bash" && bash -n "$T/c.bash" || fail "bash completion"
-( . "$T/c.bash"; COMP_WORDS=(wiremesh-server nodes m); COMP_CWORD=2; _wiremesh_server; printf '%s\n' "${COMPREPLY[@]}" ) | grep -qx move || fail "completion of nodes m"
-( . "$T/c.bash"; COMP_WORDS=(wiremesh-server --server x ro); COMP_CWORD=3; _wiremesh_server; printf '%s\n' "${COMPREPLY[@]}" ) | grep -qx routes || fail "completion after a global flag"
+( . "$T/c.bash"; COMP_WORDS=(wiremesh-server nodes m); COMP_CWORD=2; __wmserver_complete; printf '%s\n' "${COMPREPLY[@]}" ) | grep -qx move || fail "completion of nodes m"
+( . "$T/c.bash"; COMP_WORDS=(wiremesh-server --server x ro); COMP_CWORD=3; __wmserver_complete; printf '%s\n' "${COMPREPLY[@]}" ) | grep -qx routes || fail "completion after a global flag"
 "$SRV" completion zsh | grep -q '^#compdef wiremesh-server' || fail "zsh completion"
 "$SRV" completion fish | grep -q "__fish_seen_subcommand_from nodes' -a move" || fail "fish completion"
 if command -v fish >/dev/null; then "$SRV" completion fish | fish -n || fail "fish -n"; fi
