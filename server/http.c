@@ -181,11 +181,35 @@ http_stream_wake(struct http_stream *hs)
 	pthread_mutex_unlock(&hs->lock);
 }
 
+/*
+ * A link that died without a FIN or reset (power loss, a cut cable): data
+ * the server sent (at least the keepalive it writes every interval) stays
+ * unacknowledged and no ACK has come for keepalive + 3 s. A reader that is
+ * alive but not reading (zero window) has nothing in flight and answers
+ * the kernel's window probes, so it is never taken for dead; one whose link
+ * dies while its window is closed leaves two probes unanswered.
+ */
+static bool
+link_dead(const struct http *h, int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int64_t k = h->cfg.stream_keepalive_s > 0 ? h->cfg.stream_keepalive_s : 10;
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return false;
+	if ((int64_t)ti.tcpi_last_ack_recv <= (k + 3) * 1000)
+		return false;
+	return ti.tcpi_unacked > 0 || ti.tcpi_probes >= 2;
+}
+
 size_t
 http_reap_closed(struct http *h)
 {
 	struct pollfd *pfd = NULL;
 	struct http_stream **hv = NULL;
+	bool *dead = NULL;
 	size_t n = 0, k = 0, reaped = 0;
 
 	if (h == NULL)
@@ -194,27 +218,34 @@ http_reap_closed(struct http *h)
 	for (struct http_stream *hs = h->streams; hs; hs = hs->next)
 		n++;
 	if (n == 0 || (pfd = calloc(n, sizeof(*pfd))) == NULL ||
-	    (hv = calloc(n, sizeof(*hv))) == NULL)
+	    (hv = calloc(n, sizeof(*hv))) == NULL || (dead = calloc(n, sizeof(*dead))) == NULL)
 		goto out;
 	/* A stream stays on the list, and its socket open, until MHD frees
-	 * its response, which needs streams_lock: the fds are stable here. */
+	 * its response, which needs streams_lock: the fds are stable here.
+	 * Sleeping streams are polled for a hangup (MHD does not watch them);
+	 * every stream's socket is checked for a dead link. */
 	for (struct http_stream *hs = h->streams; hs && k < n; hs = hs->next) {
-		const union MHD_ConnectionInfo *ci;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(hs->conn,
+		    MHD_CONNECTION_INFO_CONNECTION_FD);
 
+		if (ci == NULL)
+			continue;
 		pthread_mutex_lock(&hs->lock);
-		if (hs->suspended && (ci = MHD_get_connection_info(hs->conn,
-		    MHD_CONNECTION_INFO_CONNECTION_FD)) != NULL) {
-			pfd[k].fd = ci->connect_fd;
-			pfd[k].events = POLLRDHUP;
-			hv[k++] = hs;
-		}
+		pfd[k].fd = hs->suspended ? ci->connect_fd : -1;	/* poll skips -1 */
+		pfd[k].events = POLLRDHUP;
+		dead[k] = link_dead(h, ci->connect_fd);
+		if (dead[k] && !hs->suspended)
+			shutdown(ci->connect_fd, SHUT_RDWR);	/* MHD sees it and closes */
+		hv[k++] = hs;
 		pthread_mutex_unlock(&hs->lock);
 	}
-	if (k == 0 || poll(pfd, (nfds_t)k, 0) <= 0)
+	if (k == 0 || poll(pfd, (nfds_t)k, 0) < 0)
 		goto out;
 	for (size_t i = 0; i < k; i++) {
-		if (!(pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		if (!dead[i] && !(pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR)))
 			continue;
+		if (dead[i])
+			log_debug("msg=\"map stream link dead (nothing acknowledged)\"");
 		pthread_mutex_lock(&hv[i]->lock);
 		__atomic_store_n(&hv[i]->gone, true, __ATOMIC_RELEASE);
 		if (hv[i]->suspended) {
@@ -228,6 +259,7 @@ out:
 	pthread_mutex_unlock(&h->streams_lock);
 	free(pfd);
 	free(hv);
+	free(dead);
 	return reaped;
 }
 
@@ -346,11 +378,12 @@ client_addr(struct MHD_Connection *c, char out[64])
 /*
  * A stream's peer that vanishes without a FIN or RST (power loss, a cut
  * link) must not look connected until TCP gives up (15+ minutes): the
- * server writes a keepalive every stream_keepalive_s, and TCP_USER_TIMEOUT
- * ends the connection when data stays unacknowledged for keepalive + 3 s;
- * TCP keepalive probes cover a connection with nothing to send. The reaper
- * (http_reap_closed) sees the error within a second, so a dead link is
- * noticed within 2 x keepalive + 5 s of the cut.
+ * server writes a keepalive every stream_keepalive_s, and the reaper
+ * (http_reap_closed, every second) ends a stream whose data stays
+ * unacknowledged for keepalive + 3 s (link_dead), so a dead link is noticed
+ * within 2 x keepalive + 5 s of the cut. TCP keepalive probes cover a
+ * connection with nothing to send. (Not TCP_USER_TIMEOUT: since Linux 5.11
+ * it also aborts a live reader whose window stays closed that long.)
  */
 static void
 stream_socket_opts(struct http *h, struct MHD_Connection *c)
@@ -359,15 +392,17 @@ stream_socket_opts(struct http *h, struct MHD_Connection *c)
 	    MHD_CONNECTION_INFO_CONNECTION_FD);
 	int k = h->cfg.stream_keepalive_s > 0 ? (int)h->cfg.stream_keepalive_s : 10;
 	int on = 1, intvl = k / 3 > 0 ? k / 3 : 1, cnt = 3;
-	unsigned ut = (unsigned)(k + 3) * 1000;
 
+	/* No idle timeout for a stream: a reader that is alive but slow (a
+	 * full socket for minutes) is not dropped (it would come back for the
+	 * same data, and again); a dead one is caught by the reaper. */
+	(void)MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
 	if (ci == NULL)
 		return;
 	if (setsockopt(ci->connect_fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
 	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPIDLE, &k, sizeof(k)) != 0 ||
 	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
-	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0 ||
-	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut)) != 0)
+	    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0)
 		log_debug("msg=\"cannot set keepalive options on a stream socket\" err=\"%s\"",
 		    strerror(errno));
 }

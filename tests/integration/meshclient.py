@@ -167,7 +167,7 @@ async def endpoints(node, port, i):
         raise SystemExit("endpoints %s: %d %s" % (node.name, st, b))
 
 
-async def stream(node, port, gate=None):
+async def stream(node, port, gate=None, report=None):
     """Holds the node's map stream; reconnects with the last version."""
     while not node.stop:
         w = None
@@ -189,12 +189,20 @@ async def stream(node, port, gate=None):
             node.conn_fulls = node.conn_msgs = 0
             node.connected = True
             buf = b""
+            slot = False
+            if gate is not None and node.conns == 1:
+                # a slot from the start of the stream to the end of its
+                # first full map: the other streams are not read at all
+                await gate.acquire()
+                slot = True
             while not node.stop:
-                if gate is not None:
-                    async with gate:
-                        line = await r.readline()
-                else:
-                    line = await r.readline()
+                if slot and node.conn_fulls > 0:
+                    gate.release()
+                    slot = False
+                    if report is not None:
+                        # like an agent: endpoints once it has its map
+                        asyncio.ensure_future(endpoints(node, port, report))
+                line = await r.readline()
                 if not line:
                     break
                 n = int(line.strip(), 16)
@@ -208,6 +216,9 @@ async def stream(node, port, gate=None):
                     node.apply(json.loads(one))
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
+        if gate is not None and 'slot' in locals() and slot:
+            gate.release()
+            slot = False
         node.connected = False
         if w is not None:
             w.close()
@@ -355,7 +366,7 @@ async def slow_scenario(port, ctl, n, readers):
     say("enrolled %d nodes in %.1f s" % (n, time.monotonic() - t0))
     gate = asyncio.Semaphore(readers)
     for nd in nodes:
-        nd.task = asyncio.ensure_future(stream(nd, port, gate))
+        nd.task = asyncio.ensure_future(stream(nd, port, gate, 30000 + int(nd.name[1:])))
     await converge(nodes, port, 80, "slow readers")
     regr = sum(nd.regressions for nd in nodes)
     fulls = sum(nd.fulls for nd in nodes)
