@@ -977,6 +977,20 @@ load_app(struct policy *p, const struct hujson_value *v, struct cap **out, size_
 	return r;
 }
 
+/* Does a grant dst look like an acls dst ("tag:web:443", "host:22")? */
+static bool
+dst_has_ports(const char *s)
+{
+	static const char *const kinds[] = { "tag:", "group:", "autogroup:", "user:" };
+	struct ip_prefix pf;
+	size_t i;
+
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strncmp(s, kinds[i], strlen(kinds[i])) == 0)
+			return strchr(s + strlen(kinds[i]), ':') != NULL;
+	return strchr(s, ':') != NULL && prefix_parse(s, false, &pf) != 0;
+}
+
 /* Reads a grant's src or dst (selectors without ports). */
 static int
 load_grant_sels(struct policy *p, const struct hujson_value *v, enum side side,
@@ -1006,9 +1020,7 @@ load_grant_sels(struct policy *p, const struct hujson_value *v, enum side side,
 			r = ERR_INVALID;
 			continue;
 		}
-		if (side == SIDE_DST && strchr(s->str, ':') != NULL && strncmp(s->str, "tag:", 4) != 0 &&
-		    strncmp(s->str, "autogroup:", 10) != 0 && strncmp(s->str, "group:", 6) != 0 &&
-		    strncmp(s->str, "user:", 5) != 0 && prefix_parse(s->str, false, &o->pfx) != 0) {
+		if (side == SIDE_DST && dst_has_ports(s->str)) {
 			policy_diags_add(d, s->line, s->col, "dst=\"%.64s\": a grant's dst has no ports "
 			    "(write the ports in \"ip\", e.g. \"ip\": [\"tcp:443\"])", s->str);
 			r = ERR_INVALID;

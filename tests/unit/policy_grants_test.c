@@ -338,7 +338,8 @@ START_TEST(test_grant_errors)
 	load_bad(G("{\"src\": [\"*\"], \"dst\": [\"0.0.0.0/0\"], \"ip\": [\"*\"]}"), 4, 24,
 	    "to allow all IP addresses, use \"*\" or \"autogroup:internet\"");
 	load_bad(G("{\"src\": [\"*\"], \"dst\": [\"::/0\"], \"ip\": [\"*\"]}"), 4, 24, "to allow all IP addresses");
-	load_bad(G("{\"src\": [\"*\"], \"dst\": [\"tag:server:22\"], \"ip\": [\"*\"]}"), 4, 24, "tag not found");
+	load_bad(G("{\"src\": [\"*\"], \"dst\": [\"tag:server:22\"], \"ip\": [\"*\"]}"), 4, 24, "a grant's dst has no ports");
+	load_bad(G("{\"src\": [\"*\"], \"dst\": [\"tag:nope\"], \"ip\": [\"*\"]}"), 4, 24, "tag not found");
 	load_bad(G("{\"src\": [\"*\"], \"dst\": [\"lan:22\"], \"ip\": [\"*\"]}"), 4, 24, "a grant's dst has no ports");
 	load_bad(G("{\"src\": [\"*\"], \"dst\": [\"autogroup:self\"], \"ip\": [\"*\"]}"), 4, 10,
 	    "autogroup:self can only be used with users, groups, or supported autogroups");
