@@ -6,7 +6,8 @@
 #   make test SANITIZE=address,undefined   the same under ASan+UBSan (own build dir)
 #   make tsan-concurrency   the concurrency tests under ThreadSanitizer (build/tsan)
 #   make fuzz         build the libFuzzer targets with clang
-#   make demo         the one-command demo (network namespaces, needs root)
+#   make demo         the one-command demo (network namespaces, needs root);
+#                     OIDC=1 adds an interactive OpenID Connect login
 #   make install      binaries, systemd units, configs, man pages (PREFIX=/usr/local, DESTDIR=)
 #   V=1               show full commands
 
@@ -78,8 +79,10 @@ test-deps:
 	$(Q)scripts/install-deps.sh --test
 
 # the one-command demo: namespaces, control server, relays, four agents (root)
+# OIDC=1 then shows an interactive login (scripts/demo-oidc.sh)
 demo: test-deps binaries
 	$(Q)WM_BIN=$(abspath $(BIN)) scripts/demo.sh
+	$(Q)$(if $(filter 1,$(OIDC)),WM_BIN=$(abspath $(BIN)) scripts/demo-oidc.sh)
 
 clean:
 	rm -rf build bin
