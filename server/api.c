@@ -201,6 +201,15 @@ node_view(struct server *s, const struct store_node *n)
 	return api_times(nodeview_admin(n, online, time_now_s()));
 }
 
+bool
+api_authorized(struct server *s, struct http_request *req)
+{
+	struct session_auth a;
+	char why[256];
+
+	return authenticate(s, req, &a, why, sizeof(why)) == 0;
+}
+
 /* ---- users ---- */
 
 static json_t *
@@ -407,10 +416,10 @@ preauthkeys(struct server *s, struct http_request *req, struct http_response *re
 		    k.id, k.user, k.reusable, k.ephemeral);
 		server_reply_json(resp, 201, json_pack("{s:o}", "preauthkey", out));
 	} else if (*rest == '/' && strcmp(req->method, "POST") == 0) {
-		char *end;
-		int64_t id = strtoll(rest + 1, &end, 10);
+		const char *end;
+		int64_t id = server_parse_id(rest + 1, &end);
 
-		if (end == rest + 1 || strcmp(end, "/expire") != 0) {
+		if (id <= 0 || strcmp(end, "/expire") != 0) {
 			http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
 			return;
 		}
@@ -614,7 +623,7 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 	char why[256] = "";
 	const char *verb;
 	unsigned fields;
-	char *end;
+	const char *end;
 	int64_t id;
 	int r;
 
@@ -637,8 +646,8 @@ nodes(struct server *s, struct http_request *req, struct http_response *resp,
 		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
 		return;
 	}
-	id = strtoll(rest + 1, &end, 10);
-	if (end == rest + 1 || id <= 0 || (*end != 0 && *end != '/')) {
+	id = server_parse_id(rest + 1, &end);
+	if (id <= 0 || (*end != 0 && *end != '/')) {
 		http_problem(resp, 400, NULL, "node id must be a positive integer");
 		return;
 	}
@@ -845,6 +854,13 @@ api_handle(struct server *s, struct http_request *req, struct http_response *res
 		apikeys(s, req, resp, rest, body);
 	else if (strcmp(req->path, "/api/v1/routes") == 0)
 		routes_list(s, req, resp);
+	else if (strcmp(req->path, "/api/v1/integrity") == 0 && strcmp(req->method, "GET") == 0) {
+		/* The full check reads the whole database (not for probes:
+		 * /healthz is the cheap one). */
+		r = store_integrity_check(s->store);
+		server_reply_json(resp, r == 0 ? 200 : 503, json_pack("{s:s}", "integrity",
+		    r == 0 ? "ok" : "failed"));
+	}
 	else
 		http_problem(resp, 404, NULL, "no such endpoint: %s", req->path);
 	json_decref(body);

@@ -745,9 +745,9 @@ control_handle(struct server *s, struct http_request *req, struct http_response 
 		http_problem(resp, 405, NULL, "node protocol requests are POST");
 		return;
 	}
-	if (req->too_large || req->body.len > (size_t)s->cfg.max_body) {
+	if (req->too_large || req->body.len > (size_t)s->cfg.max_unauth_body) {
 		http_problem(resp, 413, NULL, "request body is larger than %" PRId64 " bytes",
-		    s->cfg.max_body);
+		    s->cfg.max_unauth_body);
 		return;
 	}
 	if ((r = verify(s, req, &sr, why, sizeof(why))) != 0) {
@@ -774,7 +774,7 @@ control_handle(struct server *s, struct http_request *req, struct http_response 
 		goto out;
 	}
 	body = jsonx_parse_object((const char *)req->body.data, req->body.len,
-	    (size_t)s->cfg.max_body, why, sizeof(why));
+	    (size_t)s->cfg.max_unauth_body, why, sizeof(why));
 	if (body == NULL) {
 		http_problem(resp, 400, NULL, "%s", why);
 		goto out;

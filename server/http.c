@@ -11,12 +11,14 @@
  * http_upgrade_close() sends the client a FIN itself.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +33,37 @@
 #include "common/util.h"
 #include "server/http.h"
 
+/* One TCP connection, from MHD's connect notification to its close. */
+struct conn {
+	struct conn *prev, *next;	/* h->conns, under h->conns_lock */
+	int fd;
+	uint8_t ip[16];		/* IPv4, or the /64 of an IPv6 address */
+	bool counted;		/* in the per-address table */
+	bool upgraded;
+	int64_t deadline_ms;	/* the request must be in by then; 0: none */
+};
+
+enum { IP_BUCKETS = 4096 };
+
+struct ipcount {
+	struct ipcount *next;
+	uint8_t ip[16];
+	unsigned n;
+};
+
 struct http {
 	struct MHD_Daemon *d;
 	struct http_config cfg;
 	char *cert_pem, *key_pem;
 	int port;
+	/* Connections, for the request deadline and the per-address limit. */
+	pthread_mutex_t conns_lock;
+	struct conn *conns;
+	struct ipcount *ips[IP_BUCKETS];
+	pthread_mutex_t log_lock;
+	struct log_ratelimit log_rl;
+	atomic_ulong stats_refused_per_ip, stats_slow_closed, stats_mhd_messages,
+	    stats_too_large, stats_bad_framing;
 	/* Every live stream, so that http_stop() can resume the suspended
 	 * ones: MHD refuses to stop with suspended connections. */
 	pthread_mutex_t streams_lock;
@@ -312,6 +340,8 @@ stream_free(void *cls)
 	free(hs);
 }
 
+static struct conn *conn_of(struct MHD_Connection *c);
+
 /* ---- upgrades ---- */
 
 /* A request plus what the dispatcher asked an upgrade to call; MHD hands
@@ -354,11 +384,288 @@ on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extr
 	}
 	u->urh = urh;
 	u->tcp_fd = -1;
+	{
+		struct conn *cn = conn_of(c);
+
+		if (cn) {	/* no request deadline for the new protocol */
+			pthread_mutex_lock(&h->conns_lock);
+			cn->upgraded = true;
+			cn->deadline_ms = 0;
+			pthread_mutex_unlock(&h->conns_lock);
+		}
+	}
 	if (h->cert_pem)
 		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci && ci->connect_fd != sock)
 		u->tcp_fd = ci->connect_fd;
 	rp->up_fn(rp->up_ctx, u, sock, u->tcp_fd, extra, n);
+}
+
+/* ---- connections: per-address limit, request deadline ---- */
+
+/* The address a limit counts: IPv4 as is, IPv6 by /64 (one host's share).
+ * False for loopback, which is exempt (a reverse proxy on this host). */
+static bool
+limit_key(const struct sockaddr *sa, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (sa == NULL)
+		return false;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+			return false;
+		memcpy(out, &in->sin_addr, 4);
+		return true;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return false;
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			if (in6->sin6_addr.s6_addr[12] == 127)
+				return false;
+			memcpy(out, &in6->sin6_addr.s6_addr[12], 4);
+			return true;
+		}
+		out[15] = 6;	/* apart from every IPv4 key */
+		memcpy(out, &in6->sin6_addr, 8);
+		return true;
+	}
+	return false;
+}
+
+static struct ipcount **
+ip_slot(struct http *h, const uint8_t ip[16])
+{
+	uint32_t x = 2166136261u;
+	struct ipcount **pp;
+
+	for (int i = 0; i < 16; i++)
+		x = (x ^ ip[i]) * 16777619u;
+	for (pp = &h->ips[x & (IP_BUCKETS - 1)]; *pp; pp = &(*pp)->next)
+		if (memcmp((*pp)->ip, ip, 16) == 0)
+			break;
+	return pp;
+}
+
+static enum MHD_Result
+on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct http *h = cls;
+	struct ipcount **pp;
+	uint8_t ip[16];
+	bool ok;
+
+	(void)addrlen;
+	if (h->cfg.max_per_ip == 0 || !limit_key(addr, ip))
+		return MHD_YES;
+	pthread_mutex_lock(&h->conns_lock);
+	pp = ip_slot(h, ip);
+	ok = *pp == NULL || (*pp)->n < h->cfg.max_per_ip;
+	pthread_mutex_unlock(&h->conns_lock);
+	if (!ok)
+		atomic_fetch_add(&h->stats_refused_per_ip, 1);
+	return ok ? MHD_YES : MHD_NO;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+	      enum MHD_ConnectionNotificationCode toe)
+{
+	struct http *h = cls;
+	struct conn *cn;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c,
+		    MHD_CONNECTION_INFO_CONNECTION_FD);
+		const union MHD_ConnectionInfo *ad = MHD_get_connection_info(c,
+		    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+		if ((cn = calloc(1, sizeof(*cn))) == NULL)
+			return;
+		cn->fd = fd ? fd->connect_fd : -1;
+		cn->deadline_ms = time_mono_ms() + (int64_t)h->cfg.request_timeout_s * 1000;
+		pthread_mutex_lock(&h->conns_lock);
+		if (limit_key(ad ? ad->client_addr : NULL, cn->ip)) {
+			struct ipcount **pp = ip_slot(h, cn->ip);
+
+			if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) != NULL)
+				memcpy((*pp)->ip, cn->ip, 16);
+			if (*pp) {
+				(*pp)->n++;
+				cn->counted = true;
+			}
+		}
+		cn->next = h->conns;
+		if (h->conns)
+			h->conns->prev = cn;
+		h->conns = cn;
+		pthread_mutex_unlock(&h->conns_lock);
+		*socket_context = cn;
+		return;
+	}
+	if ((cn = *socket_context) == NULL)
+		return;
+	pthread_mutex_lock(&h->conns_lock);
+	if (cn->counted) {
+		struct ipcount **pp = ip_slot(h, cn->ip);
+
+		if (*pp && --(*pp)->n == 0) {
+			struct ipcount *dead = *pp;
+
+			*pp = dead->next;
+			free(dead);
+		}
+	}
+	if (cn->prev)
+		cn->prev->next = cn->next;
+	else
+		h->conns = cn->next;
+	if (cn->next)
+		cn->next->prev = cn->prev;
+	pthread_mutex_unlock(&h->conns_lock);
+	*socket_context = NULL;
+	free(cn);
+}
+
+static struct conn *
+conn_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* deadline_ms: now + request_timeout (waiting for a request), or 0. */
+static void
+conn_deadline(struct http *h, struct MHD_Connection *c, bool arm)
+{
+	struct conn *cn = conn_of(c);
+
+	if (cn == NULL)
+		return;
+	pthread_mutex_lock(&h->conns_lock);
+	if (arm && !cn->upgraded)
+		cn->deadline_ms = time_mono_ms() + (int64_t)h->cfg.request_timeout_s * 1000;
+	else
+		cn->deadline_ms = 0;
+	pthread_mutex_unlock(&h->conns_lock);
+}
+
+size_t
+http_reap_slow(struct http *h)
+{
+	int64_t now = time_mono_ms();
+	size_t n = 0;
+
+	if (h == NULL)
+		return 0;
+	/* A conn stays listed until MHD's close notification, which comes
+	 * before MHD closes the socket and takes conns_lock: the fd is ours
+	 * to shut down while we hold it. MHD then sees the end and closes. */
+	pthread_mutex_lock(&h->conns_lock);
+	for (struct conn *cn = h->conns; cn; cn = cn->next) {
+		if (cn->deadline_ms == 0 || cn->deadline_ms > now || cn->fd < 0)
+			continue;
+		cn->deadline_ms = 0;
+		(void)shutdown(cn->fd, SHUT_RDWR);
+		n++;
+	}
+	pthread_mutex_unlock(&h->conns_lock);
+	atomic_fetch_add(&h->stats_slow_closed, n);
+	return n;
+}
+
+void
+http_get_stats(struct http *h, struct http_stats *out)
+{
+	out->refused_per_ip = atomic_load(&h->stats_refused_per_ip);
+	out->slow_closed = atomic_load(&h->stats_slow_closed);
+	out->too_large = atomic_load(&h->stats_too_large);
+	out->bad_framing = atomic_load(&h->stats_bad_framing);
+	out->library_messages = atomic_load(&h->stats_mhd_messages);
+}
+
+unsigned
+http_max_connections(const struct http *h)
+{
+	return h->cfg.max_connections;
+}
+
+/* libmicrohttpd's own messages, as our log lines, at most 5 per 10 s. */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	struct http *h = cls;
+	char line[512];
+	size_t n;
+	bool ok;
+
+	atomic_fetch_add(&h->stats_mhd_messages, 1);
+	pthread_mutex_lock(&h->log_lock);
+	ok = log_ratelimit_ok(&h->log_rl, 10, 5);
+	pthread_mutex_unlock(&h->log_lock);
+	if (!ok)
+		return;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	for (n = 0; line[n]; n++)
+		if (line[n] == '"' || line[n] == '\\' || (unsigned char)line[n] < 0x20)
+			line[n] = ' ';
+	while (n > 0 && line[n - 1] == ' ')
+		line[--n] = 0;
+	log_warn("msg=\"libmicrohttpd\" detail=\"%s\"", line);
+}
+
+/* URL decoding as MHD does it, except that %00 stays as it is: a NUL
+ * would cut the path short ("/api/v1/nodes/1%00/x" is not node 1). */
+static size_t
+unescape(void *cls, struct MHD_Connection *c, char *uri)
+{
+	char *r = uri, *w = uri;
+
+	(void)cls;
+	(void)c;
+	while (*r) {
+		if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2]) &&
+		    !(r[1] == '0' && r[2] == '0')) {
+			char hx[3] = { r[1], r[2], 0 };
+
+			*w++ = (char)strtol(hx, NULL, 16);
+			r += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = 0;
+	return (size_t)(w - uri);
+}
+
+/* Request smuggling behind proxies: a request with both Content-Length and
+ * Transfer-Encoding, or with differing Content-Lengths, is refused. */
+struct framing {
+	int ncl, nte;
+	const char *cl;
+	bool cl_differ;
+};
+
+static enum MHD_Result
+framing_hdr(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (strcasecmp(key, "Content-Length") == 0) {
+		if (f->ncl++ > 0 && strcmp(f->cl, value ? value : "") != 0)
+			f->cl_differ = true;
+		f->cl = value ? value : "";
+	} else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+		f->nte++;
+	}
+	return MHD_YES;
 }
 
 /* ---- request handling ---- */
@@ -467,6 +774,24 @@ send_response(struct http *h, struct MHD_Connection *c, struct http_request *req
 	return ret;
 }
 
+/* Answers now, before (or instead of) reading the rest of the body. */
+static enum MHD_Result
+answer_now(struct http *h, struct MHD_Connection *c, struct http_request *req, int status,
+	   const char *detail)
+{
+	struct http_response resp;
+	enum MHD_Result ret;
+
+	memset(&resp, 0, sizeof(resp));
+	http_problem(&resp, status, NULL, "%s", detail);
+	/* The rest of the body is not read: the connection cannot be reused. */
+	(void)http_add_header(&resp, "Connection", "close");
+	conn_deadline(h, c, false);
+	ret = send_response(h, c, req, &resp);
+	http_response_cleanup(&resp);
+	return ret;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	   const char *version, const char *upload, size_t *upload_size, void **con_cls)
@@ -478,26 +803,66 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 
 	if (req == NULL) {
 		struct req_priv *rp = calloc(1, sizeof(*rp));
+		struct framing f = { 0, 0, NULL, false };
+		size_t limit;
 
 		if (rp == NULL)
 			return MHD_NO;
 		req = &rp->req;
-		buf_init(&req->body, h->cfg.max_body);
 		req->start_ns = time_mono_ns();
+		req->method = method;
+		req->path = url;
+		req->conn = c;
+		client_addr(c, req->client);
+		buf_init(&req->body, 0);
 		*con_cls = req;
+		/* Everything below happens before a byte of body is read and
+		 * before MHD may send "100 Continue". */
+		(void)MHD_get_connection_values(c, MHD_HEADER_KIND, framing_hdr, &f);
+		if ((f.nte > 0 && f.ncl > 0) || f.cl_differ || f.nte > 1) {
+			atomic_fetch_add(&h->stats_bad_framing, 1);
+			return answer_now(h, c, req, 400, f.cl_differ ?
+			    "conflicting Content-Length headers" :
+			    "Content-Length and Transfer-Encoding together (or Transfer-Encoding twice)");
+		}
+		limit = h->cfg.body_limit ? h->cfg.body_limit(h->cfg.ctx, req) : h->cfg.max_body;
+		buf_init(&req->body, limit);
+		if (f.cl != NULL) {
+			char *end;
+			unsigned long long cl;
+
+			errno = 0;
+			cl = strtoull(f.cl, &end, 10);
+			if (*f.cl < '0' || *f.cl > '9' || *end != 0 || errno != 0)
+				return answer_now(h, c, req, 400, "Content-Length is not a number");
+			if (cl > limit) {
+				char d[64];
+
+				atomic_fetch_add(&h->stats_too_large, 1);
+				snprintf(d, sizeof(d), "request body is larger than %zu bytes", limit);
+				return answer_now(h, c, req, 413, d);
+			}
+		}
 		return MHD_YES;
 	}
 	if (*upload_size > 0) {
-		if (!req->too_large && buf_append(&req->body, upload, *upload_size) != 0)
+		if (!req->too_large && buf_append(&req->body, upload, *upload_size) != 0) {
+			/* Only a body without a declared length gets here (a
+			 * declared one was checked with the head). MHD cannot
+			 * answer in the middle of an upload: close it. */
 			req->too_large = true;
+			atomic_fetch_add(&h->stats_too_large, 1);
+			buf_cleanup(&req->body);
+			*upload_size = 0;
+			return MHD_NO;
+		}
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (req->too_large)
+		return MHD_YES;	/* answered already */
+	conn_deadline(h, c, false);	/* in; a stream may now run for hours */
 	memset(&resp, 0, sizeof(resp));
-	req->method = method;
-	req->path = url;
-	req->conn = c;
-	client_addr(c, req->client);
 	h->cfg.dispatch(h->cfg.ctx, req, &resp);
 	if (resp.status == 0)
 		http_problem(&resp, 500, NULL, "no response");
@@ -510,8 +875,11 @@ static void
 on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	     enum MHD_RequestTerminationCode toe)
 {
+	struct http *h = cls;
 	struct http_request *req = *con_cls;
 
+	/* The next request on this connection has its own deadline. */
+	conn_deadline(h, c, true);
 	if (req == NULL)
 		return;
 	buf_cleanup(&req->body);
@@ -564,17 +932,37 @@ parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
 	return 0;
 }
 
+/* Raises the open file limit for max_connections plus headroom (the
+ * database, the relay's listener and its upgraded connections' socketpairs,
+ * logs, the policy file): a quarter of the connections and at least 1,024
+ * more. Where the limit cannot go that high, max_connections comes down so
+ * that the headroom stays. */
 static void
-raise_nofile(unsigned want)
+clamp_connections(struct http *h)
 {
+	rlim_t max = h->cfg.max_connections, head = max / 4 > 1024 ? max / 4 : 1024;
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
-	if (rl.rlim_cur < want) {
-		rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+	if (rl.rlim_cur < max + head) {
+		rl.rlim_cur = max + head < rl.rlim_max ? max + head : rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			log_warn("msg=\"cannot raise open file limit\" err=\"%s\"", strerror(errno));
+		if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+			return;
+	}
+	if (rl.rlim_cur < max + head) {
+		rlim_t fit = rl.rlim_cur * 4 / 5;
+
+		if (rl.rlim_cur > 1024 + 64 && rl.rlim_cur - 1024 < fit)
+			fit = rl.rlim_cur - 1024;
+		if (fit < 16)
+			fit = 16;
+		log_warn("msg=\"max_connections lowered to leave file descriptors spare; raise "
+		    "LimitNOFILE to allow more\" max_connections=%u now=%u nofile=%llu",
+		    h->cfg.max_connections, (unsigned)fit, (unsigned long long)rl.rlim_cur);
+		h->cfg.max_connections = (unsigned)fit;
 	}
 }
 
@@ -592,6 +980,8 @@ http_start(const struct http_config *cfg, struct http **out)
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return ERR_NOMEM;
 	pthread_mutex_init(&h->streams_lock, NULL);
+	pthread_mutex_init(&h->conns_lock, NULL);
+	pthread_mutex_init(&h->log_lock, NULL);
 	h->cfg = *cfg;
 	if (parse_listen(cfg->listen, &ss, &sslen) != 0) {
 		log_error("msg=\"bad listen address\" listen=%s", cfg->listen);
@@ -611,27 +1001,35 @@ http_start(const struct http_config *cfg, struct http **out)
 		}
 		flags |= MHD_USE_TLS;
 	}
-	raise_nofile(cfg->max_connections + 1024);
-	if (cfg->tls_cert_path) {
-		h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
-		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 2,
-		    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 16384,
-		    MHD_OPTION_CONNECTION_TIMEOUT, 120,
-		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096,
-		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-		    MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
-		    MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
-		    MHD_OPTION_END);
-	} else {
-		h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
-		    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		    MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 2,
-		    MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 16384,
-		    MHD_OPTION_CONNECTION_TIMEOUT, 120,
-		    MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096,
-		    MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-		    MHD_OPTION_END);
+	if (h->cfg.request_timeout_s == 0)
+		h->cfg.request_timeout_s = 30;
+	if (h->cfg.idle_timeout_s == 0)
+		h->cfg.idle_timeout_s = 120;
+	if (h->cfg.max_connections == 0)
+		h->cfg.max_connections = 16384;
+	clamp_connections(h);
+	{
+		/* Both option lists share the common options. */
+#define COMMON_OPTIONS \
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, \
+		MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 2, \
+		MHD_OPTION_CONNECTION_LIMIT, h->cfg.max_connections, \
+		MHD_OPTION_CONNECTION_TIMEOUT, h->cfg.idle_timeout_s, \
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, \
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, \
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, \
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, \
+		MHD_OPTION_UNESCAPE_CALLBACK, unescape, h
+		if (cfg->tls_cert_path) {
+			h->d = MHD_start_daemon(flags, 0, on_accept, h, on_request, h, COMMON_OPTIONS,
+			    MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
+			    MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
+			    MHD_OPTION_END);
+		} else {
+			h->d = MHD_start_daemon(flags, 0, on_accept, h, on_request, h, COMMON_OPTIONS,
+			    MHD_OPTION_END);
+		}
+#undef COMMON_OPTIONS
 	}
 	if (h->d == NULL) {
 		log_error("msg=\"cannot start HTTP server\" listen=%s err=\"%s\"", cfg->listen,
@@ -672,6 +1070,15 @@ http_stop(struct http *h)
 		MHD_stop_daemon(h->d);
 	}
 	pthread_mutex_destroy(&h->streams_lock);
+	pthread_mutex_destroy(&h->conns_lock);
+	pthread_mutex_destroy(&h->log_lock);
+	for (size_t i = 0; i < IP_BUCKETS; i++)
+		while (h->ips[i]) {
+			struct ipcount *ic = h->ips[i];
+
+			h->ips[i] = ic->next;
+			free(ic);
+		}
 	if (h->key_pem)
 		wipe(h->key_pem, strlen(h->key_pem));
 	free(h->key_pem);

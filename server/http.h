@@ -77,14 +77,29 @@ struct http_response {
 typedef void (*http_dispatch_fn)(void *ctx, struct http_request *req,
 				 struct http_response *resp);
 
+/* Called once the request head is in, before any body is read (and before
+ * a "100 Continue" goes out): the most body bytes this request may send,
+ * decided from its method, path and credentials (req->method, path, conn
+ * and client are set; http_header() works). A declared Content-Length over
+ * it is answered 413 at once; a body that grows past it ends in 413 as soon
+ * as it does. Called on HTTP threads. */
+typedef size_t (*http_body_limit_fn)(void *ctx, struct http_request *req);
+
 struct http_config {
 	const char *listen;	/* "host:port", "[v6]:port" or ":port" */
 	const char *tls_cert_path;	/* NULL: plain HTTP */
 	const char *tls_key_path;
-	size_t max_body;	/* default limit for request bodies */
+	size_t max_body;	/* limit for request bodies without body_limit */
+	http_body_limit_fn body_limit;	/* NULL: max_body for every request */
 	unsigned threads;	/* polling threads */
-	unsigned max_connections;
+	unsigned max_connections;	/* clamped to leave file descriptors spare */
 	int64_t stream_keepalive_s;	/* streams write at least this often (dead-link timeouts) */
+	unsigned max_per_ip;	/* connections per client address; 0: no limit.
+				 * Loopback is exempt (a local reverse proxy). */
+	unsigned request_timeout_s;	/* a request's head and body must arrive
+					 * within this long of the connection
+					 * opening or the previous response; 0: 30 */
+	unsigned idle_timeout_s;	/* no byte in this long closes it; 0: 120 */
 	http_dispatch_fn dispatch;
 	void *ctx;
 };
@@ -102,6 +117,21 @@ void http_stream_wake(struct http_stream *hs);
  * sleeping stream's socket; call it about once a second. Returns how many
  * streams it ended. */
 size_t http_reap_closed(struct http *h);
+/* Closes the connections whose request did not arrive in time
+ * (request_timeout_s: slow headers or bodies). Call it about once a second;
+ * returns how many it closed. */
+size_t http_reap_slow(struct http *h);
+/* The connection limit in force (max_connections after clamping). */
+unsigned http_max_connections(const struct http *h);
+
+struct http_stats {
+	uint64_t refused_per_ip;	/* connections over max_per_ip */
+	uint64_t slow_closed;		/* requests not in within request_timeout_s */
+	uint64_t too_large;		/* 413 before or while reading a body */
+	uint64_t bad_framing;		/* conflicting Content-Length/Transfer-Encoding */
+	uint64_t library_messages;	/* libmicrohttpd log messages (logged: 5 per 10 s) */
+};
+void http_get_stats(struct http *h, struct http_stats *out);
 
 /* Ends an upgraded connection (see http_upgrade_fn); thread-safe. */
 void http_upgrade_close(struct http_upgrade *u);

@@ -94,6 +94,23 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 	    "wiremesh_http_request_duration_seconds_count %" PRIu64 "\n",
 	    (double)atomic_load(&s->metrics.latency_sum_us) / 1e6,
 	    (uint64_t)atomic_load(&s->metrics.latency_count));
+	if (s->http) {
+		struct http_stats hs;
+
+		http_get_stats(s->http, &hs);
+		r |= buf_printf(&b, "# HELP wiremesh_http_refused_total Connections or requests refused "
+		    "by a limit.\n# TYPE wiremesh_http_refused_total counter\n"
+		    "wiremesh_http_refused_total{reason=\"per_ip\"} %" PRIu64 "\n"
+		    "wiremesh_http_refused_total{reason=\"request_timeout\"} %" PRIu64 "\n"
+		    "wiremesh_http_refused_total{reason=\"body_too_large\"} %" PRIu64 "\n"
+		    "wiremesh_http_refused_total{reason=\"bad_framing\"} %" PRIu64 "\n"
+		    "# HELP wiremesh_http_library_messages_total Messages of libmicrohttpd (at most 5 "
+		    "per 10 s are logged).\n# TYPE wiremesh_http_library_messages_total counter\n"
+		    "wiremesh_http_library_messages_total %" PRIu64 "\n"
+		    "# TYPE wiremesh_http_max_connections gauge\nwiremesh_http_max_connections %u\n",
+		    hs.refused_per_ip, hs.slow_closed, hs.too_large, hs.bad_framing,
+		    hs.library_messages, http_max_connections(s->http));
+	}
 	pthread_mutex_lock(&s->derp_lock);	/* the relay may be going away */
 	if (s->derp)
 		r |= derp_server_metrics(s->derp, &b);

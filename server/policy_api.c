@@ -1113,11 +1113,12 @@ static void
 history_version(struct server *s, struct http_response *resp, const char *idtext)
 {
 	struct store_policy sp;
-	char *end, t[32];
-	int64_t id = strtoll(idtext, &end, 10);
+	char t[32];
+	const char *end;
+	int64_t id = server_parse_id(idtext, &end);
 	int r;
 
-	if (end == idtext || *end || id <= 0) {
+	if (*end || id <= 0) {
 		http_problem(resp, 400, NULL, "policy version must be a positive integer");
 		return;
 	}

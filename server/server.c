@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,6 +59,10 @@ server_config_defaults(struct server_config *c)
 	c->replay_per_machine = REPLAY_PER_MACHINE;
 	c->change_log_max_age_s = 24 * 3600;
 	c->change_log_max_changes = 100000;
+	c->max_unauth_body = 8 * 1024;
+	c->max_per_ip = 256;
+	c->request_timeout_s = 30;
+	c->idle_timeout_s = 120;
 	c->derp_region_id = 900;
 	str_copy(c->derp_region_code, "wiremesh", sizeof(c->derp_region_code));
 	str_copy(c->derp_region_name, "wiremesh embedded relay", sizeof(c->derp_region_name));
@@ -94,6 +99,10 @@ static const struct {
 	{ "replay_per_machine", O_INT, offsetof(struct server_config, replay_per_machine), 0 },
 	{ "change_log_max_age", O_DUR, offsetof(struct server_config, change_log_max_age_s), 0 },
 	{ "change_log_max_changes", O_INT, offsetof(struct server_config, change_log_max_changes), 0 },
+	{ "max_unauthenticated_body_bytes", O_INT, offsetof(struct server_config, max_unauth_body), 0 },
+	{ "max_connections_per_ip", O_INT, offsetof(struct server_config, max_per_ip), 0 },
+	{ "request_timeout", O_DUR, offsetof(struct server_config, request_timeout_s), 0 },
+	{ "idle_timeout", O_DUR, offsetof(struct server_config, idle_timeout_s), 0 },
 	{ "derp", O_BOOL, offsetof(struct server_config, derp), 0 },
 	{ "derp_region_id", O_INT, offsetof(struct server_config, derp_region_id), 0 },
 	{ "derp_region_code", O_STR, offsetof(struct server_config, derp_region_code), 32 },
@@ -590,6 +599,21 @@ server_node_set(struct server *s, const struct store_node *src, unsigned fields,
 	return server_node_edit(s, src->id, fields, copy_fields, &sf, out);
 }
 
+int64_t
+server_parse_id(const char *p, const char **end)
+{
+	int64_t v = 0;
+	const char *q = p;
+
+	while (*q >= '0' && *q <= '9') {
+		if (v > (INT64_MAX - (*q - '0')) / 10)
+			return 0;
+		v = v * 10 + (*q++ - '0');
+	}
+	*end = q;
+	return q == p ? 0 : v;
+}
+
 /* ---- embedded relay ---- */
 
 /* Verifier thread of the relay: only current, unexpired node keys. */
@@ -821,6 +845,37 @@ oidc_callback_page(struct server *s, struct http_request *req, struct http_respo
 	free(login);
 }
 
+/* Body limits, decided before any body is read: the admin API's limits
+ * only once its credentials checked out; everything else (the node
+ * protocol, whose signature covers the body, logins, the relay) gets the
+ * small unauthenticated limit. */
+static size_t
+body_limit(void *ctx, struct http_request *req)
+{
+	struct server *s = ctx;
+	const char *p = req->path;
+
+	if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
+		return 0;
+	if ((strncmp(p, "/api/v1/", 8) == 0 || strcmp(p, "/api/v1") == 0) &&
+	    api_authorized(s, req))
+		return (size_t)(strncmp(p, "/api/v1/policy", 14) == 0 ?
+		    s->cfg.max_policy_body : s->cfg.max_body);
+	return (size_t)s->cfg.max_unauth_body;
+}
+
+/* GET /healthz: cheap and unauthenticated: the database answers a trivial
+ * query within a second. The full integrity check is the admin's
+ * (GET /api/v1/integrity, or `wiremesh-server backup`). */
+static void
+healthz(struct server *s, struct http_response *resp)
+{
+	int r = store_ping(s->store, 1000);
+
+	server_reply_json(resp, r == 0 ? 200 : 503, json_pack("{s:s}", "status",
+	    r == 0 ? "ok" : r == ERR_TIMEOUT ? "database busy" : "database unavailable"));
+}
+
 static void
 dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 {
@@ -832,10 +887,7 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 	} else if (strncmp(p, "/api/v1/", 8) == 0 || strcmp(p, "/api/v1") == 0) {
 		api_handle(s, req, resp);
 	} else if (strcmp(p, "/healthz") == 0) {
-		int ok = store_integrity_check(s->store) == 0;
-
-		server_reply_json(resp, ok ? 200 : 503,
-		    json_pack("{s:s}", "status", ok ? "ok" : "database unhealthy"));
+		healthz(s, resp);
 	} else if (strcmp(p, "/metrics") == 0) {
 		metrics_handle(s, req, resp);
 	} else if (strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0) {
@@ -1193,6 +1245,7 @@ timers(void *arg)
 	int64_t next_online = time_mono_ms() + ONLINE_TICK_MS;
 	int64_t next_prune = time_mono_ms() + 60 * 1000;
 	int64_t expiry_checked = time_now_s();
+	unsigned trims = 0;
 
 	while (!atomic_load(&s->stopping)) {
 		int64_t ids[256];
@@ -1215,6 +1268,12 @@ timers(void *arg)
 			if ((n = http_reap_closed(s->http)) > 0)
 				log_debug("msg=\"map streams of vanished clients ended\" count=%zu", n);
 			server_expire_due(s, &expiry_checked);
+			if ((n = http_reap_slow(s->http)) > 0)
+				log_debug("msg=\"connections closed: request not in within "
+				    "request_timeout\" count=%zu", n);
+			/* Give freed request memory back to the system. */
+			if (++trims % 10 == 0)
+				(void)malloc_trim(0);
 			replay_sweep(s->replay, time_now_s());
 			next_reap = time_mono_ms() + 1000;
 		}
@@ -1252,8 +1311,11 @@ server_start(struct server *s)
 	hc.listen = s->cfg.listen;
 	hc.tls_cert_path = s->cfg.tls_cert[0] ? s->cfg.tls_cert : NULL;
 	hc.tls_key_path = s->cfg.tls_key[0] ? s->cfg.tls_key : NULL;
-	hc.max_body = (size_t)(s->cfg.max_policy_body > s->cfg.max_body ?
-	    s->cfg.max_policy_body : s->cfg.max_body);
+	hc.max_body = (size_t)s->cfg.max_unauth_body;
+	hc.body_limit = body_limit;
+	hc.max_per_ip = (unsigned)s->cfg.max_per_ip;
+	hc.request_timeout_s = (unsigned)s->cfg.request_timeout_s;
+	hc.idle_timeout_s = (unsigned)s->cfg.idle_timeout_s;
 	hc.threads = (unsigned)s->cfg.threads;
 	hc.max_connections = (unsigned)s->cfg.max_connections;
 	hc.stream_keepalive_s = s->cfg.keepalive_s;

@@ -43,6 +43,11 @@ struct server_config {
 	int64_t max_connections;
 	int64_t queue_max;
 	int64_t replay_per_machine;	/* live replay-cache entries per machine */
+	int64_t max_unauth_body;	/* body limit without admin credentials
+					 * (the node protocol, logins) */
+	int64_t max_per_ip;		/* connections per client address (IPv6: /64) */
+	int64_t request_timeout_s;	/* head and body must arrive within it */
+	int64_t idle_timeout_s;		/* a silent connection is closed after it */
 	/* The embedded relay: DERP at /derp on the same listener (TLS when the
 	 * server has TLS) and a STUN server; the region it is announced as in
 	 * the generated DERP map (a --derp-map file wins over it). */
@@ -137,6 +142,9 @@ struct server {
 
 /* api.c: /api/v1/... with Bearer auth. */
 void api_handle(struct server *s, struct http_request *req, struct http_response *resp);
+/* True when the request carries valid admin credentials (before its body
+ * is read: it decides the body limit). */
+bool api_authorized(struct server *s, struct http_request *req);
 /* control.c: /machine/... signed node protocol. */
 void control_handle(struct server *s, struct http_request *req, struct http_response *resp);
 /* metrics.c */
@@ -187,6 +195,10 @@ void server_reply_json(struct http_response *resp, int status, json_t *v);
 
 /* Creates an API key in the store; *key_out is shown once. */
 int server_apikey_create(struct store *st, int64_t expires_at, char **key_out) WM_MUST_CHECK;
+
+/* A positive decimal id at the start of `p`: digits only (no sign, no
+ * space), no overflow. Returns the id and sets *end after it, or 0. */
+int64_t server_parse_id(const char *p, const char **end);
 
 /* DNS-safe label from a hostname ("My Laptop!" -> "my-laptop"). */
 void server_dns_label(char out[static STORE_NAME_MAX], const char *hostname);

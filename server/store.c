@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -202,11 +203,20 @@ store_integrity_check(struct store *s)
 }
 
 int
-store_ping(struct store *s)
+store_ping(struct store *s, int timeout_ms)
 {
+	struct timespec until;
 	int r;
 
-	lock(s);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	if (pthread_mutex_timedlock(&s->lock, &until) != 0)
+		return ERR_TIMEOUT;
 	r = db_ping(s->db);
 	unlock(s);
 	return r;

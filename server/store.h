@@ -113,8 +113,9 @@ void store_close(struct store *s);
 bool store_is_postgres(const struct store *s);
 /* Whether store_open() would take `url` for PostgreSQL (else SQLite). */
 bool store_url_is_postgres(const char *url);
-/* A round trip to the database: 0 when it answers (/healthz). */
-int store_ping(struct store *s) WM_MUST_CHECK;
+/* A round trip to the database: 0 when it answers (/healthz), waiting at
+ * most timeout_ms for the store (ERR_TIMEOUT). */
+int store_ping(struct store *s, int timeout_ms) WM_MUST_CHECK;
 /* Whether the last failure was a conflict with another writer (run the
  * whole transaction again). */
 bool store_retryable(struct store *s);
@@ -126,7 +127,8 @@ int store_schema_version(struct store *s);
  * ERR_UNPROCESSABLE for a PostgreSQL URL. */
 int store_file_schema_version(const char *path, int *version) WM_MUST_CHECK;
 /* SQLite: PRAGMA integrity_check, 0 when it says "ok". PostgreSQL: a round
- * trip (the server checks its own pages). */
+ * trip (the server checks its own pages). SQLite's reads the whole
+ * database with the store locked: for admins, not for probes. */
 int store_integrity_check(struct store *s) WM_MUST_CHECK;
 
 int store_tx_begin(struct store *s) WM_MUST_CHECK;
