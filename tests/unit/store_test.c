@@ -468,7 +468,7 @@ START_TEST(test_backup_and_file_version)
 
 	ck_assert_int_eq(store_open(dburl, &s), 0);
 	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
-	ck_assert_int_eq(store_ping(s), 0);
+	ck_assert_int_eq(store_ping(s, 1000), 0);
 	ck_assert_int_eq(store_is_postgres(s), on_pg);
 	snprintf(dest, sizeof(dest), "%s.bak", dbpath[0] ? dbpath : "/tmp/wm-store-pg");
 	if (on_pg) {
