@@ -261,7 +261,8 @@ out=$(mesh_api POST /api/v1/session/signin-links '{"expiration":"1h"}')
 [ "${out%% *}" = 201 ] || fail "cannot create a sign-in link: $out"
 CHECK=$(echo "${out#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["signin_token"])')
 r=$(in_inet curl -s --cacert "$T/ca.pem" -c "$T/console.jar" -o "$T/console.json" -w '%{http_code}' \
-	-X POST --data-binary "{\"signin_token\":\"$CHECK\"}" "$CONTROL_URL/api/v1/session")
+	-X POST -H 'Content-Type: application/json' --data-binary "{\"signin_token\":\"$CHECK\"}" \
+	"$CONTROL_URL/api/v1/session")
 [ "$r" = 201 ] || fail "the sign-in link was refused: $r $(cat "$T/console.json")"
 n=$(in_inet curl -s --cacert "$T/ca.pem" -b "$T/console.jar" "$CONTROL_URL/api/v1/nodes" |
 	python3 -c 'import json,sys; n=json.load(sys.stdin)["nodes"]; print(len(n), sum(x["online"] for x in n))')

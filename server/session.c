@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -259,6 +260,15 @@ sign_in(struct server *s, struct http_request *req, struct http_response *resp)
 	json_t *body;
 	int r;
 
+	const char *ct = http_header(req, "Content-Type");
+
+	/* A cross-site form can post text/plain but not application/json
+	 * (that needs a CORS preflight, which this server never grants): no
+	 * signing a victim's browser in to the attacker's session. */
+	if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0) {
+		http_problem(resp, 415, "Unsupported Media Type", "sign-in takes Content-Type: application/json");
+		return;
+	}
 	if (req->too_large || req->body.len > (size_t)s->cfg.max_body ||
 	    (body = jsonx_parse_object((const char *)req->body.data, req->body.len,
 	    (size_t)s->cfg.max_body, why, sizeof(why))) == NULL) {

@@ -145,12 +145,17 @@ ok "sign-out ends the session (401 afterwards, row deleted)"
 out=$(api POST /api/v1/session/signin-links '{"expiration":"5m"}'); expect_status 201 "$out"
 LINK=$(echo "${out#* }" | python3 -c 'import json,sys; print(json.load(sys.stdin)["signin_token"])')
 echo "$out" | grep -q "\"path\":\"/admin/#signin=$LINK\"" || fail "link path: $out"
-r=$("${C[@]}" -c "$T/ljar" -o "$T/sb" -w '%{http_code}' -X POST --data-binary "{\"signin_token\":\"$LINK\"}" "$URL/api/v1/session")
+r=$("${C[@]}" -c "$T/ljar" -o "$T/sb" -w '%{http_code}' -X POST -H 'Content-Type: text/plain' \
+	--data-binary "{\"signin_token\":\"$LINK\"}" "$URL/api/v1/session")
+[ "$r" = 415 ] || fail "sign-in posted as text/plain (what a cross-site form can send): $r"
+r=$("${C[@]}" -c "$T/ljar" -o "$T/sb" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+	--data-binary "{\"signin_token\":\"$LINK\"}" "$URL/api/v1/session")
 [ "$r" = 201 ] || fail "sign-in with the link: $r $(cat "$T/sb")"
 expect_status 200 "$(with "$T/ljar" GET /api/v1/nodes)"
-r=$("${C[@]}" -o "$T/sb" -w '%{http_code}' -X POST --data-binary "{\"signin_token\":\"$LINK\"}" "$URL/api/v1/session")
+r=$("${C[@]}" -o "$T/sb" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+	--data-binary "{\"signin_token\":\"$LINK\"}" "$URL/api/v1/session")
 [ "$r" = 401 ] || fail "second use of the link: $r"
-ok "a one-time sign-in link signs in once, then 401"
+ok "a one-time sign-in link signs in once, then 401; a text/plain sign-in (cross-site form) gets 415"
 
 # ---- expiry ----
 stop
