@@ -515,8 +515,11 @@ local_answer_locked(struct resolver *r, const struct dns_query *q, uint8_t *out,
 			found = true;
 			if (dns_build_begin(&b, out, cap, q, DNS_RC_NOERROR, true) != 0)
 				return 0;
-			snprintf(target, sizeof(target), "%s.%s", h->name, c->base_domain);
-			(void)dns_build_ptr(&b, name, RESOLVER_TTL, target);
+			int n = snprintf(target, sizeof(target), "%s.%s", h->name, c->base_domain);
+
+			/* name + base_domain longer than a DNS name: no PTR record */
+			if (n > 0 && (size_t)n < sizeof(target))
+				(void)dns_build_ptr(&b, name, RESOLVER_TTL, target);
 		}
 		if (!found) {
 			if (dns_build_begin(&b, out, cap, q, DNS_RC_NXDOMAIN, true) != 0)
