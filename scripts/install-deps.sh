@@ -17,7 +17,7 @@ libsodium-dev libssl-dev libcurl4-openssl-dev libpq-dev libzstd-dev libjwt-dev
 curl openssl iproute2 nftables sqlite3 procps"
 test="clang libclang-rt-14-dev check wireguard-tools wireguard-go iperf3 coturn
 stun-client iputils-ping psmisc netcat-openbsd postgresql dnsmasq dnsutils
-chromium pebble prometheus hyperfine python3"
+chromium pebble prometheus hyperfine python3 python3-cryptography"
 pkgs=$build
 [ "${1:-}" = "--test" ] && pkgs="$build $test"
 missing=""

@@ -78,7 +78,8 @@ ids_from_json(json_t *a, int64_t **out, uint32_t *n)
 	json_array_foreach(a, i, v)
 		if (json_is_integer(v))
 			(*out)[k++] = json_integer_value(v);
-	qsort(*out, k, sizeof(**out), cmp_i64);
+	if (k > 1)
+		qsort(*out, k, sizeof(**out), cmp_i64);
 	*n = (uint32_t)k;
 	return 0;
 }
@@ -1170,8 +1171,10 @@ mapper_online_collect(struct mapper *m)
 	pthread_mutex_unlock(&m->lock);
 	if (r == 0 && on.n + off.n > 0) {
 		buf_init(&b, (size_t)64 << 20);
-		qsort(on.v, on.n, sizeof(*on.v), cmp_i64);
-		qsort(off.v, off.n, sizeof(*off.v), cmp_i64);
+		if (on.n > 1)
+			qsort(on.v, on.n, sizeof(*on.v), cmp_i64);
+		if (off.n > 1)
+			qsort(off.v, off.n, sizeof(*off.v), cmp_i64);
 		if (buf_printf(&b, "{\"on\":") == 0 && ids_json(&b, on.v, on.n) == 0 &&
 		    buf_printf(&b, ",\"off\":") == 0 && ids_json(&b, off.v, off.n) == 0 &&
 		    buf_append(&b, "}", 1) == 0)
@@ -1483,7 +1486,8 @@ plan_build(struct mapper *m, int64_t viewer, uint64_t since, struct pitem **out,
 		return false;
 	}
 	/* The newest change per (subject, kind); then only what it may see. */
-	qsort(v, n, sizeof(*v), cmp_pitem_subject);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_pitem_subject);
 	for (size_t i = 0; i < n; i++) {
 		struct pitem it = v[i];
 		struct mnode *mn;
@@ -1517,7 +1521,8 @@ plan_build(struct mapper *m, int64_t viewer, uint64_t since, struct pitem **out,
 		}
 		v[k++] = it;	/* k <= i */
 	}
-	qsort(v, k, sizeof(*v), cmp_pitem_version);
+	if (k > 1)
+		qsort(v, k, sizeof(*v), cmp_pitem_version);
 	*out = v;
 	*nout = k;
 	return true;

@@ -637,6 +637,100 @@ START_TEST(test_config_set)
 }
 END_TEST
 
+struct chg_list {
+	uint64_t v[16];
+	int kind[16];
+	size_t n;
+};
+
+static int
+collect_change(void *ctx, const struct store_change *c)
+{
+	struct chg_list *l = ctx;
+
+	if (l->n < 16) {
+		l->v[l->n] = c->version;
+		l->kind[l->n] = c->kind;
+		l->n++;
+	}
+	return 0;
+}
+
+/* Versions come from the database: strictly increasing, gapless among
+ * committed changes (a rolled-back change gives its number back), the same
+ * after the store is closed and opened again (a server restart), listed in
+ * order, pruned by count with the floor moving up. */
+START_TEST(test_change_versions_across_restart)
+{
+	struct store *s;
+	struct chg_list l = { .n = 0 };
+	uint64_t v[6], cur, floor, floor2;
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_map_version(s, &cur, &floor), 0);
+	/* continues above what a server before 0004 handed out */
+	ck_assert_uint_ge(cur, (uint64_t)(time_now_s() - 60) << 20);
+	ck_assert_uint_eq(cur, floor);
+	/* outside a transaction: refused */
+	ck_assert_int_eq(store_change_append(s, STORE_CHANGE_NODE, 1, "", &v[0]), ERR_PRECONDITION);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(store_tx_begin(s), 0);
+		ck_assert_int_eq(store_change_append(s, STORE_CHANGE_NODE, i + 1, "", &v[i]), 0);
+		ck_assert_int_eq(store_tx_commit(s), 0);
+	}
+	ck_assert_uint_eq(v[0], cur + 1);
+	ck_assert_uint_eq(v[1], v[0] + 1);
+	ck_assert_uint_eq(v[2], v[1] + 1);
+	/* a rolled-back change leaves no row and no hole */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_change_append(s, STORE_CHANGE_NODE, 9, "", &v[3]), 0);
+	store_tx_rollback(s);
+	store_close(s);
+
+	/* "restart" */
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_map_version(s, &cur, &floor2), 0);
+	ck_assert_uint_eq(cur, v[2]);
+	ck_assert_uint_eq(floor2, floor);
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_change_append(s, STORE_CHANGE_ONLINE, 0, "{\"on\":[1],\"off\":[]}", &v[3]), 0);
+	ck_assert_int_eq(store_change_append(s, STORE_CHANGE_REMOVED, 2, "{\"all\":true}", &v[4]), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	ck_assert_uint_eq(v[3], v[2] + 1);
+	ck_assert_uint_eq(v[4], v[3] + 1);
+	ck_assert_int_eq(store_change_list(s, floor, collect_change, &l), 0);
+	ck_assert_uint_eq(l.n, 5);
+	for (size_t i = 0; i < l.n; i++)
+		ck_assert_uint_eq(l.v[i], v[i]);
+	ck_assert_int_eq(l.kind[3], STORE_CHANGE_ONLINE);
+	/* after a version: only the later ones */
+	l.n = 0;
+	ck_assert_int_eq(store_change_list(s, v[2], collect_change, &l), 0);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_uint_eq(l.v[0], v[3]);
+	/* retention by count: the newest 2 stay, the floor is the last pruned */
+	ck_assert_int_eq(store_change_prune(s, time_now_s(), 86400, 2, &floor2), 0);
+	ck_assert_uint_eq(floor2, v[2]);
+	l.n = 0;
+	ck_assert_int_eq(store_change_list(s, 0, collect_change, &l), 0);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_int_eq(store_map_version(s, &cur, &floor), 0);
+	ck_assert_uint_eq(floor, v[2]);
+	ck_assert_uint_eq(cur, v[4]);
+	/* by age: everything is older than -1 s */
+	ck_assert_int_eq(store_change_prune(s, time_now_s() + 10, 1, 100, &floor2), 0);
+	ck_assert_uint_eq(floor2, v[4]);
+	store_close(s);
+	/* the counter never goes back, even with the log empty */
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_change_append(s, STORE_CHANGE_NODE, 1, "", &v[5]), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	ck_assert_uint_eq(v[5], v[4] + 1);
+	store_close(s);
+}
+END_TEST
+
 static void
 add_store_tests(TCase *tc)
 {
@@ -651,6 +745,7 @@ add_store_tests(TCase *tc)
 	tcase_add_test(tc, test_policies);
 	tcase_add_test(tc, test_sessions);
 	tcase_add_test(tc, test_backup_and_file_version);
+	tcase_add_test(tc, test_change_versions_across_restart);
 }
 
 Suite *

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+/*
+ * server/mapper.c: versions and resume. A mapper is filled as a server does
+ * (nodes, then changes applied with store versions), "restarted" (a new
+ * mapper loaded from the same nodes and change-log rows) and streams are
+ * opened with a version and read through their stream callbacks: the
+ * replay is deltas only, in version order, never below the version asked
+ * for, never naming what the node may not see; a full map only for 0, an
+ * unknown version or one older than the log.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/util.h"
+#include "server/mapper.h"
+
+enum { V0 = 1000 };
+
+static void
+mk_node(struct store_node *n, int64_t id, const char *user)
+{
+	memset(n, 0, sizeof(*n));
+	n->id = id;
+	memset(n->machine_key, (int)id, KEY_LEN);
+	memset(n->node_key, (int)id + 50, KEY_LEN);
+	memset(n->disco_key, (int)id + 100, KEY_LEN);
+	snprintf(n->hostname, sizeof(n->hostname), "n%d", (int)id);
+	snprintf(n->name, sizeof(n->name), "n%d", (int)id);
+	snprintf(n->user, sizeof(n->user), "%s", user);
+	snprintf(n->tags, sizeof(n->tags), "[]");
+	snprintf(n->endpoints, sizeof(n->endpoints), "[]");
+	snprintf(n->routes_advertised, sizeof(n->routes_advertised), "[]");
+	snprintf(n->routes_approved, sizeof(n->routes_approved), "[]");
+	n->created_at = 1;
+}
+
+/* Visibility for the tests: nodes see each other when their users match. */
+static struct store_node nodes[8];
+
+static bool
+same_user(void *ctx, int64_t viewer, int64_t peer)
+{
+	(void)ctx;
+	return strcmp(nodes[viewer].user, nodes[peer].user) == 0;
+}
+
+static const struct mapper_policy_ops by_user = { .can_see = same_user };
+
+struct out {
+	json_t *msgs[64];
+	size_t n;
+};
+
+/* Opens a stream for `id` after `since` and reads what it has now. */
+static enum mapper_start
+read_stream(struct mapper *m, int64_t id, uint64_t since, struct out *o)
+{
+	struct http_response resp;
+	enum mapper_start how;
+	char buf[65536];
+	struct buf all;
+	ssize_t k;
+	char *p, *nl;
+
+	memset(&resp, 0, sizeof(resp));
+	memset(o, 0, sizeof(*o));
+	ck_assert_int_eq(mapper_stream_open(m, id, since, &resp, &how), 0);
+	resp.stream_ops->attach(resp.stream_ctx, NULL);
+	buf_init(&all, 16 << 20);
+	while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(buf_append(&all, buf, (size_t)k), 0);
+	resp.stream_ops->close(resp.stream_ctx);
+	p = buf_cstr(&all);
+	while ((nl = strchr(p, '\n')) != NULL && o->n < 64) {
+		*nl = 0;
+		o->msgs[o->n] = json_loads(p, 0, NULL);
+		ck_assert_ptr_nonnull(o->msgs[o->n]);
+		o->n++;
+		p = nl + 1;
+	}
+	buf_cleanup(&all);
+	return how;
+}
+
+static void
+out_free(struct out *o)
+{
+	for (size_t i = 0; i < o->n; i++)
+		json_decref(o->msgs[i]);
+	o->n = 0;
+}
+
+static uint64_t
+ver(json_t *m)
+{
+	return (uint64_t)json_integer_value(json_object_get(m, "version"));
+}
+
+static struct mapper *
+new_mapper(uint64_t version, uint64_t floor)
+{
+	struct mapper_config mc;
+	struct mapper *m;
+
+	memset(&mc, 0, sizeof(mc));
+	mc.version = version;
+	mc.floor = floor;
+	mc.queue_max = 4;
+	ck_assert_int_eq(mapper_new(&mc, &m), 0);
+	return m;
+}
+
+/* The rows a store would hold for the changes applied below. */
+static struct store_change rows[16];
+static size_t nrows;
+
+static void
+row(uint64_t v, int kind, int64_t node, const char *payload)
+{
+	rows[nrows].version = v;
+	rows[nrows].created_at = 1;
+	rows[nrows].kind = kind;
+	rows[nrows].node_id = node;
+	rows[nrows].payload = payload;
+	nrows++;
+}
+
+START_TEST(test_resume_across_restart)
+{
+	struct mapper *m, *m2;
+	struct out o;
+	uint64_t last = 0;
+	char *rm;
+
+	nrows = 0;
+	for (int i = 1; i <= 5; i++)
+		mk_node(&nodes[i], i, i <= 3 ? "alice" : "bob");
+	m = new_mapper(V0, V0);
+	for (int i = 1; i <= 5; i++)
+		ck_assert_int_eq(mapper_load(m, &nodes[i], false), 0);
+	mapper_set_policy(m, &by_user, NULL, 0, NULL);
+	/* V0+1: node 2 reports endpoints; +2: node 4 (bob) too; +3: 1 and 2
+	 * come online; +4: node 3 is deleted; +5: node 2 renamed */
+	snprintf(nodes[2].endpoints, sizeof(nodes[2].endpoints), "[\"192.0.2.2:41641\"]");
+	mapper_node_upsert(m, &nodes[2], V0 + 1, NULL);
+	row(V0 + 1, STORE_CHANGE_NODE, 2, "");
+	snprintf(nodes[4].endpoints, sizeof(nodes[4].endpoints), "[\"192.0.2.4:41641\"]");
+	mapper_node_upsert(m, &nodes[4], V0 + 2, NULL);
+	row(V0 + 2, STORE_CHANGE_NODE, 4, "");
+	mapper_online_apply(m, V0 + 3, "{\"on\":[1,2],\"off\":[]}", NULL);
+	row(V0 + 3, STORE_CHANGE_ONLINE, 0, "{\"on\":[1,2],\"off\":[]}");
+	rm = mapper_removed_payload(m, 3);
+	ck_assert_str_eq(rm, "{\"see\":[1,2]}");	/* bob's nodes never saw it */
+	mapper_node_remove(m, 3, V0 + 4, rm, NULL);
+	row(V0 + 4, STORE_CHANGE_REMOVED, 3, rm);
+	snprintf(nodes[2].name, sizeof(nodes[2].name), "ci");
+	mapper_node_upsert(m, &nodes[2], V0 + 5, NULL);
+	row(V0 + 5, STORE_CHANGE_NODE, 2, "");
+	mapper_free(m);
+
+	/* restart: the same nodes and rows, the store's version */
+	m2 = new_mapper(V0 + 5, V0);
+	for (int i = 1; i <= 5; i++)
+		if (i != 3)
+			ck_assert_int_eq(mapper_load(m2, &nodes[i], i <= 2), 0);
+	for (size_t i = 0; i < nrows; i++)
+		ck_assert_int_eq(mapper_log_load(m2, &rows[i]), 0);
+	mapper_set_policy(m2, &by_user, NULL, 0, NULL);	/* in force before: no change */
+
+	/* node 1 (alice) from V0: deltas only, ascending, its peers only */
+	ck_assert_int_eq(read_stream(m2, 1, V0, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 3);
+	for (size_t i = 0; i < o.n; i++) {
+		const char *t = json_string_value(json_object_get(o.msgs[i], "type"));
+		char *txt = json_dumps(o.msgs[i], JSON_COMPACT);
+
+		ck_assert_str_eq(t, "delta");
+		ck_assert_uint_gt(ver(o.msgs[i]), V0);
+		ck_assert_uint_ge(ver(o.msgs[i]), last);
+		last = ver(o.msgs[i]);
+		ck_assert_msg(strstr(txt, "\"id\":4") == NULL && strstr(txt, "\"id\":5") == NULL,
+		    "bob's node sent to alice: %s", txt);
+		free(txt);
+	}
+	/* online flag of 2 at V0+3, removal of 3 at V0+4, node 2 once (its
+	 * endpoints and name, current) at its last change V0+5 */
+	ck_assert_uint_eq(ver(o.msgs[0]), V0 + 3);
+	ck_assert_ptr_nonnull(json_object_get(o.msgs[0], "online_flags"));
+	ck_assert_uint_eq(ver(o.msgs[1]), V0 + 4);
+	ck_assert_int_eq(json_integer_value(json_object_get(o.msgs[1], "peer_removed")), 3);
+	ck_assert_uint_eq(ver(o.msgs[2]), V0 + 5);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(o.msgs[2],
+	    "peer_changed"), "name")), "ci");
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(json_object_get(o.msgs[2],
+	    "peer_changed"), "endpoints"), 0)), "192.0.2.2:41641");
+	out_free(&o);
+
+	/* node 5 (bob) from V0: node 4's change only; never node 3's removal */
+	ck_assert_int_eq(read_stream(m2, 5, V0, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 1);
+	ck_assert_uint_eq(ver(o.msgs[0]), V0 + 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(o.msgs[0],
+	    "peer_changed"), "id")), 4);
+	out_free(&o);
+
+	/* current version: nothing; from the middle: only what came after */
+	ck_assert_int_eq(read_stream(m2, 1, V0 + 5, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 0);
+	ck_assert_int_eq(read_stream(m2, 1, V0 + 4, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 1);
+	ck_assert_uint_eq(ver(o.msgs[0]), V0 + 5);
+	out_free(&o);
+
+	/* full maps: 0, unknown (newer), older than the log */
+	ck_assert_int_eq(read_stream(m2, 1, 0, &o), MAPPER_START_FULL);
+	ck_assert_str_eq(json_string_value(json_object_get(o.msgs[0], "type")), "full");
+	ck_assert_uint_eq(ver(o.msgs[0]), V0 + 5);
+	ck_assert_uint_eq(json_array_size(json_object_get(o.msgs[0], "peers")), 1);	/* alice's 2 */
+	out_free(&o);
+	ck_assert_int_eq(read_stream(m2, 1, V0 + 99, &o), MAPPER_START_FULL);
+	out_free(&o);
+	ck_assert_int_eq(read_stream(m2, 1, V0 - 1, &o), MAPPER_START_FULL);
+	out_free(&o);
+	/* retention moves: V0+2 is now too old */
+	mapper_log_prune(m2, V0 + 3);
+	ck_assert_int_eq(read_stream(m2, 1, V0 + 2, &o), MAPPER_START_FULL);
+	out_free(&o);
+	ck_assert_int_eq(read_stream(m2, 1, V0 + 3, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 2);
+	out_free(&o);
+
+	/* a policy change that alters alice's peers: resuming across it is a
+	 * full map for her nodes, deltas for bob's */
+	{
+		char *pp = mapper_policy_payload((int64_t[]){ 1, 2 }, 2, false, NULL, 0, "\"e1\"");
+
+		mapper_set_policy(m2, &by_user, NULL, V0 + 6, pp);
+		free(pp);
+	}
+	ck_assert_int_eq(read_stream(m2, 1, V0 + 5, &o), MAPPER_START_FULL);
+	out_free(&o);
+	ck_assert_int_eq(read_stream(m2, 5, V0 + 5, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 0);
+	free(rm);
+	mapper_free(m2);
+}
+END_TEST
+
+/* A stream that does not read while more changes than its queue holds go
+ * by resumes by version: no second full map, versions ascending, the final
+ * state. */
+START_TEST(test_slow_stream_resumes)
+{
+	struct mapper *m;
+	struct http_response resp;
+	enum mapper_start how;
+	char buf[1 << 16], *p, *nl;
+	struct buf all;
+	ssize_t k;
+	size_t fulls = 0, msgs = 0;
+	uint64_t last = 0;
+	json_t *final = NULL;
+
+	for (int i = 1; i <= 2; i++)
+		mk_node(&nodes[i], i, "alice");
+	m = new_mapper(V0, V0);
+	for (int i = 1; i <= 2; i++)
+		ck_assert_int_eq(mapper_load(m, &nodes[i], false), 0);
+	memset(&resp, 0, sizeof(resp));
+	ck_assert_int_eq(mapper_stream_open(m, 1, 0, &resp, &how), 0);
+	resp.stream_ops->attach(resp.stream_ctx, NULL);
+	buf_init(&all, 16 << 20);
+	/* the full map, then 20 changes with a queue of 4, unread */
+	while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(buf_append(&all, buf, (size_t)k), 0);
+	for (int i = 0; i < 20; i++) {
+		snprintf(nodes[2].endpoints, sizeof(nodes[2].endpoints), "[\"192.0.2.2:%d\"]", 40000 + i);
+		mapper_node_upsert(m, &nodes[2], V0 + 1 + (uint64_t)i, NULL);
+	}
+	while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(buf_append(&all, buf, (size_t)k), 0);
+	resp.stream_ops->close(resp.stream_ctx);
+	for (p = buf_cstr(&all); (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+		json_t *j;
+
+		*nl = 0;
+		ck_assert_ptr_nonnull(j = json_loads(p, 0, NULL));
+		ck_assert_uint_ge(ver(j), last);
+		last = ver(j);
+		if (strcmp(json_string_value(json_object_get(j, "type")), "full") == 0)
+			fulls++;
+		if (json_object_get(j, "peer_changed")) {
+			json_decref(final);
+			final = json_incref(json_object_get(j, "peer_changed"));
+		}
+		msgs++;
+		json_decref(j);
+	}
+	buf_cleanup(&all);
+	ck_assert_uint_eq(fulls, 1);
+	ck_assert_uint_lt(msgs, 20);	/* coalesced */
+	ck_assert_uint_eq(last, V0 + 20);
+	ck_assert_ptr_nonnull(final);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(final, "endpoints"), 0)),
+	    "192.0.2.2:40019");
+	json_decref(final);
+	mapper_free(m);
+}
+END_TEST
+
+Suite *
+mapper_suite(void)
+{
+	Suite *s = suite_create("mapper");
+	TCase *tc = tcase_create("mapper");
+
+	tcase_add_test(tc, test_resume_across_restart);
+	tcase_add_test(tc, test_slow_stream_resumes);
+	suite_add_tcase(s, tc);
+	return s;
+}
