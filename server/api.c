@@ -611,8 +611,7 @@ nodes_enrol(struct server *s, struct http_request *req, struct http_response *re
 			http_problem_err(resp, r, "%s", why);
 		return;
 	}
-	server_reply_json(resp, 200, json_pack("{s:o}", "node", nodeview_admin(&n, false,
-	    time_now_s())));
+	server_reply_json(resp, 200, json_pack("{s:o}", "node", node_view(s, &n)));
 }
 
 static void

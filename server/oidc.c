@@ -547,10 +547,10 @@ oidc_login_start(struct oidc *o, int purpose, const char *ref, char **url, int *
 {
 	struct pending *p = NULL;
 	uint8_t dig[SHA256_DIGEST_LENGTH];
-	char challenge[RAND_B64], state[RAND_B64], nonce[RAND_B64];
+	char challenge[RAND_B64], state[RAND_B64], nonce[RAND_B64], aep[1024];
 	char *cid = NULL, *ruri = NULL, *scope = NULL;
 	int64_t now = time_now_s();
-	int r, n;
+	int r;
 
 	*url = NULL;
 	if ((r = discover(o, status, why, whylen)) != 0)
@@ -583,20 +583,20 @@ oidc_login_start(struct oidc *o, int purpose, const char *ref, char **url, int *
 	oidc_b64url_encode(challenge, sizeof(challenge), dig, sizeof(dig));
 	str_copy(state, p->state, sizeof(state));
 	str_copy(nonce, p->nonce, sizeof(nonce));
+	str_copy(aep, o->auth_ep, sizeof(aep));	/* a rediscovery may rewrite it */
 	pthread_mutex_unlock(&o->mu);
 	cid = curl_escape(o->cfg.client_id, 0);
 	ruri = curl_escape(o->redirect_uri, 0);
 	scope = curl_escape(o->cfg.scope, 0);
-	n = cid && ruri && scope ? snprintf(NULL, 0, "x") : -1;
-	if (n >= 0) {
-		const char *sep = strchr(o->auth_ep, '?') ? "&" : "?";
-		size_t len = strlen(o->auth_ep) + strlen(cid) + strlen(ruri) + strlen(scope) +
+	if (cid && ruri && scope) {
+		const char *sep = strchr(aep, '?') ? "&" : "?";
+		size_t len = strlen(aep) + strlen(cid) + strlen(ruri) + strlen(scope) +
 		    strlen(o->cfg.extra_params) + 3 * RAND_B64 + 200;
 
 		if ((*url = malloc(len)) != NULL)
 			snprintf(*url, len, "%s%sresponse_type=code&client_id=%s&redirect_uri=%s"
 			    "&scope=%s&state=%s&nonce=%s&code_challenge=%s"
-			    "&code_challenge_method=S256%s", o->auth_ep, sep, cid, ruri, scope, state,
+			    "&code_challenge_method=S256%s", aep, sep, cid, ruri, scope, state,
 			    nonce, challenge, o->cfg.extra_params);
 	}
 	curl_free(cid);

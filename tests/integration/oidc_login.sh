@@ -108,10 +108,14 @@ EOF
 DB=$T/db.sqlite
 bootstrap
 WM_SERVER_LOG=$T/server.log
-ip netns exec "$NS_SRV" "$SRV" serve --config "$T/server.hujson" --listen 192.0.2.1:8080 \
-	--db "$DB" --derp >>"$WM_SERVER_LOG" 2>&1 &
-WM_PIDS+=($!)
-wait_for 10 in_srv curl -sf "$URL/healthz" || fail "server did not start"
+start_ctl() {
+	ip netns exec "$NS_SRV" "$SRV" serve --config "$T/server.hujson" --listen 192.0.2.1:8080 \
+		--db "$DB" --derp >>"$WM_SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+	WM_PIDS+=($SERVER_PID)
+	wait_for 10 in_srv curl -sf "$URL/healthz" || fail "server did not start"
+}
+start_ctl
 adm() { in_srv env WIREMESH_SERVER="$URL" WIREMESH_API_KEY="$WIREMESH_API_KEY" "$SRV" "$@"; }
 browser() { in_srv python3 "$WM_TOP/tests/oidc/browser.py" "$@"; }
 users_n() { adm users list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["users"]))'; }
@@ -166,7 +170,9 @@ python3 - "$T/nodes" <<'PY' || fail "node after login: $(cat "$T/nodes")"
 import json, sys, time
 n = json.load(open(sys.argv[1]))["nodes"]
 assert len(n) == 1 and n[0]["user"] == "alice@example.com", n
-left = n[0]["expires_at"] - time.time()
+import datetime
+exp = datetime.datetime.fromisoformat(n[0]["expires_at"].replace("Z", "+00:00")).timestamp()
+left = exp - time.time()
 assert 3500 < left <= 3601, ("expiry from oidc.expiry 1h", left)
 PY
 ok "up without a key: login at the provider creates alice@example.com (display name, email); node key expires in 1h"
@@ -248,7 +254,7 @@ ok "a provider that is down: 502"
 # A restarted provider has new signing keys, now ECDSA P-256 (ES256): the
 # unknown kid makes the server fetch the key set again (rotation).
 kill "$IDP_PID"; wait "$IDP_PID" 2>/dev/null
-sed -i 's/"alg": "RS256"/"alg": "ES256"/' "$T/idp.json"
+sed -i 's/"alg": "RS256"/"alg": "ES256", "id_token_ttl": 600/' "$T/idp.json"
 start_idp
 begin_up 1 --force-reauth
 out=$(browser login "$RURL" alice)
@@ -256,6 +262,36 @@ expect_page 200 "Logged in as" "$out"
 wait "$UP_PID" || fail "login after key rotation: $(cat "$T/up1")"
 grep -q 'fetched the provider.s keys.*refresh=true' "$WM_SERVER_LOG" || fail "no JWKS refetch logged"
 ok "key rotation to ES256: a token signed by a new key is accepted after one JWKS refetch"
+
+# strip_email_domain and an expiry "from token" (the provider now issues
+# ID tokens for 600 s): bob@other.org logs in as user "bob" and the node key
+# expires with his token. Same database, server restarted.
+python3 - "$T/server.hujson" <<'PY'
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+s = re.sub(r'"allowed_[a-z]+": \[[^]]*\],\n', '', s)
+s = s.replace('"expiry": "1h"', '"expiry": "from token", "strip_email_domain": true')
+open(p, "w").write(s)
+PY
+kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+start_ctl
+begin_up 1 --force-reauth
+out=$(browser login "$RURL" bob)
+expect_page 200 "Logged in as <b>bob</b>" "$out"
+wait "$UP_PID" || fail "login as bob: $(cat "$T/up1")"
+adm nodes list --json >"$T/nodes"
+python3 - "$T/nodes" <<'PY' || fail "node after bob's login: $(cat "$T/nodes")"
+import json, sys, time
+n = [x for x in json.load(open(sys.argv[1]))["nodes"] if x["name"] == "node1"][0]
+import datetime
+exp = datetime.datetime.fromisoformat(n["expires_at"].replace("Z", "+00:00")).timestamp()
+left = exp - time.time()
+assert n["user"] == "bob", n
+assert 500 < left <= 601, ("expiry from the token's exp (600 s)", left)
+PY
+[ "$(users_n)" = 2 ] || fail "users: $(adm users list)"
+ok "strip_email_domain names the user bob; expiry \"from token\" follows the ID token's exp"
 
 # Secrets stay out of the log.
 for secret in "$SECRET" "$code" 'eyJ'; do
