@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/jsonx.h"
 #include "common/log.h"
@@ -143,11 +144,14 @@ authenticate(struct server *s, struct http_request *req, struct session_auth *a,
 	memset(a, 0, sizeof(*a));
 	if (h == NULL && session_has_cookie(req))
 		return session_authenticate(s, req, a, why, whylen);
-	if (h == NULL || strncmp(h, "Bearer ", 7) != 0) {
+	/* RFC 7235: the scheme is case-insensitive ("bearer", "BEARER") */
+	if (h == NULL || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) {
 		snprintf(why, whylen, "missing \"Authorization: Bearer <API key>\" header");
 		return ERR_UNAUTHORIZED;
 	}
-	if (secret_parse(SECRET_API, h + 7, prefix, hash) != 0 ||
+	h += 6;
+	h += strspn(h, " \t");
+	if (secret_parse(SECRET_API, h, prefix, hash) != 0 ||
 	    store_apikey_get(s->store, prefix, &k) != 0 || !secret_hash_equal(hash, k.hash)) {
 		snprintf(why, whylen, "API key is not valid");
 		return ERR_UNAUTHORIZED;
@@ -361,6 +365,21 @@ add_pak(void *ctx, const struct store_preauthkey *k)
 	return json_array_append_new(ctx, pak_json(k)) == 0 ? 0 : ERR_NOMEM;
 }
 
+struct pak_find {
+	int64_t id;
+	json_t *found;
+};
+
+static int
+find_pak(void *ctx, const struct store_preauthkey *k)
+{
+	struct pak_find *f = ctx;
+
+	if (k->id == f->id && f->found == NULL)
+		f->found = pak_json(k);
+	return 0;
+}
+
 static void
 preauthkeys(struct server *s, struct http_request *req, struct http_response *resp,
 	    const char *rest, json_t *body)
@@ -415,6 +434,19 @@ preauthkeys(struct server *s, struct http_request *req, struct http_response *re
 		log_info("msg=\"pre-auth key created\" id=%" PRId64 " user=%s reusable=%d ephemeral=%d",
 		    k.id, k.user, k.reusable, k.ephemeral);
 		server_reply_json(resp, 201, json_pack("{s:o}", "preauthkey", out));
+	} else if (*rest == '/' && strcmp(req->method, "GET") == 0) {
+		struct pak_find f = { strtoll(rest + 1, NULL, 10), NULL };
+
+		if (strspn(rest + 1, "0123456789") != strlen(rest + 1) || f.id <= 0) {
+			http_problem(resp, 400, NULL, "pre-auth key id must be a positive integer");
+			return;
+		}
+		if ((r = store_preauthkey_list(s->store, NULL, find_pak, &f)) != 0 || f.found == NULL) {
+			json_decref(f.found);
+			http_problem_err(resp, r ? r : ERR_NOT_FOUND, "no pre-auth key %" PRId64, f.id);
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "preauthkey", f.found));
 	} else if (*rest == '/' && strcmp(req->method, "POST") == 0) {
 		const char *end;
 		int64_t id = server_parse_id(rest + 1, &end);
@@ -508,6 +540,15 @@ apikeys(struct server *s, struct http_request *req, struct http_response *resp,
 			return;
 		}
 		server_reply_json(resp, 200, json_pack("{s:b}", "expired", 1));
+	} else if (*rest == '/' && strcmp(req->method, "GET") == 0 && strchr(rest + 1, '/') == NULL &&
+	    strlen(rest + 1) < STORE_PREFIX_MAX) {
+		struct store_apikey k;
+
+		if ((r = store_apikey_get(s->store, rest + 1, &k)) != 0) {
+			http_problem_err(resp, r, "no API key with prefix %s", rest + 1);
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "apikey", apikey_json(&k)));
 	} else {
 		http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
 	}

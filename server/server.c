@@ -25,6 +25,7 @@
 #include "server/enrol.h"
 #include "server/html.h"
 #include "server/ipam.h"
+#include "server/httpsem.h"
 #include "server/mapper.h"
 #include "server/policy_api.h"
 #include "server/replay.h"
@@ -902,6 +903,7 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 	} else {
 		http_problem(resp, 404, NULL, "no such endpoint: %s", p);
 	}
+	httpsem_finish(req, resp);
 	if (resp->stream_ops == NULL)
 		metrics_observe(s, resp->status, time_mono_ns() - req->start_ns);
 }

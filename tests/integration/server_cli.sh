@@ -162,3 +162,26 @@ for s in ("User", "PreAuthKey", "ApiKey", "Node"):
 for p in ("/api/v1/routes", "/api/v1/users/{name}/rename", "/api/v1/nodes/{id}/user"):
     assert p in d["paths"], p' || fail "openapi.json"
 ok "OpenAPI: operationIds, date-time times, the new endpoints"
+
+# HTTP semantics: 405 with Allow, 401 with WWW-Authenticate: Bearer, 201 with
+# Location, the bearer scheme in any case
+hdr() { curl -s -o /dev/null -D - "$@" | tr -d '\r'; }
+h=$(hdr -X PATCH -H "Authorization: Bearer $K" "$URL/api/v1/users")
+echo "$h" | grep -q '^HTTP/1.1 405' && echo "$h" | grep -qx 'Allow: GET, POST' || fail "405 without Allow: $h"
+h=$(hdr -X PUT -H "Authorization: Bearer $K" "$URL/api/v1/nodes/$id1")
+echo "$h" | grep -q '^HTTP/1.1 405' && echo "$h" | grep -qx 'Allow: GET, DELETE' || fail "405 on a node: $h"
+h=$(hdr "$URL/api/v1/users")
+echo "$h" | grep -q '^HTTP/1.1 401' && echo "$h" | grep -qx 'WWW-Authenticate: Bearer realm="wiremesh"' || fail "401 without WWW-Authenticate: $h"
+h=$(hdr -H 'Authorization: Bearer wm-api-000000000000-000000000000000000000000000000000000000000000000' "$URL/api/v1/users")
+echo "$h" | grep -q 'WWW-Authenticate: Bearer realm="wiremesh", error="invalid_token"' || fail "401 for a bad token: $h"
+for scheme in bearer BEARER 'Bearer  '; do
+	r=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $scheme $K" "$URL/api/v1/users")
+	[ "$r" = 200 ] || fail "scheme '$scheme': $r"
+done
+h=$(hdr -X POST -H "Authorization: bearer $K" -H 'Content-Type: application/json' --data '{"name":"dave"}' "$URL/api/v1/users")
+echo "$h" | grep -q '^HTTP/1.1 201' && echo "$h" | grep -qx 'Location: /api/v1/users/dave' || fail "201 without Location: $h"
+loc=$(hdr -X POST -H "Authorization: Bearer $K" -H 'Content-Type: application/json' --data '{"user":"dave"}' "$URL/api/v1/preauthkeys" | sed -n 's/^Location: //p')
+[ -n "$loc" ] && curl -sf -H "Authorization: Bearer $K" "$URL$loc" | grep -q '"user":"dave"' || fail "pre-auth key Location '$loc'"
+loc=$(hdr -X POST -H "Authorization: Bearer $K" -H 'Content-Type: application/json' --data '{}' "$URL/api/v1/apikeys" | sed -n 's/^Location: //p')
+[ -n "$loc" ] && curl -sf -H "Authorization: Bearer $K" "$URL$loc" | grep -q '"prefix"' || fail "API key Location '$loc'"
+ok "405 Allow, 401 WWW-Authenticate: Bearer, 201 Location (resolvable), bearer in any case"
