@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 /* Time, randomness, durations and small string helpers. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -102,6 +106,52 @@ free_secret(char *s)
 		return;
 	sodium_memzero(s, strlen(s));
 	free(s);
+}
+
+char *
+secret_file_read(const char *path, int *err)
+{
+	char buf[4097];
+	struct stat st;
+	ssize_t n;
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	char *out = NULL;
+
+	*err = 0;
+	if (fd < 0) {
+		*err = errno;
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		*err = EINVAL;
+		goto done;
+	}
+	if (st.st_mode & 077) {
+		*err = EPERM;	/* readable by others: refuse, as ssh does */
+		goto done;
+	}
+	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	if (len == sizeof(buf) - 1) {
+		*err = EFBIG;
+		goto done;
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
+	    buf[len - 1] == '\t'))
+		len--;
+	buf[len] = 0;
+	if (len == 0 || memchr(buf, 0, len) != NULL) {
+		*err = ENODATA;
+		goto done;
+	}
+	out = strdup(buf);
+	if (out == NULL)
+		*err = ENOMEM;
+done:
+	sodium_memzero(buf, sizeof(buf));
+	close(fd);
+	return out;
 }
 
 size_t

@@ -27,6 +27,11 @@ int duration_parse(const char *s, int64_t *seconds) WM_MUST_CHECK;
 /* Wipes and frees a NUL-terminated secret string. free_secret(NULL) is a no-op. */
 void free_secret(char *s);
 void wipe(void *p, size_t n);
+/* A secret from a file (API or auth key, shared secret): the whole file,
+ * trailing newline and blanks removed; refused (NULL, *err an errno value)
+ * when missing, not a regular file, readable by group or others (EPERM),
+ * empty (ENODATA) or over 4 KiB. Free it with free_secret(). */
+char *secret_file_read(const char *path, int *err);
 
 /* Copies at most size-1 bytes and terminates; returns strlen(src). */
 size_t str_copy(char *dst, const char *src, size_t size);

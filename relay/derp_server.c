@@ -110,6 +110,13 @@ struct conn {
 struct verify_job {
 	struct conn *c;
 	uint8_t key[KEY_LEN];
+	int64_t queued_ms;
+};
+
+struct verdict_entry {
+	uint8_t key[KEY_LEN];
+	int verdict;
+	int64_t expires_ms;	/* 0: empty */
 };
 
 struct verify_result {
@@ -139,7 +146,7 @@ struct derp_server {
 	int epfd, https_fd, http_fd, wake_fd;
 	uint16_t https_port, http_port;
 	struct ev_src https_src, http_src, wake_src, verify_src;
-	pthread_t loop_thread, verify_thread;
+	pthread_t loop_thread, verify_threads[DERP_VERIFY_THREADS];
 	bool running;
 	atomic_bool stop;
 	uint8_t *scratch;
@@ -161,6 +168,7 @@ struct derp_server {
 	pthread_cond_t vcond;
 	struct verify_job vq[DERP_VERIFY_QUEUE];
 	unsigned vhead, vcount, vpending;
+	struct verdict_entry vcache[DERP_VERIFY_CACHE];	/* under vlock */
 	int vpipe[2];			/* results: verifier -> loop */
 	struct counters st;
 	struct log_ratelimit rl;
@@ -674,9 +682,44 @@ forwarded:
 	mark_dirty(s, d);
 }
 
+/* The verdict cache slot of a key (direct-mapped: keys are random). */
+static struct verdict_entry *cache_slot(struct derp_server *s, const uint8_t key[static KEY_LEN])
+{
+	uint32_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return &s->vcache[h % DERP_VERIFY_CACHE];
+}
+
+/* 1 admitted, -1 refused, 0 unknown. Caller holds vlock. */
+static int cache_get(struct derp_server *s, const uint8_t key[static KEY_LEN], int64_t now)
+{
+	struct verdict_entry *e = cache_slot(s, key);
+
+	if (e->expires_ms <= now || memcmp(e->key, key, KEY_LEN) != 0)
+		return 0;
+	return e->verdict == 0 ? 1 : -1;
+}
+
+static void admit(struct derp_server *s, struct conn *c);
+
 static void verify_submit(struct derp_server *s, struct conn *c)
 {
+	int64_t now = time_mono_ms();
+	int cached;
+
 	pthread_mutex_lock(&s->vlock);
+	if ((cached = cache_get(s, c->key, now)) != 0) {
+		pthread_mutex_unlock(&s->vlock);
+		if (cached > 0) {
+			admit(s, c);
+		} else {
+			INC(s, admission_refused);
+			c->state = ST_REPLY;	/* not a handshake failure */
+			conn_close(s, c);
+		}
+		return;
+	}
 	if (s->vcount == DERP_VERIFY_QUEUE) {
 		pthread_mutex_unlock(&s->vlock);
 		INC(s, admission_refused);
@@ -685,6 +728,7 @@ static void verify_submit(struct derp_server *s, struct conn *c)
 	}
 	s->vq[(s->vhead + s->vcount) % DERP_VERIFY_QUEUE].c = c;
 	memcpy(s->vq[(s->vhead + s->vcount) % DERP_VERIFY_QUEUE].key, c->key, KEY_LEN);
+	s->vq[(s->vhead + s->vcount) % DERP_VERIFY_QUEUE].queued_ms = now;
 	s->vcount++;
 	pthread_cond_signal(&s->vcond);
 	pthread_mutex_unlock(&s->vlock);
@@ -1431,7 +1475,33 @@ static void *verify_main(void *arg)
 		s->vcount--;
 		pthread_mutex_unlock(&s->vlock);
 		res.c = job.c;
-		res.verdict = s->cfg.verify(s->cfg.verify_ctx, job.key);
+		if (time_mono_ms() - job.queued_ms > DERP_VERIFY_WAIT_MS) {
+			/* Waited too long (a flood of checks): refuse without
+			 * asking; the client retries. */
+			res.verdict = ERR_TIMEOUT;
+		} else {
+			int64_t now;
+			int cached;
+
+			pthread_mutex_lock(&s->vlock);
+			cached = cache_get(s, job.key, time_mono_ms());
+			pthread_mutex_unlock(&s->vlock);
+			if (cached != 0) {
+				res.verdict = cached > 0 ? 0 : ERR_FORBIDDEN;
+			} else {
+				struct verdict_entry *e;
+
+				res.verdict = s->cfg.verify(s->cfg.verify_ctx, job.key);
+				now = time_mono_ms();
+				pthread_mutex_lock(&s->vlock);
+				e = cache_slot(s, job.key);
+				memcpy(e->key, job.key, KEY_LEN);
+				e->verdict = res.verdict;
+				e->expires_ms = now + (res.verdict == 0 ? DERP_VERIFY_ALLOW_TTL_MS :
+				    DERP_VERIFY_DENY_TTL_MS);
+				pthread_mutex_unlock(&s->vlock);
+			}
+		}
 		if (write(s->vpipe[1], &res, sizeof(res)) != sizeof(res))
 			log_error("msg=\"derp: verdict pipe write failed\"");
 	}
@@ -1526,7 +1596,7 @@ static int add_fd(struct derp_server *s, int fd, struct ev_src *src)
 
 int derp_server_start(struct derp_server *s)
 {
-	int r;
+	int r, nverify;
 
 	if (s->running)
 		return ERR_INVALID;
@@ -1562,8 +1632,20 @@ int derp_server_start(struct derp_server *s)
 		return r;
 	if (pthread_create(&s->loop_thread, NULL, loop_main, s) != 0)
 		return ERR_INTERNAL;
-	if (s->cfg.verify && pthread_create(&s->verify_thread, NULL, verify_main, s) != 0) {
+	for (nverify = 0; s->cfg.verify && nverify < DERP_VERIFY_THREADS; nverify++)
+		if (pthread_create(&s->verify_threads[nverify], NULL, verify_main, s) != 0)
+			break;
+	if (s->cfg.verify && nverify < DERP_VERIFY_THREADS) {
+		uint64_t one = 1;
+
 		atomic_store(&s->stop, true);
+		if (write(s->wake_fd, &one, sizeof(one)) < 0)
+			log_debug("msg=\"derp: wake write failed\"");
+		pthread_mutex_lock(&s->vlock);
+		pthread_cond_broadcast(&s->vcond);
+		pthread_mutex_unlock(&s->vlock);
+		for (int i = 0; i < nverify; i++)
+			pthread_join(s->verify_threads[i], NULL);
 		pthread_join(s->loop_thread, NULL);
 		return ERR_INTERNAL;
 	}
@@ -1629,7 +1711,7 @@ int derp_server_drop_key(struct derp_server *s, const uint8_t key[static KEY_LEN
 	pthread_mutex_lock(&s->adopt_lock);
 	if (s->ndrops == s->dropcap) {
 		unsigned ncap = s->dropcap ? s->dropcap * 2 : 16;
-		void *p = ncap <= DERP_VERIFY_QUEUE ? realloc(s->drops, ncap * sizeof(*s->drops)) : NULL;
+		void *p = ncap <= 4096 ? realloc(s->drops, ncap * sizeof(*s->drops)) : NULL;
 
 		if (p == NULL) {
 			pthread_mutex_unlock(&s->adopt_lock);
@@ -1640,6 +1722,15 @@ int derp_server_drop_key(struct derp_server *s, const uint8_t key[static KEY_LEN
 	}
 	memcpy(s->drops[s->ndrops++], key, KEY_LEN);
 	pthread_mutex_unlock(&s->adopt_lock);
+	/* A cached admission must not bring the key back. */
+	pthread_mutex_lock(&s->vlock);
+	{
+		struct verdict_entry *e = cache_slot(s, key);
+
+		if (memcmp(e->key, key, KEY_LEN) == 0)
+			e->expires_ms = 0;
+	}
+	pthread_mutex_unlock(&s->vlock);
 	if (s->running && write(s->wake_fd, &one, sizeof(one)) < 0)
 		log_debug("msg=\"derp: wake write failed\"");
 	return r;
@@ -1717,7 +1808,8 @@ void derp_server_free(struct derp_server *s)
 			pthread_mutex_lock(&s->vlock);
 			pthread_cond_broadcast(&s->vcond);
 			pthread_mutex_unlock(&s->vlock);
-			pthread_join(s->verify_thread, NULL);
+			for (int i = 0; i < DERP_VERIFY_THREADS; i++)
+				pthread_join(s->verify_threads[i], NULL);
 		}
 		/* verdicts already written, then jobs never run */
 		on_verdicts_drain(s);

@@ -25,16 +25,21 @@
  * ADMISSION CONTRACT. With a `verify` callback the relay admits a client
  * only after the callback returns 0 for its node key. The key is proven: the
  * client sealed its ClientInfo with the matching private key. The callback
- * runs on the relay's single verifier thread (it may block, e.g. on HTTP;
- * the event loop does not wait for it; at most DERP_VERIFY_QUEUE
- * verifications are pending, beyond that clients are refused). Refused
- * clients are closed without ServerInfo and counted.
+ * runs on DERP_VERIFY_THREADS verifier threads (it may block, e.g. on HTTP;
+ * the event loop does not wait for it). Verdicts are cached per key
+ * (admissions DERP_VERIFY_ALLOW_TTL_MS, refusals DERP_VERIFY_DENY_TTL_MS), so
+ * a known node reconnecting is admitted without a check. At most
+ * DERP_VERIFY_QUEUE checks wait; beyond that clients are refused, and a
+ * client whose check has not started within DERP_VERIFY_WAIT_MS is refused
+ * without one. Refused clients are closed without ServerInfo and counted.
  * derp_verify_url() is a ready-made callback for `--verify-clients-url URL`:
  * it POSTs `{"NodePublic":"nodekey:<64 hex>"}` (Content-Type:
- * application/json) to URL with a 5 s timeout and admits only when the reply
- * is HTTP 200 and, if the body is a JSON object with an "Allow" member, that
- * member is true. Any other status, a transport error or a timeout refuses
- * (fail closed). Without a callback every client is admitted (open relay).
+ * application/json, and "Authorization: Bearer <secret>" with a secret) to
+ * URL with a 5 s timeout and admits only when the reply is HTTP 200 with a
+ * JSON object body whose "Allow" member is true. Anything else — another
+ * status, an empty or non-object body, no "Allow", a transport error, a
+ * timeout — refuses (fail closed). Without a callback every client is
+ * admitted (open relay).
  */
 #ifndef WM_DERP_SERVER_H
 #define WM_DERP_SERVER_H
@@ -54,7 +59,12 @@ enum {
 	DERP_DEFAULT_QUEUE_LEN = 128,	/* packets per client */
 	DERP_DEFAULT_KEEPALIVE_MS = 60000,
 	DERP_HANDSHAKE_TIMEOUT_MS = 10000,
-	DERP_VERIFY_QUEUE = 1024,
+	DERP_VERIFY_QUEUE = 256,
+	DERP_VERIFY_THREADS = 4,
+	DERP_VERIFY_WAIT_MS = 5000,
+	DERP_VERIFY_ALLOW_TTL_MS = 60000,
+	DERP_VERIFY_DENY_TTL_MS = 10000,
+	DERP_VERIFY_CACHE = 4096,
 	DERP_MAX_HTTP_REQUEST = 8192,
 };
 
@@ -172,7 +182,11 @@ int derp_server_metrics(const struct derp_server *s, struct buf *out) WM_MUST_CH
 /* Stops the threads, closes every connection, wipes the key. NULL is a no-op. */
 void derp_server_free(struct derp_server *s);
 
-/* The --verify-clients-url callback; ctx is the URL (const char *). */
+/* The --verify-clients-url callback; ctx is a struct derp_verify_url_ctx. */
+struct derp_verify_url_ctx {
+	const char *url;
+	const char *secret;	/* sent as "Authorization: Bearer"; NULL: none */
+};
 int derp_verify_url(void *ctx, const uint8_t nodekey[static KEY_LEN]);
 
 #endif

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The --verify-clients-url admission callback (contract in derp_server.h):
- * POST {"NodePublic":"nodekey:<hex>"}, admit only on HTTP 200 whose body,
- * when it is a JSON object with "Allow", says true. Fails closed.
+ * POST {"NodePublic":"nodekey:<hex>"} (with "Authorization: Bearer <secret>"
+ * when a secret is set), admit only on HTTP 200 whose body is a JSON object
+ * with "Allow": true. Anything else refuses: fails closed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "relay/derp_server.h"
 
 enum { VERIFY_BODY_MAX = 4096, VERIFY_TIMEOUT_MS = 5000 };
@@ -37,35 +39,36 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* 0 when the body permits: empty, not an object, or "Allow": true. */
+/* 0 only when the body is a JSON object whose "Allow" is true. */
 static int body_allows(const struct body *b)
 {
 	json_t *o, *v = NULL;
 	const char *k;
 	json_t *m;
-	int r = 0;
+	int r = ERR_FORBIDDEN;
 
 	if (b->len == 0)
-		return 0;
+		return ERR_FORBIDDEN;
 	o = json_loadb(b->data, b->len, 0, NULL);
 	if (o == NULL || !json_is_object(o)) {
 		json_decref(o);
-		return 0;
+		return ERR_FORBIDDEN;
 	}
 	json_object_foreach(o, k, m) {
 		if (strcasecmp(k, "Allow") == 0)
 			v = m;
 	}
-	if (v != NULL && !json_is_true(v))
-		r = ERR_FORBIDDEN;
+	if (json_is_true(v))
+		r = 0;
 	json_decref(o);
 	return r;
 }
 
 int derp_verify_url(void *ctx, const uint8_t nodekey[static KEY_LEN])
 {
-	const char *url = ctx;
-	char key[KEY_STR_MAX], req[KEY_STR_MAX + 32];
+	const struct derp_verify_url_ctx *vc = ctx;
+	const char *url = vc->url;
+	char key[KEY_STR_MAX], req[KEY_STR_MAX + 32], auth[300];
 	struct curl_slist *hdrs = NULL;
 	struct body *b = NULL;
 	long status = 0;
@@ -80,6 +83,11 @@ int derp_verify_url(void *ctx, const uint8_t nodekey[static KEY_LEN])
 	if (b == NULL || h == NULL)
 		goto out;
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	if (vc->secret && vc->secret[0]) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", vc->secret);
+		hdrs = curl_slist_append(hdrs, auth);
+		wipe(auth, sizeof(auth));
+	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, req);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
@@ -98,6 +106,8 @@ int derp_verify_url(void *ctx, const uint8_t nodekey[static KEY_LEN])
 	if (status == 200 && !b->overflow && body_allows(b) == 0)
 		r = 0;
 out:
+	for (struct curl_slist *l = hdrs; l; l = l->next)
+		wipe(l->data, strlen(l->data));
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(h);
 	free(b);

@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "relay/derp_server.h"
 #include "relay/stun_server.h"
 
@@ -34,7 +35,12 @@ static void usage(FILE *f)
 		"  --tls-cert FILE           PEM certificate chain\n"
 		"  --tls-key FILE            PEM private key\n"
 		"  --verify-clients-url URL  admit only node keys this URL approves (POST\n"
-		"                            {\"NodePublic\":\"nodekey:<hex>\"}, HTTP 200 admits)\n"
+		"                            {\"NodePublic\":\"nodekey:<hex>\"}; only HTTP 200 with\n"
+		"                            {\"Allow\":true} admits); the control server's is\n"
+		"                            https://SERVER/relay/admit\n"
+		"  --verify-clients-secret-file FILE  shared secret sent to that URL as\n"
+		"                            \"Authorization: Bearer\" (the server's\n"
+		"                            relay_admission_secret_file)\n"
 		"  --insecure-plain-http     serve /derp without TLS on --addr (only behind a\n"
 		"                            TLS-terminating proxy or for tests)\n"
 		"  --max-conns N             connection limit (default %d)\n"
@@ -92,6 +98,7 @@ int main(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
 		{ "verify-clients-url", required_argument, NULL, 'v' },
+		{ "verify-clients-secret-file", required_argument, NULL, 'V' },
 		{ "insecure-plain-http", no_argument, NULL, 'P' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "log-level", required_argument, NULL, 'l' },
@@ -99,7 +106,9 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *addr = ":443", *stun_addr = ":3478", *cert = NULL, *key = NULL;
-	const char *verify_url = NULL;
+	const char *verify_url = NULL, *verify_secret_file = NULL;
+	struct derp_verify_url_ctx vctx = { NULL, NULL };
+	char *verify_secret = NULL;
 	long http_port = 80, max_conns = DERP_DEFAULT_MAX_CONNS;
 	bool plain = false;
 	struct derp_server_config cfg;
@@ -123,6 +132,7 @@ int main(int argc, char **argv)
 		case 'c': cert = optarg; break;
 		case 'k': key = optarg; break;
 		case 'v': verify_url = optarg; break;
+		case 'V': verify_secret_file = optarg; break;
 		case 'P': plain = true; break;
 		case 'm': max_conns = strtol(optarg, NULL, 10); break;
 		case 'l':
@@ -184,8 +194,19 @@ int main(int argc, char **argv)
 		cfg.metrics_extra = stun_metrics;
 		cfg.metrics_ctx = ss;
 		if (verify_url) {
+			int e = 0;
+
+			if (verify_secret_file &&
+			    (verify_secret = secret_file_read(verify_secret_file, &e)) == NULL) {
+				log_error("msg=\"cannot read --verify-clients-secret-file (a non-empty "
+				    "file of mode 0600)\" path=%s err=\"%s\"", verify_secret_file,
+				    strerror(e));
+				goto out;
+			}
+			vctx.url = verify_url;
+			vctx.secret = verify_secret;
 			cfg.verify = derp_verify_url;
-			cfg.verify_ctx = (void *)verify_url;
+			cfg.verify_ctx = &vctx;
 		} else {
 			log_warn("msg=\"no --verify-clients-url: relaying for any node key\"");
 		}
@@ -201,6 +222,7 @@ int main(int argc, char **argv)
 	r = 0;
 out:
 	derp_server_free(ds);
+	free_secret(verify_secret);
 	stun_server_free(ss);
 	SSL_CTX_free(ctx);
 	curl_global_cleanup();

@@ -15,6 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "common/jsonx.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "relay/derp_map.h"
@@ -104,6 +108,7 @@ static const struct {
 	{ "max_connections_per_ip", O_INT, offsetof(struct server_config, max_per_ip), 0 },
 	{ "request_timeout", O_DUR, offsetof(struct server_config, request_timeout_s), 0 },
 	{ "idle_timeout", O_DUR, offsetof(struct server_config, idle_timeout_s), 0 },
+	{ "relay_admission_secret_file", O_STR, offsetof(struct server_config, relay_secret_file), 512 },
 	{ "derp", O_BOOL, offsetof(struct server_config, derp), 0 },
 	{ "derp_region_id", O_INT, offsetof(struct server_config, derp_region_id), 0 },
 	{ "derp_region_code", O_STR, offsetof(struct server_config, derp_region_code), 32 },
@@ -865,6 +870,50 @@ body_limit(void *ctx, struct http_request *req)
 	return (size_t)s->cfg.max_unauth_body;
 }
 
+/* POST /relay/admit: the admission endpoint of standalone relays
+ * (wiremesh-derper --verify-clients-url .../relay/admit
+ * --verify-clients-secret-file ...). Only with the shared secret; answers
+ * {"Allow": true} for the node key of a current, unexpired node. */
+static void
+relay_admit(struct server *s, struct http_request *req, struct http_response *resp)
+{
+	const char *h = http_header(req, "Authorization");
+	uint8_t hash[32], key[KEY_LEN];
+	const char *nk = NULL;
+	char why[256];
+	json_t *body;
+	bool allow;
+
+	if (!s->relay_secret_set) {
+		http_problem(resp, 404, NULL, "relay admission is off: set relay_admission_secret_file");
+		return;
+	}
+	if (strcmp(req->method, "POST") != 0) {
+		http_problem(resp, 405, NULL, "relay admission requests are POST");
+		return;
+	}
+	if (h == NULL || strncmp(h, "Bearer ", 7) != 0) {
+		http_problem(resp, 401, NULL, "missing \"Authorization: Bearer <relay secret>\" header");
+		return;
+	}
+	crypto_hash_sha256(hash, (const uint8_t *)h + 7, strlen(h + 7));
+	if (sodium_memcmp(hash, s->relay_secret_hash, sizeof(hash)) != 0) {
+		http_problem(resp, 401, NULL, "the relay secret is not valid");
+		return;
+	}
+	body = jsonx_parse_object((const char *)req->body.data, req->body.len,
+	    (size_t)s->cfg.max_unauth_body, why, sizeof(why));
+	if (body == NULL || jsonx_str(body, "NodePublic", true, &nk, why, sizeof(why)) != 0 ||
+	    key_parse(nk, "nodekey:", key) != 0) {
+		json_decref(body);
+		http_problem(resp, 400, NULL, "body must be {\"NodePublic\":\"nodekey:<64 hex digits>\"}");
+		return;
+	}
+	json_decref(body);
+	allow = mapper_node_key_known(s->mapper, key, time_now_s());
+	server_reply_json(resp, 200, json_pack("{s:b}", "Allow", allow));
+}
+
 /* GET /healthz: cheap and unauthenticated: the database answers a trivial
  * query within a second. The full integrity check is the admin's
  * (GET /api/v1/integrity, or `wiremesh-server backup`). */
@@ -889,6 +938,8 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 		api_handle(s, req, resp);
 	} else if (strcmp(p, "/healthz") == 0) {
 		healthz(s, resp);
+	} else if (strcmp(p, "/relay/admit") == 0) {
+		relay_admit(s, req, resp);
 	} else if (strcmp(p, "/metrics") == 0) {
 		metrics_handle(s, req, resp);
 	} else if (strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0) {
@@ -1158,6 +1209,20 @@ server_new(const struct server_config *cfg, struct server **out)
 		goto fail;
 	if ((r = replay_new((size_t)s->cfg.replay_per_machine, &s->replay)) != 0)
 		goto fail;
+	if (cfg->relay_secret_file[0]) {
+		int e = 0;
+		char *sec = secret_file_read(cfg->relay_secret_file, &e);
+
+		if (sec == NULL) {
+			log_error("msg=\"cannot read relay_admission_secret_file (a non-empty file of mode "
+			    "0600)\" path=%s err=\"%s\"", cfg->relay_secret_file, strerror(e));
+			r = ERR_INVALID;
+			goto fail;
+		}
+		crypto_hash_sha256(s->relay_secret_hash, (const uint8_t *)sec, strlen(sec));
+		s->relay_secret_set = true;
+		free_secret(sec);
+	}
 	if (cfg->admin_session_idle_s <= 0 || cfg->admin_session_max_s <= 0) {
 		log_error("msg=\"admin_session_idle and admin_session_max must be durations above 0\"");
 		r = ERR_INVALID;

@@ -48,6 +48,7 @@ struct server_config {
 	int64_t max_per_ip;		/* connections per client address (IPv6: /64) */
 	int64_t request_timeout_s;	/* head and body must arrive within it */
 	int64_t idle_timeout_s;		/* a silent connection is closed after it */
+	char relay_secret_file[512];	/* shared secret of POST /relay/admit; "" : off */
 	/* The embedded relay: DERP at /derp on the same listener (TLS when the
 	 * server has TLS) and a STUN server; the region it is announced as in
 	 * the generated DERP map (a --derp-map file wins over it). */
@@ -134,6 +135,9 @@ struct server {
 	 * which upgrades hold while handing a connection over). */
 	pthread_mutex_t derp_lock;
 	struct derp_server *derp;
+	/* POST /relay/admit: SHA-256 of the shared secret of standalone relays. */
+	bool relay_secret_set;
+	uint8_t relay_secret_hash[32];
 	struct stun_server *stun;
 	struct events *events;		/* live updates for the console (events.c) */
 	struct enrol *enrol;		/* registrations waiting for a login */

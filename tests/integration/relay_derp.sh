@@ -48,6 +48,7 @@ start_derper "$work/d1.log"
 read -r ka kap <<<"$(keypair)"
 read -r kb kbp <<<"$(keypair)"
 read -r kc kcp <<<"$(keypair)"
+read -r kd kdp <<<"$(keypair)"
 
 # a wrong CA is refused by the client
 SSL_CERT_FILE=/dev/null client --key "$ka" --probe --timeout 3 >/dev/null 2>&1 && fail "TLS accepted without the CA"
@@ -102,7 +103,7 @@ s = http.server.HTTPServer(("127.0.0.1", 0), H)
 print("port", s.server_address[1], flush=True)
 s.serve_forever()
 PY
-python3 "$work/verifier.py" x "nodekey:$kbp" "nodekey:$kcp" >"$work/v.out" 2>"$work/v.err" &
+python3 "$work/verifier.py" x "nodekey:$kbp" "nodekey:$kcp" "nodekey:$kdp" >"$work/v.out" 2>"$work/v.err" &
 vpid=$!; pids+=($vpid)
 wait_for "$work/v.out" '^port'
 vport=$(sed -n 's/^port //p' "$work/v.out")
@@ -120,11 +121,12 @@ wait_for "$work/c2.out" '^connected'
 client --key "$kb" --send "$kcp" --msg admitted --timeout 5 >/dev/null
 wait $cpid || fail "admitted clients cannot relay"
 [ "$(metric 'wiremesh_derp_conns_refused_total{reason="admission"}')" = 1 ] || fail "refusal not counted"
-# verifier unreachable: fail closed
+# verifier unreachable: fail closed (D, allowed by the verifier but never
+# checked, so not in the relay's verdict cache, is refused)
 kill "$vpid" 2>/dev/null; wait "$vpid" 2>/dev/null || true
 set +e
-out=$(client --key "$kb" --probe --timeout 8); rc=$?
+out=$(client --key "$kd" --probe --timeout 8); rc=$?
 set -e
-[ $rc = 3 ] || fail "verifier down but B admitted ($out)"
+[ $rc = 3 ] || fail "verifier down but D admitted ($out)"
 echo "admission: ok"
 echo "relay_derp: ok"
