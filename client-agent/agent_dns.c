@@ -85,9 +85,9 @@ agent_dns_start(struct agent *a)
 	size_t nfb;
 
 	a->dns_mode = (int)dns_os_detect();
-	/* A saved resolv.conf means the last run did not stop cleanly. */
-	if (dns_os_restore((enum dns_os_mode)a->dns_mode, a->cfg.state_dir,
-	    a->dns_mode == DNS_OS_RESOLVED ? a->ifname : ""))
+	/* A saved resolv.conf means the last run did not stop cleanly. (With
+	 * systemd-resolved the settings went with the old tunnel interface.) */
+	if (a->dns_mode == DNS_OS_FILE && dns_os_restore(DNS_OS_FILE, a->cfg.state_dir, ""))
 		log_info("msg=\"dns: restored the OS resolver config left by an earlier run\"");
 	if (a->tun_fd < 0)
 		return;

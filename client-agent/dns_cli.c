@@ -26,19 +26,6 @@
 
 enum { QUERY_TIMEOUT_MS = 5000 };
 
-int
-dns_cli_bool(const char *arg, bool *out)
-{
-	if (arg == NULL || strcmp(arg, "true") == 0 || strcmp(arg, "1") == 0 ||
-	    strcmp(arg, "yes") == 0)
-		*out = true;
-	else if (strcmp(arg, "false") == 0 || strcmp(arg, "0") == 0 || strcmp(arg, "no") == 0)
-		*out = false;
-	else
-		return -1;
-	return 0;
-}
-
 static int
 status(const char *sock, bool json_out)
 {

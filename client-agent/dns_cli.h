@@ -9,7 +9,4 @@
  * argv[0] is "dns". Returns the exit code. */
 int dns_cli_main(const char *sock_path, bool json_out, int argc, char **argv);
 
-/* --flag[=true|false]: NULL means true. 0, or -1 for another word. */
-int dns_cli_bool(const char *arg, bool *out);
-
 #endif

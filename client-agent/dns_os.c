@@ -151,7 +151,7 @@ apply_resolved(const char *ifname, const struct resolver_config *c, char *why, s
 static int
 apply_file(const char *state_dir, const struct resolver_config *c, char *why, size_t whylen)
 {
-	char orig[1024], link[1024], target[1024], *cur, text[8192];
+	char orig[1024], link[1024], absent[1024], target[1024], *cur, text[8192];
 	size_t len = 0, tl = 0;
 	struct stat st;
 	bool is_link = lstat(RESOLV_CONF, &st) == 0 && S_ISLNK(st.st_mode);
@@ -159,8 +159,15 @@ apply_file(const char *state_dir, const struct resolver_config *c, char *why, si
 
 	state_path(orig, state_dir, "resolv.conf.orig");
 	state_path(link, state_dir, "resolv.conf.link");
+	state_path(absent, state_dir, "resolv.conf.absent");
 	cur = slurp(RESOLV_CONF, &len);
 	if (access(orig, F_OK) != 0 && (cur == NULL || strncmp(cur, MARKER, strlen(MARKER)) != 0)) {
+		/* No file at all: restoring removes ours. */
+		if (cur == NULL && !is_link && access(RESOLV_CONF, F_OK) != 0 &&
+		    write_file(absent, "", 0, false) != 0) {
+			snprintf(why, whylen, "cannot write %s: %s", absent, strerror(errno));
+			return ERR_IO;
+		}
 		/* Save the original first: exact bytes, or the link's target. */
 		if (is_link) {
 			ssize_t n = readlink(RESOLV_CONF, target, sizeof(target) - 1);
@@ -221,7 +228,7 @@ dns_os_apply(enum dns_os_mode m, const char *state_dir, const char *ifname,
 bool
 dns_os_restore(enum dns_os_mode m, const char *state_dir, const char *ifname)
 {
-	char orig[1024], link[1024], target[1024], *saved, *cur;
+	char orig[1024], link[1024], absent[1024], target[1024], *saved, *cur;
 	size_t len = 0, clen = 0, tlen = 0;
 	bool restored = false;
 
@@ -235,6 +242,7 @@ dns_os_restore(enum dns_os_mode m, const char *state_dir, const char *ifname)
 	}
 	state_path(orig, state_dir, "resolv.conf.orig");
 	state_path(link, state_dir, "resolv.conf.link");
+	state_path(absent, state_dir, "resolv.conf.absent");
 	if ((saved = slurp(orig, &len)) == NULL)
 		return false;
 	cur = slurp(RESOLV_CONF, &clen);
@@ -245,7 +253,9 @@ dns_os_restore(enum dns_os_mode m, const char *state_dir, const char *ifname)
 	} else {
 		char *t = slurp(link, &tlen);
 
-		if (t != NULL && tlen > 0 && tlen < sizeof(target)) {
+		if (access(absent, F_OK) == 0) {
+			restored = unlink(RESOLV_CONF) == 0 || errno == ENOENT;
+		} else if (t != NULL && tlen > 0 && tlen < sizeof(target)) {
 			memcpy(target, t, tlen);
 			target[tlen] = '\0';
 			if ((unlink(RESOLV_CONF) == 0 || errno == ENOENT) &&
@@ -266,6 +276,7 @@ dns_os_restore(enum dns_os_mode m, const char *state_dir, const char *ifname)
 	}
 	unlink(orig);
 	unlink(link);
+	unlink(absent);
 	free(saved);
 	free(cur);
 	return restored;

@@ -313,7 +313,8 @@ tcp_seg(struct resolver *r, struct tconn *t, uint8_t flags, const uint8_t *data,
 		l4[21] = 4;
 		wr16(l4 + 22, TCP_MSS);
 	}
-	memcpy(l4 + hl, data, len);
+	if (len > 0)
+		memcpy(l4 + hl, data, len);
 	ip_send(r, &t->srv, &t->cli, IPPROTO_TCP_, l4, hl + len, 16);
 	t->snd_nxt += (uint32_t)len + ((flags & (TH_SYN | TH_FIN)) ? 1 : 0);
 }
@@ -327,6 +328,8 @@ tcp_send_msg(struct resolver *r, struct tconn *t, const uint8_t *msg, size_t len
 
 	if (mss > TCP_MSS)
 		mss = TCP_MSS;
+	if (t->srv.family == AF_INET6 && mss > MTU - 60)
+		mss = MTU - 60;
 	while (off < total) {
 		uint8_t seg[TCP_MSS];
 		size_t n = total - off < mss ? total - off : mss;
