@@ -1583,7 +1583,17 @@ policy_free(struct policy *p)
 size_t
 policy_rule_count(const struct policy *p)
 {
-	return p ? p->nrules : 0;
+	size_t i, n = 0;
+
+	for (i = 0; p != NULL && i < p->nrules; i++)
+		n += p->rules[i].grant == 0;
+	return n;
+}
+
+size_t
+policy_grant_count(const struct policy *p)
+{
+	return p ? p->ngrants : 0;
 }
 
 size_t

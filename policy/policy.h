@@ -76,8 +76,9 @@ int policy_run_tests(const struct policy *p, const struct policy_node *nodes,
 /* Frees a policy; NULL is a no-op. */
 void policy_free(struct policy *p);
 
-/* Number of rules / tests (for status output). */
+/* Number of acls rules / grants / tests (for status output). */
 size_t policy_rule_count(const struct policy *p);
+size_t policy_grant_count(const struct policy *p);
 size_t policy_test_count(const struct policy *p);
 
 /* Compiles `p` over `n` nodes (p == NULL: no policy, everything allowed:

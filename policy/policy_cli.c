@@ -66,8 +66,8 @@ policy_cli_check_text(const char *name, const char *text, size_t len, FILE *out,
 	if (r != 0) {
 		print_diags(err, name, &d);
 	} else {
-		fprintf(out, "%s: ok: %zu rules, %zu tests passed\n", name,
-		    policy_rule_count(p), policy_test_count(p));
+		fprintf(out, "%s: ok: %zu rules, %zu grants, %zu tests passed\n", name,
+		    policy_rule_count(p), policy_grant_count(p), policy_test_count(p));
 	}
 	policy_free(p);
 	policy_diags_cleanup(&d);

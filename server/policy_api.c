@@ -588,8 +588,8 @@ load_file(struct server *s)
 	}
 	policy_diags_cleanup(&d);
 	install(s, pol, text, len);
-	log_info("msg=\"policy loaded\" path=%s rules=%zu tests=%zu", s->cfg.policy_file,
-	    policy_rule_count(pol), policy_test_count(pol));
+	log_info("msg=\"policy loaded\" path=%s rules=%zu grants=%zu tests=%zu", s->cfg.policy_file,
+	    policy_rule_count(pol), policy_grant_count(pol), policy_test_count(pol));
 	return 0;
 }
 

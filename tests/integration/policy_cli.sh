@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 # 1. The example policy is valid and its tests pass.
 "$cli" check "$WM_TOP/policy/examples/acls.hujson" >"$work/out" 2>"$work/err" ||
 	fail "example rejected: $(cat "$work/err")"
-grep -q "ok: 8 rules, 5 tests passed" "$work/out" || fail "unexpected check output: $(cat "$work/out")"
+grep -q "ok: 8 rules, 4 grants, 7 tests passed" "$work/out" || fail "unexpected check output: $(cat "$work/out")"
 
 # 2. Several problems: one FILE:LINE:COL: line each, exit 1.
 cat >"$work/bad.hujson" <<'P'

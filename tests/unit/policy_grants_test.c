@@ -377,6 +377,15 @@ START_TEST(test_grant_errors)
 	    "{\"src\": [\"*\"], \"dst\": [\"*\"], \"app\": {\"tailscale.com/cap/webui\": [{}], "
 	    "\"my-co.internal/a/b/c\": [{\"deep\": {\"x\": [1, 2]}}]}}]}"));
 	policy_free(load_ok("{\"grants\": []}"));
+	{
+		struct policy *p = load_ok(HEAD "\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], "
+		    "\"dst\": [\"*:22\"]}], \"grants\": [{\"src\": [\"*\"], \"dst\": [\"*\"], "
+		    "\"ip\": [\"tcp:1\", \"udp:2\"], \"app\": {\"example.com/c\": [{}]}}]}");
+
+		ck_assert_uint_eq(policy_rule_count(p), 1);
+		ck_assert_uint_eq(policy_grant_count(p), 1);
+		policy_free(p);
+	}
 }
 END_TEST
 
