@@ -99,7 +99,7 @@ SERVER_PID=$!
 WM_PIDS+=("$SERVER_PID")
 URL=http://127.0.0.1:$PORT
 wait_for 10 curl -sf "$URL/healthz" || fail "server with deploy/config/server.hujson did not become healthy"
-grep -q 'msg="policy loaded".*rules=7 tests=4' "$WM_SERVER_LOG" || fail "example policy not loaded"
+grep -q 'msg="policy loaded".*rules=7 grants=0 tests=4' "$WM_SERVER_LOG" || fail "example policy not loaded"
 curl -sf "$URL/metrics" | grep -q '^wiremesh_nodes 0' || fail "/metrics lacks wiremesh_nodes"
 # The example turns on the embedded relay and STUN.
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/derp/probe")" = 200 ] || fail "embedded relay is not on"
