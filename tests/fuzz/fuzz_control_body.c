@@ -179,7 +179,15 @@ machine(struct http_request *req, struct http_response *resp, int op, int who,
 		return;
 	}
 	switch (op) {
-	case 0: handle_register(srv, req, resp, mkey, body); break;
+	case 0: {
+		struct signed_req sr;	/* the signature and replay checks passed */
+
+		memset(&sr, 0, sizeof(sr));
+		memcpy(sr.mkey, mkey, KEY_LEN);
+		sr.ts = time_now_s();
+		handle_register(srv, req, resp, &sr, true, body);
+		break;
+	}
 	case 1: handle_map(srv, resp, mkey, body); break;
 	case 2: handle_endpoints(srv, resp, mkey, body); break;
 	default: handle_logout(srv, resp, mkey); break;
