@@ -364,6 +364,7 @@ fetch(struct oidc *o, const char *url, const char *form, bool auth, long *status
 	CURL *k = curl_easy_init();
 
 	*status = 0;
+	memset(sink, 0, sizeof(*sink));
 	buf_init(&sink->b, RESPONSE_MAX);
 	if (k == NULL) {
 		snprintf(why, whylen, "out of memory");

@@ -50,7 +50,8 @@ URL=http://192.0.2.1:8080
 WM_SERVER_LOG=$T/server.log
 ip netns exec "$NS_SRV" env WIREMESH_REGISTER_URL_EXPIRY=${EXPIRY:-8s} "$SRV" serve \
 	--listen 192.0.2.1:8080 --db "$DB" --derp --log-level debug >>"$WM_SERVER_LOG" 2>&1 &
-WM_PIDS+=($!)
+SERVER_PID=$!
+WM_PIDS+=($SERVER_PID)
 wait_for 10 ip netns exec "$NS_SRV" curl -sf "$URL/healthz" || fail "server did not start"
 adm() { ip netns exec "$NS_SRV" env WIREMESH_SERVER="$URL" WIREMESH_API_KEY="$WIREMESH_API_KEY" "$SRV" "$@"; }
 in_srv() { ip netns exec "$NS_SRV" "$@"; }
@@ -60,6 +61,7 @@ AK=$(adm preauthkeys create --user alice --reusable) || fail "preauthkeys create
 start_agent() {	# N NS
 	ip netns exec "$2" "$WM_BIN/wiremeshd" --state-dir "$T/state$1" --socket "$T/n$1.sock" \
 		--tun wm0 --port 41641 --log-level debug >>"$T/agent$1.log" 2>&1 &
+	eval "AGENT$1=$!"
 	WM_PIDS+=($!)
 	wait_for 10 test -S "$T/n$1.sock" || fail "agent $1 did not start"
 }
@@ -194,3 +196,10 @@ ok "after wiremesh logout, up logs in again with a new URL and the node works"
 
 grep -E "$KEY|$K3|$K4" "$WM_SERVER_LOG" >/dev/null && fail "register key in the server log"
 ok "register keys stay out of the log"
+
+# Clean exits (under ASan this also checks for leaks).
+kill -TERM "$AGENT1"; wait "$AGENT1"; rc=$?
+[ "$rc" = 0 ] || fail "wiremeshd exit status $rc on SIGTERM"
+kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; rc=$?
+[ "$rc" = 0 ] || fail "wiremesh-server exit status $rc on SIGTERM"
+ok "agent and server exit cleanly"

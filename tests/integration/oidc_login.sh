@@ -274,7 +274,8 @@ s = re.sub(r'"allowed_[a-z]+": \[[^]]*\],\n', '', s)
 s = s.replace('"expiry": "1h"', '"expiry": "from token", "strip_email_domain": true')
 open(p, "w").write(s)
 PY
-kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; rc=$?
+[ "$rc" = 0 ] || fail "server exit status $rc on SIGTERM (under ASan: a leak)"
 start_ctl
 begin_up 1 --force-reauth
 out=$(browser login "$RURL" bob)
