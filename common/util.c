@@ -84,9 +84,11 @@ duration_parse(const char *s, int64_t *seconds)
 		case 'd': mul = 86400; p++; break;
 		default: return ERR_INVALID;
 		}
-		if (v > INT64_MAX / mul / 2)
+		if (v > DURATION_MAX_S / mul)
 			return ERR_INVALID;
 		total += v * mul;
+		if (total > DURATION_MAX_S)
+			return ERR_INVALID;	/* "now + it" must stay a real date */
 	}
 	*seconds = total;
 	return 0;

@@ -23,6 +23,9 @@ uint32_t random_u32(uint32_t upper);	/* uniform in [0, upper) */
 
 /* "90s", "30m", "24h", "7d", or plain seconds. */
 int duration_parse(const char *s, int64_t *seconds) WM_MUST_CHECK;
+/* The longest duration duration_parse() takes: 100 years, so that now plus
+ * any duration is a valid time (no overflow into negative timestamps). */
+#define DURATION_MAX_S ((int64_t)100 * 366 * 86400)
 
 /* Wipes and frees a NUL-terminated secret string. free_secret(NULL) is a no-op. */
 void free_secret(char *s);

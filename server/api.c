@@ -120,7 +120,8 @@ expiration(json_t *body, int64_t def, int64_t *out, char *why, size_t whylen)
 		return 0;
 	}
 	if (duration_parse(e, &secs) != 0 || secs <= 0) {
-		snprintf(why, whylen, "expiration must be a duration such as 1h, 24h or 90d, or \"never\"");
+		snprintf(why, whylen, "expiration must be a duration such as 1h, 24h or 90d (at most "
+		    "100 years), or \"never\"");
 		return ERR_INVALID;
 	}
 	*out = time_now_s() + secs;

@@ -411,6 +411,13 @@ again:
 		fields |= STORE_NODE_TAGS;
 	}
 	node.last_seen = now;
+	if ((r = store_node_disco_taken(s->store, node.disco_key, mkey)) != 0) {
+		if (r == 1) {
+			snprintf(why, whylen, "this disco key is already registered to another machine");
+			r = ERR_EXISTS;
+		}
+		goto fail;
+	}
 	r = existing ? store_node_update_fields(s->store, &node, fields) :
 	    store_node_insert(s->store, &node);
 	if (r == ERR_EXISTS) {
@@ -596,7 +603,10 @@ handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[stat
 	}
 	if (node_for(s, mkey, &n, resp) != 0)
 		return;
-	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, resp, &how)) != 0)
+	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, resp, &how)) == ERR_EXHAUSTED)
+		http_problem(resp, 429, NULL, "this node already has %d map streams open; close one first",
+		    MAPPER_STREAMS_PER_NODE_MAX);
+	else if (r != 0)
 		http_problem_err(resp, r, "cannot open the map stream");
 	else
 		log_debug("msg=\"map stream\" node_id=%" PRId64 " since=%" PRId64 " start=%s",

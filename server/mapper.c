@@ -1905,12 +1905,16 @@ mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, struct htt
 	s->node_id = node_id;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_lock(&m->lock);
-	if ((mn = node_find(m, node_id, NULL)) == NULL) {
+	if ((mn = node_find(m, node_id, NULL)) == NULL ||
+	    mn->nstreams >= MAPPER_STREAMS_PER_NODE_MAX) {
+		/* A node reconnecting has one or two; more is a loop or abuse. */
+		int r = mn ? ERR_EXHAUSTED : ERR_NOT_FOUND;
+
 		pthread_mutex_unlock(&m->lock);
 		free(s->q);
 		pthread_mutex_destroy(&s->lock);
 		free(s);
-		return ERR_NOT_FOUND;
+		return r;
 	}
 	if (plan_build(m, node_id, since, &s->plan, &s->nplan)) {
 		s->stage = ST_QUEUE;

@@ -137,8 +137,11 @@ size_t mapper_node_carried(struct mapper *m, int64_t id, struct ip_prefix out[st
 
 /* How a stream starts: by the rules of docs/protocol.md. */
 enum mapper_start { MAPPER_START_FULL, MAPPER_START_RESUME };
+/* Map streams one node may hold at once; one more gets ERR_EXHAUSTED. */
+enum { MAPPER_STREAMS_PER_NODE_MAX = 8 };
 /* Opens a stream for a node that resumes after `since` (0: full map).
- * Fills the streaming half of a response; *how says which it got. */
+ * Fills the streaming half of a response; *how says which it got.
+ * ERR_EXHAUSTED when the node has MAPPER_STREAMS_PER_NODE_MAX open. */
 int mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since,
 		       struct http_response *resp, enum mapper_start *how) WM_MUST_CHECK;
 

@@ -923,6 +923,27 @@ out:
 }
 
 int
+store_node_disco_taken(struct store *s, const uint8_t disco_key[static KEY_LEN],
+		       const uint8_t machine_key[static KEY_LEN])
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT 1 FROM nodes WHERE disco_key = ? AND machine_key != ?",
+	    &st)) != 0)
+		goto out;
+	db_bind_blob(st, 1, disco_key, KEY_LEN);
+	db_bind_blob(st, 2, machine_key, KEY_LEN);
+	r = db_step(st);
+	r = r == DB_ROW ? 1 : r < 0 ? r : 0;
+	db_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
 store_node_name_taken(struct store *s, const char *name, int64_t except_id)
 {
 	struct db_stmt *st = NULL;

@@ -207,6 +207,11 @@ int store_node_get(struct store *s, int64_t id, struct store_node *out) WM_MUST_
 int store_node_get_by_machine(struct store *s, const uint8_t mkey[static KEY_LEN],
 			      struct store_node *out) WM_MUST_CHECK;
 int store_node_delete(struct store *s, int64_t id) WM_MUST_CHECK;
+/* 1 when another machine's node has this disco key, 0 when none, or an
+ * error: disco keys identify a node's discovery messages, so they must not
+ * be shared (a copy would let one node receive another's). */
+int store_node_disco_taken(struct store *s, const uint8_t disco_key[static KEY_LEN],
+			   const uint8_t machine_key[static KEY_LEN]) WM_MUST_CHECK;
 int store_node_name_taken(struct store *s, const char *name, int64_t except_id) WM_MUST_CHECK;
 int store_node_set_last_seen(struct store *s, int64_t id, int64_t when) WM_MUST_CHECK;
 /* Ids of the nodes whose expiry is in (after, until], for the timer that

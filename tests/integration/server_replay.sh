@@ -6,7 +6,8 @@
 # nor does a registration with a bad auth key. A known node's replayed request
 # is still refused. Entries are bounded per machine: a node that floats past
 # its share (512 live signatures) gets 429 on its own requests while other
-# nodes carry on.
+# nodes carry on. Also: a disco key of another machine is refused (409), and
+# a node holds at most 8 map streams (the 9th gets 429).
 . "$(dirname "$0")/lib.sh"
 
 bootstrap
@@ -59,3 +60,26 @@ grep -q '^status=200 count=51[01]$' "$T/flood" && grep -q '^status=429 count=' "
 node b endpoints 192.0.2.2:41641 >/dev/null || fail "B refused while A floods"
 node a endpoints 192.0.2.1:41641 >/dev/null 2>&1 && fail "A not refused once its share is full"
 ok "a flooding node gets 429 at its share (512) and other nodes carry on"
+
+# 5. a disco key is one node's: another machine presenting it gets 409
+"$WM_NODE" --state "$T/c.json" rotate || fail "keys"
+python3 - "$T/c.json" "$T/b.json" <<'PY' || fail "state edit"
+import json, sys
+c = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+c["disco_public"] = b["disco_public"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+out=$(node c register --authkey "$AK" --hostname gamma 2>&1) && fail "a duplicate disco key was accepted: $out"
+echo "$out" | grep -q '"status":409.*disco key is already registered' || fail "duplicate disco key: $out"
+ok "a disco key of another machine is refused (409)"
+
+# 6. at most 8 map streams per node
+for i in 1 2 3 4 5 6 7 8; do
+	"$WM_NODE" --server "$URL" --state "$T/b.json" map >"$T/bmap$i" 2>&1 &
+	WM_PIDS+=("$!")
+done
+streams8() { [ "$(grep -l '"type":"full"\|"peers"' "$T"/bmap* | wc -l)" = 8 ]; }
+wait_for 10 streams8 || fail "8 streams did not open"
+out=$(node b map --lines 1 2>&1) && fail "a 9th map stream opened"
+echo "$out" | grep -q '"status":429' || fail "9th stream: $out"
+ok "a node's 9th map stream is refused (429)"

@@ -163,6 +163,14 @@ START_TEST(test_duration)
 	ck_assert_int_eq(duration_parse("h", &s), ERR_INVALID);
 	ck_assert_int_eq(duration_parse("5y", &s), ERR_INVALID);
 	ck_assert_int_eq(duration_parse("", &s), ERR_INVALID);
+	/* no overflow into negative timestamps (issue 11): at most 100 years,
+	 * also summed over components */
+	ck_assert_int_eq(duration_parse("36500d", &s), 0);
+	ck_assert_int_eq(duration_parse("106751991167300d", &s), ERR_INVALID);
+	ck_assert_int_eq(duration_parse("9223372036854775s", &s), ERR_INVALID);
+	ck_assert_int_eq(duration_parse("36000d36000d", &s), ERR_INVALID);
+	ck_assert_int_eq(duration_parse("53375995583649d53375995583649d", &s), ERR_INVALID);
+	ck_assert_int_eq(duration_parse("99999999999999999999", &s), ERR_INVALID);
 }
 END_TEST
 
