@@ -82,7 +82,10 @@ map_result(struct db *db, PGresult *res)
 	db_tls_retryable = false;
 	if (state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
 		/* no server answer: connection lost, server shutting down */
-		log_warn("msg=\"postgres unavailable\" err=\"%.*s\"", msglen(m), m ? m : "");
+		static struct log_ratelimit rl;
+
+		if (log_ratelimit_ok(&rl, 10, 3))
+			log_warn("msg=\"postgres unavailable\" err=\"%.*s\"", msglen(m), m ? m : "");
 		return ERR_UNAVAILABLE;
 	}
 	if (strncmp(state, "23", 2) == 0)
@@ -113,6 +116,11 @@ ensure_conn(struct db *db)
 		return ERR_UNAVAILABLE;
 	PQreset(p->conn);
 	if (PQstatus(p->conn) != CONNECTION_OK) {
+		static struct log_ratelimit rl;
+
+		db_tls_retryable = false;
+		if (!log_ratelimit_ok(&rl, 10, 3))
+			return ERR_UNAVAILABLE;
 		log_warn("msg=\"postgres reconnect failed\" db=\"%s\" err=\"%.*s\"", p->redacted,
 		    msglen(PQerrorMessage(p->conn)), PQerrorMessage(p->conn));
 		db_tls_retryable = false;
@@ -490,10 +498,12 @@ db_pg_open(const char *url, struct db **out)
 	db_url_redact(p->redacted, sizeof(p->redacted), url);
 	p->conn = PQconnectdbParams(keys, vals, 1);
 	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+		static struct log_ratelimit rl;
 		const char *m = p->conn ? PQerrorMessage(p->conn) : "out of memory";
 
-		log_error("msg=\"cannot connect to PostgreSQL\" db=\"%s\" err=\"%.*s\"",
-		    p->redacted, msglen(m), m);
+		if (log_ratelimit_ok(&rl, 10, 3))
+			log_error("msg=\"cannot connect to PostgreSQL\" db=\"%s\" err=\"%.*s\"",
+			    p->redacted, msglen(m), m);
 		p_close(&p->base);
 		return ERR_IO;
 	}

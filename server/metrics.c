@@ -9,6 +9,7 @@
 #include "relay/derp_server.h"
 #include "relay/stun_server.h"
 #include "server/mapper.h"
+#include "server/replica.h"
 #include "server/server.h"
 
 /* Upper bounds of the latency histogram, in microseconds. */
@@ -75,6 +76,25 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 	    (uint64_t)atomic_load(&s->metrics.registration_failures),
 	    (uint64_t)atomic_load(&s->metrics.endpoint_updates),
 	    (uint64_t)atomic_load(&s->metrics.bad_signatures));
+	if (s->replica) {
+		struct replica_stats rs;
+
+		replica_stats(s->replica, &rs);
+		r |= buf_printf(&b, "# HELP wiremesh_replica_version_applied Last change-log version "
+		    "applied by this replica.\n# TYPE wiremesh_replica_version_applied gauge\n"
+		    "wiremesh_replica_version_applied %" PRIu64 "\n"
+		    "# HELP wiremesh_replica_version_announced Highest version the database announced.\n"
+		    "# TYPE wiremesh_replica_version_announced gauge\n"
+		    "wiremesh_replica_version_announced %" PRIu64 "\n"
+		    "# HELP wiremesh_replica_foreign_changes_total Changes made through other replicas "
+		    "applied here.\n# TYPE wiremesh_replica_foreign_changes_total counter\n"
+		    "wiremesh_replica_foreign_changes_total %" PRIu64 "\n"
+		    "# HELP wiremesh_replica_notify_lag_seconds From an announcement to its change "
+		    "applied here (last, max).\n# TYPE wiremesh_replica_notify_lag_seconds gauge\n"
+		    "wiremesh_replica_notify_lag_seconds{stat=\"last\"} %g\n"
+		    "wiremesh_replica_notify_lag_seconds{stat=\"max\"} %g\n", rs.applied, rs.announced,
+		    rs.foreign_applied, (double)rs.lag_ms_last / 1000.0, (double)rs.lag_ms_max / 1000.0);
+	}
 	r |= buf_printf(&b, "# TYPE wiremesh_http_requests_total counter\n");
 	for (int c = 1; c <= 5; c++)
 		r |= buf_printf(&b, "wiremesh_http_requests_total{code=\"%dxx\"} %" PRIu64 "\n", c,

@@ -791,6 +791,38 @@ policy_state_tick(struct server *s)
 }
 
 void
+policy_state_follow_store(struct server *s)
+{
+	struct policy_state *ps = s->policy;
+	struct store_policy sp;
+	struct policy_diags d;
+	struct policy *pol = NULL;
+
+	if (ps == NULL || s->cfg.policy_file[0])
+		return;	/* a policy file is each replica's own */
+	if (store_policy_latest(s->store, &sp) != 0)
+		return;
+	pthread_mutex_lock(&ps->lock);
+	if (strcmp(sp.etag, ps->etag) != 0) {
+		policy_diags_init(&d);
+		if (policy_load(sp.text, strlen(sp.text), &pol, &d) == 0) {
+			install(s, pol, sp.text, strlen(sp.text));
+			sp.text = NULL;
+			log_info("msg=\"policy changed through another replica; loaded\" etag=%s",
+			    ps->etag);
+		} else {
+			log_diags("stored policy", &d);
+			log_error("msg=\"the policy another replica stored does not load here; "
+			    "the previous one stays\"");
+		}
+		policy_diags_cleanup(&d);
+	}
+	pthread_mutex_unlock(&ps->lock);
+	store_policy_cleanup(&sp);
+	policy_state_publish(s);
+}
+
+void
 policy_state_reload_file(struct server *s)
 {
 	if (s->cfg.policy_file[0] == 0) {

@@ -39,6 +39,9 @@ void policy_state_tick(struct server *s);
  * without the policy lock: by the timer thread and after a change). */
 void policy_state_publish(struct server *s);
 /* SIGHUP: reload the policy file with the same checks as PUT. */
+/* Replicas: loads the policy another replica stored when its ETag differs
+ * from this one's (timer thread; not with a policy file). */
+void policy_state_follow_store(struct server *s);
 void policy_state_reload_file(struct server *s);
 
 /* The active policy's ETag ("\"hex\"", or "" with no policy). */

@@ -33,6 +33,7 @@
 #include "server/mapper.h"
 #include "server/policy_api.h"
 #include "server/replay.h"
+#include "server/replica.h"
 #include "server/secret.h"
 #include "server/server.h"
 #include "server/session.h"
@@ -380,6 +381,10 @@ server_commit_change(struct server *s, int kind, int64_t node_id, const char *pa
 		pthread_mutex_unlock(&s->publish_lock);
 		return r;
 	}
+	/* Replicas: the other replicas' changes before this one reach the
+	 * mapper first (they are committed: versions are taken in commit
+	 * order); the caller applies this one. */
+	replica_catch_up(s->replica, *version);
 	if ((r = store_tx_commit(s->store)) != 0) {
 		pthread_mutex_unlock(&s->publish_lock);
 		return r;
@@ -1038,6 +1043,10 @@ load_state(struct server *s)
 	if ((r = store_change_list(s->store, ms.floor, load_change, &lc)) != 0 ||
 	    (r = mapper_routers(s->mapper, &routers)) != 0)
 		goto out;
+	/* PostgreSQL: from here on, follow what the other replicas commit */
+	mapper_stats(s->mapper, &ms);
+	if ((r = replica_new(s, ms.version, &s->replica)) != 0)
+		goto out;
 	/* A "dns" section that differs from the last one logged (the config
 	 * changed while the server was down) is a change resuming streams
 	 * must hear of. */
@@ -1327,6 +1336,8 @@ timers(void *arg)
 			prune_tick(s);
 			next_prune = time_mono_ms() + 60 * 1000;
 		}
+		if (replica_policy_changed(s->replica))
+			policy_state_follow_store(s);
 		policy_state_tick(s);
 		events_tick(s);
 		session_tick(s);
@@ -1392,6 +1403,8 @@ server_start(struct server *s)
 		return r;
 	if (pthread_create(&timer_thread, NULL, timers, s) != 0)
 		return ERR_INTERNAL;
+	if ((r = replica_start(s->replica)) != 0)
+		return r;
 	if (hc.tls_cert_path)
 		log_info("msg=\"listening\" listen=%s port=%d tls=on", s->cfg.listen,
 		    http_port(s->http));
@@ -1467,8 +1480,12 @@ server_free(struct server *s)
 	if (s->http) {
 		/* The timer thread reaps streams through s->http: it goes first. */
 		pthread_join(timer_thread, NULL);
+		/* the follower wakes streams through the mapper: before HTTP */
+		replica_free(s->replica);
+		s->replica = NULL;
 		http_stop(s->http);
 	}
+	replica_free(s->replica);
 	stun_server_free(s->stun);
 	events_free(s->events);
 	policy_state_free(s);

@@ -142,6 +142,7 @@ struct server {
 	struct events *events;		/* live updates for the console (events.c) */
 	struct enrol *enrol;		/* registrations waiting for a login */
 	struct oidc *oidc;		/* NULL without an oidc block */
+	struct replica *replica;	/* NULL on SQLite (replica.h) */
 };
 
 /* api.c: /api/v1/... with Bearer auth. */

@@ -1443,8 +1443,97 @@ append_locked(struct store *s, int kind, int64_t node_id, const char *payload, u
 	bind_text(st, 5, payload ? payload : "");
 	if ((r = step_done(s, st, false)) != 0)
 		return r;
+	/* PostgreSQL: the other replicas hear the version when this commits */
+	if (db_kind(s->db) == DB_POSTGRES) {
+		char vs[24];
+
+		snprintf(vs, sizeof(vs), "%lld", (long long)v);
+		if ((r = db_notify(s->db, STORE_CHANGES_CHANNEL, vs)) != 0)
+			return r;
+	}
 	*version = (uint64_t)v;
 	return 0;
+}
+
+/* ---- replicas: hearing of other processes' commits ---- */
+
+struct store_listener {
+	struct db *db;
+	char url[DB_URL_MAX];
+};
+
+static int
+listener_connect(struct store_listener *l)
+{
+	int r;
+
+	db_close(l->db);
+	l->db = NULL;
+	if ((r = db_open(l->url, &l->db)) != 0)
+		return r;
+	if ((r = db_listen(l->db, STORE_CHANGES_CHANNEL)) != 0) {
+		db_close(l->db);
+		l->db = NULL;
+	}
+	return r;
+}
+
+int
+store_listener_open(const char *url, struct store_listener **out)
+{
+	struct store_listener *l;
+	int r;
+
+	*out = NULL;
+	if (!db_url_is_postgres(url))
+		return ERR_UNPROCESSABLE;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return ERR_NOMEM;
+	str_copy(l->url, url, sizeof(l->url));
+	if ((r = listener_connect(l)) != 0) {
+		sodium_memzero(l->url, sizeof(l->url));
+		free(l);
+		return r;
+	}
+	*out = l;
+	return 0;
+}
+
+int
+store_listener_wait(struct store_listener *l, int timeout_ms, uint64_t *version)
+{
+	char payload[32];
+	int r;
+
+	*version = 0;
+	if (l->db == NULL && (r = listener_connect(l)) != 0)
+		return r;
+	r = db_wait_notify(l->db, timeout_ms, payload, sizeof(payload));
+	if (r == 1) {
+		*version = strtoull(payload, NULL, 10);
+		/* more may be queued: take them all, keep the highest */
+		while (db_wait_notify(l->db, 0, payload, sizeof(payload)) == 1) {
+			uint64_t v = strtoull(payload, NULL, 10);
+
+			*version = v > *version ? v : *version;
+		}
+		return 1;
+	}
+	if (r < 0) {
+		db_close(l->db);	/* reconnected at the next wait */
+		l->db = NULL;
+	}
+	return r;
+}
+
+void
+store_listener_close(struct store_listener *l)
+{
+	if (l == NULL)
+		return;
+	db_close(l->db);
+	sodium_memzero(l->url, sizeof(l->url));
+	free(l);
 }
 
 int

@@ -329,6 +329,24 @@ typedef int (*store_id_cb)(void *ctx, int64_t id);
 /* The nodes whose published online flag is set. */
 int store_node_online_list(struct store *s, store_id_cb cb, void *ctx) WM_MUST_CHECK;
 
+/*
+ * Replicas (PostgreSQL): every change appended is announced with NOTIFY on
+ * STORE_CHANGES_CHANNEL carrying its version, delivered when it commits.
+ * A listener is a connection of its own that waits for them; the change
+ * itself is read with store_change_list(). Notifications are a hint, not a
+ * record: after a lost connection (store_listener_wait() < 0, reconnected
+ * at the next wait) the caller reads the log from the last version it
+ * applied. SQLite: ERR_UNPROCESSABLE (one process owns the file).
+ */
+#define STORE_CHANGES_CHANNEL "wm_changes"
+struct store_listener;
+int store_listener_open(const char *url, struct store_listener **out) WM_MUST_CHECK;
+/* 1 with the highest version announced (all queued ones taken), 0 after
+ * timeout_ms, or an error (connection lost). */
+int store_listener_wait(struct store_listener *l, int timeout_ms,
+			uint64_t *version) WM_MUST_CHECK;
+void store_listener_close(struct store_listener *l);
+
 /* Online backup of the whole SQLite database into `dest_path`.
  * PostgreSQL: ERR_UNPROCESSABLE (use pg_dump). */
 int store_backup(struct store *s, const char *dest_path) WM_MUST_CHECK;

@@ -56,13 +56,46 @@ seq 1 6 | xargs -P 6 -I{} sh -c '
 [ "$(pg_sql "SELECT COUNT(*) FROM nodes")" = $N ] || fail "one machine became two nodes"
 ok "one machine registering on two replicas at once stays one node"
 
+# A node registered through replica 1 reaches the map streams held by
+# replicas 2 and 3 (LISTEN/NOTIFY with the version, the change read from the
+# shared log).
+node_at() { "$WM_NODE" --server "$1" --state "$T/$2.json" "${@:3}"; }
+node_at "$U2" n1 map --lines 100000 >"$T/map2" 2>/dev/null &
+m2=$!; WM_PIDS+=("$m2")
+node_at "$U3" n1 map --lines 100000 >"$T/map3" 2>/dev/null &
+m3=$!; WM_PIDS+=("$m3")
+wait_for 10 grep -q '"type":"full"' "$T/map2" || fail "no full map from replica 2"
+wait_for 10 grep -q '"type":"full"' "$T/map3" || fail "no full map from replica 3"
+node_at "$U1" joiner register --authkey "$AK" --hostname joiner >/dev/null || fail "register joiner on replica 1"
+wait_for 5 sh -c "grep '\"peer_added\"' '$T/map2' | grep -q '\"name\":\"joiner\"'" || fail "replica 2's stream did not hear of the node registered on replica 1"
+wait_for 5 sh -c "grep '\"peer_added\"' '$T/map3' | grep -q '\"name\":\"joiner\"'" || fail "replica 3's stream did not hear of the node registered on replica 1"
+node_at "$U1" joiner endpoints 192.0.2.77:41641 >/dev/null || fail "endpoints via replica 1"
+wait_for 5 grep -q '192.0.2.77:41641' "$T/map2" || fail "replica 2's stream missed an endpoint change made on replica 1"
+curl -sf "$U2/metrics" >"$T/metrics2" || fail "metrics of replica 2"
+f=$(sed -n 's/^wiremesh_replica_foreign_changes_total //p' "$T/metrics2")
+[ "${f:-0}" -gt 0 ] || fail "replica 2 reports no foreign changes applied: $(grep replica "$T/metrics2")"
+grep -q '^wiremesh_replica_notify_lag_seconds{stat="max"} ' "$T/metrics2" || fail "no notify lag in /metrics"
+ok "a node registered on replica 1 appears in streams held by replicas 2 and 3, and its changes follow; /metrics shows it"
+
+# kill -9 of a replica: its client resumes on another by version, deltas only.
+v=$(grep -o '"version":[0-9]*' "$T/map3" | tail -1 | cut -d: -f2)
+[ -n "$v" ] || fail "no version seen on replica 3's stream"
+kill -9 "${RPID[3]}"
+node_at "$U1" late register --authkey "$AK" --hostname late >/dev/null || fail "register while replica 3 is down"
+node_at "$U2" n1 map --since "$v" --lines 3 >"$T/resume" 2>/dev/null &
+rp=$!; WM_PIDS+=("$rp")
+wait_for 10 grep -q '"name":"late"' "$T/resume" || fail "resume on replica 2 missed the node registered meanwhile: $(head -c 600 "$T/resume")"
+grep -q '"type":"full"' "$T/resume" && fail "resume on another replica sent a full map"
+for i in 1 2; do kill -0 "${RPID[$i]}" || fail "replica $i died"; done
+ok "after kill -9 of replica 3 its client resumes on replica 2 by version (deltas only)"
+
 # If-Match races across replicas.
 put() { # URL IF-MATCH FILE OUT: prints the status
 	curl -s -o "$4" -w '%{http_code}' -X PUT -H "Authorization: Bearer $WIREMESH_API_KEY" \
 		-H "If-Match: $2" -H 'Content-Type: application/hujson' --data-binary "@$3" "$1/api/v1/policy"
 }
 echo '{ "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}] }' >"$T/p0"
-[ "$(put "${RURL[3]}" '*' "$T/p0" "$T/o")" = 200 ] || fail "first policy: $(cat "$T/o")"
+[ "$(put "${RURL[1]}" '*' "$T/p0" "$T/o")" = 200 ] || fail "first policy: $(cat "$T/o")"
 for round in 1 2 3 4 5 6 7 8; do
 	etag=$(pg_sql "SELECT etag FROM policies ORDER BY id DESC LIMIT 1")
 	printf '{ "acls": [{"action": "accept", "src": ["*"], "dst": ["*:%d"]}] }\n' $((round * 2)) >"$T/pa"
@@ -77,3 +110,14 @@ for round in 1 2 3 4 5 6 7 8; do
 done
 [ "$(pg_sql "SELECT COUNT(*) FROM policies")" = 9 ] || fail "not one policy version per round"
 ok "policy PUT with the same If-Match on two replicas at once: one 200, one 412 (8 rounds)"
+
+# A policy PUT on replica 1 is in force on replica 2 (reloaded from the
+# database) and its streams hear of it.
+printf '{ "acls": [{"action": "accept", "src": ["*"], "dst": ["*:4242"]}] }\n' >"$T/pc"
+[ "$(put "${RURL[1]}" '*' "$T/pc" "$T/o")" = 200 ] || fail "policy PUT on replica 1: $(cat "$T/o")"
+etag=$(pg_sql "SELECT etag FROM policies ORDER BY id DESC LIMIT 1")
+wait_for 5 sh -c "curl -sf -D - -o /dev/null -H 'Authorization: Bearer $WIREMESH_API_KEY' '$U2/api/v1/policy' | tr -d '\r' | grep -qF 'ETag: $etag'" ||
+	fail "replica 2 still serves the old policy"
+wait_for 5 grep -q '4242' "$T/map2" || fail "replica 2's stream did not get the new filter"
+ok "a policy stored through replica 1 is loaded by replica 2 and reaches its streams"
+
