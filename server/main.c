@@ -38,6 +38,7 @@ serve(int argc, char **argv)
 		{ "derp-port", required_argument, NULL, 'p' },
 		{ "stun-listen", required_argument, NULL, 'S' },
 		{ "derp-listen", required_argument, NULL, 'A' },
+		{ "server-url", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -47,7 +48,7 @@ serve(int argc, char **argv)
 		['E'] = "node_expiry", ['T'] = "ephemeral_inactivity_timeout",
 		['D'] = "derp", ['I'] = "derp_region_id", ['R'] = "derp_region_code",
 		['N'] = "derp_region_name", ['H'] = "derp_hostname", ['p'] = "derp_port",
-		['S'] = "stun_listen", ['A'] = "derp_listen",
+		['S'] = "stun_listen", ['A'] = "derp_listen", ['U'] = "server_url",
 	};
 	struct { int key; const char *val; } flags[32];
 	struct server_config cfg;

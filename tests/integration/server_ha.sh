@@ -15,7 +15,7 @@ declare -a RURL RPID
 replica() {
 	local i=$1 port
 	port=$(free_port)
-	"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" >>"$T/replica$i.log" 2>&1 &
+	"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" --server-url "http://127.0.0.1:$port" >>"$T/replica$i.log" 2>&1 &
 	RPID[$i]=$!; WM_PIDS+=("${RPID[$i]}")
 	RURL[$i]=http://127.0.0.1:$port
 	wait_for 15 curl -sf "${RURL[$i]}/healthz" || fail "replica $i did not start: $(tail -5 "$T/replica$i.log")"
