@@ -428,6 +428,7 @@ agent_on_message(void *ctx, json_t *msg)
 	struct agent *a = ctx;
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	json_t *v;
+	bool via;
 
 	if (type == NULL)
 		return;
@@ -456,7 +457,12 @@ agent_on_message(void *ctx, json_t *msg)
 		pthread_mutex_lock(&a->mu);
 		if ((p = agent_find_id_locked(a, json_integer_value(json_object_get(v, "id")), NULL)))
 			p->online = json_is_true(json_object_get(v, "online"));
+		via = p != NULL && a->nvia > 0;
 		pthread_mutex_unlock(&a->mu);
+		/* a via grant's router went away or came back: the destination
+		 * moves to the first listed router that is online */
+		if (via)
+			reroute_peers(a);
 	} else if ((v = json_object_get(msg, "online_flags"))) {
 		/* {"on":[ids],"off":[ids]}: many peers' flags at once */
 		for (int half = 0; half < 2; half++) {
@@ -472,6 +478,11 @@ agent_on_message(void *ctx, json_t *msg)
 			}
 			pthread_mutex_unlock(&a->mu);
 		}
+		pthread_mutex_lock(&a->mu);
+		via = a->nvia > 0;
+		pthread_mutex_unlock(&a->mu);
+		if (via)
+			reroute_peers(a);
 	} else if ((v = json_object_get(msg, "self"))) {
 		apply_self(a, v);
 	} else if ((v = json_object_get(msg, "filter"))) {

@@ -14,7 +14,9 @@
 # not admit node4 for the LAN; an app grant's capability shows on the
 # destination node (router A) for the source peer (node1) in
 # `status --json`, and not for a peer the grant does not name; a grant
-# with srcPosture is refused with its position and changes nothing.
+# with srcPosture is refused with its position and changes nothing; with
+# two via routers node4 uses the first one online and moves to the other
+# when that one's agent is killed.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 for t in openssl curl python3; do command -v $t >/dev/null || skip "missing $t"; done
@@ -47,7 +49,9 @@ for i in 2 3; do
 done
 
 mesh_ca control.test 203.0.113.1
-mesh_start_control
+# 5 s keepalives: the server sees a killed router's stream closed within
+# 5-10 s (the failover check at the end).
+WIREMESH_KEEPALIVE_INTERVAL=5s mesh_start_control
 srv users create alice >/dev/null || fail "users create"
 key() { srv preauthkeys create --user alice --reusable --expiration 1h --tags "$1" || fail "preauthkeys create $1"; }
 
@@ -196,3 +200,19 @@ expect_status 200 "$out"
 wait_for 20 get_is 4 "$LANHOST:80" 192.0.2.241 ||
 	fail "node4 without the via grant does not move to router A (got '$(get 4 "$LANHOST:80")')"
 ok "via grant removed: node4 moves back to the primary router A"
+
+# Two via routers: node4 uses the first one online (router A); when A's
+# agent dies, node4 moves to router B.
+out=$(mesh_api PUT /api/v1/policy "$(policy '{"src": ["tag:c4"], "dst": ["lan"], "ip": ["tcp:80"], "via": ["tag:ra", "tag:rb"]}' | grep -v '"via": \["tag:rb"\]')")
+expect_status 200 "$out"
+wm 4 debug | python3 -c 'import json,sys
+d=json.load(sys.stdin)
+v=[r["Via"] for r in d["filter"]["rules"] if "Via" in r]
+assert len(v)==1 and len(v[0]["Routers"])==2, v' || fail "node4 has no via directive with two routers: $(wm 4 debug)"
+wait_for 20 get_is 4 "$LANHOST:80" 192.0.2.241 || fail "node4 (via A or B) not through router A (got '$(get 4 "$LANHOST:80")')"
+t0=$(date +%s%N)
+kill -9 "${AGENT_PID[2]}"
+wait "${AGENT_PID[2]}" 2>/dev/null
+wait_for 30 get_is 4 "$LANHOST:80" 192.0.2.243 ||
+	fail "node4 did not move to router B after router A died (got '$(get 4 "$LANHOST:80")'; $(wm 4 status))"
+ok "via with two routers: node4 used router A, moved to router B $(( ($(date +%s%N) - t0) / 1000000 )) ms after A's agent was killed"
