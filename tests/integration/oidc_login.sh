@@ -193,6 +193,24 @@ pinged() { wm 1 ping -c 1 "$ip2" | grep -q '^pong from node2'; }
 wait_for 20 pinged || fail "node1 cannot ping node2: $(wm 1 status)"
 ok "a second machine logs in as the same user (one user, two nodes) and they ping"
 
+# Policies name the login's user as alice@example.com (and in groups).
+icmp() { ip netns exec "$NS1" ping -c 1 -W 1 "$ip2" >/dev/null 2>&1; }
+cat >"$T/policy.hujson" <<'EOF'
+{"acls": [{"action": "accept", "src": ["carol@example.com"], "dst": ["*:*"]}]}
+EOF
+adm policy set -f "$T/policy.hujson" >/dev/null || fail "policy set (carol)"
+blocked() { ! icmp; }
+wait_for 15 blocked || fail "a policy for carol only still lets alice's nodes talk"
+cat >"$T/policy.hujson" <<'EOF'
+{
+  "groups": {"group:mesh": ["alice@example.com"]},
+  "acls": [{"action": "accept", "src": ["group:mesh"], "dst": ["alice@example.com:*"]}],
+}
+EOF
+adm policy set -f "$T/policy.hujson" >/dev/null || fail "policy set (alice)"
+wait_for 15 icmp || fail "a policy naming alice@example.com does not let her nodes talk"
+ok "the policy names the OIDC user alice@example.com (directly and in a group)"
+
 # ---- refusals: page status, no user or node, no token in the log ----
 begin_up 1 --force-reauth
 REAUTH_PID=$UP_PID
