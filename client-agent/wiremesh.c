@@ -68,6 +68,7 @@
  * allow_lan_access,error}}; self also has advertised_routes, advertise_exit_node.
  * ping data: {peer,ip,via,direct,latency_ms}.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -103,7 +104,8 @@ static const struct flag flags[] = {
 	{ "login-server", "login_server", K_STRING, "URL", V_UP,
 	  "control server URL(s), comma-separated (needed the first time)" },
 	{ "authkey", "authkey", K_STRING, "KEY", V_UP,
-	  "pre-auth key (needed the first time and after logout or expiry)" },
+	  "pre-auth key (needed the first time and after logout or expiry); file:PATH reads "
+	  "it from a 0600 file; default $WIREMESH_AUTHKEY" },
 	{ "auth-key", "authkey", K_STRING, "KEY", V_UP, "same as --authkey" },
 	{ "reset", "reset", K_BOOL, NULL, V_UP,
 	  "settings not mentioned go back to their defaults" },
@@ -309,6 +311,35 @@ wait_login(json_t *req, json_t *first)
 	return call(req, 21 * 60 * 1000, false);
 }
 
+
+/* --authkey KEY, --authkey file:PATH (the whole file, mode 0600) or, without
+ * the flag, $WIREMESH_AUTHKEY. A key given on the command line is blanked in
+ * argv once read, so /proc/PID/cmdline does not show it for the whole `up`;
+ * file: and the environment never put it there. */
+static int
+set_authkey(json_t *req, char *val)
+{
+	char *key = NULL;
+
+	if (strncmp(val, "file:", 5) == 0) {
+		int e = 0;
+
+		if ((key = secret_file_read(val + 5, &e)) == NULL) {
+			fprintf(stderr, "wiremesh: cannot read the auth key from %s: %s%s\n", val + 5,
+			    strerror(e), e == EPERM ? " (the file must not be readable by group or "
+			    "others: chmod 600)" : "");
+			return -1;
+		}
+		json_object_set_new(req, "authkey", json_string(key));
+		free_secret(key);
+		return 0;
+	}
+	json_object_set_new(req, "authkey", json_string(val));
+	if (val != getenv("WIREMESH_AUTHKEY"))
+		memset(val, 'x', strlen(val));
+	return 0;
+}
+
 static int
 run_settings(const struct verb *v, int argc, char **argv)
 {
@@ -366,7 +397,19 @@ run_settings(const struct verb *v, int argc, char **argv)
 			}
 			val = argv[++i];
 		}
+		if (strcmp(f->key, "authkey") == 0) {
+			if (set_authkey(req, (char *)val) != 0) {	/* argv: writable */
+				json_decref(req);
+				return 2;
+			}
+			continue;
+		}
 		json_object_set_new(req, f->key, f->kind == K_LIST ? list_json(val) : json_string(val));
+	}
+	if (json_object_get(req, "authkey") == NULL && getenv("WIREMESH_AUTHKEY") &&
+	    (v->flagset & V_UP) && set_authkey(req, getenv("WIREMESH_AUTHKEY")) != 0) {
+		json_decref(req);
+		return 2;
 	}
 	r = call(req, timeout, false);
 	if (json_is_true(json_object_get(json_object_get(r, "data"), "login_pending")))
