@@ -4,12 +4,15 @@
 # with a `dns` block, three agents (node1, node2 of alice, node3 of bob), and
 # two real dnsmasq servers in the internet namespace: 203.0.113.3 (the
 # global nameserver: example.org, a big TXT record, and corp.test with a
-# wrong address) and 203.0.113.4 (the split nameserver for corp.test).
+# wrong address) and 203.0.113.4 (the split nameserver for corp.test, and
+# the nodes' own resolver before the agent: www.example.org differs there).
 # Checked with dig, getent and the wiremesh CLI: A/AAAA/PTR/extra records
 # and NXDOMAIN from the agent's resolver over UDP and TCP on both service
 # addresses; the rewritten resolv.conf (/etc/netns/NS/resolv.conf) with its
 # search list; forwarding, split forwarding, EDNS0 passed through, TCP when
-# truncated, SERVFAIL at once for a dead upstream; no answers for packets
+# truncated, SERVFAIL at once for a dead upstream; a settings change by
+# SIGHUP (a dead first server skipped; no global server: the host's own
+# resolver from the saved resolv.conf answers); no answers for packets
 # that do not come from the node itself; a malformed query and a query flood
 # (rate limit) counted; a node the policy hides does not resolve; a rename
 # resolves within 2 s; `down` and a restart after a crash put resolv.conf
@@ -34,7 +37,7 @@ netns_add_node 2 easy
 netns_add_node 3 easy
 # each node's own resolv.conf: what `ip netns exec` shows as /etc/resolv.conf
 for i in 1 2 3; do
-	printf '# node %s original resolv.conf\nnameserver 203.0.113.3\noptions timeout:2\n' "$i" >"$(node_resolv_conf $i)"
+	printf '# node %s original resolv.conf\nnameserver 203.0.113.4\noptions timeout:2\n' "$i" >"$(node_resolv_conf $i)"
 	cp "$(node_resolv_conf $i)" "$T/resolv$i.orig"
 done
 conf() { cat "$(node_resolv_conf "$1")"; }
@@ -48,7 +51,7 @@ bg_inet "$T/dnsmasq1.log" dnsmasq "${dnsmasq_args[@]}" --listen-address=203.0.11
 	--host-record=www.example.org,203.0.113.81,2001:db8::81 --address=/corp.test/203.0.113.66 \
 	"${txt[@]}"
 bg_inet "$T/dnsmasq2.log" dnsmasq "${dnsmasq_args[@]}" --listen-address=203.0.113.4 \
-	--host-record=intranet.corp.test,203.0.113.91
+	--host-record=intranet.corp.test,203.0.113.91 --host-record=www.example.org,203.0.113.82
 wait_for 5 eval 'in_inet dig +time=1 +tries=1 @203.0.113.3 www.example.org +short | grep -q 203.0.113.81' ||
 	fail "dnsmasq 1 does not answer"
 wait_for 5 eval 'in_inet dig +time=1 +tries=1 @203.0.113.4 intranet.corp.test +short | grep -q 203.0.113.91' ||
@@ -129,6 +132,20 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$ms" -lt 1000 ] || fail "SERVFAIL took $ms ms"
 ok "forwarding, split forwarding, EDNS0, TCP on truncation, SERVFAIL in $ms ms for a dead upstream"
 
+# 3b. the server changes the settings (SIGHUP): a dead first global server is
+# skipped; with no global server the host's own resolver (from the saved
+# resolv.conf) answers
+sed -i 's/"global": \["203.0.113.3"\]/"global": ["203.0.113.2", "203.0.113.3"]/' "$T/server.hujson"
+kill -HUP "$CONTROL_PID"
+wait_for 5 eval 'wm 1 dns status | grep -q "^Nameservers: 203.0.113.2 203.0.113.3$"' || fail "dns delta not applied: $(wm 1 dns status)"
+[ "$(q 1 +short www.example.org)" = "203.0.113.81" ] || fail "no retry over the second global server"
+sed -i 's/"global": \["203.0.113.2", "203.0.113.3"\]/"global": []/' "$T/server.hujson"
+kill -HUP "$CONTROL_PID"
+wait_for 5 eval 'wm 1 dns status | grep -q "^Nameservers: 203.0.113.4 (the host.s own)$"' || fail "host resolvers: $(wm 1 dns status)"
+[ "$(q 1 +short www.example.org)" = "203.0.113.82" ] || fail "not forwarded to the host's own resolver: $(q 1 www.example.org)"
+[ "$(q 1 +short intranet.corp.test)" = "203.0.113.91" ] || fail "split after the change"
+ok "SIGHUP: retry over the next server; without global servers the host's own resolver answers"
+
 # 4. only from the node itself: a LAN neighbour routing to it gets nothing
 in_node 1 sysctl -qw net.ipv4.ip_forward=1
 in_nat 1 ip route add 100.100.100.100/32 via "$(lan_ip 1)"
@@ -179,7 +196,8 @@ grep -q '^MagicDNS: on' "$T/dnsst" && grep -q '^Base domain: mesh.test' "$T/dnss
 	fail "dns status: $(cat "$T/dnsst")"
 wm 1 dns query node2 >"$T/dq" || fail "dns query node2: $(cat "$T/dq")"
 grep -qP "^node2\.\t600\tIN\tA\t$ip2\$" "$T/dq" || fail "dns query output: $(cat "$T/dq")"
-wm 1 dns query www.example.org AAAA --tcp | grep -q '2001:db8::81' || fail "dns query AAAA --tcp"
+wm 1 dns query www.example.org A --tcp | grep -q '203.0.113.82' || fail "dns query A --tcp"
+wm 1 dns query node2.mesh.test AAAA -6 | grep -q "$ip26" || fail "dns query AAAA -6"
 ! wm 1 dns query nope.mesh.test >/dev/null || fail "dns query of an unknown name exits 0"
 wm 1 status | grep -q "node2.mesh.test" || fail "status does not show full names: $(wm 1 status)"
 wm 1 ping node2 | grep -q "pong from node2 ($ip2)" || fail "ping node2"
