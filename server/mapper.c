@@ -1917,11 +1917,21 @@ mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, struct htt
 		return r;
 	}
 	if (plan_build(m, node_id, since, &s->plan, &s->nplan)) {
+		char line[96];
+		int n = snprintf(line, sizeof(line), "{\"type\":\"keepalive\",\"version\":%"
+		    PRIu64 "}\n", m->version);
+
 		s->stage = ST_QUEUE;
 		s->sent_version = since;
 		if (s->nplan == 0) {
 			free(s->plan);
 			s->plan = NULL;
+		}
+		/* after the replay, a keepalive at the current version: the node
+		 * knows at once that it is current */
+		if ((s->q[0] = rbuf_new(line, (size_t)n, m->version)) != NULL) {
+			s->q[0]->soft = true;
+			s->qlen = 1;
 		}
 		atomic_fetch_add(&m->resumes, 1);
 		*how = MAPPER_START_RESUME;

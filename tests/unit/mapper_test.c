@@ -55,6 +55,8 @@ struct out {
 	size_t n;
 };
 
+static uint64_t cur_version;	/* the mapper's, for the keepalive check */
+
 /* Opens a stream for `id` after `since` and reads what it has now. */
 static enum mapper_start
 read_stream(struct mapper *m, int64_t id, uint64_t since, struct out *o)
@@ -83,6 +85,15 @@ read_stream(struct mapper *m, int64_t id, uint64_t since, struct out *o)
 		p = nl + 1;
 	}
 	buf_cleanup(&all);
+	if (how == MAPPER_START_RESUME) {
+		/* a resume ends with a keepalive at the current version */
+		ck_assert_uint_ge(o->n, 1);
+		ck_assert_str_eq(json_string_value(json_object_get(o->msgs[o->n - 1], "type")),
+		    "keepalive");
+		ck_assert_uint_eq(json_integer_value(json_object_get(o->msgs[o->n - 1], "version")),
+		    (json_int_t)cur_version);
+		json_decref(o->msgs[--o->n]);
+	}
 	return how;
 }
 
@@ -170,6 +181,7 @@ START_TEST(test_resume_across_restart)
 	for (size_t i = 0; i < nrows; i++)
 		ck_assert_int_eq(mapper_log_load(m2, &rows[i]), 0);
 	mapper_set_policy(m2, &by_user, NULL, 0, NULL);	/* in force before: no change */
+	cur_version = V0 + 5;
 
 	/* node 1 (alice) from V0: deltas only, ascending, its peers only */
 	ck_assert_int_eq(read_stream(m2, 1, V0, &o), MAPPER_START_RESUME);
@@ -240,6 +252,7 @@ START_TEST(test_resume_across_restart)
 
 		mapper_set_policy(m2, &by_user, NULL, V0 + 6, pp);
 		free(pp);
+		cur_version = V0 + 6;
 	}
 	ck_assert_int_eq(read_stream(m2, 1, V0 + 5, &o), MAPPER_START_FULL);
 	out_free(&o);

@@ -15,7 +15,8 @@
  * Prints one line:
  *   bench-control: nodes=N enrol_per_s=… join_p50_ms=… join_p99_ms=…
  *   endpoint_p99_ms=… restart_recover_s=… rss_kb_per_node=… idle_cpu_pct=…
- *   rss_baseline_kb=… maps_all_s=… [change_fanout_p99_ms=…]
+ *   rss_baseline_kb=… maps_all_s=… full_maps_after_restart=… version_regressions=…
+ *   wire_mb_after_restart=… rss_after_restart_kb_per_node=… [change_fanout_p99_ms=…]
  * Progress and diagnostics go to stderr.
  */
 #include <arpa/inet.h>
@@ -126,6 +127,7 @@ static struct {
 	int n_pol;
 	int64_t *pol_ms;
 	unsigned errors, reconnects;
+	uint64_t regressions;	/* messages with a lower version than the one before */
 	int64_t max_stall_ms;	/* longest time between two loop turns */
 	struct conn aux;
 	uint64_t bytes;
@@ -490,9 +492,19 @@ line_end(struct node *n)
 		n->synced = true;
 		g.n_current += (int)is_current(n) - (int)was;
 	}
+	if (n->opening && strncmp(n->head, "{\"type\":\"full\"", 14) != 0) {
+		/* a resumed stream (deltas, then a keepalive): no full map to wait for */
+		n->opening = false;
+		g.n_opening--;
+	}
 	n->head[n->hl < HEAD_KEEP ? n->hl : HEAD_KEEP - 1] = 0;
-	if ((v = strstr(n->head, "\"version\":")) != NULL)
-		n->version = strtoull(v + 10, NULL, 10);
+	if ((v = strstr(n->head, "\"version\":")) != NULL) {
+		uint64_t nv = strtoull(v + 10, NULL, 10);
+
+		if (nv < n->version)
+			g.regressions++;	/* the protocol forbids it, restarts included */
+		n->version = nv;
+	}
 	if (strncmp(n->head, "{\"type\":\"full\"", 14) == 0) {
 		n->nfull++;
 		n->full_ms = now;
@@ -1173,7 +1185,10 @@ main(int argc, char **argv)
 	int64_t *joins, *eps;
 	int nj = 0, ne = 0;
 	char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
-	double fan_p99 = -1, fan_grants_p99 = -1;
+	char b7[32] = "-", b8[32] = "-", b9[32] = "-";
+	double fan_p99 = -1, fan_grants_p99 = -1, wire_mb = 0;
+	uint64_t fulls_before = 0, fulls_after = 0, bytes_before = 0;
+	long rss_after = 0;
 
 	g.nnodes = 1000;
 	g.joins = 5;
@@ -1361,6 +1376,9 @@ main(int argc, char **argv)
 	if (!fanout_only) {
 		int status;
 
+		for (int i = 0; i < g.nnodes; i++)
+			fulls_before += g.nodes[i].nfull;
+		bytes_before = g.bytes;
 		t0 = time_mono_ms();
 		kill(g.pid, SIGKILL);
 		waitpid(g.pid, &status, 0);
@@ -1374,13 +1392,23 @@ main(int argc, char **argv)
 			node_schedule_retry(n);
 		}
 		start_server();
-		if (run_until(all_current, 600 * 1000))
+		if (run_until(all_current, 600 * 1000)) {
 			restart_s = (time_mono_ms() - t0) / 1000.0;
-		else
+			for (int i = 0; i < g.nnodes; i++)
+				fulls_after += g.nodes[i].nfull;
+			fulls_after -= fulls_before;
+			wire_mb = (double)(g.bytes - bytes_before) / 1e6;
+		} else
 			fprintf(stderr, "bench-control: after restart only %d of %d streams current\n",
 			    g.n_current, g.nnodes);
 		fprintf(stderr, "bench-control: restart: %u reconnect attempts, %u errors\n",
 		    g.reconnects, g.errors);
+		/* memory with the same nodes and every stream back (after the
+		 * same settling as before the restart) */
+		run_until(never, 2000);
+		rss_after = proc_rss_kb(g.pid);
+		fprintf(stderr, "bench-control: rss after restart %ld kB (before %ld kB)\n",
+		    rss_after, rss);
 	}
 
 	{
@@ -1405,10 +1433,18 @@ main(int argc, char **argv)
 	fmt_ms(b4, sizeof(b4), restart_s);
 	fmt_ms(b5, sizeof(b5), fan_p99);
 	fmt_ms(b6, sizeof(b6), fan_grants_p99);
+	if (restart_s >= 0) {
+		snprintf(b7, sizeof(b7), "%" PRIu64, fulls_after);
+		snprintf(b8, sizeof(b8), "%.1f", wire_mb);
+	}
+	if (rss_after > 0)
+		snprintf(b9, sizeof(b9), "%.1f", (double)rss_after / g.nnodes);
 	printf("bench-control: nodes=%d enrol_per_s=%.0f join_p50_ms=%s join_p99_ms=%s "
 	    "endpoint_p99_ms=%s restart_recover_s=%s rss_kb_per_node=%.1f idle_cpu_pct=%.2f "
-	    "rss_baseline_kb=%ld maps_all_s=%.1f%s%s%s%s\n", g.nnodes, enrol_per_s, b1, b2, b3,
-	    b4, (double)rss / g.nnodes, idle_pct, rss_base, maps_s,
+	    "rss_baseline_kb=%ld maps_all_s=%.1f full_maps_after_restart=%s "
+	    "version_regressions=%" PRIu64 " wire_mb_after_restart=%s rss_after_restart_kb_per_node=%s"
+	    "%s%s%s%s\n", g.nnodes, enrol_per_s, b1, b2, b3,
+	    b4, (double)rss / g.nnodes, idle_pct, rss_base, maps_s, b7, g.regressions, b8, b9,
 	    g.policy_fanout ? " change_fanout_p99_ms=" : "", g.policy_fanout ? b5 : "",
 	    g.policy_fanout ? " change_fanout_grants_p99_ms=" : "", g.policy_fanout ? b6 : "");
 	fflush(stdout);
