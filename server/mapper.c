@@ -1249,6 +1249,8 @@ mapper_online_apply(struct mapper *m, uint64_t version, const char *payload,
 				continue;
 			mn->online = !half;
 			mn->grace_until_ms = 0;
+			if (half)	/* offline from now, also when its stream was elsewhere */
+				mn->offline_since_ms = time_mono_ms();
 			router = router || mn->nserved > 0 || mn->ncarried > 0;
 			if ((frag = make_frag(mn)) != NULL) {
 				rbuf_put(mn->frag);

@@ -92,8 +92,12 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 		    "# HELP wiremesh_replica_notify_lag_seconds From an announcement to its change "
 		    "applied here (last, max).\n# TYPE wiremesh_replica_notify_lag_seconds gauge\n"
 		    "wiremesh_replica_notify_lag_seconds{stat=\"last\"} %g\n"
-		    "wiremesh_replica_notify_lag_seconds{stat=\"max\"} %g\n", rs.applied, rs.announced,
-		    rs.foreign_applied, (double)rs.lag_ms_last / 1000.0, (double)rs.lag_ms_max / 1000.0);
+		    "wiremesh_replica_notify_lag_seconds{stat=\"max\"} %g\n"
+		    "# HELP wiremesh_replica_leader Roles this replica holds for the network (1 held).\n"
+		    "# TYPE wiremesh_replica_leader gauge\n"
+		    "wiremesh_replica_leader{role=\"ephemeral_cleanup\"} %d\n", rs.applied, rs.announced,
+		    rs.foreign_applied, (double)rs.lag_ms_last / 1000.0, (double)rs.lag_ms_max / 1000.0,
+		    rs.leader ? 1 : 0);
 	}
 	r |= buf_printf(&b, "# TYPE wiremesh_http_requests_total counter\n");
 	for (int c = 1; c <= 5; c++)

@@ -21,9 +21,14 @@
 #include "server/server.h"
 #include "server/store.h"
 
+/* pg_advisory_lock key of the singleton role: "wmleader" in ASCII. */
+#define LEADER_KEY 0x776d6c6561646572LL
+
 struct replica {
 	struct server *s;
 	struct store_listener *listener;
+	struct store_lease *lease;
+	atomic_bool leader;
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;
@@ -124,16 +129,40 @@ replica_catch_up(struct replica *r, uint64_t below)
 	}
 }
 
+/* Holds on to the role, or tries to take it; every second. */
+static void
+elect(struct replica *r)
+{
+	if (atomic_load(&r->leader)) {
+		if (store_lease_check(r->lease) == 0)
+			return;
+		atomic_store(&r->leader, false);
+		log_warn("msg=\"lost the database session: no longer the replica that cleans up "
+		    "ephemeral nodes\"");
+	}
+	if (store_lease_try(r->lease, LEADER_KEY) == 1) {
+		atomic_store(&r->leader, true);
+		log_info("msg=\"this replica now cleans up idle ephemeral nodes for the network\"");
+	}
+}
+
 static void *
 follow(void *arg)
 {
 	struct replica *r = arg;
 	struct server *s = r->s;
 	bool lost = false;
+	int64_t next_elect = 0;
 
 	while (!atomic_load(&r->stop)) {
 		uint64_t v = 0;
-		int rc = store_listener_wait(r->listener, 1000, &v);
+		int rc;
+
+		if (time_mono_ms() >= next_elect) {
+			elect(r);
+			next_elect = time_mono_ms() + 1000;
+		}
+		rc = store_listener_wait(r->listener, 1000, &v);
 
 		if (rc < 0) {
 			if (!lost)
@@ -178,9 +207,11 @@ replica_new(struct server *s, uint64_t applied, struct replica **out)
 	r->applied = applied;
 	atomic_init(&r->applied_pub, applied);
 	atomic_init(&r->announced, applied);
-	if ((rc = store_listener_open(s->cfg.db_path, &r->listener)) != 0) {
+	if ((rc = store_listener_open(s->cfg.db_path, &r->listener)) != 0 ||
+	    (rc = store_lease_open(s->cfg.db_path, &r->lease)) != 0) {
 		log_error("msg=\"cannot listen for the other replicas' changes\" err=\"%s\"",
 		    err_str(rc));
+		store_listener_close(r->listener);
 		free(r);
 		return rc;
 	}
@@ -209,7 +240,14 @@ replica_free(struct replica *r)
 	if (r->started)
 		pthread_join(r->thread, NULL);
 	store_listener_close(r->listener);
+	store_lease_close(r->lease);	/* ends the session: the role moves on */
 	free(r);
+}
+
+bool
+replica_leader(struct replica *r)
+{
+	return r == NULL || atomic_load(&r->leader);
 }
 
 bool
@@ -229,4 +267,5 @@ replica_stats(struct replica *r, struct replica_stats *out)
 	out->foreign_applied = atomic_load(&r->foreign);
 	out->lag_ms_last = atomic_load(&r->lag_last);
 	out->lag_ms_max = atomic_load(&r->lag_max);
+	out->leader = atomic_load(&r->leader);
 }

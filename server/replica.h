@@ -37,6 +37,13 @@ void replica_free(struct replica *r);	/* stops the follower */
  * `below` (when not 0) as applied: the caller applies that one itself. */
 void replica_catch_up(struct replica *r, uint64_t below);
 
+/* Whether this replica does the network's singleton work now: the cleanup
+ * of idle ephemeral nodes. One replica at a time holds the role (an advisory
+ * lock on a session of its own, checked every second); when it dies or
+ * loses the database, another takes it within about a second. Always true
+ * on SQLite (r NULL). */
+bool replica_leader(struct replica *r);
+
 /* Whether another replica changed the policy since the last call (the
  * timer thread then reloads it from the store). */
 bool replica_policy_changed(struct replica *r);
@@ -47,6 +54,7 @@ struct replica_stats {
 	uint64_t foreign_applied;	/* changes of other replicas applied */
 	int64_t lag_ms_last;		/* announcement to applied, last one */
 	int64_t lag_ms_max;
+	bool leader;			/* holds the singleton role */
 };
 void replica_stats(struct replica *r, struct replica_stats *out);
 

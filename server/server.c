@@ -1359,8 +1359,9 @@ timers(void *arg)
 			mapper_keepalive(s->mapper);
 			next_keepalive = time_mono_ms() + s->cfg.keepalive_s * 1000;
 		}
-		n = mapper_idle_ephemeral(s->mapper, s->cfg.ephemeral_timeout_s * 1000, ids,
-		    ARRAY_SIZE(ids));
+		/* replicas: one of them does it (replica.h) */
+		n = !replica_leader(s->replica) ? 0 : mapper_idle_ephemeral(s->mapper,
+		    s->cfg.ephemeral_timeout_s * 1000, ids, ARRAY_SIZE(ids));
 		for (size_t i = 0; i < n; i++) {
 			if (server_node_delete(s, ids[i]) == 0)
 				log_info("msg=\"ephemeral node removed after inactivity\" node_id=%"

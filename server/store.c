@@ -1526,6 +1526,70 @@ store_listener_wait(struct store_listener *l, int timeout_ms, uint64_t *version)
 	return r;
 }
 
+/* A lease is a session of its own holding advisory locks: PostgreSQL drops
+ * them when the session ends, so a replica that dies loses its roles. */
+struct store_lease {
+	struct db *db;
+	char url[DB_URL_MAX];
+};
+
+int
+store_lease_open(const char *url, struct store_lease **out)
+{
+	struct store_lease *l;
+	int r;
+
+	*out = NULL;
+	if (!db_url_is_postgres(url))
+		return ERR_UNPROCESSABLE;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return ERR_NOMEM;
+	str_copy(l->url, url, sizeof(l->url));
+	if ((r = db_open(url, &l->db)) != 0) {
+		sodium_memzero(l->url, sizeof(l->url));
+		free(l);
+		return r;
+	}
+	*out = l;
+	return 0;
+}
+
+int
+store_lease_try(struct store_lease *l, int64_t key)
+{
+	int r;
+
+	if (l->db == NULL && (r = db_open(l->url, &l->db)) != 0)
+		return r;
+	return db_advisory_trylock(l->db, key);
+}
+
+int
+store_lease_check(struct store_lease *l)
+{
+	int r;
+
+	if (l->db == NULL)
+		return ERR_UNAVAILABLE;
+	if ((r = db_ping(l->db)) != 0) {
+		/* whatever this session held is gone (or soon will be): start a
+		 * new one, so a lock is only ever reported held by its owner */
+		db_close(l->db);
+		l->db = NULL;
+	}
+	return r;
+}
+
+void
+store_lease_close(struct store_lease *l)
+{
+	if (l == NULL)
+		return;
+	db_close(l->db);
+	sodium_memzero(l->url, sizeof(l->url));
+	free(l);
+}
+
 void
 store_listener_close(struct store_listener *l)
 {

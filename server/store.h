@@ -347,6 +347,18 @@ int store_listener_wait(struct store_listener *l, int timeout_ms,
 			uint64_t *version) WM_MUST_CHECK;
 void store_listener_close(struct store_listener *l);
 
+/* A lease: a session of its own for advisory locks that elect one replica
+ * for a job; the database releases them when the session ends (the replica
+ * died or lost the database). store_lease_try(): 1 taken (or already held
+ * by this lease), 0 held by another session, or an error.
+ * store_lease_check(): 0 while the session (and so its locks) lives; an
+ * error means they are lost: try again to take them. */
+struct store_lease;
+int store_lease_open(const char *url, struct store_lease **out) WM_MUST_CHECK;
+int store_lease_try(struct store_lease *l, int64_t key) WM_MUST_CHECK;
+int store_lease_check(struct store_lease *l) WM_MUST_CHECK;
+void store_lease_close(struct store_lease *l);
+
 /* Online backup of the whole SQLite database into `dest_path`.
  * PostgreSQL: ERR_UNPROCESSABLE (use pg_dump). */
 int store_backup(struct store *s, const char *dest_path) WM_MUST_CHECK;

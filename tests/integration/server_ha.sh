@@ -2,8 +2,13 @@
 # SPDX-License-Identifier: MIT
 # Three wiremesh-server replicas on one PostgreSQL (a real server started by
 # this test): 200 registrations at once spread over the replicas give 200
-# nodes with distinct addresses and names; policy PUTs with the same If-Match
-# on two replicas at once: exactly one wins, the other gets 412.
+# nodes with distinct addresses and names; one machine on two replicas at
+# once stays one node; streams on replicas 2 and 3 hear of a node registered
+# on 1; after kill -9 of a replica its client resumes on another by version
+# (deltas only); policy PUTs with the same If-Match on two replicas at once:
+# exactly one wins, the other gets 412; a policy stored through one replica
+# is in force on another; one replica cleans up ephemeral nodes and another
+# takes over when it is killed.
 . "$(dirname "$0")/lib.sh"
 
 pg_start
@@ -15,7 +20,8 @@ declare -a RURL RPID
 replica() {
 	local i=$1 port
 	port=$(free_port)
-	"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" --server-url "http://127.0.0.1:$port" >>"$T/replica$i.log" 2>&1 &
+	"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" --server-url "http://127.0.0.1:$port" \
+		--ephemeral-timeout 3s >>"$T/replica$i.log" 2>&1 &
 	RPID[$i]=$!; WM_PIDS+=("${RPID[$i]}")
 	RURL[$i]=http://127.0.0.1:$port
 	wait_for 15 curl -sf "${RURL[$i]}/healthz" || fail "replica $i did not start: $(tail -5 "$T/replica$i.log")"
@@ -121,3 +127,27 @@ wait_for 5 sh -c "curl -sf -D - -o /dev/null -H 'Authorization: Bearer $WIREMESH
 wait_for 5 grep -q '4242' "$T/map2" || fail "replica 2's stream did not get the new filter"
 ok "a policy stored through replica 1 is loaded by replica 2 and reaches its streams"
 
+# Singleton work: one replica cleans up idle ephemeral nodes; when it dies,
+# another takes over within seconds.
+leader_of() { # prints the replica numbers (of those given) that hold the role
+	local i
+	for i in "$@"; do
+		curl -sf "${RURL[$i]}/metrics" | grep -q '^wiremesh_replica_leader{role="ephemeral_cleanup"} 1' && echo "$i"
+	done
+}
+one_leader() { [ "$(leader_of 1 2 | wc -l)" = 1 ]; }
+wait_for 10 one_leader || fail "not exactly one leader among replicas 1 and 2: $(leader_of 1 2 | tr '\n' ' ')"
+L=$(leader_of 1 2); F=$(( 3 - L ))
+EK=$("$SRV" preauthkeys create --user alice --ephemeral --reusable) || fail "ephemeral key"
+node_at "${RURL[$F]}" eph1 register --authkey "$EK" --hostname eph1 >/dev/null || fail "register eph1"
+gone() { [ "$(pg_sql "SELECT COUNT(*) FROM nodes WHERE hostname = '$1'")" = 0 ]; }
+wait_for 15 gone eph1 || fail "the idle ephemeral node was not cleaned up"
+grep -q 'ephemeral node removed' "$T/replica$L.log" || fail "the leader (replica $L) did not do the cleanup"
+grep -q 'ephemeral node removed' "$T/replica$F.log" && fail "replica $F cleaned up without the role"
+kill -9 "${RPID[$L]}"
+wait_for 10 sh -c "curl -sf '${RURL[$F]}/metrics' | grep -q '^wiremesh_replica_leader{role=\"ephemeral_cleanup\"} 1'" ||
+	fail "replica $F did not take the role after the leader died"
+node_at "${RURL[$F]}" eph2 register --authkey "$EK" --hostname eph2 >/dev/null || fail "register eph2"
+wait_for 15 gone eph2 || fail "no cleanup after the leader died"
+[ "$(pg_sql "SELECT COUNT(*) FROM nodes")" -gt 200 ] || fail "the cleanup removed more than ephemeral nodes"
+ok "one replica (of 1 and 2: $L) cleans up ephemeral nodes; after kill -9 of it, replica $F takes over"

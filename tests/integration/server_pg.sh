@@ -54,7 +54,7 @@ ok "policy PUT, stale If-Match refused with 412"
 
 id=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/r3")
 "$SRV" nodes rename "$id" frontend >/dev/null || fail "rename"
-"$SRV" nodes delete "$id" >/dev/null || fail "delete"
+"$SRV" nodes delete --force "$id" >/dev/null || fail "delete"
 expect_status 404 "$(api GET "/api/v1/nodes/$id")"
 stop_server
 unset PORT
