@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -20,6 +21,7 @@
 #include "common/log.h"
 #include "common/sign.h"
 #include "common/util.h"
+#include "common/version.h"
 
 struct control {
 	char *url;
@@ -483,14 +485,33 @@ stream_main(void *arg)
 {
 	struct control *c = arg;
 	int64_t backoff = CONTROL_BACKOFF_MIN_MS;
-	char why[512], body[64];
+	char why[512], body[512], host[320];
+	struct utsname u;
+	json_t *hi;
+	char *hit;
+
+	/* What the admin console shows as the node's OS and agent version. */
+	if (uname(&u) != 0)
+		memset(&u, 0, sizeof(u));
+	for (char *p = u.sysname; *p; p++)
+		*p = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
+	for (char *p = u.release; *p; p++)	/* the server takes printable ASCII */
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';
+	hi = json_pack("{s:s%, s:s%, s:s}", "os", u.sysname, strnlen(u.sysname, 63),
+	    "os_version", u.release, strnlen(u.release, 63), "client_version", WM_VERSION);
+	hit = hi ? json_dumps(hi, JSON_COMPACT) : NULL;
+	json_decref(hi);
+	snprintf(host, sizeof(host), "%s", hit && strlen(hit) < sizeof(host) ? hit : "{}");
+	free(hit);
 
 	while (!atomic_load(&c->stop)) {
 		struct sink sink = { .c = c, .stream = true };
 		int64_t t0 = time_mono_ms();
 		long status;
 
-		snprintf(body, sizeof(body), "{\"version\":%" PRIu64 "}", control_version(c));
+		snprintf(body, sizeof(body), "{\"version\":%" PRIu64 ",\"hostinfo\":%s}",
+		    control_version(c), host);
 		buf_init(&sink.data, CONTROL_MAX_LINE);
 		(void)!post(c, "/machine/map", body, true, &sink, &status, why, sizeof(why));
 		buf_cleanup(&sink.data);

@@ -265,8 +265,8 @@ r=$(in_inet curl -s --cacert "$T/ca.pem" -c "$T/console.jar" -o "$T/console.json
 	"$CONTROL_URL/api/v1/session")
 [ "$r" = 201 ] || fail "the sign-in link was refused: $r $(cat "$T/console.json")"
 n=$(in_inet curl -s --cacert "$T/ca.pem" -b "$T/console.jar" "$CONTROL_URL/api/v1/nodes" |
-	python3 -c 'import json,sys; n=json.load(sys.stdin)["nodes"]; print(len(n), sum(x["online"] for x in n))')
-[ "$n" = "4 4" ] || fail "the console's session sees nodes/online: $n"
+	python3 -c 'import json,sys; n=json.load(sys.stdin)["nodes"]; print(len(n), sum(x["online"] for x in n), sum(x.get("os", "").startswith("linux ") for x in n))')
+[ "$n" = "4 4 4" ] || fail "the console's session sees nodes, online, reporting their OS: $n"
 in_inet curl -s --cacert "$T/ca.pem" -D - -o /dev/null "$CONTROL_URL/admin/" | grep -qi "^content-security-policy: default-src 'none'" ||
 	fail "/admin/ is not served with its CSP"
 # This machine reaches the console through a loopback port forwarded into
@@ -295,7 +295,7 @@ echo "    console from this machine:         https://127.0.0.1:$FWD_PORT/admin/"
 echo "    one-time sign-in (valid 1 h, works once):"
 echo "      https://127.0.0.1:$FWD_PORT$LINK"
 echo "    the browser must trust the demo's test CA: $T/ca.pem"
-good "console signed in with a one-time link: 4 nodes, 4 online"
+good "console signed in with a one-time link: 4 nodes, 4 online, each reporting its OS"
 
 STEP=done
 echo

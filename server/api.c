@@ -18,6 +18,7 @@
 #include "server/enrol.h"
 #include "server/mapper.h"
 #include "server/events.h"
+#include "server/hostinfo.h"
 #include "server/nodeview.h"
 #include "server/openapi.h"
 #include "server/policy_api.h"
@@ -200,10 +201,13 @@ node_view(struct server *s, const struct store_node *n)
 {
 	struct store_node live;
 	bool online = false;
+	json_t *v;
 
 	if (mapper_node_get(s->mapper, n->id, &live, &online) != 0)
 		online = false;
-	return api_times(nodeview_admin(n, online, time_now_s()));
+	v = api_times(nodeview_admin(n, online, time_now_s()));
+	hostinfo_annotate(s->hostinfo, n->id, v);
+	return v;
 }
 
 bool

@@ -25,6 +25,7 @@
 #include "server/control.h"
 #include "server/enrol.h"
 #include "server/ipam.h"
+#include "server/hostinfo.h"
 #include "server/mapper.h"
 #include "server/nodeview.h"
 #include "server/policy_api.h"
@@ -603,6 +604,10 @@ handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[stat
 	}
 	if (node_for(s, mkey, &n, resp) != 0)
 		return;
+	if (hostinfo_update(s->hostinfo, n.id, body, why, sizeof(why)) != 0) {
+		http_problem(resp, 400, NULL, "%s", why);
+		return;
+	}
 	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, resp, &how)) == ERR_EXHAUSTED)
 		http_problem(resp, 429, NULL, "this node already has %d map streams open; close one first",
 		    MAPPER_STREAMS_PER_NODE_MAX);

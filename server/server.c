@@ -26,6 +26,7 @@
 #include "relay/stun_server.h"
 #include "server/admin.h"
 #include "server/events.h"
+#include "server/hostinfo.h"
 #include "server/enrol.h"
 #include "server/html.h"
 #include "server/ipam.h"
@@ -448,6 +449,7 @@ server_node_delete(struct server *s, int64_t id)
 		return r;
 	}
 	mapper_node_remove(s->mapper, id, v, payload, &routers);
+	hostinfo_forget(s->hostinfo, id);
 	free(payload);
 	server_publish_done(s, &routers);
 	ipam_release(s->ipam, &n.ipv4);
@@ -1237,7 +1239,7 @@ server_new(const struct server_config *cfg, struct server **out)
 		r = ERR_INVALID;
 		goto fail;
 	}
-	if ((r = events_new(&s->events)) != 0)
+	if ((r = events_new(&s->events)) != 0 || (r = hostinfo_new(&s->hostinfo)) != 0)
 		goto fail;
 	if ((r = enrol_new(&s->enrol)) != 0)
 		goto fail;
@@ -1489,6 +1491,7 @@ server_free(struct server *s)
 	replica_free(s->replica);
 	stun_server_free(s->stun);
 	events_free(s->events);
+	hostinfo_free(s->hostinfo);
 	policy_state_free(s);
 	mapper_free(s->mapper);
 	replay_free(s->replay);

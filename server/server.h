@@ -101,6 +101,7 @@ struct policy_state;
 struct derp_server;
 struct stun_server;
 struct events;
+struct hostinfo;
 struct enrol;
 
 struct server_metrics {
@@ -140,6 +141,7 @@ struct server {
 	uint8_t relay_secret_hash[32];
 	struct stun_server *stun;
 	struct events *events;		/* live updates for the console (events.c) */
+	struct hostinfo *hostinfo;	/* OS and agent version per node (hostinfo.c) */
 	struct enrol *enrol;		/* registrations waiting for a login */
 	struct oidc *oidc;		/* NULL without an oidc block */
 	struct replica *replica;	/* NULL on SQLite (replica.h) */

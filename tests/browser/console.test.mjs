@@ -38,7 +38,8 @@ function wmNode(name, args) {
 // A node's long-lived map stream: keeps it online; its messages go to a file.
 function mapStream(name) {
   const out = fs.openSync(path.join(TMP, name + '.map'), 'w');
-  const c = spawn(NODE, ['--server', URL, '--state', path.join(TMP, name + '.json'), 'map'],
+  const c = spawn(NODE, ['--server', URL, '--state', path.join(TMP, name + '.json'), 'map',
+    '--hostinfo', '{"os":"linux","os_version":"6.1.0-test","client_version":"0.1.0"}'],
     { stdio: ['ignore', out, 'inherit'], env: { ...process.env, SSL_CERT_FILE: process.env.WM_CA } });
   children.push(c);
   return c;
@@ -119,7 +120,8 @@ async function main() {
   const web1 = mapStream('web1');
   await waitFor('web1 online without a reload', () => page.$(`${row} .dot.on`));
   if (!/1 online/.test(await textOf(page, '.summary'))) throw new Error('summary: ' + await textOf(page, '.summary'));
-  ok('a node registered and came online; its dot turned green live');
+  await waitFor('its OS and version', async () => (await textOf(page, `${row} td[data-label="OS / version"]`)) === 'linux 6.1.0-test 0.1.0');
+  ok('a node registered and came online; its dot turned green live, with its OS and version');
 
   // ---- approve its route and see it in the node's map ----
   await page.$eval('#f-waiting', (e) => e.click());

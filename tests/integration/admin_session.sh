@@ -116,7 +116,13 @@ expect_status 201 "$(with "$T/jar" POST /api/v1/users '{"name":"alice"}' "$CSRF"
 # A cookie alone never stands in for a wrong Bearer key.
 r=$("${C[@]}" -b "$T/jar" -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wm-api-000000000000-x' "$URL/api/v1/nodes")
 [ "$r" = 401 ] || fail "a bad Bearer key with a good cookie: $r"
-ok "changes need the CSRF header (none or wrong: 403, nothing changed); with it: 201"
+# A policy over the limit for unauthenticated bodies passes with the session.
+python3 -c 'print("{\n" + "// padding\n" * 3000 + "\"acls\": [{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"]}],\n}")' >"$T/big.hujson"
+[ "$(stat -c %s "$T/big.hujson")" -gt 20000 ] || fail "big policy too small"
+r=$("${C[@]}" -b "$T/jar" -o "$T/wr" -w '%{http_code}' -X POST -H "X-CSRF-Token: $CSRF" \
+	--data-binary "@$T/big.hujson" "$URL/api/v1/policy/check")
+[ "$r" = 200 ] && grep -q '"valid":true' "$T/wr" || fail "a 33 KB policy check with the session: $r $(cat "$T/wr")"
+ok "changes need the CSRF header (none or wrong: 403, nothing changed); with it: 201; a 33 KB policy check passes"
 
 # ---- events: a node coming online is announced ----
 "${C[@]}" -N -b "$T/jar" "$URL/api/v1/events" >"$T/events" 2>/dev/null &
@@ -125,11 +131,14 @@ WM_PIDS+=("$EV")
 wait_for 5 grep -q '^event: hello' "$T/events" || fail "no hello event: $(cat "$T/events")"
 AK=$("$SRV" preauthkeys create --user alice --reusable) || fail "preauthkeys"
 node n1 register --authkey "$AK" --hostname n1 >/dev/null || fail "register"
-node n1 map --lines 1 >/dev/null || fail "map"
+node n1 map --lines 1 --hostinfo '{"os":"linux","os_version":1}' >"$T/m" 2>&1 && fail "a bad hostinfo was taken"
+grep -q 'hostinfo.os_version must be a string' "$T/m" || fail "bad hostinfo: $(cat "$T/m")"
+node n1 map --lines 1 --hostinfo '{"os":"linux","os_version":"6.1.0","client_version":"0.1.0"}' >/dev/null || fail "map"
+api GET /api/v1/nodes | grep -q '"os":"linux 6.1.0","version":"0.1.0"' || fail "no os/version: $(api GET /api/v1/nodes)"
 wait_for 5 grep -q '^data: {"version":[0-9]*,"nodes":1,"online":' "$T/events" ||
 	fail "no change event for the new node: $(cat "$T/events")"
 kill "$EV" 2>/dev/null; wait "$EV" 2>/dev/null; reaped "$EV"
-ok "event stream: hello, then a change when a node registers and connects"
+ok "event stream: hello, then a change when a node registers and connects (with its OS and version; a bad hostinfo gets 400)"
 
 # ---- restart, sign-out ----
 stop

@@ -7,6 +7,7 @@
  *   wm-node --server URL --state FILE register --authkey KEY --hostname NAME
  *           [--routes CIDR,...]  (advertised routes; also taken by endpoints)
  *   wm-node --server URL --state FILE map [--since V] [--lines N] [--until-peers N]
+ *           [--hostinfo JSON]   (sent as the request's "hostinfo")
  *   wm-node --server URL --state FILE endpoints 192.0.2.1:41641,... [--home-derp N]
  *   wm-node --server URL --state FILE logout
  *   --repeat N (endpoints, register): sends it N times, each signed anew, and
@@ -202,10 +203,11 @@ main(int argc, char **argv)
 		{ "clock-offset", required_argument, NULL, 'o' },
 		{ "routes", required_argument, NULL, 'r' },
 		{ "repeat", required_argument, NULL, 'R' },
+		{ "hostinfo", required_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *authkey = NULL, *hostname = "node", *since = "0", *home = NULL;
-	const char *routes = NULL;
+	const char *routes = NULL, *hostinfo = NULL;
 	long repeat = 0;
 	char nk[KEY_STR_MAX], dk[KEY_STR_MAX];
 	struct state st;
@@ -228,6 +230,7 @@ main(int argc, char **argv)
 		case 'o': ts_offset = atoll(optarg); break;
 		case 'r': routes = optarg; break;
 		case 'R': repeat = atol(optarg); break;
+		case 'I': hostinfo = optarg; break;
 		default: return 2;
 		}
 	}
@@ -271,6 +274,8 @@ main(int argc, char **argv)
 			json_object_set_new(body, "auth_key", json_string(authkey));
 	} else if (strcmp(argv[optind], "map") == 0) {
 		body = json_pack("{s:I}", "version", (json_int_t)strtoull(since, NULL, 10));
+		if (hostinfo)	/* any JSON, to test the server's checks too */
+			json_object_set_new(body, "hostinfo", json_loads(hostinfo, JSON_DECODE_ANY, NULL));
 	} else if (strcmp(argv[optind], "endpoints") == 0 && optind + 1 < argc) {
 		json_t *a = json_array();
 		char *copy = strdup(argv[optind + 1]), *save_p = NULL;
