@@ -57,7 +57,10 @@
  * "exit_node":S, "exit_node_allow_lan_access":B, "advertise_tags":[S...], "accept_dns":B;
  * absent = not mentioned), {"cmd":"down"}, {"cmd":"logout"},
  * {"cmd":"status"}, {"cmd":"ping","peer":P}, {"cmd":"netcheck"},
- * {"cmd":"ip","family":"4"|"6"}, {"cmd":"debug"}, {"cmd":"version"}.
+ * {"cmd":"ip","family":"4"|"6"}, {"cmd":"debug"}, {"cmd":"version"},
+ * {"cmd":"dns_status"} (data: magic_dns, base_domain, global, split,
+ * search_domains, extra_records, host_resolvers, accept_dns, os_mode,
+ * os_configured, os_error, stats{queries,local,forwarded,...}).
  * Replies: {"ok":true,"text":"...","data":{...}} or {"ok":false,"error":"..."}.
  * status data: {"backend_state" (Running|Starting|Stopped|NeedsLogin),
  * "health":["..."],"self":{id,name,user,ipv4,ipv6,home_derp,
@@ -65,7 +68,8 @@
  * online,home_derp,last_handshake,rx_bytes,tx_bytes,rtt_ms,primary_routes,exit_node,
  * exit_node_in_use,routes_accepted}], "control":{url,connected,error},
  * "derp":{home,connected}, "accept_routes":B, "exit_node":null|{name,id,in_use,
- * allow_lan_access,error}}; self also has advertised_routes, advertise_exit_node.
+ * allow_lan_access,error}}; self also has advertised_routes, advertise_exit_node;
+ * self and peers have dns_name (NAME.base_domain with MagicDNS on, else NAME).
  * ping data: {peer,ip,via,direct,latency_ms}.
  */
 #include <errno.h>
