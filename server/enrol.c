@@ -29,6 +29,7 @@ enum state { E_PENDING, E_BUSY, E_DONE, E_FAILED, E_EXPIRED };
 
 struct entry {
 	char id[ENROL_ID_LEN + 1];
+	char addr[64];		/* the client address it came from, without the port */
 	uint8_t mkey[KEY_LEN];
 	struct control_reg reg;
 	int64_t created_s;
@@ -229,6 +230,7 @@ enrol_begin(struct server *s, struct http_request *req, struct http_response *re
 	char base[512], url[700];
 	int64_t now = time_now_s();
 	size_t slot = ENROL_MAX;
+	int same_addr = 0;
 
 	if ((en = calloc(1, sizeof(*en))) == NULL) {
 		http_problem(resp, 503, NULL, "out of memory");
@@ -241,12 +243,29 @@ enrol_begin(struct server *s, struct http_request *req, struct http_response *re
 		return;
 	}
 	memcpy(en->mkey, mkey, KEY_LEN);
+	str_copy(en->addr, req->client, sizeof(en->addr));
+	if (strrchr(en->addr, ':') && strrchr(en->addr, ':') > strrchr(en->addr, ']'))
+		*strrchr(en->addr, ':') = 0;	/* "ip:port", "[v6]:port" */
 	en->reg = *rg;
 	en->reg.tags = NULL;	/* borrowed from the body; the `up` after the login sends them */
 	en->created_s = now;
 	en->expires_s = now + s->cfg.register_expiry_s;
 	en->state = E_PENDING;
 	pthread_mutex_lock(&e->mu);
+	for (size_t i = 0; i < ENROL_MAX; i++) {
+		struct entry *o = e->ents[i];
+
+		if (o && o->state == E_PENDING && strcmp(o->addr, en->addr) == 0 &&
+		    memcmp(o->mkey, mkey, KEY_LEN) != 0)
+			same_addr++;
+	}
+	if (same_addr >= ENROL_PER_ADDR) {
+		pthread_mutex_unlock(&e->mu);
+		entry_free(en);
+		http_problem(resp, 429, NULL, "too many machines from this address are waiting for a "
+		    "login (at most %d); retry later", ENROL_PER_ADDR);
+		return;
+	}
 	for (size_t i = 0; i < ENROL_MAX; i++) {
 		struct entry *o = e->ents[i];
 

@@ -9,7 +9,9 @@
  *
  * A registration id is 128 random bits, lives register_url_expiry (default
  * 15 min), and completes once. The table is in memory and bounded
- * (ENROL_MAX); a server restart forgets it and the agent asks again.
+ * (ENROL_MAX, and ENROL_PER_ADDR from one client address, so that one
+ * source minting machine keys cannot lock everyone out); a server restart
+ * forgets it and the agent asks again.
  *
  * Threads: one mutex over the table and the waiting streams; the
  * registration write (control_register_owned) runs without it, with the
@@ -27,6 +29,7 @@
 
 enum {
 	ENROL_MAX = 4096,		/* waiting registrations */
+	ENROL_PER_ADDR = 64,		/* of them from one client address */
 	ENROL_WAITERS_MAX = 4096,	/* held /machine/register/wait requests */
 	ENROL_ID_LEN = 32,		/* hex characters */
 	ENROL_WAIT_S = 25,		/* one long-poll */

@@ -197,6 +197,25 @@ ok "after wiremesh logout, up logs in again with a new URL and the node works"
 grep -E "$KEY|$K3|$K4" "$WM_SERVER_LOG" >/dev/null && fail "register key in the server log"
 ok "register keys stay out of the log"
 
+# One address minting machine keys cannot lock others out: 64 waiting
+# registrations from it, the 65th is 429; another address still gets a URL.
+body='{"node_key":"nodekey:1111111111111111111111111111111111111111111111111111111111111111","disco_key":"discokey:2222222222222222222222222222222222222222222222222222222222222222","hostname":"flood","interactive":true}'
+codes=""
+for i in $(seq 1 65); do
+	hdrs=$("$WM_NODE" --state "$T/flood$i.json" sign /machine/register "$body") || fail "wm-node sign"
+	args=()
+	while IFS= read -r h; do args+=(-H "$h"); done <<<"$hdrs"
+	codes+=" $(in_srv curl -s -o /dev/null -w '%{http_code}' "${args[@]}" --data-binary "$body" "$URL/machine/register")"
+done
+[ "$(tr ' ' '\n' <<<"$codes" | grep -c '^202$')" = 64 ] && [ "${codes##* }" = 429 ] ||
+	fail "flood from one address: $codes"
+wm 1 up --force-reauth >"$T/up4" 2>&1 &
+UP4=$!
+WM_PIDS+=($UP4)
+wait_for 10 grep -q '/register/' "$T/up4" || fail "another address gets no URL during a flood: $(cat "$T/up4")"
+kill -TERM "$UP4" 2>/dev/null; wait "$UP4" 2>/dev/null
+ok "64 waiting registrations per address (the 65th: 429); other addresses unaffected"
+
 # Clean exits (under ASan this also checks for leaks).
 kill -TERM "$AGENT1"; wait "$AGENT1"; rc=$?
 [ "$rc" = 0 ] || fail "wiremeshd exit status $rc on SIGTERM"
