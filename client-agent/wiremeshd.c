@@ -41,6 +41,8 @@ static const char usage[] =
 "  --port N             UDP port for WireGuard and path discovery (default 41641; 0 random)\n"
 "  --socket-group GROUP members may use the local API besides root\n"
 "  --log-level LEVEL    error, warn, info (default), debug\n"
+"  --log-format FORMAT  text (logfmt, default) or json (one object per line);\n"
+"                       under systemd lines carry journald priorities (<3>..<7>)\n"
 "  --dns-rate-limit N   MagicDNS resolver: queries per second per source (default 10000;\n"
 "                       bursts of twice that; more are dropped and counted)\n";
 
@@ -122,6 +124,7 @@ main(int argc, char **argv)
 		{ "port", required_argument, NULL, 'p' },
 		{ "socket-group", required_argument, NULL, 'g' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-format", required_argument, NULL, 'F' },
 		{ "dns-rate-limit", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -160,6 +163,16 @@ main(int argc, char **argv)
 			}
 			log_set_level(lvl);
 			break;
+		case 'F': {
+			enum log_format lf;
+
+			if (log_format_parse(optarg, &lf) != 0) {
+				fprintf(stderr, "wiremeshd: --log-format must be text or json\n");
+				return 2;
+			}
+			log_set_format(lf);
+			break;
+		}
 		case 'D': {
 			long v = strtol(optarg, &end, 10);
 

@@ -16,6 +16,19 @@ void log_set_level(enum log_level l);
 int log_level_parse(const char *s, enum log_level *out);
 void log_set_prefix(const char *component);
 
+/* text: logfmt (default); json: one object per line, the logfmt fields as
+ * string members. */
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+void log_set_format(enum log_format f);
+int log_format_parse(const char *s, enum log_format *out);
+/* Lines start with "<N>" (syslog priority) for journald: stderr is the
+ * journal, or WIREMESH_LOG_SYSLOG_PREFIX=1. */
+#include <stdbool.h>
+bool log_syslog_prefix(void);
+/* The fields of the last error logged ("" if none): start-up failures quote
+ * it so that the cause is named on the terminal too. */
+const char *log_last_error(void);
+
 void log_emit(enum log_level l, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -35,6 +35,7 @@
 #include <sodium.h>
 
 #include "common/log.h"
+#include "common/prom.h"
 #include "common/util.h"
 #include "relay/derp_frame.h"
 #include "relay/derp_server.h"
@@ -904,7 +905,7 @@ static void serve_metrics(struct derp_server *s, struct conn *c)
 	struct buf b;
 
 	buf_init(&b, 64 * 1024);
-	if (derp_server_metrics(s, &b) != 0 || buf_cstr(&b) == NULL) {
+	if (derp_server_metrics(s, &b) != 0 || prom_add_help(&b) != 0 || buf_cstr(&b) == NULL) {
 		http_reply(s, c, "500 Internal Server Error", NULL, "");
 	} else {
 		http_reply(s, c, "200 OK", "Content-Type: text/plain; version=0.0.4\r\n",

@@ -45,6 +45,8 @@ static void usage(FILE *f)
 		"                            TLS-terminating proxy or for tests)\n"
 		"  --max-conns N             connection limit (default %d)\n"
 		"  --log-level LEVEL         error, warn, info (default), debug\n"
+		"  --log-format FORMAT       text (logfmt, default) or json; under systemd lines\n"
+		"                            carry journald priorities (<3>..<7>)\n"
 		"  --help                    this text\n",
 		DERP_DEFAULT_MAX_CONNS);
 }
@@ -102,6 +104,7 @@ int main(int argc, char **argv)
 		{ "insecure-plain-http", no_argument, NULL, 'P' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-format", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -142,6 +145,16 @@ int main(int argc, char **argv)
 			}
 			log_set_level(lv);
 			break;
+		case 'F': {
+			enum log_format lf;
+
+			if (log_format_parse(optarg, &lf) != 0) {
+				fprintf(stderr, "wiremesh-derper: --log-format must be text or json\n");
+				return 2;
+			}
+			log_set_format(lf);
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -887,6 +887,15 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* Why http_start failed, in words (http_start_error). */
+static _Thread_local char start_why[512];
+
+const char *
+http_start_error(void)
+{
+	return start_why;
+}
+
 static char *
 read_file(const char *path)
 {
@@ -983,7 +992,10 @@ http_start(const struct http_config *cfg, struct http **out)
 	pthread_mutex_init(&h->conns_lock, NULL);
 	pthread_mutex_init(&h->log_lock, NULL);
 	h->cfg = *cfg;
+	start_why[0] = 0;
 	if (parse_listen(cfg->listen, &ss, &sslen) != 0) {
+		snprintf(start_why, sizeof(start_why), "bad listen address \"%s\" (HOST:PORT, "
+		    "[V6]:PORT or :PORT)", cfg->listen);
 		log_error("msg=\"bad listen address\" listen=%s", cfg->listen);
 		http_stop(h);
 		return ERR_INVALID;
@@ -991,8 +1003,15 @@ http_start(const struct http_config *cfg, struct http **out)
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	if (cfg->tls_cert_path) {
-		h->cert_pem = read_file(cfg->tls_cert_path);
-		h->key_pem = read_file(cfg->tls_key_path ? cfg->tls_key_path : "");
+		const char *kp = cfg->tls_key_path ? cfg->tls_key_path : "";
+
+		errno = 0;
+		if ((h->cert_pem = read_file(cfg->tls_cert_path)) == NULL)
+			snprintf(start_why, sizeof(start_why), "cannot read the TLS certificate %s: %s",
+			    cfg->tls_cert_path, errno ? strerror(errno) : "empty or larger than 1 MiB");
+		else if (errno = 0, (h->key_pem = read_file(kp)) == NULL)
+			snprintf(start_why, sizeof(start_why), "cannot read the TLS key %s: %s", kp,
+			    errno ? strerror(errno) : "empty or larger than 1 MiB");
 		if (h->cert_pem == NULL || h->key_pem == NULL) {
 			log_error("msg=\"cannot read TLS certificate or key\" cert=%s key=%s",
 			    cfg->tls_cert_path, cfg->tls_key_path ? cfg->tls_key_path : "(none)");
@@ -1011,6 +1030,7 @@ http_start(const struct http_config *cfg, struct http **out)
 	{
 		/* Both option lists share the common options. */
 #define COMMON_OPTIONS \
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, /* first: else MHD logs raw before it */ \
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, \
 		MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 2, \
 		MHD_OPTION_CONNECTION_LIMIT, h->cfg.max_connections, \
@@ -1018,7 +1038,6 @@ http_start(const struct http_config *cfg, struct http **out)
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 4096, \
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, \
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, \
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, \
 		MHD_OPTION_UNESCAPE_CALLBACK, unescape, h
 		if (cfg->tls_cert_path) {
 			h->d = MHD_start_daemon(flags, 0, on_accept, h, on_request, h, COMMON_OPTIONS,
@@ -1032,6 +1051,9 @@ http_start(const struct http_config *cfg, struct http **out)
 #undef COMMON_OPTIONS
 	}
 	if (h->d == NULL) {
+		snprintf(start_why, sizeof(start_why), "cannot listen on %s: %s%s", cfg->listen,
+		    strerror(errno), cfg->tls_cert_path ? " (or the TLS certificate and key do not "
+		    "load: check that they are PEM and match)" : "");
 		log_error("msg=\"cannot start HTTP server\" listen=%s err=\"%s\"", cfg->listen,
 		    strerror(errno));
 		http_stop(h);

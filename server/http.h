@@ -104,6 +104,9 @@ struct http_config {
 	void *ctx;
 };
 
+/* Why the calling thread's last http_start failed ("cannot read the TLS
+ * certificate F: No such file or directory", "cannot listen on A: ..."). */
+const char *http_start_error(void);
 int http_start(const struct http_config *cfg, struct http **out) WM_MUST_CHECK;
 void http_stop(struct http *h);
 /* The port actually bound (useful with port 0). */

@@ -28,6 +28,8 @@ serve(int argc, char **argv)
 		{ "derp-map", required_argument, NULL, 'M' },
 		{ "policy-file", required_argument, NULL, 'P' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "log-format", required_argument, NULL, 'F' },
+		{ "metrics-listen", required_argument, NULL, 'm' },
 		{ "node-expiry", required_argument, NULL, 'E' },
 		{ "ephemeral-timeout", required_argument, NULL, 'T' },
 		{ "derp", no_argument, NULL, 'D' },
@@ -44,7 +46,7 @@ serve(int argc, char **argv)
 	};
 	static const char *keys[128] = {
 		['l'] = "listen", ['d'] = "db", ['C'] = "tls_cert", ['K'] = "tls_key",
-		['M'] = "derp_map", ['P'] = "policy_file", ['L'] = "log_level",
+		['M'] = "derp_map", ['P'] = "policy_file", ['L'] = "log_level", ['F'] = "log_format", ['m'] = "metrics_listen",
 		['E'] = "node_expiry", ['T'] = "ephemeral_inactivity_timeout",
 		['D'] = "derp", ['I'] = "derp_region_id", ['R'] = "derp_region_code",
 		['N'] = "derp_region_name", ['H'] = "derp_hostname", ['p'] = "derp_port",
@@ -99,16 +101,30 @@ serve(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(lvl);
+	{
+		enum log_format lf;
+
+		if (log_format_parse(cfg.log_format, &lf) != 0) {
+			fprintf(stderr, "wiremesh-server: log_format must be text or json\n");
+			return 2;
+		}
+		log_set_format(lf);
+	}
 	if ((cfg.tls_cert[0] != 0) != (cfg.tls_key[0] != 0)) {
 		fprintf(stderr, "wiremesh-server: --tls-cert and --tls-key go together\n");
 		return 2;
 	}
 	if ((r = server_new(&cfg, &s)) != 0) {
-		fprintf(stderr, "wiremesh-server: cannot start: %s\n", err_str(r));
+		fprintf(stderr, "wiremesh-server: cannot start: %s\n", server_error()[0] ?
+		    server_error() : log_last_error()[0] ? log_last_error() : err_str(r));
 		return 1;
 	}
 	if ((r = server_start(s)) != 0) {
-		fprintf(stderr, "wiremesh-server: cannot listen on %s: %s\n", cfg.listen, err_str(r));
+		if (server_error()[0])
+			fprintf(stderr, "wiremesh-server: %s\n", server_error());
+		else
+			fprintf(stderr, "wiremesh-server: cannot listen on %s: %s\n", cfg.listen,
+			    err_str(r));
 		server_free(s);
 		return 1;
 	}

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/prom.h"
 #include "relay/derp_server.h"
 #include "relay/stun_server.h"
 #include "server/mapper.h"
@@ -21,9 +22,8 @@ metrics_observe(struct server *s, int status, int64_t elapsed_ns)
 {
 	uint64_t us = elapsed_ns > 0 ? (uint64_t)elapsed_ns / 1000 : 0;
 	size_t i;
-	int cls = status / 100;
 
-	atomic_fetch_add(&s->metrics.requests[cls >= 1 && cls <= 5 ? cls : 0], 1);
+	atomic_fetch_add(&s->metrics.requests[status >= 100 && status <= 599 ? status : 0], 1);
 	for (i = 0; i < sizeof(bounds_us) / sizeof(bounds_us[0]); i++)
 		if (us <= bounds_us[i])
 			break;
@@ -100,9 +100,12 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 		    rs.leader ? 1 : 0);
 	}
 	r |= buf_printf(&b, "# TYPE wiremesh_http_requests_total counter\n");
-	for (int c = 1; c <= 5; c++)
-		r |= buf_printf(&b, "wiremesh_http_requests_total{code=\"%dxx\"} %" PRIu64 "\n", c,
-		    (uint64_t)atomic_load(&s->metrics.requests[c]));
+	for (int c = 100; c <= 599; c++) {	/* status codes as codes, as Prometheus' own */
+		uint64_t v = (uint64_t)atomic_load(&s->metrics.requests[c]);
+
+		if (v || c == 200)
+			r |= buf_printf(&b, "wiremesh_http_requests_total{code=\"%d\"} %" PRIu64 "\n", c, v);
+	}
 	r |= buf_printf(&b, "# HELP wiremesh_http_request_duration_seconds Time to answer a request "
 	    "(map streams excluded).\n# TYPE wiremesh_http_request_duration_seconds histogram\n");
 	for (size_t i = 0; i <= sizeof(bounds_us) / sizeof(bounds_us[0]); i++) {
@@ -142,6 +145,8 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 	if (s->stun)
 		r |= stun_server_metrics(s->stun, &b);
 	(void)req;
+	if (r == 0)
+		r = prom_add_help(&b);
 	if (r != 0) {
 		buf_cleanup(&b);
 		http_problem(resp, 500, NULL, "metrics too large");

@@ -51,6 +51,7 @@ server_config_defaults(struct server_config *c)
 	str_copy(c->listen, "0.0.0.0:443", sizeof(c->listen));
 	str_copy(c->db_path, "/var/lib/wiremesh/db.sqlite", sizeof(c->db_path));
 	str_copy(c->log_level, "info", sizeof(c->log_level));
+	str_copy(c->log_format, "text", sizeof(c->log_format));
 	if (prefix_parse("100.64.0.0/10", false, &c->prefix4) != 0 ||
 	    prefix_parse("fd7a:115c:a1e0::/48", false, &c->prefix6) != 0)
 		abort();	/* constants */
@@ -92,6 +93,8 @@ static const struct {
 	{ "derp_map", O_STR, offsetof(struct server_config, derp_map_path), 512 },
 	{ "policy_file", O_STR, offsetof(struct server_config, policy_file), 512 },
 	{ "log_level", O_STR, offsetof(struct server_config, log_level), 16 },
+	{ "log_format", O_STR, offsetof(struct server_config, log_format), 16 },
+	{ "metrics_listen", O_STR, offsetof(struct server_config, metrics_listen), 128 },
 	{ "prefix_v4", O_PFX4, offsetof(struct server_config, prefix4), 0 },
 	{ "prefix_v6", O_PFX6, offsetof(struct server_config, prefix6), 0 },
 	{ "node_expiry", O_DUR, offsetof(struct server_config, node_expiry_s), 0 },
@@ -822,6 +825,8 @@ embedded_derp_map(const struct server_config *c, char **out)
 	return 0;
 }
 
+static char start_error[600];	/* server_error() */
+
 /* ---- dispatch ---- */
 
 /* GET /oidc/callback: the provider sends the browser back here. */
@@ -933,6 +938,42 @@ healthz(struct server *s, struct http_response *resp)
 	    r == 0 ? "ok" : r == ERR_TIMEOUT ? "database busy" : "database unavailable"));
 }
 
+/* Is "ip:port" (as http.c formats clients) a loopback address? */
+static bool
+loopback_client(const char *client)
+{
+	struct endpoint e;
+
+	if (endpoint_parse(client, &e) != 0)
+		return false;
+	if (e.addr.family == AF_INET)
+		return e.addr.b[0] == 127;
+	{
+		static const uint8_t lo6[16] = { [15] = 1 };
+		static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+		return memcmp(e.addr.b, lo6, 16) == 0 ||
+		    (memcmp(e.addr.b, mapped, 12) == 0 && e.addr.b[12] == 127);
+	}
+}
+
+/* The metrics_listen listener: /metrics and /healthz only. */
+static void
+metrics_dispatch(void *ctx, struct http_request *req, struct http_response *resp)
+{
+	struct server *s = ctx;
+
+	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+		http_problem(resp, 405, NULL, "use GET");
+	else if (strcmp(req->path, "/metrics") == 0)
+		metrics_handle(s, req, resp);
+	else if (strcmp(req->path, "/healthz") == 0)
+		server_reply_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+	else
+		http_problem(resp, 404, NULL, "this listener serves /metrics and /healthz only");
+	httpsem_finish(req, resp);
+}
+
 static void
 dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 {
@@ -948,7 +989,14 @@ dispatch(void *ctx, struct http_request *req, struct http_response *resp)
 	} else if (strcmp(p, "/relay/admit") == 0) {
 		relay_admit(s, req, resp);
 	} else if (strcmp(p, "/metrics") == 0) {
-		metrics_handle(s, req, resp);
+		if (s->cfg.metrics_listen[0])
+			http_problem(resp, 404, NULL, "metrics are served on metrics_listen (%s)",
+			    s->cfg.metrics_listen);
+		else if (!loopback_client(req->client))
+			http_problem(resp, 403, NULL, "metrics are served to loopback clients only; set "
+			    "metrics_listen (HOST:PORT) to serve them on a listener of their own");
+		else
+			metrics_handle(s, req, resp);
 	} else if (strcmp(p, "/admin") == 0 || strncmp(p, "/admin/", 7) == 0) {
 		admin_handle(s, req, resp);
 	} else if (strncmp(p, "/register/", 10) == 0) {
@@ -1191,13 +1239,24 @@ server_new(const struct server_config *cfg, struct server **out)
 	}
 	if (cfg->derp && !cfg->derp_map_path[0] && (r = embedded_derp_map(cfg, &s->derp_map_json)) != 0)
 		goto fail;
+	if (cfg->derp_map_path[0] && (cfg->derp_hostname[0] || cfg->derp_port))
+		log_warn("msg=\"derp_hostname and derp_port describe the one-region map made "
+		    "without derp_map; with derp_map they are ignored: describe the embedded relay "
+		    "in the map file\" derp_map=%s derp_hostname=%s", cfg->derp_map_path,
+		    cfg->derp_hostname);
 	if (cfg->derp_map_path[0]) {
 		json_error_t e;
 		json_t *dm;
-		char *text = slurp(cfg->derp_map_path, 1 << 20);
+		char *text;
+
+		errno = 0;
+		text = slurp(cfg->derp_map_path, 1 << 20);
 
 		if (text == NULL) {
-			log_error("msg=\"cannot read DERP map\" path=%s", cfg->derp_map_path);
+			snprintf(start_error, sizeof(start_error), "cannot read the DERP map %s: %s",
+			    cfg->derp_map_path, errno ? strerror(errno) : "larger than 1 MiB");
+			log_error("msg=\"cannot read DERP map\" path=%s err=\"%s\"", cfg->derp_map_path,
+			    errno ? strerror(errno) : "larger than 1 MiB");
 			r = ERR_IO;
 			goto fail;
 		}
@@ -1373,6 +1432,12 @@ timers(void *arg)
 	return NULL;
 }
 
+const char *
+server_error(void)
+{
+	return start_error;
+}
+
 int
 server_start(struct server *s)
 {
@@ -1380,12 +1445,18 @@ server_start(struct server *s)
 	int r;
 
 	if (s->derp && (r = derp_server_start(s->derp)) != 0) {
+		snprintf(start_error, sizeof(start_error), "cannot start the embedded DERP relay%s%s: %s",
+		    s->cfg.derp_listen[0] ? " on " : "", s->cfg.derp_listen,
+		    errno ? strerror(errno) : err_str(r));
 		log_error("msg=\"cannot start the embedded DERP relay\" err=\"%s\"", err_str(r));
 		return r;
 	}
+	errno = 0;
 	if (s->stun && (r = stun_server_start(s->stun)) != 0) {
+		snprintf(start_error, sizeof(start_error), "cannot start the STUN server on %s (UDP): %s",
+		    s->cfg.stun_listen, errno ? strerror(errno) : err_str(r));
 		log_error("msg=\"cannot start the STUN server\" listen=%s err=\"%s\"",
-		    s->cfg.stun_listen, err_str(r));
+		    s->cfg.stun_listen, errno ? strerror(errno) : err_str(r));
 		return r;
 	}
 	memset(&hc, 0, sizeof(hc));
@@ -1402,8 +1473,28 @@ server_start(struct server *s)
 	hc.stream_keepalive_s = s->cfg.keepalive_s;
 	hc.dispatch = dispatch;
 	hc.ctx = s;
-	if ((r = http_start(&hc, &s->http)) != 0)
+	if ((r = http_start(&hc, &s->http)) != 0) {
+		snprintf(start_error, sizeof(start_error), "%s", http_start_error());
 		return r;
+	}
+	if (s->cfg.metrics_listen[0]) {	/* plain HTTP, for the scraper only */
+		struct http_config mc;
+
+		memset(&mc, 0, sizeof(mc));
+		mc.listen = s->cfg.metrics_listen;
+		mc.max_body = 1024;
+		mc.threads = 1;
+		mc.max_connections = 64;
+		mc.dispatch = metrics_dispatch;
+		mc.ctx = s;
+		if ((r = http_start(&mc, &s->metrics_http)) != 0) {
+			snprintf(start_error, sizeof(start_error), "metrics_listen: %s",
+			    http_start_error());
+			return r;
+		}
+		log_info("msg=\"metrics listening\" listen=%s port=%d", s->cfg.metrics_listen,
+		    http_port(s->metrics_http));
+	}
 	if (pthread_create(&timer_thread, NULL, timers, s) != 0)
 		return ERR_INTERNAL;
 	if ((r = replica_start(s->replica)) != 0)
@@ -1480,6 +1571,7 @@ server_free(struct server *s)
 		pthread_mutex_unlock(&s->derp_lock);
 		derp_server_free(d);
 	}
+	http_stop(s->metrics_http);
 	if (s->http) {
 		/* The timer thread reaps streams through s->http: it goes first. */
 		pthread_join(timer_thread, NULL);

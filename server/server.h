@@ -31,6 +31,8 @@ struct server_config {
 	char derp_map_path[512];
 	char policy_file[512];
 	char log_level[16];
+	char log_format[16];		/* text | json */
+	char metrics_listen[128];	/* "": /metrics on the main listener, loopback clients only */
 	struct ip_prefix prefix4;
 	struct ip_prefix prefix6;
 	int64_t node_expiry_s;		/* 0: nodes never expire */
@@ -92,6 +94,9 @@ int server_start(struct server *s) WM_MUST_CHECK;
 /* Blocks until SIGINT/SIGTERM; SIGHUP reloads the policy file and the dns block. */
 void server_wait(struct server *s);
 void server_free(struct server *s);
+/* Why server_new or server_start failed, naming the real cause ("cannot
+ * read the DERP map F: No such file or directory"); "" if unknown. */
+const char *server_error(void);
 
 /* Shared internals for the handler files (api.c, control.c, metrics.c). */
 struct mapper;
@@ -105,7 +110,7 @@ struct hostinfo;
 struct enrol;
 
 struct server_metrics {
-	atomic_uint_fast64_t requests[6];	/* by status class 1xx..5xx, [0] other */
+	atomic_uint_fast64_t requests[600];	/* by status code 100..599, [0] other */
 	atomic_uint_fast64_t latency_bucket[12];
 	atomic_uint_fast64_t latency_sum_us;
 	atomic_uint_fast64_t latency_count;
@@ -121,6 +126,7 @@ struct server {
 	struct ipam *ipam;
 	struct mapper *mapper;
 	struct http *http;
+	struct http *metrics_http;	/* metrics_listen, or NULL */
 	struct replay *replay;
 	struct policy_state *policy;
 	struct server_metrics metrics;
