@@ -1750,6 +1750,70 @@ int derp_server_adopt_borrowed(struct derp_server *s, int fd, int watch_fd,
 					.watch_fd = watch_fd }, already_read, n);
 }
 
+int derp_server_feed(struct derp_server *s, const uint8_t *p, size_t n, const size_t *cuts,
+		     size_t ncuts)
+{
+	int sv[2];
+	struct conn *c;
+	size_t off = 0;
+
+	if (s->running)
+		return ERR_INVALID;
+	if (s->epfd < 0 && (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		return ERR_IO;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+		return ERR_IO;
+	if ((c = conn_new(s, sv[0], NULL, ST_HTTP)) == NULL) {
+		close(sv[0]);
+		close(sv[1]);
+		return ERR_NOMEM;
+	}
+	/* The bytes arrive in the given pieces, as reads would return them:
+	 * what a piece leaves unparsed waits for the next one. */
+	for (size_t i = 0; i <= ncuts && !c->dead; i++) {
+		size_t end = i < ncuts && cuts[i] < n ? cuts[i] : n;
+		uint8_t *buf;
+		size_t bl;
+		ssize_t used;
+
+		if (end < off)
+			continue;
+		bl = c->plen + (end - off);
+		if ((buf = malloc(bl ? bl : 1)) == NULL)
+			break;
+		memcpy(buf, c->partial ? c->partial : (const uint8_t *)"", c->plen);
+		memcpy(buf + c->plen, p + off, end - off);
+		off = end;
+		used = process(s, c, buf, bl);
+		if (used >= 0 && !c->dead && keep_partial(c, buf + used, bl - (size_t)used) != 0)
+			conn_close(s, c);
+		free(buf);
+		/* Drain what the server wrote, so that it never blocks. */
+		{
+			uint8_t sink[4096];
+
+			while (read(sv[1], sink, sizeof(sink)) > 0)
+				;
+		}
+		if (c->state == ST_VERIFY)
+			break;	/* the verifier thread is not running */
+	}
+	if (!c->dead)
+		conn_close(s, c);
+	if (c->verifying) {
+		c->verifying = false;
+		if (!c->in_graveyard)
+			conn_destroy(c);
+	}
+	reap(s, true);
+	/* a verify job left queued names a connection now gone */
+	pthread_mutex_lock(&s->vlock);
+	s->vcount = 0;
+	pthread_mutex_unlock(&s->vlock);
+	close(sv[1]);
+	return 0;
+}
+
 void derp_server_stats(const struct derp_server *s, struct derp_server_stats *out)
 {
 	uint64_t *o = (uint64_t *)out;

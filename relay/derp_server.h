@@ -182,6 +182,14 @@ int derp_server_metrics(const struct derp_server *s, struct buf *out) WM_MUST_CH
 /* Stops the threads, closes every connection, wipes the key. NULL is a no-op. */
 void derp_server_free(struct derp_server *s);
 
+/* Fuzzing and tests: runs one plain-HTTP client connection's handling over
+ * the bytes p[0..n) synchronously, on the calling thread, as if read from
+ * its socket in pieces ending at cuts[0..ncuts) (ascending offsets) and then
+ * the rest; replies are discarded; the connection is closed at the end.
+ * Only on a server that was not started (no threads). */
+int derp_server_feed(struct derp_server *s, const uint8_t *p, size_t n, const size_t *cuts,
+		     size_t ncuts) WM_MUST_CHECK;
+
 /* The --verify-clients-url callback; ctx is a struct derp_verify_url_ctx. */
 struct derp_verify_url_ctx {
 	const char *url;

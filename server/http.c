@@ -597,7 +597,7 @@ http_max_connections(const struct http *h)
 }
 
 /* libmicrohttpd's own messages, as our log lines, at most 5 per 10 s. */
-static void
+static void __attribute__((format(printf, 2, 0)))
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct http *h = cls;
