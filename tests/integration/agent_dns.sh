@@ -114,7 +114,11 @@ cmp -s <(conf 2) "$T/resolv2.orig" || fail "--accept-dns=false: node2's resolv.c
 [ "$(in_node 1 getent ahostsv4 node2 | awk 'NR==1 {print $1}')" = "$ip2" ] || fail "getent ahostsv4 node2"
 [ "$(in_node 1 getent ahostsv4 intranet | awk 'NR==1 {print $1}')" = "203.0.113.91" ] || fail "search list: intranet.corp.test"
 [ "$(in_node 1 getent ahostsv4 www.example.org | awk 'NR==1 {print $1}')" = "203.0.113.81" ] || fail "getent forwarded name"
-ok "resolv.conf points at the resolver with the search list; getent; --accept-dns=false leaves it alone"
+wm 2 set --accept-dns=true >/dev/null || fail "set --accept-dns=true"
+wait_for 5 eval 'conf 2 | grep -qx "nameserver 100.100.100.100"' || fail "set --accept-dns=true: $(conf 2)"
+wm 2 set --accept-dns=false >/dev/null || fail "set --accept-dns=false"
+cmp -s <(conf 2) "$T/resolv2.orig" || fail "set --accept-dns=false did not restore: $(conf 2)"
+ok "resolv.conf points at the resolver with the search list; getent; --accept-dns=false leaves it alone; set toggles it"
 
 # 3. forwarding
 [ "$(q 1 +short www.example.org)" = "203.0.113.81" ] || fail "forwarded A"
