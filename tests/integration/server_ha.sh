@@ -151,3 +151,10 @@ node_at "${RURL[$F]}" eph2 register --authkey "$EK" --hostname eph2 >/dev/null |
 wait_for 15 gone eph2 || fail "no cleanup after the leader died"
 [ "$(pg_sql "SELECT COUNT(*) FROM nodes")" -gt 200 ] || fail "the cleanup removed more than ephemeral nodes"
 ok "one replica (of 1 and 2: $L) cleans up ephemeral nodes; after kill -9 of it, replica $F takes over"
+
+# The survivor stops cleanly (under ASan: no leak, no error at exit).
+kill -TERM "${RPID[$F]}"
+wait "${RPID[$F]}" || fail "replica $F did not exit cleanly on SIGTERM"
+! grep -l 'Sanitizer\|runtime error:' "$T"/replica*.log 2>/dev/null ||
+	fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/replica*.log | head -20)"
+ok "replica $F stops cleanly"

@@ -98,3 +98,10 @@ code=$(curl -s -m 10 -o "$T/h" -w '%{http_code}' "$URL/healthz")
 grep -q database "$T/h" || fail "/healthz body does not name the database: $(cat "$T/h")"
 kill -0 "$SERVER_PID" || fail "the server died with the database"
 ok "/healthz is 503 while the database is down; the server stays up"
+
+# It stops cleanly even with the database gone (under ASan: no leak, no error).
+stop_server
+wait "$SERVER_PID" 2>/dev/null
+! grep -l 'Sanitizer\|runtime error:' "$WM_SERVER_LOG" 2>/dev/null ||
+	fail "sanitizer report: $(grep -A5 'Sanitizer\|runtime error:' "$WM_SERVER_LOG" | head -20)"
+ok "the server stops cleanly"
