@@ -242,6 +242,26 @@ START_TEST(test_migrate)
 }
 END_TEST
 
+/* Every SQLite migration has its PostgreSQL twin with the same number and
+ * name (migrations/pg/NNNN_name.sql), and the other way round. */
+START_TEST(test_migrations_paired)
+{
+	for (int i = 0; i < migrations_count; i++) {
+		bool found = false;
+
+		for (int j = 0; j < pg_migrations_count; j++)
+			found = found || (pg_migrations[j].version == migrations[i].version &&
+			    strcmp(pg_migrations[j].name, migrations[i].name) == 0);
+		ck_assert_msg(found, "migrations/%04d_%s.sql has no PostgreSQL twin: add "
+		    "migrations/pg/%04d_%s.sql (the same change in PostgreSQL's types)",
+		    migrations[i].version, migrations[i].name, migrations[i].version,
+		    migrations[i].name);
+	}
+	ck_assert_msg(migrations_count == pg_migrations_count, "migrations/pg has a migration "
+	    "that migrations/ lacks");
+}
+END_TEST
+
 static void *
 migrate_thread(void *arg)
 {
@@ -444,6 +464,7 @@ db_suite(void)
 	tcase_add_checked_fixture(lite, sqlite_setup, sqlite_teardown);
 	add_common(lite);
 	tcase_add_test(lite, test_url);
+	tcase_add_test(lite, test_migrations_paired);
 	suite_add_tcase(s, lite);
 
 	tcase_add_unchecked_fixture(pg, pg_server, NULL);
