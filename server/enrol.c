@@ -189,7 +189,10 @@ enrol_tick(struct server *s)
 			snprintf(en->error, sizeof(en->error), "the login link expired before anyone "
 			    "logged in: run wiremesh up again");
 			notify_locked(e, en);
-			log_info("msg=\"registration expired\" hostname=%s", en->reg.hostname);
+			char lbl[STORE_NAME_MAX];
+
+			server_dns_label(lbl, en->reg.hostname);	/* safe in a log line */
+			log_info("msg=\"registration expired\" hostname=%s", lbl);
 		}
 		if (en->state != E_PENDING && en->state != E_BUSY && now >= en->ended_s + TOMBSTONE_S) {
 			entry_free(en);
@@ -231,6 +234,7 @@ enrol_begin(struct server *s, struct http_request *req, struct http_response *re
 	int64_t now = time_now_s();
 	size_t slot = ENROL_MAX;
 	int same_addr = 0;
+	char label[STORE_NAME_MAX];
 
 	if ((en = calloc(1, sizeof(*en))) == NULL) {
 		http_problem(resp, 503, NULL, "out of memory");
@@ -292,8 +296,9 @@ enrol_begin(struct server *s, struct http_request *req, struct http_response *re
 	server_reply_json(resp, 202, json_pack("{s:s, s:s, s:I}", "auth_url", url, "auth_id", en->id,
 	    "expires_at", (json_int_t)en->expires_s));
 	pthread_mutex_unlock(&e->mu);
+	server_dns_label(label, rg->hostname);	/* safe in a log line */
 	log_info("msg=\"registration waiting for a login\" hostname=%s expires_in_s=%" PRId64,
-	    rg->hostname, s->cfg.register_expiry_s);
+	    label, s->cfg.register_expiry_s);
 }
 
 static void
@@ -636,7 +641,7 @@ enrol_page(struct server *s, struct http_request *req, struct http_response *res
 	const char *id = req->path + strlen("/register/");
 	struct entry *en;
 	enum state st = E_FAILED;
-	char host[256], eid[ENROL_ID_LEN + 1], body[2048], x[32];
+	char host[256], eid[ENROL_ID_LEN + 1], body[2048], x[32], label[STORE_NAME_MAX] = "";
 	int64_t expires = 0;
 
 	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
@@ -648,6 +653,7 @@ enrol_page(struct server *s, struct http_request *req, struct http_response *res
 	if (en) {
 		st = en->state == E_PENDING && time_now_s() >= en->expires_s ? E_EXPIRED : en->state;
 		html_escape(host, sizeof(host), en->reg.hostname);
+		server_dns_label(label, en->reg.hostname);
 		str_copy(eid, en->id, sizeof(eid));
 		expires = en->expires_s;
 	}
@@ -659,11 +665,15 @@ enrol_page(struct server *s, struct http_request *req, struct http_response *res
 		return;
 	}
 	if (st == E_EXPIRED) {
+		log_info("msg=\"register page: link expired\" hostname=%s client=%s", label,
+		    req->client);
 		fail_page(resp, 410, "Link expired", "This registration link has expired. Run "
 		    "wiremesh up again for a new one.");
 		return;
 	}
 	if (st != E_PENDING) {
+		log_info("msg=\"register page: link already used\" hostname=%s client=%s", label,
+		    req->client);
 		fail_page(resp, 410, "Link already used", "This registration link has already been "
 		    "used. Run wiremesh up again if the machine still needs to log in.");
 		return;

@@ -159,7 +159,10 @@ st=$(in_srv curl -s -o "$T/page" -w '%{http_code}' "$URL/register/0123456789abcd
 [ "$st" = 404 ] && grep -q 'not valid' "$T/page" || fail "unknown link: $st"
 st=$(in_srv curl -s -o "$T/page" -w '%{http_code}' "$URL/register/../../etc/passwd")
 [ "$st" = 404 ] || fail "odd link: $st"
-ok "a register URL works once (410 after), unknown ones 404"
+grep -q 'msg="register page: link already used" hostname=node1' "$WM_SERVER_LOG" &&
+	grep -q 'msg="register page: link expired"' "$WM_SERVER_LOG" &&
+	grep -q 'msg="register page: unknown link"' "$WM_SERVER_LOG" || fail "no log line for a refused link"
+ok "a register URL works once (410 after), unknown ones 404; each refusal logged"
 
 ip2=$(wm 2 ip -4)
 pinged() { wm 1 ping -c 1 "$ip2" | grep -q '^pong from node2'; }
