@@ -273,6 +273,8 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	if (ca && *ca)
 		curl_easy_setopt(k, CURLOPT_CAINFO, ca);
 	if (stream) {
+		/* the map stream compressed with zstd; libcurl decodes it */
+		curl_easy_setopt(k, CURLOPT_ACCEPT_ENCODING, "zstd");
 		curl_easy_setopt(k, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(k, CURLOPT_LOW_SPEED_TIME, (long)CONTROL_STALL_S);
 	} else {

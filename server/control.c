@@ -12,6 +12,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -588,10 +589,36 @@ node_for(struct server *s, const uint8_t mkey[static KEY_LEN], struct store_node
 	return 0;
 }
 
-static void
-handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[static KEY_LEN],
-	   json_t *body)
+/* Whether an Accept-Encoding header value lists zstd (q=0 refuses it). */
+static bool
+accepts_zstd(const char *v)
 {
+	while (v && *v) {
+		size_t n;
+
+		v += strspn(v, " \t,");
+		n = strcspn(v, ",;");
+		if (n == 4 && strncasecmp(v, "zstd", 4) == 0) {
+			const char *q = v + 4;
+
+			q += strspn(q, " \t");
+			if (*q == ';') {
+				q += 1 + strspn(q + 1, " \t");
+				if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=' && strtod(q + 2, NULL) <= 0)
+					return false;
+			}
+			return true;
+		}
+		v += strcspn(v, ",");
+	}
+	return false;
+}
+
+static void
+handle_map(struct server *s, struct http_request *req, struct http_response *resp,
+	   const uint8_t mkey[static KEY_LEN], json_t *body)
+{
+	bool zstd = accepts_zstd(http_header(req, "Accept-Encoding"));
 	struct store_node n;
 	enum mapper_start how;
 	int64_t since = 0;
@@ -608,14 +635,16 @@ handle_map(struct server *s, struct http_response *resp, const uint8_t mkey[stat
 		http_problem(resp, 400, NULL, "%s", why);
 		return;
 	}
-	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, resp, &how)) == ERR_EXHAUSTED)
+	if ((r = mapper_stream_open(s->mapper, n.id, (uint64_t)since, zstd, resp, &how)) == ERR_EXHAUSTED)
 		http_problem(resp, 429, NULL, "this node already has %d map streams open; close one first",
 		    MAPPER_STREAMS_PER_NODE_MAX);
 	else if (r != 0)
 		http_problem_err(resp, r, "cannot open the map stream");
+	else if (zstd && http_add_header(resp, "Content-Encoding", "zstd") != 0)
+		log_error("msg=\"cannot set Content-Encoding on a zstd map stream\"");
 	else
-		log_debug("msg=\"map stream\" node_id=%" PRId64 " since=%" PRId64 " start=%s",
-		    n.id, since, how == MAPPER_START_RESUME ? "resume" : "full");
+		log_debug("msg=\"map stream\" node_id=%" PRId64 " since=%" PRId64 " start=%s zstd=%d",
+		    n.id, since, how == MAPPER_START_RESUME ? "resume" : "full", (int)zstd);
 }
 
 struct endpoints_change {
@@ -799,7 +828,7 @@ control_handle(struct server *s, struct http_request *req, struct http_response 
 	else if (strcmp(req->path, "/machine/register/wait") == 0)
 		enrol_wait(s, resp, sr.mkey, body);
 	else if (strcmp(req->path, "/machine/map") == 0)
-		handle_map(s, resp, sr.mkey, body);
+		handle_map(s, req, resp, sr.mkey, body);
 	else if (strcmp(req->path, "/machine/endpoints") == 0)
 		handle_endpoints(s, resp, sr.mkey, body);
 	else if (strcmp(req->path, "/machine/logout") == 0)

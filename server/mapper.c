@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <zstd.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -21,7 +22,11 @@
 #include "server/nodeview.h"
 #include "server/routes.h"
 
-enum { RENDER_BATCH = 64 * 1024 };	/* bytes of replayed messages per render */
+enum {
+	RENDER_BATCH = 64 * 1024,	/* bytes of replayed messages per render */
+	ZBLOCK = 64,			/* snapshot peers per shared compressed block */
+	ZLEVEL = 3,
+};
 
 /* ---- id lists ---- */
 
@@ -98,6 +103,7 @@ ids_json(struct buf *b, const int64_t *v, size_t n)
 
 struct rbuf {
 	atomic_int refs;
+	_Atomic(struct rbuf *) z;	/* the same bytes as one zstd frame, made once */
 	bool soft;		/* a keepalive: a busy stream drops it */
 	uint64_t version;	/* of the last message in it; 0: none */
 	size_t len;
@@ -112,6 +118,7 @@ rbuf_new(const char *data, size_t len, uint64_t version)
 	if (b == NULL)
 		return NULL;
 	atomic_init(&b->refs, 1);
+	atomic_init(&b->z, NULL);
 	b->len = len;
 	b->soft = false;
 	b->version = version;
@@ -130,8 +137,80 @@ rbuf_get(struct rbuf *b)
 static void
 rbuf_put(struct rbuf *b)
 {
-	if (b && atomic_fetch_sub(&b->refs, 1) == 1)
+	if (b && atomic_fetch_sub(&b->refs, 1) == 1) {
+		struct rbuf *z = atomic_load(&b->z);
+
+		if (z)
+			rbuf_put(z);
 		free(b);
+	}
+}
+
+/* ---- zstd (Accept-Encoding: zstd) ---- */
+
+/* One compression context per thread, freed when the thread ends. */
+static pthread_key_t zkey;
+static pthread_once_t zonce = PTHREAD_ONCE_INIT;
+
+static void
+zfree(void *p)
+{
+	ZSTD_freeCCtx(p);
+}
+
+static void
+zkey_init(void)
+{
+	(void)pthread_key_create(&zkey, zfree);
+}
+
+/* `data` as one zstd frame in a new buffer; a stream of such frames is a
+ * valid zstd stream (the client decodes it as one). */
+static struct rbuf *
+zframe(const char *data, size_t len, uint64_t version)
+{
+	ZSTD_CCtx *cc;
+	struct rbuf *b;
+	size_t bound = ZSTD_compressBound(len), n;
+
+	(void)pthread_once(&zonce, zkey_init);
+	if ((cc = pthread_getspecific(zkey)) == NULL) {
+		if ((cc = ZSTD_createCCtx()) == NULL)
+			return NULL;
+		(void)pthread_setspecific(zkey, cc);
+	}
+	if ((b = malloc(sizeof(*b) + bound)) == NULL)
+		return NULL;
+	n = ZSTD_compressCCtx(cc, b->data, bound, data, len, ZLEVEL);
+	if (ZSTD_isError(n)) {
+		free(b);
+		return NULL;
+	}
+	atomic_init(&b->refs, 1);
+	atomic_init(&b->z, NULL);
+	b->len = n;
+	b->soft = false;
+	b->version = version;
+	return b;
+}
+
+/* The compressed twin of b, made by the first stream that needs it and
+ * shared by all (a new reference), or NULL when memory is short. */
+static struct rbuf *
+rbuf_z(struct rbuf *b)
+{
+	struct rbuf *z = atomic_load(&b->z), *none = NULL;
+
+	if (z == NULL) {
+		if ((z = zframe(b->data, b->len, b->version)) == NULL)
+			return NULL;
+		z->soft = b->soft;
+		if (!atomic_compare_exchange_strong(&b->z, &none, z)) {
+			rbuf_put(z);
+			z = none;
+		}
+	}
+	return rbuf_get(z);
 }
 
 /* ---- snapshot of peer fragments ---- */
@@ -142,6 +221,10 @@ struct snap {
 	size_t n;
 	int64_t *ids;
 	struct rbuf **frags;
+	/* zstd: block b (peers b*ZBLOCK..) as ",frag,frag,...", compressed
+	 * once for every stream that sees all of its peers */
+	pthread_mutex_t zlock;
+	struct rbuf **zblk;
 };
 
 static void
@@ -151,9 +234,39 @@ snap_put(struct snap *s)
 		return;
 	for (size_t i = 0; i < s->n; i++)
 		rbuf_put(s->frags[i]);
+	for (size_t i = 0; s->zblk && i < (s->n + ZBLOCK - 1) / ZBLOCK; i++)
+		rbuf_put(s->zblk[i]);
+	free(s->zblk);
+	pthread_mutex_destroy(&s->zlock);
 	free(s->frags);
 	free(s->ids);
 	free(s);
+}
+
+/* The shared compressed block b of the snapshot (a new reference). */
+static struct rbuf *
+snap_zblock(struct snap *s, size_t b)
+{
+	struct rbuf *z = NULL;
+	struct buf t;
+	int r = 0;
+
+	pthread_mutex_lock(&s->zlock);
+	if (s->zblk == NULL)
+		s->zblk = calloc((s->n + ZBLOCK - 1) / ZBLOCK + 1, sizeof(*s->zblk));
+	if (s->zblk != NULL && s->zblk[b] == NULL) {
+		buf_init(&t, (size_t)64 << 20);
+		for (size_t i = b * ZBLOCK; r == 0 && i < s->n && i < (b + 1) * ZBLOCK; i++)
+			if ((r = buf_append(&t, ",", 1)) == 0)
+				r = buf_append(&t, s->frags[i]->data, s->frags[i]->len);
+		if (r == 0)
+			s->zblk[b] = zframe((const char *)t.data, t.len, 0);
+		buf_cleanup(&t);
+	}
+	if (s->zblk != NULL)
+		z = rbuf_get(s->zblk[b]);
+	pthread_mutex_unlock(&s->zlock);
+	return z;
 }
 
 /* ---- the change-log mirror ---- */
@@ -253,6 +366,8 @@ struct mstream {
 	bool ending;		/* the node expired: end once the queue is sent */
 
 	/* Send state: the reader's own. */
+	bool zstd;		/* every piece goes out as a zstd frame */
+	struct rbuf *zc;	/* a compressed piece of a full map being sent */
 	enum stage stage;
 	uint64_t sent_version;	/* of the last message fully handed to HTTP */
 	struct pitem *plan;	/* a replay being sent */
@@ -564,6 +679,7 @@ delta_new(uint64_t version, const char *kind, const char *payload, size_t plen)
 	if (b == NULL)
 		return NULL;
 	atomic_init(&b->refs, 1);
+	atomic_init(&b->z, NULL);
 	b->soft = false;
 	b->version = version;
 	memcpy(b->data, head, (size_t)hl);
@@ -1370,6 +1486,7 @@ current_snap(struct mapper *m)
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
 	atomic_init(&s->refs, 1);
+	pthread_mutex_init(&s->zlock, NULL);
 	s->version = m->version;
 	s->n = m->nnodes;
 	s->ids = malloc((m->nnodes + 1) * sizeof(*s->ids));
@@ -1715,6 +1832,89 @@ copy_out(struct mstream *s, const char *src, size_t srclen, char *buf, size_t ma
 	return n;
 }
 
+/* The next piece of a full map as one zstd frame: the head, then blocks of
+ * peers (a block whose peers the node all sees, and that is not its first,
+ * is the snapshot's shared compressed block), then the tail. */
+static struct rbuf *
+zfull_piece(struct mstream *s)
+{
+	struct rbuf *z = NULL;
+
+	while (z == NULL) {
+		if (s->stage == ST_HEAD) {
+			z = zframe(s->cur->data, s->cur->len, 0);
+			rbuf_put(s->cur);
+			s->cur = NULL;
+			s->stage = ST_PEERS;
+			return z;
+		}
+		if (s->stage == ST_PEERS && s->peer_i < s->snap->n) {
+			size_t b = s->peer_i / ZBLOCK, end = (b + 1) * ZBLOCK, i;
+			bool all = s->peer_i == b * ZBLOCK && s->peer_sep;
+			struct buf t;
+			int r = 0;
+
+			if (end > s->snap->n)
+				end = s->snap->n;
+			for (i = s->peer_i; all && i < end; i++) {
+				int64_t pid = s->snap->ids[i];
+
+				all = pid != s->node_id && (s->can_see == NULL ||
+				    s->can_see(s->pol_ctx, s->node_id, pid));
+			}
+			if (all) {
+				s->peer_i = end;
+				return snap_zblock(s->snap, b);
+			}
+			buf_init(&t, (size_t)64 << 20);
+			for (i = s->peer_i; r == 0 && i < end; i++) {
+				int64_t pid = s->snap->ids[i];
+
+				if (pid == s->node_id || (s->can_see != NULL &&
+				    !s->can_see(s->pol_ctx, s->node_id, pid)))
+					continue;
+				if (s->peer_sep)
+					r = buf_append(&t, ",", 1);
+				if (r == 0)
+					r = buf_append(&t, s->snap->frags[i]->data, s->snap->frags[i]->len);
+				s->peer_sep = true;
+			}
+			s->peer_i = end;
+			if (r == 0 && t.len > 0)
+				z = zframe((const char *)t.data, t.len, 0);
+			buf_cleanup(&t);
+			if (r != 0)
+				return NULL;
+			continue;
+		}
+		/* the tail */
+		z = zframe("]}\n", 3, s->snap->version);
+		s->sent_version = s->snap->version;
+		snap_put(s->snap);
+		s->snap = NULL;
+		if (s->pol_put)
+			s->pol_put(s->pol_ctx);
+		s->pol_put = NULL;
+		s->can_see = NULL;
+		s->stage = ST_QUEUE;
+		return z;
+	}
+	return z;
+}
+
+/* In a zstd stream, a message is sent as its compressed twin. */
+static struct rbuf *
+zswap(struct mstream *s, struct rbuf *b, bool shared)
+{
+	struct rbuf *z;
+
+	if (!s->zstd || b == NULL)
+		return b;
+	z = shared ? rbuf_z(b) : zframe(b->data, b->len, b->version);
+	rbuf_put(b);
+	return z;
+}
+
 static ssize_t
 stream_read(void *ctx, char *buf, size_t max)
 {
@@ -1723,6 +1923,21 @@ stream_read(void *ctx, char *buf, size_t max)
 	bool need_full, need_resume, ending;
 
 	while (done < max) {
+		if (s->zc != NULL) {
+			done += copy_out(s, s->zc->data, s->zc->len, buf + done, max - done);
+			if (s->off == s->zc->len) {
+				rbuf_put(s->zc);
+				s->zc = NULL;
+				s->off = 0;
+			}
+			continue;
+		}
+		if (s->zstd && (s->stage == ST_HEAD || s->stage == ST_PEERS || s->stage == ST_TAIL)) {
+			if ((s->zc = zfull_piece(s)) == NULL)
+				return done > 0 ? (ssize_t)done : -1;	/* out of memory */
+			s->off = 0;
+			continue;
+		}
 		switch (s->stage) {
 		case ST_HEAD:
 			done += copy_out(s, s->cur->data, s->cur->len, buf + done, max - done);
@@ -1810,8 +2025,10 @@ stream_read(void *ctx, char *buf, size_t max)
 				continue;
 			}
 			if (s->plan != NULL) {
-				if ((s->cur = plan_render(s)) != NULL)
+				if ((s->cur = zswap(s, plan_render(s), false)) != NULL)
 					s->off = 0;
+				else if (s->zstd && s->plan != NULL)
+					return done > 0 ? (ssize_t)done : -1;	/* out of memory */
 				continue;
 			}
 			pthread_mutex_lock(&s->lock);
@@ -1827,6 +2044,8 @@ stream_read(void *ctx, char *buf, size_t max)
 				return done > 0 ? (ssize_t)done : -1;
 			if (s->cur == NULL)
 				goto out;
+			if (s->zstd && (s->cur = zswap(s, s->cur, true)) == NULL)
+				return done > 0 ? (ssize_t)done : -1;	/* out of memory */
 			continue;
 		case ST_NONE:
 			if (!begin_full(s))
@@ -1877,6 +2096,7 @@ stream_close(void *ctx)
 		m->cfg.on_offline(m->cfg.ctx, offline);
 	queue_clear(s);
 	rbuf_put(s->cur);
+	rbuf_put(s->zc);
 	snap_put(s->snap);
 	free(s->plan);
 	if (s->pol_put)
@@ -1893,8 +2113,8 @@ static const struct http_stream_ops stream_ops = {
 };
 
 int
-mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, struct http_response *resp,
-		   enum mapper_start *how)
+mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, bool zstd,
+		   struct http_response *resp, enum mapper_start *how)
 {
 	struct mstream *s = calloc(1, sizeof(*s));
 	struct mnode *mn;
@@ -1905,6 +2125,7 @@ mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, struct htt
 	}
 	s->m = m;
 	s->node_id = node_id;
+	s->zstd = zstd;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_lock(&m->lock);
 	if ((mn = node_find(m, node_id, NULL)) == NULL ||

@@ -141,8 +141,11 @@ enum mapper_start { MAPPER_START_FULL, MAPPER_START_RESUME };
 enum { MAPPER_STREAMS_PER_NODE_MAX = 8 };
 /* Opens a stream for a node that resumes after `since` (0: full map).
  * Fills the streaming half of a response; *how says which it got.
- * ERR_EXHAUSTED when the node has MAPPER_STREAMS_PER_NODE_MAX open. */
-int mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since,
+ * ERR_EXHAUSTED when the node has MAPPER_STREAMS_PER_NODE_MAX open. With
+ * `zstd` every piece is one zstd frame (the body is a zstd stream): a
+ * message for many streams is compressed once, and so is each block of a
+ * full map's peers that a stream sees whole. */
+int mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, bool zstd,
 		       struct http_response *resp, enum mapper_start *how) WM_MUST_CHECK;
 
 /* Queues a keepalive on every stream. */

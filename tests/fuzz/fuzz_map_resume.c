@@ -101,7 +101,7 @@ check_stream(struct mapper *m, int64_t viewer, uint64_t since)
 	char *p, *nl;
 
 	memset(&resp, 0, sizeof(resp));
-	if (mapper_stream_open(m, viewer, since, &resp, &how) != 0)
+	if (mapper_stream_open(m, viewer, since, false, &resp, &how) != 0)
 		return;	/* the node is gone */
 	resp.stream_ops->attach(resp.stream_ctx, NULL);
 	buf_init(&all, 64 << 20);

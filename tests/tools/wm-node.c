@@ -6,7 +6,7 @@
  *
  *   wm-node --server URL --state FILE register --authkey KEY --hostname NAME
  *           [--routes CIDR,...]  (advertised routes; also taken by endpoints)
- *   wm-node --server URL --state FILE map [--since V] [--lines N] [--until-peers N]
+ *   wm-node --server URL --state FILE map [--since V] [--lines N] [--until-peers N] [--zstd]
  *           [--hostinfo JSON]   (sent as the request's "hostinfo")
  *   wm-node --server URL --state FILE endpoints 192.0.2.1:41641,... [--home-derp N]
  *   wm-node --server URL --state FILE logout
@@ -130,6 +130,8 @@ on_data(char *p, size_t sz, size_t n, void *ctx)
 	return sz * n;
 }
 
+static int want_zstd;	/* --zstd: the map stream compressed */
+
 static int
 post(const struct state *st, const char *path, const char *body, int stream)
 {
@@ -163,6 +165,8 @@ post(const struct state *st, const char *path, const char *body, int stream)
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+	if (stream && want_zstd)	/* Accept-Encoding: zstd; libcurl decodes */
+		curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "zstd");
 	if (getenv("SSL_CERT_FILE"))
 		curl_easy_setopt(c, CURLOPT_CAINFO, getenv("SSL_CERT_FILE"));
 	if (!stream)
@@ -204,6 +208,7 @@ main(int argc, char **argv)
 		{ "routes", required_argument, NULL, 'r' },
 		{ "repeat", required_argument, NULL, 'R' },
 		{ "hostinfo", required_argument, NULL, 'I' },
+		{ "zstd", no_argument, NULL, 'z' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *authkey = NULL, *hostname = "node", *since = "0", *home = NULL;
@@ -231,6 +236,7 @@ main(int argc, char **argv)
 		case 'r': routes = optarg; break;
 		case 'R': repeat = atol(optarg); break;
 		case 'I': hostinfo = optarg; break;
+		case 'z': want_zstd = 1; break;
 		default: return 2;
 		}
 	}

@@ -70,7 +70,7 @@ read_stream(struct mapper *m, int64_t id, uint64_t since, struct out *o)
 
 	memset(&resp, 0, sizeof(resp));
 	memset(o, 0, sizeof(*o));
-	ck_assert_int_eq(mapper_stream_open(m, id, since, &resp, &how), 0);
+	ck_assert_int_eq(mapper_stream_open(m, id, since, false, &resp, &how), 0);
 	resp.stream_ops->attach(resp.stream_ctx, NULL);
 	buf_init(&all, 16 << 20);
 	while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
@@ -284,7 +284,7 @@ START_TEST(test_slow_stream_resumes)
 	for (int i = 1; i <= 2; i++)
 		ck_assert_int_eq(mapper_load(m, &nodes[i], false), 0);
 	memset(&resp, 0, sizeof(resp));
-	ck_assert_int_eq(mapper_stream_open(m, 1, 0, &resp, &how), 0);
+	ck_assert_int_eq(mapper_stream_open(m, 1, 0, false, &resp, &how), 0);
 	resp.stream_ops->attach(resp.stream_ctx, NULL);
 	buf_init(&all, 16 << 20);
 	/* the full map, then 20 changes with a queue of 4, unread */
