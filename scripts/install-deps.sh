@@ -10,14 +10,18 @@
 # Packages are installed with services kept stopped and not enabled: a
 # policy-rc.d refuses every service start during the install, so installing
 # the test tools on a server never leaves coturn on our STUN port, PostgreSQL
-# or dnsmasq running. Tests start their own instances by PID.
+# or dnsmasq running. Tests start their own instances by PID. (systemd is in
+# the test list for systemd-analyze, which verifies the units; on a machine
+# booted with systemd it is already installed, and in a container without it
+# its install starts nothing either.)
 set -eu
 build="build-essential pkg-config libmicrohttpd-dev libsqlite3-dev libjansson-dev
 libsodium-dev libssl-dev libcurl4-openssl-dev libpq-dev libzstd-dev libjwt-dev
 curl openssl iproute2 nftables sqlite3 procps"
 test="clang libclang-rt-14-dev check wireguard-tools wireguard-go iperf3 coturn
 stun-client iputils-ping psmisc netcat-openbsd postgresql dnsmasq dnsutils
-chromium pebble prometheus hyperfine python3 python3-cryptography"
+chromium pebble prometheus hyperfine python3 python3-cryptography python3-yaml
+systemd man-db"
 pkgs=$build
 [ "${1:-}" = "--test" ] && pkgs="$build $test"
 missing=""

@@ -1500,12 +1500,12 @@ server_start(struct server *s)
 	if ((r = replica_start(s->replica)) != 0)
 		return r;
 	if (hc.tls_cert_path)
-		log_info("msg=\"listening\" listen=%s port=%d tls=on", s->cfg.listen,
-		    http_port(s->http));
+		log_info("msg=\"listening\" listen=%s port=%d tls=on keepalive_interval=%" PRId64 "s",
+		    s->cfg.listen, http_port(s->http), s->cfg.keepalive_s);
 	else
 		log_warn("msg=\"listening with plain HTTP (no --tls-cert): use only on loopback "
-		    "or behind a TLS reverse proxy\" listen=%s port=%d tls=off", s->cfg.listen,
-		    http_port(s->http));
+		    "or behind a TLS reverse proxy\" listen=%s port=%d tls=off keepalive_interval=%"
+		    PRId64 "s", s->cfg.listen, http_port(s->http), s->cfg.keepalive_s);
 	if (s->derp)
 		log_info("msg=\"derp: embedded relay at /derp\" region_id=%" PRId64 " region=%s "
 		    "admission=nodes", s->cfg.derp_region_id, s->cfg.derp_region_code);

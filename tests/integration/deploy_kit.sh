@@ -217,7 +217,8 @@ if command -v systemd-analyze >/dev/null; then
 		fi
 		# Point the unit at the installed tree so that verify finds the binary.
 		sed "s|^ExecStart=/|ExecStart=$R/|" "$u" >"$T/units/$(basename "$u")"
-		systemd-analyze verify --man=no "$T/units/$(basename "$u")" >"$T/sv.out" 2>&1 ||
+		# --man=yes: the Documentation= man pages must exist (in the installed tree)
+		MANPATH=$R/usr/local/share/man systemd-analyze verify --man=yes "$T/units/$(basename "$u")" >"$T/sv.out" 2>&1 ||
 			fail "systemd-analyze verify $(basename "$u"): $(cat "$T/sv.out")"
 		[ ! -s "$T/sv.out" ] || fail "systemd-analyze verify $(basename "$u") warns: $(cat "$T/sv.out")"
 		n=$((n + 1))
