@@ -196,7 +196,7 @@ log_emit(enum log_level l, const char *fmt, ...)
 	if (m < 0)
 		body[0] = 0;
 	if (l == LOG_ERROR)
-		snprintf(last_error, sizeof(last_error), "%s", body);
+		snprintf(last_error, sizeof(last_error), "%.*s", (int)sizeof(last_error) - 1, body);
 	if (log_syslog_prefix()) {
 		line[n++] = '<';
 		line[n++] = prio[l];
