@@ -52,7 +52,8 @@ n=$(pg_sql "SELECT COUNT(*) FROM nodes")
 addrs=$(cat "$T"/reg* | grep -o '"ipv4":"[^"]*"' | sort -u | wc -l)
 [ "$addrs" = $N ] || fail "the replies carry $addrs distinct addresses, not $N"
 for i in 1 2 3; do kill -0 "${RPID[$i]}" || fail "replica $i died"; done
-ok "$N registrations at once over 3 replicas: $N nodes, distinct addresses and names"
+lags=$(for i in 1 2 3; do curl -sf "${RURL[$i]}/metrics" | sed -n 's/^wiremesh_replica_notify_lag_seconds{stat="max"} //p'; done | tr '\n' ' ')
+ok "$N registrations at once over 3 replicas: $N nodes, distinct addresses and names (notify lag max per replica: ${lags}s)"
 
 # The same machine registering on two replicas at once: one node.
 seq 1 6 | xargs -P 6 -I{} sh -c '
