@@ -117,7 +117,8 @@ ip -n "$NS1" addr show dev wm0 | grep -q "inet $ip1/32" || fail "TUN address not
 ip -n "$NS1" route show | grep -q '100.64.0.0/10 dev wm0' || fail "route 100.64.0.0/10"
 ok "addresses $ip1 $ip2 and routes on wm0"
 
-peer_listed() { wm 1 status | grep -q "^$ip2 .*node2 .*alice"; }
+# listed, and online (flags are published every 250 ms)
+peer_listed() { wm 1 status | grep "^$ip2 .*node2 .*alice" | grep -vq offline; }
 wait_for 10 peer_listed || fail "status does not list node2: $(wm 1 status)"
 wm 1 status --json | python3 -c '
 import json,sys; d=json.load(sys.stdin); p=[x for x in d["peers"] if x["name"]=="node2"][0]
