@@ -156,9 +156,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				}
 			if (!found)
 				__builtin_trap();
+			/* the lowest latency, or a sticky choice no other path beats
+			 * by PATHS_SWITCH_MIN_MS and a quarter */
 			for (i = 0; i < k; i++)
-				if (info[i].confirmed && info[i].rtt_ms < rtt)
-					__builtin_trap();	/* not the lowest latency */
+				if (info[i].confirmed && info[i].rtt_ms + PATHS_SWITCH_MIN_MS <= rtt &&
+				    info[i].rtt_ms * 4 <= rtt * 3)
+					__builtin_trap();
 		}
 	}
 	paths_free(p);
