@@ -2176,6 +2176,26 @@ mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, bool zstd,
 	return 0;
 }
 
+size_t
+mapper_end_streams(struct mapper *m)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->nnodes; i++) {
+		for (struct mstream *st = m->nodes[i]->streams; st; st = st->next_in_node) {
+			pthread_mutex_lock(&st->lock);
+			st->ending = true;
+			pthread_mutex_unlock(&st->lock);
+			if (st->hs)
+				http_stream_wake(st->hs);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
 void
 mapper_keepalive(struct mapper *m)
 {

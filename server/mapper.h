@@ -148,6 +148,10 @@ enum { MAPPER_STREAMS_PER_NODE_MAX = 8 };
 int mapper_stream_open(struct mapper *m, int64_t node_id, uint64_t since, bool zstd,
 		       struct http_response *resp, enum mapper_start *how) WM_MUST_CHECK;
 
+/* Ends every stream once its queue is sent (a replica that lost the
+ * database sends its clients to another); returns how many. */
+size_t mapper_end_streams(struct mapper *m);
+
 /* Queues a keepalive on every stream. */
 void mapper_keepalive(struct mapper *m);
 

@@ -151,8 +151,8 @@ follow(void *arg)
 {
 	struct replica *r = arg;
 	struct server *s = r->s;
-	bool lost = false;
-	int64_t next_elect = 0;
+	bool lost = false, told = false;
+	int64_t next_elect = 0, db_ok_ms = time_mono_ms();
 
 	while (!atomic_load(&r->stop)) {
 		uint64_t v = 0;
@@ -182,8 +182,21 @@ follow(void *arg)
 		if (atomic_load(&r->stop))
 			break;
 		/* store first, then publish_lock (server.h's lock order) */
-		if (store_tx_begin(s->store) != 0)
+		if (store_tx_begin(s->store) != 0) {
+			if (!told && time_mono_ms() - db_ok_ms >= REPLICA_DB_LOST_S * 1000) {
+				size_t n = mapper_end_streams(s->mapper);
+
+				told = true;
+				log_warn("msg=\"no database for %d s: ending this replica's map streams "
+				    "so their clients move to another\" streams=%zu",
+				    REPLICA_DB_LOST_S, n);
+			}
 			continue;
+		}
+		if (told)
+			log_info("msg=\"database reachable again\"");
+		told = false;
+		db_ok_ms = time_mono_ms();
 		pthread_mutex_lock(&s->publish_lock);
 		replica_catch_up(r, 0);
 		pthread_mutex_unlock(&s->publish_lock);

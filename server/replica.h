@@ -37,6 +37,11 @@ void replica_free(struct replica *r);	/* stops the follower */
  * `below` (when not 0) as applied: the caller applies that one itself. */
 void replica_catch_up(struct replica *r, uint64_t below);
 
+/* A replica that cannot reach the database for this long ends its map
+ * streams, so their clients reconnect (through the load balancer) to a
+ * replica that can, and resume there by version. */
+enum { REPLICA_DB_LOST_S = 10 };
+
 /* Whether this replica does the network's singleton work now: the cleanup
  * of idle ephemeral nodes. One replica at a time holds the role (an advisory
  * lock on a session of its own, checked every second); when it dies or

@@ -90,7 +90,12 @@ wait_for 10 curl -sf "$URL/healthz" || fail "no reconnect after the database dro
 "$SRV" users list | grep -q alice || fail "API after reconnect"
 ok "the server reconnects after the database ends its session"
 
-# The database stops: /healthz answers 503 and says why.
+# The database stops: /healthz answers 503 and says why; after 10 s without
+# it the server ends its map streams (their clients move to a replica that
+# has the database).
+node n1 map --lines 100000 >"$T/map3" 2>/dev/null &
+mp3=$!; WM_PIDS+=("$mp3")
+wait_for 10 grep -q '"type":"full"' "$T/map3" || fail "no map before stopping the database"
 kill -INT "$PG_PID"
 wait_for 20 sh -c "! kill -0 $PG_PID 2>/dev/null" || fail "PostgreSQL did not stop"
 code=$(curl -s -m 10 -o "$T/h" -w '%{http_code}' "$URL/healthz")
@@ -98,6 +103,10 @@ code=$(curl -s -m 10 -o "$T/h" -w '%{http_code}' "$URL/healthz")
 grep -q database "$T/h" || fail "/healthz body does not name the database: $(cat "$T/h")"
 kill -0 "$SERVER_PID" || fail "the server died with the database"
 ok "/healthz is 503 while the database is down; the server stays up"
+kill -0 "$mp3" || fail "the map stream ended at once"
+wait_for 25 sh -c "! kill -0 $mp3 2>/dev/null" || fail "the map stream was not ended after 10 s without the database"
+grep -q 'no database for 10 s: ending' "$WM_SERVER_LOG" || fail "no log line for the ended streams"
+ok "after 10 s without the database the server ends its map streams"
 
 # It stops cleanly even with the database gone (under ASan: no leak, no error).
 stop_server
