@@ -33,11 +33,19 @@ export function page(root) {
     } catch (e) { toast(errorText(e), 'error'); }
   }
 
+  let shown = '';
   async function refresh() {
     try {
       const [{ users }, { nodes }] = await Promise.all([api('GET', '/users'), api('GET', '/nodes')]);
       const count = {};
       for (const n of nodes) count[n.user] = (count[n.user] || 0) + 1;
+      // Live events come for every node change: re-render only when what
+      // this page shows changed, and keep keyboard focus when it does.
+      const sig = JSON.stringify([users, count]);
+      if (sig === shown) return;
+      shown = sig;
+      const f = document.activeElement;
+      const focusLabel = f && tbody.contains(f) ? f.getAttribute('aria-label') : null;
       tbody.replaceChildren(...users.map((u) => el('tr', {},
         el('td', { 'data-label': 'Name' }, u.name),
         el('td', { 'data-label': 'Nodes' }, el('a', { href: '#/nodes?user=' + encodeURIComponent(u.name) }, String(count[u.name] || 0))),
@@ -45,6 +53,7 @@ export function page(root) {
         el('td', { class: 'actions' }, el('button', { type: 'button', class: 'danger small',
           'aria-label': `Delete user ${u.name}`, onclick: () => remove(u) }, 'Delete')))));
       if (!users.length) tbody.append(el('tr', {}, el('td', { colspan: 4, class: 'empty' }, 'No users yet.')));
+      if (focusLabel) [...tbody.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === focusLabel)?.focus();
     } catch (e) { toast(errorText(e), 'error'); }
   }
   refresh();
