@@ -317,7 +317,12 @@ sign_in(struct server *s, struct http_request *req, struct http_response *resp)
 		str_copy(ss.subject, used.subject, sizeof(ss.subject));
 		str_copy(ss.apikey_prefix, used.apikey_prefix, sizeof(ss.apikey_prefix));
 	}
-	json_decref(body);	/* the key or link in it is not needed any more */
+	/* The key or link is not needed any more: wipe every copy we hold. */
+	if (key)
+		sodium_memzero((char *)key, strlen(key));
+	if (link)
+		sodium_memzero((char *)link, strlen(link));
+	json_decref(body);
 	new_token(token);
 	token_hash(token, ss.hash);
 	str_copy(ss.kind, "session", sizeof(ss.kind));
@@ -356,6 +361,8 @@ session_handle(struct server *s, struct http_request *req, struct http_response 
 
 	if (strcmp(req->method, "POST") == 0) {
 		sign_in(s, req, resp);
+		if (req->body.data)	/* it held an API key or a sign-in token */
+			sodium_memzero(req->body.data, req->body.len);
 		return;
 	}
 	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "DELETE") != 0) {
