@@ -482,23 +482,47 @@ agent_cmd_set(struct agent *a, json_t *req)
 	json_t *eff;
 	int r;
 
+	json_t *prev, *resp;
+
 	pthread_mutex_lock(&a->ctl_mu);
 	if ((eff = prefs_merge(a, req, false, why, sizeof(why))) == NULL) {
 		pthread_mutex_unlock(&a->ctl_mu);
 		return agent_reply_err("%s", why);
 	}
+	pthread_mutex_lock(&a->mu);
+	prev = prefs_current_locked(a);
+	pthread_mutex_unlock(&a->mu);
 	r = prefs_apply(a, eff, why, sizeof(why));
 	json_decref(eff);
 	if (r != 0) {
 		pthread_mutex_unlock(&a->ctl_mu);
+		json_decref(prev);
 		return agent_reply_err("%s", why);
 	}
 	if (!a->want_up || !a->logged_in || !a->login_server[0] || a->needs_login) {
 		pthread_mutex_unlock(&a->ctl_mu);
+		json_decref(prev);
 		return agent_reply_ok("Saved; the settings take effect at the next wiremesh up.\n", NULL);
 	}
 	a->user_acted = true;
-	return connect_locked(a, a->login_server, NULL, false, false);	/* announce them now */
+	resp = connect_locked(a, a->login_server, NULL, false, false);	/* announce them now */
+	if (!json_is_true(json_object_get(resp, "ok")) && prev) {
+		/* Refused (a tag the policy does not grant, ...): keep the node
+		 * connected with the settings it had, and say so. */
+		const char *e = json_string_value(json_object_get(resp, "error"));
+		char msg[2200];
+
+		snprintf(msg, sizeof(msg), "%s\nThe settings were not changed.", e ? e : "refused");
+		pthread_mutex_lock(&a->ctl_mu);
+		if (prefs_apply(a, prev, why, sizeof(why)) == 0)
+			json_decref(connect_locked(a, a->login_server, NULL, false, false));
+		else
+			pthread_mutex_unlock(&a->ctl_mu);
+		json_decref(resp);
+		resp = agent_reply_err("%s", msg);
+	}
+	json_decref(prev);
+	return resp;
 }
 
 json_t *

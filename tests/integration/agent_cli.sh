@@ -148,6 +148,10 @@ tags() { "$SRV" nodes list --json | python3 -c 'import json,sys; d=json.load(sys
 [ "$(tags)" = tag:web ] || fail "tags after --advertise-tags: $(tags)"
 out=$(wm 2 set --advertise-tags tag:db 2>&1) && fail "tag:db granted: $out"
 echo "$out" | grep -q 'tag:db' || fail "refusal does not name the tag: $out"
+echo "$out" | grep -q 'settings were not changed' || fail "a refused set does not say the settings stayed: $out"
+[ "$(tags)" = tag:web ] || fail "a refused set changed the tags: $(tags)"
+wm 2 status --json | python3 -c 'import json,sys; assert json.load(sys.stdin)["backend_state"]=="Running"' ||
+	fail "a refused set left the node disconnected: $(wm 2 status)"
 wm 2 set --advertise-tags notatag 2>&1 | grep -q 'not a tag' || fail "malformed tag accepted"
 ok "--advertise-tags: owned tags granted, others refused by name"
 
@@ -172,6 +176,16 @@ n1=$(why); sleep 3	# the dial retries (backoff 1 s, 2 s): the same reason is not
 nc_info=$(grep -c 'level=info.*msg="netcheck"' "$T/agent2.log")
 [ "$nc_info" -le 2 ] || fail "netcheck logged at info $nc_info times with an unchanged result"
 ok "relay TLS failure at info naming the cause, once; netcheck quiet while unchanged"
+
+# An expired node says that its key expired and how to log in again (once
+# in the log, not "HTTP 401 ... retrying" forever)
+id2=$("$SRV" nodes list -o json | python3 -c 'import json,sys; print([n["id"] for n in json.load(sys.stdin)["nodes"] if n["name"]=="n2"][0])')
+"$SRV" nodes expire "$id2" >/dev/null || fail "nodes expire"
+expired_msg() { wm 2 status | grep -q "key has expired or the node was deleted.*Re-authenticate: wiremesh up --authkey KEY"; }
+wait_for 30 expired_msg || fail "expired node status: $(wm 2 status)"
+wm 2 status | grep -q 'retrying' && fail "expired node still says retrying: $(wm 2 status)"
+[ "$(grep -c 'no longer accepts this node' "$T/agent2.log")" = 1 ] || fail "expiry warning not logged exactly once: $(grep -c 'no longer accepts' "$T/agent2.log")"
+ok "an expired node says its key expired and how to re-authenticate, logged once"
 
 # netcheck over IPv4 and IPv6 against a STUN server on both (loopback)
 P6=$(python3 -c 'import socket;s=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM);s.bind(("::1",0));print(s.getsockname()[1])')
