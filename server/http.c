@@ -185,6 +185,8 @@ http_response_cleanup(struct http_response *resp)
 const char *
 http_header(struct http_request *req, const char *name)
 {
+	if (req->conn == NULL)
+		return NULL;	/* a request made up in-process (fuzz targets) */
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 

@@ -188,7 +188,7 @@ machine(struct http_request *req, struct http_response *resp, int op, int who,
 		handle_register(srv, req, resp, &sr, true, body);
 		break;
 	}
-	case 1: handle_map(srv, resp, mkey, body); break;
+	case 1: handle_map(srv, req, resp, mkey, body); break;
 	case 2: handle_endpoints(srv, resp, mkey, body); break;
 	default: handle_logout(srv, resp, mkey); break;
 	}
