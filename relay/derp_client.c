@@ -272,6 +272,7 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 		     uint8_t **extra, size_t *extra_len)
 {
 	uint8_t priv[KEY_LEN], pub[KEY_LEN], payload[DERP_MAX_CLIENT_INFO], type;
+	uint8_t challenge[DERP_CHALLENGE_LEN];
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	struct rd *rd = NULL;
 	char req[512];
@@ -353,14 +354,15 @@ int derp_client_dial(const struct derp_client_config *cfg, SSL_CTX *ctx, int tim
 	rd_consume(rd, (size_t)(hend - rd->buf) + 4);
 	if ((r = rd_frame(rd, &type, payload, DERP_MAX_SERVER_KEY, &plen)) != 0)
 		goto out;
-	if (type != DERP_FRAME_SERVER_KEY || derp_server_key_parse(payload, plen, server_pub) != 0) {
+	if (type != DERP_FRAME_SERVER_KEY ||
+	    derp_server_key_parse(payload, plen, server_pub, challenge) != 0) {
 		r = ERR_PROTOCOL;
 		goto out;
 	}
 	memcpy(priv, cfg->node_private_key, KEY_LEN);
 	crypto_scalarmult_base(pub, priv);
 	n = derp_client_info_seal(payload + DERP_HEADER_LEN, sizeof(payload) - DERP_HEADER_LEN,
-				  priv, pub, server_pub);
+				  priv, pub, server_pub, challenge);
 	sodium_memzero(priv, sizeof(priv));
 	if (n < 0) {
 		r = n;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* DERP frame headers and the sealed handshake frames. */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -48,18 +49,27 @@ uint32_t derp_frame_server_limit(uint8_t type)
 	}
 }
 
-void derp_server_key_build(uint8_t out[static DERP_MAGIC_LEN + KEY_LEN],
-			   const uint8_t server_pub[static KEY_LEN])
+void derp_server_key_build(uint8_t out[static DERP_MAGIC_LEN + KEY_LEN + DERP_CHALLENGE_LEN],
+			   const uint8_t server_pub[static KEY_LEN],
+			   const uint8_t challenge[static DERP_CHALLENGE_LEN])
 {
 	memcpy(out, derp_magic, DERP_MAGIC_LEN);
 	memcpy(out + DERP_MAGIC_LEN, server_pub, KEY_LEN);
+	memcpy(out + DERP_MAGIC_LEN + KEY_LEN, challenge, DERP_CHALLENGE_LEN);
 }
 
-int derp_server_key_parse(const uint8_t *p, size_t n, uint8_t server_pub[static KEY_LEN])
+int derp_server_key_parse(const uint8_t *p, size_t n, uint8_t server_pub[static KEY_LEN],
+			  uint8_t *challenge)
 {
 	if (n < DERP_MAGIC_LEN + KEY_LEN || memcmp(p, derp_magic, DERP_MAGIC_LEN) != 0)
 		return ERR_PROTOCOL;
 	memcpy(server_pub, p + DERP_MAGIC_LEN, KEY_LEN);
+	if (challenge) {
+		if (n >= DERP_MAGIC_LEN + KEY_LEN + DERP_CHALLENGE_LEN)
+			memcpy(challenge, p + DERP_MAGIC_LEN + KEY_LEN, DERP_CHALLENGE_LEN);
+		else
+			memset(challenge, 0, DERP_CHALLENGE_LEN);
+	}
 	return 0;
 }
 
@@ -97,15 +107,22 @@ static int open_box(char *plain, size_t cap, const uint8_t *p, size_t n,
 
 int derp_client_info_seal(uint8_t *out, size_t cap, const uint8_t client_priv[static KEY_LEN],
 			  const uint8_t client_pub[static KEY_LEN],
-			  const uint8_t server_pub[static KEY_LEN])
+			  const uint8_t server_pub[static KEY_LEN], const uint8_t *challenge)
 {
+	char json[160], hex[2 * DERP_CHALLENGE_LEN + 1];
 	int r;
 
 	if (cap < KEY_LEN)
 		return ERR_TOO_LARGE;
 	memcpy(out, client_pub, KEY_LEN);
-	r = seal(out + KEY_LEN, cap - KEY_LEN, "{\"version\":2,\"CanAckPings\":true}",
-		 client_priv, server_pub);
+	if (challenge) {
+		sodium_bin2hex(hex, sizeof(hex), challenge, DERP_CHALLENGE_LEN);
+		snprintf(json, sizeof(json), "{\"version\":2,\"CanAckPings\":true,\"Challenge\":\"%s\"}",
+		    hex);
+	} else {
+		snprintf(json, sizeof(json), "{\"version\":2,\"CanAckPings\":true}");
+	}
+	r = seal(out + KEY_LEN, cap - KEY_LEN, json, client_priv, server_pub);
 	return r < 0 ? r : r + KEY_LEN;
 }
 
@@ -144,6 +161,11 @@ int derp_client_info_open(const uint8_t *p, size_t n, const uint8_t server_priv[
 		info->version = (int)json_integer_value(v);
 	info->can_ack_pings = json_is_true(member(o, "CanAckPings"));
 	info->is_prober = json_is_true(member(o, "IsProber"));
+	if ((v = member(o, "Challenge")) != NULL && json_is_string(v) &&
+	    json_string_length(v) == 2 * DERP_CHALLENGE_LEN &&
+	    sodium_hex2bin(info->challenge, DERP_CHALLENGE_LEN, json_string_value(v),
+	    2 * DERP_CHALLENGE_LEN, NULL, NULL, NULL) == 0)
+		info->has_challenge = true;
 	json_decref(o);
 	memcpy(client_pub, p, KEY_LEN);
 	return 0;

@@ -46,6 +46,7 @@ enum {
 	DERP_MAX_CLIENT_INFO = 4096,		/* whole ClientInfo frame payload */
 	DERP_MAX_SERVER_INFO = 4096,
 	DERP_MAX_SERVER_KEY = 1024,
+	DERP_CHALLENGE_LEN = 32,	/* after the server key in ServerKey */
 	DERP_PING_LEN = 8,
 	DERP_MAX_PING = 1000,
 	DERP_MAX_HEALTH = 1024,
@@ -79,14 +80,21 @@ int derp_frame_get_header(const uint8_t *p, uint8_t *type, uint32_t *len,
  */
 uint32_t derp_frame_server_limit(uint8_t type);
 
-/* ServerKey payload: magic || server public key (40 bytes). */
-void derp_server_key_build(uint8_t out[static DERP_MAGIC_LEN + KEY_LEN],
-			   const uint8_t server_pub[static KEY_LEN]);
-int derp_server_key_parse(const uint8_t *p, size_t n,
-			  uint8_t server_pub[static KEY_LEN]) WM_MUST_CHECK;
+/* ServerKey payload: magic || server public key || a fresh random challenge
+ * of this connection (72 bytes; clients reading only the first 40 still work).
+ * The client returns the challenge inside its sealed ClientInfo, so a
+ * ClientInfo recorded on one connection is refused on any other. */
+void derp_server_key_build(uint8_t out[static DERP_MAGIC_LEN + KEY_LEN + DERP_CHALLENGE_LEN],
+			   const uint8_t server_pub[static KEY_LEN],
+			   const uint8_t challenge[static DERP_CHALLENGE_LEN]);
+/* challenge (may be NULL) gets the challenge, zeros when the server sent none. */
+int derp_server_key_parse(const uint8_t *p, size_t n, uint8_t server_pub[static KEY_LEN],
+			  uint8_t *challenge) WM_MUST_CHECK;
 
 /* What a ClientInfo box carries. */
 struct derp_client_info {
+	bool has_challenge;
+	uint8_t challenge[DERP_CHALLENGE_LEN];
 	int version;
 	bool can_ack_pings;
 	bool is_prober;
@@ -100,7 +108,8 @@ struct derp_client_info {
 int derp_client_info_seal(uint8_t *out, size_t cap,
 			  const uint8_t client_priv[static KEY_LEN],
 			  const uint8_t client_pub[static KEY_LEN],
-			  const uint8_t server_pub[static KEY_LEN]) WM_MUST_CHECK;
+			  const uint8_t server_pub[static KEY_LEN],
+			  const uint8_t *challenge) WM_MUST_CHECK;	/* NULL: none */
 
 /*
  * Opens a ClientInfo payload with the server's private key. On success

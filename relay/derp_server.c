@@ -106,6 +106,7 @@ struct conn {
 	struct conn *rnext;		/* ready list */
 	struct conn *gnext;		/* closed, to be freed */
 	struct log_ratelimit gone_rl;
+	uint8_t challenge[DERP_CHALLENGE_LEN];	/* sent in ServerKey */
 };
 
 struct verify_job {
@@ -173,6 +174,7 @@ struct derp_server {
 	int vpipe[2];			/* results: verifier -> loop */
 	struct counters st;
 	struct log_ratelimit rl;
+	bool fixed_challenge;		/* derp_server_feed: all-zero challenges */
 };
 
 #define STAT(s, field) ((s)->st.v[offsetof(struct derp_server_stats, field) / sizeof(uint64_t)])
@@ -757,12 +759,31 @@ static void admit(struct derp_server *s, struct conn *c)
 	INC(s, clients_total);
 }
 
+/* A fresh challenge for the ServerKey of c (fixed zeros under
+ * derp_server_feed, whose callers cannot read it). */
+static void new_challenge(struct derp_server *s, struct conn *c)
+{
+	if (s->fixed_challenge)
+		memset(c->challenge, 0, DERP_CHALLENGE_LEN);
+	else
+		randombytes_buf(c->challenge, DERP_CHALLENGE_LEN);
+}
+
 static void on_client_info(struct derp_server *s, struct conn *c, const uint8_t *p, uint32_t len)
 {
 	struct derp_client_info ci;
 
 	if (derp_client_info_open(p, len, s->priv, c->key, &ci) != 0) {
 		INC(s, frames_bad);
+		conn_close(s, c);
+		return;
+	}
+	/* The challenge of this connection's ServerKey: a ClientInfo recorded
+	 * elsewhere (a replay on a plain, proxied connection) has another. */
+	if (!ci.has_challenge || sodium_memcmp(ci.challenge, c->challenge, DERP_CHALLENGE_LEN) != 0) {
+		INC(s, admission_refused);
+		if (log_ratelimit_ok(&s->rl, 10, 5))
+			log_info("msg=\"derp: ClientInfo without this connection's challenge refused\"");
 		conn_close(s, c);
 		return;
 	}
@@ -971,7 +992,7 @@ static void on_http_request(struct derp_server *s, struct conn *c, const uint8_t
 	if (strcmp(path, "/derp") == 0) {
 		char k[KEY_HEX_LEN + 1];
 		char resp[512];
-		uint8_t sk[DERP_MAGIC_LEN + KEY_LEN];
+		uint8_t sk[DERP_MAGIC_LEN + KEY_LEN + DERP_CHALLENGE_LEN];
 		bool fast;
 		int n;
 
@@ -995,7 +1016,8 @@ static void on_http_request(struct derp_server *s, struct conn *c, const uint8_t
 			     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: DERP\r\n"
 			     "Connection: Upgrade\r\nDerp-Version: %d\r\nDerp-Public-Key: %s\r\n\r\n",
 			     DERP_PROTOCOL_VERSION, k);
-		derp_server_key_build(sk, s->pub);
+		new_challenge(s, c);
+		derp_server_key_build(sk, s->pub, c->challenge);
 		if ((!fast && send_raw(s, c, resp, (size_t)n) != 0) ||
 		    send_frame(s, c, DERP_FRAME_SERVER_KEY, sk, sizeof(sk), NULL, 0) != 0) {
 			conn_close(s, c);
@@ -1225,7 +1247,7 @@ static void on_adopts(struct derp_server *s)
 	free(drops);
 	for (unsigned i = 0; i < n; i++) {
 		struct adopt *a = &batch[i];
-		uint8_t sk[DERP_MAGIC_LEN + KEY_LEN];
+		uint8_t sk[DERP_MAGIC_LEN + KEY_LEN + DERP_CHALLENGE_LEN];
 		struct conn *c = NULL;
 
 		if (s->nsockets < s->cfg.max_conns)
@@ -1251,7 +1273,8 @@ static void on_adopts(struct derp_server *s)
 		if (a->ssl)
 			SSL_set_mode(a->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-		derp_server_key_build(sk, s->pub);
+		new_challenge(s, c);
+		derp_server_key_build(sk, s->pub, c->challenge);
 		if (send_frame(s, c, DERP_FRAME_SERVER_KEY, sk, sizeof(sk), NULL, 0) != 0 ||
 		    keep_partial(c, a->data, a->n) != 0) {
 			free(a->data);
@@ -1759,6 +1782,7 @@ int derp_server_feed(struct derp_server *s, const uint8_t *p, size_t n, const si
 
 	if (s->running)
 		return ERR_INVALID;
+	s->fixed_challenge = true;
 	if (s->epfd < 0 && (s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		return ERR_IO;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)

@@ -103,7 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = len < size - off ? len : size - off;	/* a short read: what there is */
 		switch (type) {
 		case DERP_FRAME_SERVER_KEY:
-			if (derp_server_key_parse(p, n, key) == 0 &&
+			if (derp_server_key_parse(p, n, key, NULL) == 0 &&
 			    memcmp(key, p + DERP_MAGIC_LEN, KEY_LEN) != 0)
 				__builtin_trap();
 			break;

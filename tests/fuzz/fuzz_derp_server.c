@@ -6,7 +6,7 @@
  *
  * Input: byte 0 = flags: bit 7 prepends a valid upgrade request and an
  * authentic ClientInfo (client private key 0x44 x 32 to server private key
- * 0x33 x 32), so the fuzz data is the frame stream of an admitted client;
+ * 0x33 x 32, with the all-zero challenge derp_server_feed uses), so the fuzz data is the frame stream of an admitted client;
  * bits 0-2 = how many 2-byte big-endian cut offsets follow. The rest is what
  * the client sends. */
 #include <stddef.h>
@@ -50,8 +50,12 @@ init(void)
 		__builtin_trap();
 	memcpy(prefix, up, sizeof(up) - 1);
 	prefix_len = sizeof(up) - 1;
-	n = derp_client_info_seal(prefix + prefix_len + DERP_HEADER_LEN, DERP_MAX_CLIENT_INFO,
-	    c_priv, c_pub, s_pub);
+	{
+		static const uint8_t zero[DERP_CHALLENGE_LEN];	/* derp_server_feed's */
+
+		n = derp_client_info_seal(prefix + prefix_len + DERP_HEADER_LEN, DERP_MAX_CLIENT_INFO,
+		    c_priv, c_pub, s_pub, zero);
+	}
 	if (n < 0)
 		__builtin_trap();
 	derp_frame_put_header(prefix + prefix_len, DERP_FRAME_CLIENT_INFO, (uint32_t)n);
