@@ -118,6 +118,22 @@ is_http(const char *url)
 	return strncmp(url, "http://", 7) == 0;
 }
 
+/* One URL, or several (replicas of one network) separated by commas. */
+static bool
+urls_ok(const char *urls)
+{
+	const char *p = urls;
+
+	if (strlen(urls) >= sizeof(((struct agent *)0)->login_server))
+		return false;
+	do {
+		if (!is_http(p) && strncmp(p, "https://", 8) != 0)
+			return false;
+		p = strchr(p, ',');
+	} while (p != NULL && *++p != '\0');
+	return p == NULL;
+}
+
 /* The text `up` and `status` show about reachability (mu held). */
 static void
 health_locked(struct agent *a, struct buf *b)
@@ -457,9 +473,10 @@ agent_cmd_up(struct agent *a, json_t *req)
 		pthread_mutex_unlock(&a->ctl_mu);
 		return agent_reply_err("--login-server is required the first time");
 	}
-	if (!is_http(url) && strncmp(url, "https://", 8) != 0) {
+	if (!urls_ok(url)) {
 		pthread_mutex_unlock(&a->ctl_mu);
-		return agent_reply_err("--login-server must be an https:// or http:// URL");
+		return agent_reply_err("--login-server must be an https:// or http:// URL, or "
+		    "several separated by commas (replicas of one network), 511 characters at most");
 	}
 	if ((eff = prefs_merge(a, req, true, why, sizeof(why))) == NULL) {
 		pthread_mutex_unlock(&a->ctl_mu);

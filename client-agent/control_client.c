@@ -23,8 +23,13 @@
 #include "common/util.h"
 #include "common/version.h"
 
+enum { CONTROL_URLS_MAX = 8 };
+
 struct control {
-	char *url;
+	char *url;			/* the URLs as given, comma-separated */
+	char *urls[CONTROL_URLS_MAX];	/* each, into url */
+	size_t nurls;
+	atomic_size_t cur;		/* the one in use */
 	struct control_keys keys;
 	struct control_callbacks cb;
 	atomic_bool stop;
@@ -61,9 +66,18 @@ control_new(const char *url, const struct control_keys *keys, const struct contr
 		free(c);
 		return NULL;
 	}
-	/* A trailing slash would double in "URL/machine/...". */
-	for (size_t n = strlen(c->url); n > 0 && c->url[n - 1] == '/'; n--)
-		c->url[n - 1] = 0;
+	/* Several servers (replicas of one network): "URL1,URL2". Requests go
+	 * to one; when it cannot be reached (or answers 502-504), the next. */
+	for (char *p = c->url, *save = NULL, *t; (t = strtok_r(p, ",", &save)) != NULL; p = NULL) {
+		/* A trailing slash would double in "URL/machine/...". */
+		for (size_t n = strlen(t); n > 0 && t[n - 1] == '/'; n--)
+			t[n - 1] = 0;
+		if (*t && c->nurls < CONTROL_URLS_MAX)
+			c->urls[c->nurls++] = t;
+	}
+	if (c->nurls == 0)
+		c->urls[c->nurls++] = c->url;
+	atomic_init(&c->cur, 0);
 	c->keys = *keys;
 	c->cb = *cb;
 	atomic_init(&c->stop, false);
@@ -227,6 +241,8 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	const char *ca = getenv("SSL_CERT_FILE");
 	struct curl_slist *h = NULL;
 	int64_t ts = time_now_s();
+	size_t cur = atomic_load(&c->cur) % c->nurls;
+	const char *base = c->urls[cur];
 	CURLcode cr;
 	CURL *k;
 	int r;
@@ -243,7 +259,7 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 		return ERR_INTERNAL;
 	}
 	key_fmt(mk, "mkey:", c->keys.machine_pk);
-	snprintf(url, sizeof(url), "%s%s", c->url, path);
+	snprintf(url, sizeof(url), "%s%s", base, path);
 	snprintf(mh, sizeof(mh), SIGN_HDR_MACHINE ": %s", mk);
 	snprintf(th, sizeof(th), SIGN_HDR_TIMESTAMP ": %" PRId64, ts);
 	snprintf(sh, sizeof(sh), SIGN_HDR_SIGNATURE ": %s", sig);
@@ -285,6 +301,16 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	curl_slist_free_all(h);
 	curl_easy_cleanup(k);
 	wipe(sig, sizeof(sig));
+	/* the next server for the next attempt, when this one is unreachable
+	 * or a proxy says it is gone */
+	if (c->nurls > 1 && !atomic_load(&c->stop) && ((cr != CURLE_OK && *status == 0) ||
+	    *status == 502 || *status == 503 || *status == 504)) {
+		size_t expect = cur;
+
+		if (atomic_compare_exchange_strong(&c->cur, &expect, (cur + 1) % c->nurls))
+			log_info("msg=\"control server unreachable; trying the next\" url=%s next=%s",
+			    base, c->urls[(cur + 1) % c->nurls]);
+	}
 	if (*status >= 300) {
 		if (stream)	/* the body is a problem document, not lines */
 			buf_reset(&sink->data);
@@ -296,7 +322,7 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 			snprintf(why, whylen, "stopped");
 			return ERR_UNAVAILABLE;
 		}
-		snprintf(why, whylen, "cannot reach the control server at %s: %s", c->url,
+		snprintf(why, whylen, "cannot reach the control server at %s: %s", base,
 		    cerr[0] ? cerr : curl_easy_strerror(cr));
 		return *status ? ERR_IO : ERR_UNAVAILABLE;
 	}
