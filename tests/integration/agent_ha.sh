@@ -75,3 +75,5 @@ ok "kill -9 of the replica: both agents moved to the other and resumed by versio
 
 CONTROL_URL=https://203.0.113.3 srv nodes list | grep -q node1 || fail "the surviving replica does not list node 1"
 ok "the surviving replica serves the network"
+! grep -l 'Sanitizer\|runtime error:' "$T"/n*/agent.log "$T"/control*.log 2>/dev/null ||
+	fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/n*/agent.log "$T"/control*.log | head -20)"
