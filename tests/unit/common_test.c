@@ -191,6 +191,7 @@ common_suite(void)
 {
 	Suite *s = suite_create("common");
 	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 60);	/* 200,000 formatting rounds: seconds under ASan on a busy machine */
 
 	tcase_add_test(tc, test_prefix_parse);
 	tcase_add_test(tc, test_addr_fmt_matches_inet_ntop);
