@@ -12,7 +12,7 @@
 #   V=1               show full commands
 
 CC      ?= cc
-PKGS    := libmicrohttpd sqlite3 jansson libsodium libcrypto libssl libcurl libpq libzstd
+PKGS    := libmicrohttpd gnutls sqlite3 jansson libsodium libcrypto libssl libcurl libpq libzstd
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Werror
 OPT     ?= -O2 -g

@@ -15,9 +15,11 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "common/acme.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "relay/derp_server.h"
+#include "relay/derper_acme.h"
 #include "relay/stun_server.h"
 
 int derper_debug_main(int argc, char **argv);
@@ -43,6 +45,18 @@ static void usage(FILE *f)
 		"                            relay_admission_secret_file)\n"
 		"  --insecure-plain-http     serve /derp without TLS on --addr (only behind a\n"
 		"                            TLS-terminating proxy or for tests)\n"
+		"  --acme-hostname HOST      get the certificate from an ACME CA (instead of\n"
+		"                            --tls-cert/--tls-key), renewed before expiry\n"
+		"                            without a restart; HTTP-01 is answered on the\n"
+		"                            --http-port listener\n"
+		"  --acme-email ADDR         ACME account contact\n"
+		"  --acme-directory URL      ACME directory (default Let's Encrypt)\n"
+		"  --acme-http-addr HOST:PORT  HTTP-01 listener (default: --addr's host, --http-port)\n"
+		"  --acme-ca-file FILE       CA bundle for the directory's TLS (default: system)\n"
+		"  --acme-renew-before DUR   renew this long before expiry (default: a third of\n"
+		"                            the lifetime)\n"
+		"  --state-dir DIR           ACME account key, certificate and key (mode 0600;\n"
+		"                            default /var/lib/wiremesh-derper)\n"
 		"  --max-conns N             connection limit (default %d)\n"
 		"  --log-level LEVEL         error, warn, info (default), debug\n"
 		"  --log-format FORMAT       text (logfmt, default) or json; under systemd lines\n"
@@ -70,6 +84,16 @@ static SSL_CTX *tls_server_ctx(const char *cert, const char *key)
 		return NULL;
 	}
 	return ctx;
+}
+
+/* The ACME renewal thread: new handshakes get the new certificate. */
+static const char *acme_cert, *acme_key;
+
+static void acme_renewed(void *arg)
+{
+	(void)arg;
+	if (derper_tls_load(acme_cert, acme_key) == 0)
+		log_info("msg=\"acme: serving the renewed certificate\"");
 }
 
 static int stun_metrics(void *ctx, struct buf *out)
@@ -105,6 +129,13 @@ int main(int argc, char **argv)
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "log-format", required_argument, NULL, 'F' },
+		{ "acme-hostname", required_argument, NULL, 1 },
+		{ "acme-email", required_argument, NULL, 2 },
+		{ "acme-directory", required_argument, NULL, 3 },
+		{ "acme-http-addr", required_argument, NULL, 4 },
+		{ "acme-ca-file", required_argument, NULL, 5 },
+		{ "acme-renew-before", required_argument, NULL, 6 },
+		{ "state-dir", required_argument, NULL, 7 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -118,6 +149,9 @@ int main(int argc, char **argv)
 	struct derp_server *ds = NULL;
 	struct stun_server *ss = NULL;
 	SSL_CTX *ctx = NULL;
+	struct acme_config ac = { .state_dir = "/var/lib/wiremesh-derper" };
+	struct acme *acme = NULL;
+	char acme_http[128];
 	char http_addr[128];
 	sigset_t sigs;
 	int opt, sig, r = 1;
@@ -155,6 +189,18 @@ int main(int argc, char **argv)
 			log_set_format(lf);
 			break;
 		}
+		case 1: ac.hostname = optarg; break;
+		case 2: ac.email = optarg; break;
+		case 3: ac.directory = optarg; break;
+		case 4: ac.http_listen = optarg; break;
+		case 5: ac.ca_file = optarg; break;
+		case 6:
+			if (duration_parse(optarg, &ac.renew_before_s) != 0) {
+				fprintf(stderr, "wiremesh-derper: bad --acme-renew-before %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 7: ac.state_dir = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -168,7 +214,21 @@ int main(int argc, char **argv)
 		addr = NULL;
 	if (is_off(stun_addr))
 		stun_addr = NULL;
-	if (addr && !plain && (cert == NULL || key == NULL)) {
+	if (ac.hostname && (cert || key || plain || addr == NULL)) {
+		fprintf(stderr, "wiremesh-derper: --acme-hostname needs --addr and excludes "
+			"--tls-cert, --tls-key and --insecure-plain-http\n");
+		return 2;
+	}
+	if (ac.hostname && ac.http_listen == NULL) {
+		if (http_port < 0) {
+			fprintf(stderr, "wiremesh-derper: --acme-hostname needs --http-port or "
+				"--acme-http-addr for HTTP-01\n");
+			return 2;
+		}
+		same_host(acme_http, sizeof(acme_http), addr, http_port);
+		ac.http_listen = acme_http;
+	}
+	if (addr && !plain && !ac.hostname && (cert == NULL || key == NULL)) {
 		fprintf(stderr, "wiremesh-derper: --tls-cert and --tls-key are required "
 			"(or --addr off for STUN only)\n");
 		return 2;
@@ -192,14 +252,31 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (addr && ac.hostname) {
+		char why[600];
+
+		ac.on_renew = acme_renewed;
+		if (acme_start(&ac, &acme, why, sizeof(why)) != 0) {
+			log_error("msg=\"acme: no certificate\" err=\"%s\"", why);
+			fprintf(stderr, "wiremesh-derper: %s\n", why);
+			goto out;
+		}
+		cert = acme_cert = acme_cert_path(acme);
+		key = acme_key = acme_key_path(acme);
+	}
 	if (addr) {
 		if (!plain && (ctx = tls_server_ctx(cert, key)) == NULL)
 			goto out;
+		if (acme) {
+			if (derper_tls_load(cert, key) != 0)
+				goto out;
+			derper_tls_reloadable(ctx);
+		}
 		memset(&cfg, 0, sizeof(cfg));
 		cfg.https_addr = addr;
 		cfg.ssl_ctx = ctx;
 		cfg.plain_derp = plain;
-		if (http_port >= 0) {
+		if (http_port >= 0 && acme == NULL) {	/* with ACME its listener answers */
 			same_host(http_addr, sizeof(http_addr), addr, http_port);
 			cfg.http_addr = http_addr;
 		}
@@ -229,15 +306,19 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (acme && acme_run(acme) != 0)
+		goto out;
 	log_info("msg=\"ready\"");
 	if (sigwait(&sigs, &sig) == 0)
 		log_info("msg=\"shutting down\" signal=%d", sig);
 	r = 0;
 out:
+	acme_stop(acme);
 	derp_server_free(ds);
 	free_secret(verify_secret);
 	stun_server_free(ss);
 	SSL_CTX_free(ctx);
+	derper_tls_free();
 	curl_global_cleanup();
 	return r;
 }

@@ -10,7 +10,7 @@ $(RELAY_LIB): $(RELAY_SRCS:%.c=$(BUILD)/%.o)
 LIBS += $(RELAY_LIB)
 
 BINARIES += $(BIN)/wiremesh-derper
-$(BIN)/wiremesh-derper: $(BUILD)/relay/derper_main.o $(BUILD)/relay/derper_debug.o $(RELAY_LIB) $(COMMON_LIB)
+$(BIN)/wiremesh-derper: $(BUILD)/relay/derper_main.o $(BUILD)/relay/derper_debug.o $(BUILD)/relay/derper_acme.o $(RELAY_LIB) $(COMMON_LIB)
 
 # Relay throughput against plain TLS on loopback (tests/bench/derp/bench_derp.c):
 #   make bench-derp [BENCH_ARGS="--seconds 5 --hold 10000 --client raw|lib"]

@@ -15,7 +15,7 @@
 # booted with systemd it is already installed, and in a container without it
 # its install starts nothing either.)
 set -eu
-build="build-essential pkg-config libmicrohttpd-dev libsqlite3-dev libjansson-dev
+build="build-essential pkg-config libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libjansson-dev
 libsodium-dev libssl-dev libcurl4-openssl-dev libpq-dev libzstd-dev libjwt-dev
 curl openssl iproute2 nftables sqlite3 procps"
 test="clang libclang-rt-14-dev check wireguard-tools wireguard-go iperf3 coturn

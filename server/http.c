@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "server/http.h"
+#include "server/tlsreload.h"
 
 /* One TCP connection, from MHD's connect notification to its close. */
 struct conn {
@@ -1004,7 +1005,15 @@ http_start(const struct http_config *cfg, struct http **out)
 	}
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	if (cfg->tls_cert_path) {
+	if (cfg->tls_cert_path && cfg->tls_reloadable) {
+		if (tlsreload_load(cfg->tls_cert_path, cfg->tls_key_path ? cfg->tls_key_path : "",
+		    start_why, sizeof(start_why)) != 0) {
+			log_error("msg=\"cannot load TLS certificate or key\" err=\"%s\"", start_why);
+			http_stop(h);
+			return ERR_IO;
+		}
+		flags |= MHD_USE_TLS;
+	} else if (cfg->tls_cert_path) {
 		const char *kp = cfg->tls_key_path ? cfg->tls_key_path : "";
 
 		errno = 0;
@@ -1041,7 +1050,11 @@ http_start(const struct http_config *cfg, struct http **out)
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, \
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, \
 		MHD_OPTION_UNESCAPE_CALLBACK, unescape, h
-		if (cfg->tls_cert_path) {
+		if (cfg->tls_cert_path && cfg->tls_reloadable) {
+			h->d = MHD_start_daemon(flags, 0, on_accept, h, on_request, h, COMMON_OPTIONS,
+			    MHD_OPTION_HTTPS_CERT_CALLBACK, tlsreload_callback(),
+			    MHD_OPTION_END);
+		} else if (cfg->tls_cert_path) {
 			h->d = MHD_start_daemon(flags, 0, on_accept, h, on_request, h, COMMON_OPTIONS,
 			    MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
 			    MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
@@ -1065,6 +1078,17 @@ http_start(const struct http_config *cfg, struct http **out)
 	h->port = di ? di->port : 0;
 	*out = h;
 	return 0;
+}
+
+int
+http_reload_cert(struct http *h, char *why, size_t whylen)
+{
+	if (!h->cfg.tls_reloadable || h->cfg.tls_cert_path == NULL) {
+		snprintf(why, whylen, "the listener's certificate is not reloadable");
+		return ERR_INVALID;
+	}
+	return tlsreload_load(h->cfg.tls_cert_path, h->cfg.tls_key_path ? h->cfg.tls_key_path : "",
+	    why, whylen);
 }
 
 int
@@ -1092,6 +1116,8 @@ http_stop(struct http *h)
 		}
 		pthread_mutex_unlock(&h->streams_lock);
 		MHD_stop_daemon(h->d);
+		if (h->cfg.tls_reloadable)
+			tlsreload_free();
 	}
 	pthread_mutex_destroy(&h->streams_lock);
 	pthread_mutex_destroy(&h->conns_lock);

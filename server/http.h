@@ -89,6 +89,7 @@ struct http_config {
 	const char *listen;	/* "host:port", "[v6]:port" or ":port" */
 	const char *tls_cert_path;	/* NULL: plain HTTP */
 	const char *tls_key_path;
+	bool tls_reloadable;	/* certificate replaceable by http_reload_cert (ACME) */
 	size_t max_body;	/* limit for request bodies without body_limit */
 	http_body_limit_fn body_limit;	/* NULL: max_body for every request */
 	unsigned threads;	/* polling threads */
@@ -109,6 +110,9 @@ struct http_config {
 const char *http_start_error(void);
 int http_start(const struct http_config *cfg, struct http **out) WM_MUST_CHECK;
 void http_stop(struct http *h);
+/* Rereads tls_cert_path and tls_key_path (tls_reloadable): new handshakes
+ * use them, open connections keep theirs. */
+int http_reload_cert(struct http *h, char *why, size_t whylen) WM_MUST_CHECK;
 /* The port actually bound (useful with port 0). */
 int http_port(const struct http *h);
 

@@ -41,6 +41,13 @@ serve(int argc, char **argv)
 		{ "stun-listen", required_argument, NULL, 'S' },
 		{ "derp-listen", required_argument, NULL, 'A' },
 		{ "server-url", required_argument, NULL, 'U' },
+		{ "acme-hostname", required_argument, NULL, 'a' },
+		{ "acme-email", required_argument, NULL, 'e' },
+		{ "acme-directory", required_argument, NULL, 'r' },
+		{ "acme-http-listen", required_argument, NULL, 'w' },
+		{ "acme-state-dir", required_argument, NULL, 's' },
+		{ "acme-ca-file", required_argument, NULL, 'f' },
+		{ "acme-renew-before", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -51,6 +58,9 @@ serve(int argc, char **argv)
 		['D'] = "derp", ['I'] = "derp_region_id", ['R'] = "derp_region_code",
 		['N'] = "derp_region_name", ['H'] = "derp_hostname", ['p'] = "derp_port",
 		['S'] = "stun_listen", ['A'] = "derp_listen", ['U'] = "server_url",
+		['a'] = "acme_hostname", ['e'] = "acme_email", ['r'] = "acme_directory",
+		['w'] = "acme_http_listen", ['s'] = "acme_state_dir", ['f'] = "acme_ca_file",
+		['b'] = "acme_renew_before",
 	};
 	struct { int key; const char *val; } flags[32];
 	struct server_config cfg;

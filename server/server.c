@@ -126,6 +126,13 @@ static const struct {
 	{ "admin_session_max", O_DUR, offsetof(struct server_config, admin_session_max_s), 0 },
 	{ "server_url", O_STR, offsetof(struct server_config, server_url), 512 },
 	{ "register_url_expiry", O_DUR, offsetof(struct server_config, register_expiry_s), 0 },
+	{ "acme_hostname", O_STR, offsetof(struct server_config, acme_hostname), 256 },
+	{ "acme_email", O_STR, offsetof(struct server_config, acme_email), 256 },
+	{ "acme_directory", O_STR, offsetof(struct server_config, acme_directory), 512 },
+	{ "acme_http_listen", O_STR, offsetof(struct server_config, acme_http_listen), 128 },
+	{ "acme_state_dir", O_STR, offsetof(struct server_config, acme_state_dir), 512 },
+	{ "acme_ca_file", O_STR, offsetof(struct server_config, acme_ca_file), 512 },
+	{ "acme_renew_before", O_DUR, offsetof(struct server_config, acme_renew_before_s), 0 },
 };
 
 int
@@ -1220,6 +1227,13 @@ server_new(const struct server_config *cfg, struct server **out)
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->derp_lock, NULL);
 	pthread_mutex_init(&s->publish_lock, NULL);
+	if (cfg->acme_hostname[0]) {
+		if ((r = server_acme_setup(s, start_error, sizeof(start_error))) != 0) {
+			log_error("msg=\"acme: no certificate\" err=\"%s\"", start_error);
+			goto fail;
+		}
+		cfg = &s->cfg;	/* tls_cert and tls_key now name the ACME files */
+	}
 	if (cfg->derp && cfg->derp_region_id > 65535) {
 		log_error("msg=\"derp_region_id must be 1..65535\"");
 		r = ERR_INVALID;
@@ -1463,6 +1477,7 @@ server_start(struct server *s)
 	hc.listen = s->cfg.listen;
 	hc.tls_cert_path = s->cfg.tls_cert[0] ? s->cfg.tls_cert : NULL;
 	hc.tls_key_path = s->cfg.tls_key[0] ? s->cfg.tls_key : NULL;
+	hc.tls_reloadable = s->acme != NULL;
 	hc.max_body = (size_t)s->cfg.max_unauth_body;
 	hc.body_limit = body_limit;
 	hc.max_per_ip = (unsigned)s->cfg.max_per_ip;
@@ -1495,6 +1510,8 @@ server_start(struct server *s)
 		log_info("msg=\"metrics listening\" listen=%s port=%d", s->cfg.metrics_listen,
 		    http_port(s->metrics_http));
 	}
+	if (s->acme && (r = server_acme_run(s)) != 0)
+		return r;
 	if (pthread_create(&timer_thread, NULL, timers, s) != 0)
 		return ERR_INTERNAL;
 	if ((r = replica_start(s->replica)) != 0)
@@ -1560,6 +1577,7 @@ server_free(struct server *s)
 	if (s == NULL)
 		return;
 	atomic_store(&s->stopping, true);
+	server_acme_stop(s);	/* no renewal reloads a stopping listener */
 	/* The relay goes first, while the HTTP layer can still take back the
 	 * upgraded connections it hands over; later upgrades are refused. */
 	if (s->derp) {

@@ -74,6 +74,14 @@ struct server_config {
 	char server_url[512];		/* public URL; "" : scheme and Host of the request */
 	int64_t register_expiry_s;	/* a register URL works this long */
 	struct oidc_config oidc;
+	/* ACME certificates (common/acme.c, server/server_acme.c). */
+	char acme_hostname[256];	/* "": no ACME */
+	char acme_email[256];
+	char acme_directory[512];	/* "": Let's Encrypt */
+	char acme_http_listen[128];	/* HTTP-01 listener, default ":80" */
+	char acme_state_dir[512];	/* "": acme/ beside the database */
+	char acme_ca_file[512];		/* CA bundle for the directory's TLS */
+	int64_t acme_renew_before_s;	/* 0: a third of the lifetime */
 };
 
 /* Fills the defaults. */
@@ -98,6 +106,12 @@ void server_free(struct server *s);
  * read the DERP map F: No such file or directory"); "" if unknown. */
 const char *server_error(void);
 
+/* server/server_acme.c: with acme_hostname, gets the certificate (blocks
+ * while issuing) and points tls_cert/tls_key at it; then renews it. */
+int server_acme_setup(struct server *s, char *why, size_t whylen) WM_MUST_CHECK;
+int server_acme_run(struct server *s) WM_MUST_CHECK;
+void server_acme_stop(struct server *s);
+
 /* Shared internals for the handler files (api.c, control.c, metrics.c). */
 struct mapper;
 struct ipam;
@@ -120,7 +134,10 @@ struct server_metrics {
 	atomic_uint_fast64_t bad_signatures;
 };
 
+struct acme;
+
 struct server {
+	struct acme *acme;		/* NULL: no ACME */
 	struct server_config cfg;
 	struct store *store;
 	struct ipam *ipam;

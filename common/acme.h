@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ACME client (RFC 8555) for wiremesh-server and wiremesh-derper: an ES256
+ * account key, HTTP-01 challenges answered on a plain-HTTP listener of its
+ * own, the certificate and its key kept in a state directory (mode 0600),
+ * renewal in a background thread before expiry.
+ */
+#ifndef WM_ACME_H
+#define WM_ACME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct acme_config {
+	const char *hostname;		/* the certificate's name (required) */
+	const char *email;		/* account contact; NULL or "": none */
+	const char *directory;		/* directory URL; NULL: Let's Encrypt */
+	const char *state_dir;		/* account.key, cert.key, cert.pem */
+	const char *http_listen;	/* HTTP-01 listener, HOST:PORT; NULL: ":80" */
+	const char *ca_file;		/* CA bundle for the directory's TLS; NULL: system */
+	int64_t renew_before_s;		/* 0: a third of the certificate's lifetime */
+	/* Called from the renewal thread after a new certificate is on disk. */
+	void (*on_renew)(void *arg);
+	void *arg;
+};
+
+#define ACME_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
+
+struct acme;
+
+/* Starts the challenge listener and makes sure a valid certificate for the
+ * hostname is on disk (the existing one if still valid, else a new one).
+ * Blocks while issuing. On failure *why names the cause. */
+int acme_start(const struct acme_config *cfg, struct acme **out, char *why, size_t whylen)
+	WM_MUST_CHECK;
+/* Starts the renewal thread. */
+int acme_run(struct acme *a) WM_MUST_CHECK;
+const char *acme_cert_path(const struct acme *a);
+const char *acme_key_path(const struct acme *a);
+void acme_stop(struct acme *a);
+
+#endif

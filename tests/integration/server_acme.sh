@@ -1,0 +1,137 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# ACME (RFC 8555) against Debian's pebble: wiremesh-server and
+# wiremesh-derper get a certificate for acme_hostname with HTTP-01, serve
+# it, keep the state files at mode 0600, reuse the certificate after a
+# restart (no new order), and renew it in the running process (the served
+# serial changes, same PID).
+. "$(dirname "$0")/lib.sh"
+command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null ||
+	skip "pebble not installed"
+DERPER=$WM_BIN/wiremesh-derper
+HOST=acme.wiremesh.test
+P_ACME=$(free_port); P_MGMT=$(free_port); P_DNS=$(free_port); P_CTS=$(free_port)
+P_CHAL=$(free_port); P_TLS=$(free_port)
+
+# pebble's own HTTPS listener: a certificate from a test CA
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=test-ca -keyout "$T/ca.key" -out "$T/ca.pem" 2>/dev/null || fail "test CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+	-keyout "$T/pebble.key" -out "$T/pebble.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/san.ext"
+openssl x509 -req -in "$T/pebble.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+	-days 2 -extfile "$T/san.ext" -out "$T/pebble.pem" 2>/dev/null || fail "pebble cert"
+
+# pebble validates HTTP-01 on the server's challenge listener (httpPort);
+# names resolve through pebble-challtestsrv's DNS (every A query: 127.0.0.1)
+cat >"$T/pebble.json" <<JSON
+{"pebble": {"listenAddress": "127.0.0.1:$P_ACME", "managementListenAddress": "127.0.0.1:$P_MGMT",
+ "certificate": "$T/pebble.pem", "privateKey": "$T/pebble.key",
+ "httpPort": $P_CHAL, "tlsPort": $P_TLS, "ocspResponderURL": "",
+ "externalAccountBindingRequired": false, "certificateValidityPeriod": 3600}}
+JSON
+pebble-challtestsrv -dns01 "127.0.0.1:$P_DNS" -management "127.0.0.1:$P_CTS" -http01 "" \
+	-https01 "" -tlsalpn01 "" -defaultIPv6 "" >"$T/cts.log" 2>&1 &
+WM_PIDS+=($!)
+PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
+	pebble -config "$T/pebble.json" -dnsserver "127.0.0.1:$P_DNS" >"$T/pebble.log" 2>&1 &
+WM_PIDS+=($!)
+DIR=https://127.0.0.1:$P_ACME/dir
+wait_for 20 curl -s -o /dev/null "http://127.0.0.1:$P_CTS/" || { cat "$T/cts.log"; fail "pebble-challtestsrv did not start"; }
+wait_for 20 curl -sf --cacert "$T/ca.pem" "$DIR" || { cat "$T/pebble.log"; fail "pebble did not start"; }
+curl -sf --cacert "$T/ca.pem" "https://127.0.0.1:$P_MGMT/roots/0" >"$T/root.pem" || fail "pebble root"
+ok "pebble and its DNS are up"
+
+orders() { grep -c "POST /order-plz\|newOrder\|POST.*order-plz" "$T/pebble.log" || true; }
+served() { # served PORT: subject, SAN and serial of the certificate served there
+	openssl s_client -connect "127.0.0.1:$1" -servername $HOST </dev/null 2>/dev/null |
+		openssl x509 -noout -serial -subject -ext subjectAltName 2>/dev/null
+}
+serial() { served "$1" | sed -n 's/^serial=//p'; }
+https_ok() { curl -sf --cacert "$T/root.pem" --resolve "$HOST:$1:127.0.0.1" "https://$HOST:$1${2:-/healthz}"; }
+
+ACME=(--acme-hostname $HOST --acme-email ops@example.com --acme-directory "$DIR"
+	--acme-http-listen "127.0.0.1:$P_CHAL" --acme-ca-file "$T/ca.pem")
+mkdir -p "$T/srv"
+run_server() {
+	WM_SERVER_LOG=$T/server.log
+	"$SRV" serve --listen "127.0.0.1:$P_TLS" --db "$T/srv/db.sqlite" "${ACME[@]}" "$@" \
+		>>"$WM_SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+	WM_PIDS+=("$SERVER_PID")
+}
+
+# 1. an unreachable directory is a clear start-up error
+P_DEAD=$(free_port)
+"$SRV" serve --listen "127.0.0.1:$P_TLS" --db "$T/dead.sqlite" --acme-hostname $HOST \
+	--acme-directory "https://127.0.0.1:$P_DEAD/dir" --acme-http-listen "127.0.0.1:$P_CHAL" \
+	--acme-ca-file "$T/ca.pem" >"$T/dead.log" 2>&1 && fail "started without a directory"
+grep -q "unreachable" "$T/dead.log" || { cat "$T/dead.log"; fail "no clear error for an unreachable directory"; }
+ok "unreachable directory: $(grep -o 'ACME server[^"]*unreachable' "$T/dead.log" | head -1)"
+
+# 2. issue and serve
+run_server
+wait_for 40 https_ok $P_TLS || { tail -20 "$T/server.log"; fail "no HTTPS with the ACME certificate"; }
+S1=$(serial $P_TLS)
+served $P_TLS | grep -q "subject=CN *= *$HOST" || fail "subject is not $HOST: $(served $P_TLS)"
+served $P_TLS | grep -q "DNS:$HOST" || fail "SAN is not $HOST"
+ok "server: certificate issued and served (serial $S1)"
+for f in account.key $HOST.key $HOST.crt; do
+	[ "$(stat -c %a "$T/srv/acme/$f")" = 600 ] || fail "$f mode $(stat -c %a "$T/srv/acme/$f")"
+done
+[ "$(stat -c %a "$T/srv/acme")" = 700 ] || fail "state dir mode"
+grep -q "BEGIN" "$T/server.log" && fail "key material in the log"
+ok "state files mode 0600 (dir 0700), no PEM in the log"
+# HTTP-01 listener: unknown tokens 404, other paths redirect to HTTPS
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_CHAL/.well-known/acme-challenge/nope")" = 404 ] ||
+	fail "unknown token not 404"
+[ "$(curl -s -o /dev/null -w '%{redirect_url}' "http://127.0.0.1:$P_CHAL/healthz")" = "https://$HOST/healthz" ] ||
+	fail "no redirect to HTTPS"
+ok "challenge listener: 404 for unknown tokens, redirect elsewhere"
+
+# 3. restart: the certificate is reused, no new order
+N1=$(orders)
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+run_server
+wait_for 20 https_ok $P_TLS || fail "no HTTPS after restart"
+[ "$(serial $P_TLS)" = "$S1" ] || fail "restart changed the certificate"
+[ "$(orders)" = "$N1" ] || fail "restart placed a new order"
+grep -q "using the existing certificate" "$T/server.log" || fail "no reuse logged"
+ok "restart reuses the certificate (serial $S1, orders $N1)"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+
+# 4. renewal in the running process: renew when under 3590 s of pebble's
+# 3600 are left, i.e. 10 s after each issuance
+run_server --acme-renew-before 3590s
+wait_for 40 https_ok $P_TLS || fail "no HTTPS with renew-before"
+S2=$(serial $P_TLS)
+PID2=$SERVER_PID
+changed() { s=$(serial $P_TLS); [ -n "$s" ] && [ "$s" != "$S2" ]; }
+wait_for 40 changed || { tail -20 "$T/server.log"; fail "the served certificate was not renewed"; }
+kill -0 "$PID2" || fail "server died"
+grep -q "serves the renewed certificate" "$T/server.log" || fail "no renewal logged"
+https_ok $P_TLS >/dev/null || fail "no HTTPS after renewal"
+ok "renewed without restart: serial $S2 -> $(serial $P_TLS), pid $PID2"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+
+# 5. wiremesh-derper: issue, serve, renew
+P_D=$(free_port)
+"$DERPER" --addr "127.0.0.1:$P_D" --stun-addr off --state-dir "$T/derper" \
+	--acme-hostname $HOST --acme-email ops@example.com --acme-directory "$DIR" \
+	--acme-http-addr "127.0.0.1:$P_CHAL" --acme-ca-file "$T/ca.pem" --acme-renew-before 3590s \
+	>"$T/derper.log" 2>&1 &
+DERPER_PID=$!
+WM_PIDS+=("$DERPER_PID")
+wait_for 40 https_ok $P_D /derp/probe || { tail -20 "$T/derper.log"; fail "derper: no HTTPS with the ACME certificate"; }
+served $P_D | grep -q "DNS:$HOST" || fail "derper: SAN is not $HOST"
+[ "$(stat -c %a "$T/derper/$HOST.key")" = 600 ] || fail "derper key mode"
+D1=$(serial $P_D)
+ok "derper: certificate issued and served (serial $D1)"
+dchanged() { s=$(serial $P_D); [ -n "$s" ] && [ "$s" != "$D1" ]; }
+wait_for 40 dchanged || { tail -20 "$T/derper.log"; fail "derper: not renewed"; }
+kill -0 "$DERPER_PID" || fail "derper died"
+https_ok $P_D /derp/probe >/dev/null || fail "derper: no HTTPS after renewal"
+ok "derper: renewed without restart: serial $D1 -> $(serial $P_D)"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_CHAL/generate_204")" = 204 ] ||
+	fail "derper: /generate_204 on the HTTP listener"
+ok "derper: /generate_204 on its HTTP-01 listener"
