@@ -52,7 +52,7 @@ https_ok() { curl -sf --cacert "$T/root.pem" --resolve "$HOST:$1:127.0.0.1" "htt
 
 ACME=(--acme-hostname $HOST --acme-email ops@example.com --acme-directory "$DIR"
 	--acme-http-listen "127.0.0.1:$P_CHAL" --acme-ca-file "$T/ca.pem")
-mkdir -p "$T/srv"
+mkdir -p "$T/srv" "$T/wrong"
 run_server() {
 	WM_SERVER_LOG=$T/server.log
 	"$SRV" serve --listen "127.0.0.1:$P_TLS" --db "$T/srv/db.sqlite" "${ACME[@]}" "$@" \
@@ -68,6 +68,15 @@ P_DEAD=$(free_port)
 	--acme-ca-file "$T/ca.pem" >"$T/dead.log" 2>&1 && fail "started without a directory"
 grep -q "unreachable" "$T/dead.log" || { cat "$T/dead.log"; fail "no clear error for an unreachable directory"; }
 ok "unreachable directory: $(grep -o 'ACME server[^"]*unreachable' "$T/dead.log" | head -1)"
+
+# a challenge the CA cannot reach: the CA's problem detail, no start
+P_WRONG=$(free_port)
+"$SRV" serve --listen "127.0.0.1:$P_TLS" --db "$T/wrong/db.sqlite" --acme-hostname $HOST \
+	--acme-directory "$DIR" --acme-http-listen "127.0.0.1:$P_WRONG" \
+	--acme-ca-file "$T/ca.pem" >"$T/wrong.log" 2>&1 && fail "started without a certificate"
+grep -q "http-01 challenge for $HOST failed.*urn:ietf:params:acme:error:connection" "$T/wrong.log" ||
+	{ cat "$T/wrong.log"; fail "no CA problem detail for a failed challenge"; }
+ok "failed challenge: the CA's problem detail is the start-up error"
 
 # 2. issue and serve
 run_server
@@ -126,6 +135,7 @@ wait_for 40 https_ok $P_D /derp/probe || { tail -20 "$T/derper.log"; fail "derpe
 served $P_D | grep -q "DNS:$HOST" || fail "derper: SAN is not $HOST"
 [ "$(stat -c %a "$T/derper/$HOST.key")" = 600 ] || fail "derper key mode"
 D1=$(serial $P_D)
+grep -q "BEGIN" "$T/derper.log" && fail "derper: key material in the log"
 ok "derper: certificate issued and served (serial $D1)"
 dchanged() { s=$(serial $P_D); [ -n "$s" ] && [ "$s" != "$D1" ]; }
 wait_for 40 dchanged || { tail -20 "$T/derper.log"; fail "derper: not renewed"; }
