@@ -145,3 +145,10 @@ ok "derper: renewed without restart: serial $D1 -> $(serial $P_D)"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_CHAL/generate_204")" = 204 ] ||
 	fail "derper: /generate_204 on the HTTP listener"
 ok "derper: /generate_204 on its HTTP-01 listener"
+kill "$DERPER_PID"; wait "$DERPER_PID" 2>/dev/null
+# under the sanitizer build: no report from any run (leaks show at exit)
+if grep -l "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$T"/*.log; then
+	grep -h -A30 "ERROR: \|runtime error:" "$T"/*.log | head -60
+	fail "sanitizer report"
+fi
+ok "no sanitizer reports"
