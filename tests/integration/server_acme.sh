@@ -35,7 +35,8 @@ pebble-challtestsrv -dns01 "127.0.0.1:$P_DNS" -management "127.0.0.1:$P_CTS" -ht
 WM_PIDS+=($!)
 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
 	pebble -config "$T/pebble.json" -dnsserver "127.0.0.1:$P_DNS" >"$T/pebble.log" 2>&1 &
-WM_PIDS+=($!)
+PEBBLE_PID=$!
+WM_PIDS+=($PEBBLE_PID)
 DIR=https://127.0.0.1:$P_ACME/dir
 wait_for 20 curl -s -o /dev/null "http://127.0.0.1:$P_CTS/" || { cat "$T/cts.log"; fail "pebble-challtestsrv did not start"; }
 wait_for 20 curl -sf --cacert "$T/ca.pem" "$DIR" || { cat "$T/pebble.log"; fail "pebble did not start"; }
@@ -145,6 +146,15 @@ ok "derper: renewed without restart: serial $D1 -> $(serial $P_D)"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_CHAL/generate_204")" = 204 ] ||
 	fail "derper: /generate_204 on the HTTP listener"
 ok "derper: /generate_204 on its HTTP-01 listener"
+# the CA gone: renewal fails, is logged and retried, the current
+# certificate stays in service
+D2=$(serial $P_D)
+kill "$PEBBLE_PID"; wait "$PEBBLE_PID" 2>/dev/null
+wait_for 30 grep -q "renewal failed; retrying.*unreachable" "$T/derper.log" ||
+	{ tail -5 "$T/derper.log"; fail "derper: no renewal failure logged"; }
+https_ok $P_D /derp/probe >/dev/null || fail "derper: no HTTPS after a failed renewal"
+[ "$(serial $P_D)" = "$D2" ] || fail "derper: certificate changed without a CA"
+ok "derper: failed renewal logged ($(grep -o 'retry_in=[0-9]*s' "$T/derper.log" | head -1)), serial $D2 still served"
 kill "$DERPER_PID"; wait "$DERPER_PID" 2>/dev/null
 # under the sanitizer build: no report from any run (leaks show at exit)
 if grep -l "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$T"/*.log; then
