@@ -276,6 +276,12 @@ struct logent {
 	int64_t node;
 	int64_t *a, *b;		/* sorted: on/off, see/-, full/filter */
 	uint32_t na, nb;
+	/* POLICY "vis": viewers (sorted) whose peers changed, each with the
+	 * peers that became visible (+id) and invisible (-id) to it: ids
+	 * vid[voff[i]] .. vid[voff[i + 1] - 1] for viewer vw[i]. */
+	int64_t *vw, *vid;
+	uint32_t *voff;
+	uint32_t nvw;
 	uint8_t kind;		/* enum store_change_kind */
 	bool all;
 };
@@ -285,7 +291,68 @@ logent_clear(struct logent *e)
 {
 	free(e->a);
 	free(e->b);
+	free(e->vw);
+	free(e->vid);
+	free(e->voff);
 	memset(e, 0, sizeof(*e));
+}
+
+/* POLICY "vis": [[viewer, +id|-id, ...], ...], viewers strictly ascending
+ * and positive, ids nonzero. */
+static int
+vis_from_json(struct logent *e, json_t *a)
+{
+	size_t i, j, nids = 0;
+	json_t *g, *v;
+
+	if (a == NULL)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > UINT32_MAX / 2)
+		return ERR_INVALID;
+	json_array_foreach(a, i, g) {
+		if (!json_is_array(g) || json_array_size(g) == 0 || json_array_size(g) > UINT32_MAX / 2)
+			return ERR_INVALID;
+		nids += json_array_size(g) - 1;
+		if (nids > UINT32_MAX / 2)
+			return ERR_INVALID;
+	}
+	e->vw = malloc((json_array_size(a) + 1) * sizeof(*e->vw));
+	e->voff = malloc((json_array_size(a) + 1) * sizeof(*e->voff));
+	e->vid = malloc((nids + 1) * sizeof(*e->vid));
+	if (e->vw == NULL || e->voff == NULL || e->vid == NULL)
+		return ERR_NOMEM;
+	nids = 0;
+	json_array_foreach(a, i, g) {
+		json_array_foreach(g, j, v) {
+			json_int_t x = json_integer_value(v);
+
+			if (!json_is_integer(v) || x == 0 || x == INT64_MIN || (j == 0 && x < 0))
+				return ERR_INVALID;
+			if (j == 0) {
+				if (i > 0 && x <= e->vw[i - 1])
+					return ERR_INVALID;
+				e->vw[i] = x;
+				e->voff[i] = (uint32_t)nids;
+			} else
+				e->vid[nids++] = x;
+		}
+	}
+	e->voff[json_array_size(a)] = (uint32_t)nids;
+	e->nvw = (uint32_t)json_array_size(a);
+	return 0;
+}
+
+/* The peers whose visibility to `viewer` the POLICY change e altered. */
+static bool
+vis_of(const struct logent *e, int64_t viewer, const int64_t **ids, uint32_t *n)
+{
+	const int64_t *p = e->nvw ? bsearch(&viewer, e->vw, e->nvw, sizeof(*e->vw), cmp_i64) : NULL;
+
+	if (p == NULL)
+		return false;
+	*ids = e->vid + e->voff[p - e->vw];
+	*n = e->voff[p - e->vw + 1] - e->voff[p - e->vw];
+	return true;
 }
 
 /* Parses a change row into e. */
@@ -311,8 +378,9 @@ logent_parse(struct logent *e, uint64_t version, int kind, int64_t node, const c
 			r = ids_from_json(json_object_get(p, "off"), &e->b, &e->nb);
 		break;
 	case STORE_CHANGE_POLICY:
-		if ((r = ids_from_json(json_object_get(p, "full"), &e->a, &e->na)) == 0)
-			r = ids_from_json(json_object_get(p, "filter"), &e->b, &e->nb);
+		if ((r = ids_from_json(json_object_get(p, "full"), &e->a, &e->na)) == 0 &&
+		    (r = ids_from_json(json_object_get(p, "filter"), &e->b, &e->nb)) == 0)
+			r = vis_from_json(e, json_object_get(p, "vis"));
 		break;
 	default:
 		break;
@@ -344,11 +412,12 @@ struct mnode {
 enum stage { ST_NONE, ST_HEAD, ST_PEERS, ST_TAIL, ST_QUEUE };
 
 /* One item of a replay: a subject at the version of its last change. */
-enum pwhat { P_PEER, P_SELF, P_REMOVED, P_ONLINE, P_FILTER, P_DNS, P_NODEISH };
+enum pwhat { P_PEER, P_SELF, P_REMOVED, P_ONLINE, P_FILTER, P_DNS, P_NODEISH, P_VIS, P_ADDED };
 struct pitem {
 	uint64_t version;
 	int64_t id;
 	uint8_t what;
+	bool add;		/* P_VIS: the policy change made it visible */
 };
 
 struct mstream {
@@ -1148,9 +1217,9 @@ mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version)
 	pthread_mutex_unlock(&m->lock);
 }
 
-char *
-mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
-		      const int64_t *filter, size_t nfilter, const char *etag)
+static char *
+policy_payload(const int64_t *full, size_t nfull, bool all, const int64_t *filter,
+	       size_t nfilter, const struct buf *vis, const char *etag)
 {
 	struct buf b;
 	char *out = NULL;
@@ -1162,6 +1231,9 @@ mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
 	else if ((r = buf_printf(&b, "{\"full\":")) == 0 && (r = ids_json(&b, full, nfull)) == 0 &&
 	    (r = buf_printf(&b, ",\"filter\":")) == 0)
 		r = ids_json(&b, filter, nfilter);
+	if (r == 0 && !all && vis != NULL && vis->len > 0 && (r = buf_printf(&b, ",\"vis\":[")) == 0 &&
+	    (r = buf_append(&b, vis->data, vis->len)) == 0)
+		r = buf_append(&b, "]", 1);
 	if (r == 0 && etag && *etag && strspn(etag, "0123456789abcdefABCDEF\"W/-") == strlen(etag)) {
 		/* an ETag is quoted hex: kept as a JSON string of its own */
 		json_t *t = json_string(etag);
@@ -1177,6 +1249,142 @@ mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
 		out = strdup(buf_cstr(&b));
 	buf_cleanup(&b);
 	return out;
+}
+
+char *
+mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
+		      const int64_t *filter, size_t nfilter, const char *etag)
+{
+	return policy_payload(full, nfull, all, filter, nfilter, NULL, etag);
+}
+
+static bool
+sees(const struct mapper_policy_ops *ops, void *ctx, int64_t viewer, int64_t peer)
+{
+	return viewer != peer && (ops == NULL || ops->can_see == NULL || ops->can_see(ctx, viewer, peer));
+}
+
+char *
+mapper_policy_change(struct mapper *m, const struct mapper_policy_ops *ops, void *ctx,
+		     const int64_t *full, size_t nfull, bool all,
+		     const int64_t *filter, size_t nfilter, const char *etag)
+{
+	struct mapper_policy_ops old;
+	void *octx;
+	int64_t *ids = NULL, *viewers = NULL, *rest = NULL, *diff = NULL;
+	size_t nids, nrest = 0, nvis = 0, work = 0;
+	struct buf vis;
+	char *out = NULL;
+	int r = 0;
+
+	if (all || nfull == 0)
+		return policy_payload(full, nfull, all, filter, nfilter, NULL, etag);
+	buf_init(&vis, (size_t)64 << 20);
+	/* Only the thread publishing policy changes replaces m->pol: the hooks
+	 * read here stay the current ones until this change is applied. */
+	pthread_mutex_lock(&m->lock);
+	old = m->pol;
+	octx = m->pol_ctx;
+	if (old.get)
+		old.get(octx);
+	nids = m->nnodes;
+	if ((ids = malloc((nids + 1) * sizeof(*ids))) != NULL)
+		for (size_t i = 0; i < nids; i++)
+			ids[i] = m->nodes[i]->n.id;
+	pthread_mutex_unlock(&m->lock);
+	viewers = malloc(nfull * sizeof(*viewers));
+	rest = malloc(nfull * sizeof(*rest));
+	diff = malloc((nids + 1) * sizeof(*diff));
+	if (ids == NULL || viewers == NULL || rest == NULL || diff == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	memcpy(viewers, full, nfull * sizeof(*viewers));
+	qsort(viewers, nfull, sizeof(*viewers), cmp_i64);
+	if (nids > 1)
+		qsort(ids, nids, sizeof(*ids), cmp_i64);
+	for (size_t i = 0; r == 0 && i < nfull; i++) {
+		int64_t v = viewers[i];
+		size_t nd = 0;
+
+		if ((i > 0 && v == viewers[i - 1]) || v <= 0)
+			continue;
+		/* beyond the bounds, or a node the mapper does not have: a full map */
+		if (work + nids > MAPPER_POLICY_VIS_WORK || !ids_has(ids, nids, v)) {
+			rest[nrest++] = v;
+			continue;
+		}
+		work += nids;
+		for (size_t j = 0; j < nids; j++) {
+			bool was = sees(&old, octx, v, ids[j]), is = sees(ops, ctx, v, ids[j]);
+
+			if (was != is)
+				diff[nd++] = is ? ids[j] : -ids[j];
+		}
+		if (nvis + nd > MAPPER_POLICY_VIS_MAX) {
+			rest[nrest++] = v;
+			continue;
+		}
+		nvis += nd;
+		r = buf_printf(&vis, vis.len ? ",[%" PRId64 : "[%" PRId64, v);
+		for (size_t j = 0; r == 0 && j < nd; j++)
+			r = buf_printf(&vis, ",%" PRId64, diff[j]);
+		if (r == 0)
+			r = buf_append(&vis, "]", 1);
+	}
+out:
+	if (old.put)
+		old.put(octx);
+	if (r == 0)
+		out = policy_payload(rest, nrest, false, filter, nfilter, &vis, etag);
+	else	/* out of memory: the change as it was, full maps */
+		out = policy_payload(full, nfull, all, filter, nfilter, NULL, etag);
+	buf_cleanup(&vis);
+	free(ids);
+	free(viewers);
+	free(rest);
+	free(diff);
+	return out;
+}
+
+/* The deltas a connected stream of `viewer` gets for a POLICY change that
+ * altered its peers: peer_added / peer_removed, then its filter. Called
+ * with m->lock, after the new policy is in place. */
+static void
+emit_vis(struct mapper *m, struct mnode *mn, const int64_t *vis, uint32_t nvis)
+{
+	char *f = m->pol.filter ? m->pol.filter(m->pol_ctx, mn->n.id) : NULL;
+	struct rbuf *msg = NULL;
+	struct buf b;
+	int r = 0;
+
+	buf_init(&b, (size_t)256 << 20);
+	for (uint32_t j = 0; r == 0 && j < nvis; j++) {
+		int64_t id = vis[j] < 0 ? -vis[j] : vis[j];
+		struct mnode *p = node_find(m, id, NULL);
+		bool now = p != NULL && visible(m, mn->n.id, id);
+
+		if (vis[j] > 0 && now)
+			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+			    ",\"peer_added\":%.*s}\n", m->version, (int)p->frag->len, p->frag->data);
+		else if (vis[j] < 0 && !now)
+			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+			    ",\"peer_removed\":%" PRId64 "}\n", m->version, id);
+	}
+	if (r == 0)
+		r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64 ",\"filter\":%s}\n",
+		    m->version, f ? f : m->default_filter);
+	free(f);
+	if (r == 0)
+		msg = rbuf_new((const char *)b.data, b.len, m->version);
+	buf_cleanup(&b);
+	for (struct mstream *s = mn->streams; s; s = s->next_in_node)
+		if (msg != NULL)
+			stream_push(s, msg);
+		else
+			stream_force_full(s);
+	rbuf_put(msg);
+	atomic_fetch_add(&m->deltas, 1);
 }
 
 void
@@ -1208,12 +1416,16 @@ mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, void *c
 	log_push(m, &e);	/* e's id arrays now belong to the log; read them under the lock */
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct mnode *mn = m->nodes[i];
+		const int64_t *vis;
+		uint32_t nvis;
 
 		if (mn->streams == NULL)
 			continue;
 		if (e.all || ids_has(e.a, e.na, mn->n.id)) {
 			for (struct mstream *s = mn->streams; s; s = s->next_in_node)
 				stream_force_full(s);
+		} else if (vis_of(&e, mn->n.id, &vis, &nvis)) {
+			emit_vis(m, mn, vis, nvis);
 		} else if (ids_has(e.b, e.nb, mn->n.id)) {
 			char *f = m->pol.filter ? m->pol.filter(m->pol_ctx, mn->n.id) : NULL;
 			const char *t = f ? f : m->default_filter;
@@ -1543,6 +1755,7 @@ plan_add(struct pitem **v, size_t *n, size_t *cap, uint64_t version, int64_t id,
 	(*v)[*n].version = version;
 	(*v)[*n].id = id;
 	(*v)[*n].what = what;
+	(*v)[*n].add = false;
 	(*n)++;
 	return 0;
 }
@@ -1588,14 +1801,25 @@ plan_build(struct mapper *m, int64_t viewer, uint64_t since, struct pitem **out,
 		case STORE_CHANGE_DNS:
 			r = plan_add(&v, &n, &cap, e->version, viewer, P_DNS);
 			break;
-		case STORE_CHANGE_POLICY:
+		case STORE_CHANGE_POLICY: {
+			const int64_t *vis;
+			uint32_t nvis;
+
 			if (e->all || ids_has(e->a, e->na, viewer)) {
 				free(v);
 				return false;
 			}
-			if (ids_has(e->b, e->nb, viewer))
+			if (vis_of(e, viewer, &vis, &nvis)) {
+				for (uint32_t j = 0; r == 0 && j < nvis; j++)
+					if ((r = plan_add(&v, &n, &cap, e->version,
+					    vis[j] < 0 ? -vis[j] : vis[j], P_VIS)) == 0)
+						v[n - 1].add = vis[j] > 0;
+				if (r == 0)
+					r = plan_add(&v, &n, &cap, e->version, viewer, P_FILTER);
+			} else if (ids_has(e->b, e->nb, viewer))
 				r = plan_add(&v, &n, &cap, e->version, viewer, P_FILTER);
 			break;
+		}
 		default:
 			break;
 		}
@@ -1617,6 +1841,24 @@ plan_build(struct mapper *m, int64_t viewer, uint64_t since, struct pitem **out,
 		prev_what = it.what;
 		mn = node_find(m, it.id, NULL);
 		switch (it.what) {
+		case P_VIS: {
+			/* policy changes altered whether the viewer sees it: added
+			 * (current state) when it may see it now; removed when it
+			 * may not, unless it could not at `since` either (the
+			 * oldest of these changes, last of the run, made it
+			 * visible) */
+			size_t j = i;
+
+			while (j + 1 < n && v[j + 1].id == it.id && v[j + 1].what == P_VIS)
+				j++;
+			if (mn != NULL && visible(m, viewer, it.id))
+				it.what = P_ADDED;
+			else if (v[j].add)
+				continue;
+			else
+				it.what = P_REMOVED;
+			break;
+		}
 		case P_NODEISH:
 			if (mn == NULL)
 				continue;
@@ -1677,6 +1919,14 @@ plan_render(struct mstream *s)
 		case P_REMOVED:
 			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
 			    ",\"peer_removed\":%" PRId64 "}\n", it->version, it->id);
+			s->plan_i++;
+			break;
+		case P_ADDED:
+			/* visible when planned; checked again, never leaked */
+			if (mn != NULL && visible(m, s->node_id, it->id))
+				r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+				    ",\"peer_added\":%.*s}\n", it->version,
+				    (int)mn->frag->len, mn->frag->data);
 			s->plan_i++;
 			break;
 		case P_DNS:

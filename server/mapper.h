@@ -100,6 +100,19 @@ void mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version);
 /* The payload of a STORE_CHANGE_POLICY change (malloc'd). */
 char *mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
 			    const int64_t *filter, size_t nfilter, const char *etag);
+/* Bounds of one POLICY change's "vis" lists (docs/protocol.md, "Versions
+ * and resume"): peer ids recorded, and viewer x node pairs compared. */
+#define MAPPER_POLICY_VIS_MAX 200000
+#define MAPPER_POLICY_VIS_WORK ((size_t)64 << 20)
+/* The same for replacing the current policy with ops/ctx (NULL: everyone
+ * sees everyone), the nodes in `full` being those whose peers change: for
+ * each it records the peers that become visible (+id) or invisible (-id)
+ * in "vis", so that streams (live or resuming) get deltas instead of a
+ * full map; those beyond the bounds stay in "full". Called by the one
+ * thread that publishes policy changes, before mapper_set_policy(). */
+char *mapper_policy_change(struct mapper *m, const struct mapper_policy_ops *ops, void *ctx,
+			   const int64_t *full, size_t nfull, bool all,
+			   const int64_t *filter, size_t nfilter, const char *etag);
 /* Replaces the policy hooks (ops NULL: everyone sees everyone) and applies
  * the POLICY change: full maps for its "full" nodes (or all), "filter"
  * deltas for its "filter" nodes. Takes one reference to ctx and drops the

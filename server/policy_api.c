@@ -387,7 +387,10 @@ publish(struct server *s, bool initial)
 	}
 	if (initial)
 		all = true;	/* the policy file changed while the server was down */
-	payload = mapper_policy_payload(full.v, full.n, all, filt.v, filt.n, etag);
+	/* the nodes whose peers change get their added/removed peers recorded
+	 * (deltas, live and on resume), within bounds; others a full map */
+	payload = mapper_policy_change(s->mapper, none ? NULL : &compiled_ops, c, full.v, full.n, all,
+	    filt.v, filt.n, etag);
 	if (payload == NULL || (r = server_publish_change(s, STORE_CHANGE_POLICY, 0, payload, &v)) != 0) {
 		/* put it back and try again on the next tick */
 		log_warn("msg=\"cannot publish the policy change; retrying\"");

@@ -50,6 +50,32 @@ same_user(void *ctx, int64_t viewer, int64_t peer)
 
 static const struct mapper_policy_ops by_user = { .can_see = same_user };
 
+/* The policy after the change: 1 no longer sees 2 (nor 2 1), 1 and 4 see
+ * each other; filters name the viewer. */
+static bool
+shifted_see(void *ctx, int64_t viewer, int64_t peer)
+{
+	int64_t lo = viewer < peer ? viewer : peer, hi = viewer < peer ? peer : viewer;
+
+	if (lo == 1 && hi == 2)
+		return false;
+	if (lo == 1 && hi == 4)
+		return true;
+	return same_user(ctx, viewer, peer);
+}
+
+static char *
+shifted_filter(void *ctx, int64_t viewer)
+{
+	char t[32];
+
+	(void)ctx;
+	snprintf(t, sizeof(t), "[\"f%d\"]", (int)viewer);
+	return strdup(t);
+}
+
+static const struct mapper_policy_ops shifted = { .can_see = shifted_see, .filter = shifted_filter };
+
 struct out {
 	json_t *msgs[64];
 	size_t n;
@@ -109,6 +135,36 @@ static uint64_t
 ver(json_t *m)
 {
 	return (uint64_t)json_integer_value(json_object_get(m, "version"));
+}
+
+/* Applies replayed deltas to a peer table (bit i: peer i) as an agent
+ * does: no full map, versions ascending from `since`, peer_added only of a
+ * peer the viewer may see now, the filter `filter` at the end. */
+static uint64_t
+apply(const struct out *o, uint64_t tab, const char *filter, uint64_t since)
+{
+	uint64_t last = since;
+	bool got_filter = false;
+
+	for (size_t i = 0; i < o->n; i++) {
+		json_t *x;
+
+		ck_assert_str_eq(json_string_value(json_object_get(o->msgs[i], "type")), "delta");
+		ck_assert_uint_gt(ver(o->msgs[i]), since);
+		ck_assert_uint_ge(ver(o->msgs[i]), last);
+		last = ver(o->msgs[i]);
+		if ((x = json_object_get(o->msgs[i], "peer_added")) != NULL ||
+		    (x = json_object_get(o->msgs[i], "peer_changed")) != NULL)
+			tab |= 1u << json_integer_value(json_object_get(x, "id"));
+		else if ((x = json_object_get(o->msgs[i], "peer_removed")) != NULL)
+			tab &= ~(1u << json_integer_value(x));
+		else if ((x = json_object_get(o->msgs[i], "filter")) != NULL) {
+			ck_assert_str_eq(json_string_value(json_array_get(x, 0)), filter);
+			got_filter = true;
+		}
+	}
+	ck_assert(got_filter);
+	return tab;
 }
 
 static struct mapper *
@@ -245,20 +301,111 @@ START_TEST(test_resume_across_restart)
 	ck_assert_uint_eq(o.n, 2);
 	out_free(&o);
 
-	/* a policy change that alters alice's peers: resuming across it is a
-	 * full map for her nodes, deltas for bob's */
+	/* a policy change that alters peers: node 1 loses 2 and gains 4, node 2
+	 * loses 1, node 4 gains 1, node 5 keeps its; resuming across it is
+	 * deltas only, live and after a restart */
 	{
-		char *pp = mapper_policy_payload((int64_t[]){ 1, 2 }, 2, false, NULL, 0, "\"e1\"");
+		struct http_response resp;
+		enum mapper_start how;
+		char buf[4096];
+		ssize_t k;
+		struct out lo;
+		char *pp;
 
-		mapper_set_policy(m2, &by_user, NULL, V0 + 6, pp);
-		free(pp);
+		/* a live stream of node 2, caught up */
+		memset(&resp, 0, sizeof(resp));
+		ck_assert_int_eq(mapper_stream_open(m2, 2, V0 + 5, false, &resp, &how), 0);
+		ck_assert_int_eq(how, MAPPER_START_RESUME);
+		resp.stream_ops->attach(resp.stream_ctx, NULL);
+		while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
+			;
+		pp = mapper_policy_change(m2, &shifted, NULL, (int64_t[]){ 4, 1, 2 }, 3, false,
+		    NULL, 0, "\"e1\"");
+		ck_assert_str_eq(pp, "{\"full\":[],\"filter\":[],\"vis\":[[1,-2,4],[2,-1],[4,1]],"
+		    "\"etag\":\"\\\"e1\\\"\"}");
+		mapper_set_policy(m2, &shifted, NULL, V0 + 6, pp);
+		row(V0 + 6, STORE_CHANGE_POLICY, 0, pp);
 		cur_version = V0 + 6;
+		/* live: node 2 loses node 1, gets its new filter, no full map */
+		memset(&lo, 0, sizeof(lo));
+		{
+			struct buf all;
+			char *p, *nl;
+
+			buf_init(&all, 1 << 20);
+			while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
+				ck_assert_int_eq(buf_append(&all, buf, (size_t)k), 0);
+			for (p = buf_cstr(&all); (nl = strchr(p, '\n')) != NULL && lo.n < 64; p = nl + 1) {
+				*nl = 0;
+				ck_assert_ptr_nonnull(lo.msgs[lo.n++] = json_loads(p, 0, NULL));
+			}
+			buf_cleanup(&all);
+		}
+		resp.stream_ops->close(resp.stream_ctx);
+		ck_assert_uint_eq(lo.n, 2);
+		ck_assert_str_eq(json_string_value(json_object_get(lo.msgs[0], "type")), "delta");
+		ck_assert_uint_eq(ver(lo.msgs[0]), V0 + 6);
+		ck_assert_int_eq(json_integer_value(json_object_get(lo.msgs[0], "peer_removed")), 1);
+		ck_assert_uint_eq(ver(lo.msgs[1]), V0 + 6);
+		ck_assert_str_eq(json_string_value(json_array_get(json_object_get(lo.msgs[1], "filter"),
+		    0)), "f2");
+		out_free(&lo);
 	}
+	for (int round = 0; round < 2; round++) {
+		struct mapper *mx = m2;
+		uint64_t tab;
+
+		if (round == 1) {
+			/* the same after a restart from the rows */
+			mx = new_mapper(V0 + 6, V0);
+			for (int i = 1; i <= 5; i++)
+				if (i != 3)
+					ck_assert_int_eq(mapper_load(mx, &nodes[i], false), 0);
+			for (size_t i = 0; i < nrows; i++)
+				ck_assert_int_eq(mapper_log_load(mx, &rows[i]), 0);
+			mapper_set_policy(mx, &shifted, NULL, 0, NULL);
+		}
+		/* node 1 had {2} at V0+5: now exactly {4}, filter f1 */
+		ck_assert_int_eq(read_stream(mx, 1, V0 + 5, &o), MAPPER_START_RESUME);
+		tab = apply(&o, 1u << 2, "f1", V0 + 5);
+		ck_assert_uint_eq(tab, 1u << 4);
+		ck_assert_uint_eq(o.n, 3);	/* filter, peer_removed 2, peer_added 4 */
+		out_free(&o);
+		/* from V0+3 it had {2,3}: the same end, 2's rename never shown */
+		ck_assert_int_eq(read_stream(mx, 1, V0 + 3, &o), MAPPER_START_RESUME);
+		for (size_t i = 0; i < o.n; i++)
+			ck_assert_ptr_null(json_object_get(o.msgs[i], "peer_changed"));
+		tab = apply(&o, (1u << 2) | (1u << 3), "f1", V0 + 3);
+		ck_assert_uint_eq(tab, 1u << 4);
+		out_free(&o);
+		/* node 4 had {5}: now {1,5}; node 2 had {1}: now {} */
+		ck_assert_int_eq(read_stream(mx, 4, V0 + 5, &o), MAPPER_START_RESUME);
+		ck_assert_uint_eq(apply(&o, 1u << 5, "f4", V0 + 5), (1u << 1) | (1u << 5));
+		out_free(&o);
+		ck_assert_int_eq(read_stream(mx, 2, V0 + 5, &o), MAPPER_START_RESUME);
+		ck_assert_uint_eq(apply(&o, 1u << 1, "f2", V0 + 5), 0);
+		out_free(&o);
+		/* node 5: its peers did not change, nothing to send */
+		ck_assert_int_eq(read_stream(mx, 5, V0 + 5, &o), MAPPER_START_RESUME);
+		ck_assert_uint_eq(o.n, 0);
+		if (round == 1)
+			mapper_free(mx);
+	}
+	/* a change recorded without peer lists ("all", or beyond the bounds)
+	 * is still a full map */
+	{
+		char *pp = mapper_policy_payload(NULL, 0, true, NULL, 0, "\"e2\"");
+
+		mapper_set_policy(m2, &shifted, NULL, V0 + 7, pp);
+		free(pp);
+		cur_version = V0 + 7;
+	}
+	ck_assert_int_eq(read_stream(m2, 1, V0 + 6, &o), MAPPER_START_FULL);
+	out_free(&o);
 	ck_assert_int_eq(read_stream(m2, 1, V0 + 5, &o), MAPPER_START_FULL);
 	out_free(&o);
-	ck_assert_int_eq(read_stream(m2, 5, V0 + 5, &o), MAPPER_START_RESUME);
-	ck_assert_uint_eq(o.n, 0);
 	free(rm);
+	free((char *)rows[nrows - 1].payload);
 	mapper_free(m2);
 }
 END_TEST
