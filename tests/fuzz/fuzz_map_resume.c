@@ -9,12 +9,18 @@
  *
  * Script: bytes up to the first 0xFF, three per change: kind (mod 5: node
  * changed, removed, online batch, policy, restart), node id (mod 8, 1..7),
- * an argument. The rest is the body.
+ * an argument. A policy change switches visibility to one of four rules
+ * (argument mod 4: same parity, same residue mod 3, everyone, same half),
+ * recorded as the server records it (mapper_policy_change: the peers each
+ * node gains and loses; with argument bits 8 and 16 both set, "all"). The
+ * rest is the body.
  *
  * Oracles: no crash or sanitizer report; every line parses as JSON; versions
  * never go down; a resumed stream has no full map and no delta at or below
- * the version asked for; no stream names a node its viewer cannot see
- * (nodes see those of the same parity) except the viewer itself.
+ * the version asked for; no stream adds or changes a peer its viewer cannot
+ * see now; and the peer table a node had at the version it asks for (or
+ * the full map's), with the stream's deltas applied, is exactly the peers
+ * it may see now.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,19 +36,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 enum { V0 = 1000, NN = 8 };
 
 static bool
-parity(void *ctx, int64_t viewer, int64_t peer)
+rule_see(void *ctx, int64_t viewer, int64_t peer)
 {
-	(void)ctx;
-	return (viewer & 1) == (peer & 1);
+	switch (*(const int *)ctx) {
+	case 0:
+		return (viewer & 1) == (peer & 1);
+	case 1:
+		return viewer % 3 == peer % 3;
+	case 2:
+		return true;
+	default:
+		return (viewer < 4) == (peer < 4);
+	}
 }
 
-static const struct mapper_policy_ops pol = { .can_see = parity };
+static const struct mapper_policy_ops pol = { .can_see = rule_see };
+static const int rules[4] = { 0, 1, 2, 3 };
+static int cur_rule;
+
+/* The peers each viewer may see (bit i: node i) after each version. */
+static uint8_t truth[130][NN];
+
+static void
+set_truth(size_t at, const bool *exists)
+{
+	for (int a = 1; a < NN; a++) {
+		truth[at][a] = 0;
+		for (int b = 1; b < NN; b++)
+			if (a != b && exists[a] && exists[b] && rule_see((void *)&rules[cur_rule], a, b))
+				truth[at][a] |= (uint8_t)(1u << b);
+	}
+}
 
 struct row {
 	uint64_t v;
 	int kind;
 	int64_t node;
-	char payload[160];
+	char payload[1024];
 };
 
 static void
@@ -85,12 +115,12 @@ fresh(uint64_t version, struct store_node *nodes, const bool *exists, const bool
 		if (mapper_log_load(m, &c) != 0)
 			abort();
 	}
-	mapper_set_policy(m, &pol, NULL, 0, NULL);
+	mapper_set_policy(m, &pol, (void *)&rules[cur_rule], 0, NULL);
 	return m;
 }
 
 static void
-check_stream(struct mapper *m, int64_t viewer, uint64_t since)
+check_stream(struct mapper *m, int64_t viewer, uint64_t since, uint64_t now)
 {
 	struct http_response resp;
 	enum mapper_start how;
@@ -99,6 +129,7 @@ check_stream(struct mapper *m, int64_t viewer, uint64_t since)
 	uint64_t last = 0;
 	ssize_t k;
 	char *p, *nl;
+	uint8_t tab = 0;
 
 	memset(&resp, 0, sizeof(resp));
 	if (mapper_stream_open(m, viewer, since, false, &resp, &how) != 0)
@@ -109,10 +140,13 @@ check_stream(struct mapper *m, int64_t viewer, uint64_t since)
 		if (buf_append(&all, buf, (size_t)k) != 0)
 			abort();
 	resp.stream_ops->close(resp.stream_ctx);
+	if (how == MAPPER_START_RESUME)
+		tab = truth[since - V0][viewer];	/* what the node had */
 	for (p = buf_cstr(&all); (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
-		json_t *j, *o;
+		json_t *j, *o, *x;
 		uint64_t v;
 		int64_t id = 0;
+		size_t xi;
 
 		*nl = 0;
 		if ((j = json_loads(p, 0, NULL)) == NULL)
@@ -125,15 +159,29 @@ check_stream(struct mapper *m, int64_t viewer, uint64_t since)
 		    (strcmp(json_string_value(json_object_get(j, "type")), "full") == 0 ||
 		     (v <= since && strcmp(json_string_value(json_object_get(j, "type")), "keepalive") != 0)))
 			abort();
-		if ((o = json_object_get(j, "peer_changed")) || (o = json_object_get(j, "peer_added")))
+		json_array_foreach(json_object_get(j, "peers"), xi, x) {
+			id = json_integer_value(json_object_get(x, "id"));
+			if (id < 1 || id >= NN || !(truth[now - V0][viewer] & (1u << id)))
+				abort();	/* a full map with what it may not see */
+			tab |= (uint8_t)(1u << id);
+		}
+		id = 0;
+		if ((o = json_object_get(j, "peer_changed")) || (o = json_object_get(j, "peer_added"))) {
 			id = json_integer_value(json_object_get(o, "id"));
-		else if ((o = json_object_get(j, "peer_removed")))
+			if (id < 1 || id >= NN || !(truth[now - V0][viewer] & (1u << id)))
+				abort();	/* sent what it may not see */
+			tab |= (uint8_t)(1u << id);
+		} else if ((o = json_object_get(j, "peer_removed"))) {
 			id = json_integer_value(o);
-		if (id != 0 && id != viewer && !parity(NULL, viewer, id))
-			abort();	/* sent what it may not see */
+			if (id < 1 || id >= NN)
+				abort();
+			tab &= (uint8_t)~(1u << id);
+		}
 		json_decref(j);
 	}
 	buf_cleanup(&all);
+	if (tab != truth[now - V0][viewer])
+		abort();	/* the peer table is not what it may see now */
 }
 
 int
@@ -150,11 +198,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char why[256];
 
 	log_set_level(LOG_ERROR);
+	cur_rule = 0;
 	for (int n = 1; n < NN; n++) {
 		mk(&nodes[n], n, 0);
 		exists[n] = true;
 		online[n] = false;
 	}
+	set_truth(0, exists);
 	m = fresh(V0, nodes, exists, online, NULL, 0);
 	for (; i + 2 < size && data[i] != 0xff && nrows < 128; i += 3) {
 		int kind = data[i] % 5, arg = data[i + 2];
@@ -195,18 +245,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    "{\"on\":[%d],\"off\":[]}" : "{\"on\":[],\"off\":[%d]}", (int)id);
 			mapper_online_apply(m, v, r->payload, NULL);
 			break;
-		case 3:
+		case 3: {
+			int64_t full[NN];
+			size_t nfull = 0;
+
+			/* the nodes whose peers change, as the server finds them */
+			for (int a = 1; a < NN; a++)
+				for (int b = 1; b < NN; b++)
+					if (exists[a] && exists[b] && a != b &&
+					    rule_see((void *)&rules[cur_rule], a, b) !=
+					    rule_see((void *)&rules[arg % 4], a, b)) {
+						full[nfull++] = a;
+						break;
+					}
 			r->kind = STORE_CHANGE_POLICY;
 			r->node = 0;
-			if ((pl = mapper_policy_payload(&id, arg & 1, (arg & 6) == 6, &id, (arg >> 3) & 1,
-			    NULL)) == NULL)
+			if ((pl = mapper_policy_change(m, &pol, (void *)&rules[arg % 4], full, nfull,
+			    (arg & 24) == 24, &id, (arg >> 5) & 1, NULL)) == NULL)
+				abort();
+			if (strlen(pl) >= sizeof(r->payload))
 				abort();
 			str_copy(r->payload, pl, sizeof(r->payload));
-			mapper_set_policy(m, &pol, NULL, v, pl);
+			cur_rule = arg % 4;
+			mapper_set_policy(m, &pol, (void *)&rules[cur_rule], v, pl);
 			free(pl);
 			break;
 		}
+		}
 		nrows++;
+		set_truth(nrows, exists);
 	}
 	if (i < size && data[i] == 0xff)
 		i++;
@@ -215,7 +282,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (body != NULL && jsonx_int(body, "version", &since, why, sizeof(why)) != ERR_INVALID &&
 	    since >= 0) {
 		for (int n = 1; n < NN; n++)
-			check_stream(m, n, (uint64_t)since);
+			check_stream(m, n, (uint64_t)since, v);
 	}
 	json_decref(body);
 	mapper_free(m);

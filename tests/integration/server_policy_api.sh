@@ -138,12 +138,15 @@ out=$(policy PUT /api/v1/policy "$T/p2" "$E1B"); expect_status 200 "$out"
 E2=$(etag_hdr)
 [ -n "$E2" ] && [ "$E2" != "$E1" ] || fail "ETag did not change: $E2"
 wait_for 5 peers_are gamma || fail "alpha still sees $(map_peers) after the narrower policy"
-last_full=$(grep '"type":"full"' "$T/amap" | tail -n 1)
-echo "$last_full" | grep -q '"Srcs":\["\*"\]' && fail "alpha's filter still allows everyone: $last_full"
+# (deltas, no second full map: peer_removed, then the new filter)
+narrow_filter() { grep '"filter":' "$T/amap" | tail -n 1 | grep '"type":"delta"' | grep -qv '"First":80,"Last":80'; }
+wait_for 5 narrow_filter || fail "alpha got no filter delta for p2: $(grep '"filter":' "$T/amap" | tail -n 1 | head -c 400)"
+[ "$(fulls)" = 1 ] || fail "a policy change of alpha's peers sent it a full map, not deltas"
+grep -q '"peer_removed"' "$T/amap" || fail "alpha got no peer_removed for beta"
 node b map --lines 1 >"$T/bmap" 2>/dev/null
 python3 -c 'import json,sys; m=json.loads(open(sys.argv[1]).readline()); assert m["type"]=="full" and m["peers"]==[], m' \
 	"$T/bmap" || fail "beta still sees peers: $(head -c 300 "$T/bmap")"
-ok "PUT with the current ETag: alpha's stream drops beta, beta sees nobody"
+ok "PUT with the current ETag: alpha's stream drops beta by deltas, beta sees nobody"
 
 # New nodes under the policy: alice's appears in alpha's stream, bob's never.
 node d register --authkey "$AKB" --hostname delta >/dev/null || fail "register d"
