@@ -290,7 +290,12 @@ int store_session_purge(struct store *s, int64_t now, int64_t idle_s) WM_MUST_CH
  *                         every node could see it, else {"see":[ids]}
  *   STORE_CHANGE_ONLINE   published online flags {"on":[ids],"off":[ids]}
  *   STORE_CHANGE_POLICY   {"all":true} (every node needs a full map) or
- *                         {"full":[ids],"filter":[ids]}
+ *                         {"full":[ids],"filter":[ids],"vis":[[viewer,
+ *                         +id|-id,...],...]}: "full" nodes get a full map,
+ *                         "filter" ones a filter delta, each "vis" viewer
+ *                         (ascending) peer_added for its +ids, peer_removed
+ *                         for its -ids, and its filter (bounded: server/
+ *                         mapper.h MAPPER_POLICY_VIS_*); plus "etag".
  *   STORE_CHANGE_ROUTES   node_id's carried routes (primary router) changed
  *   STORE_CHANGE_DNS      the map's "dns" section changed (read the config)
  */
