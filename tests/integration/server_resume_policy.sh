@@ -6,9 +6,21 @@
 # new filter, then the keepalive; no full map, no version at or below the
 # one it asked for, never a peer it may not see. The table it ends with is
 # exactly the one a fresh full map gives (peers and filter). Then the same
-# across a server restart (the change log on disk).
+# across a server restart (the change log on disk). All on SQLite, then on
+# PostgreSQL (a real server started by this test).
 . "$(dirname "$0")/lib.sh"
 
+# A server this script has waited for leaves the cleanup list (its PID may
+# be reused).
+stop() {
+	local i
+	stop_server
+	for i in "${!WM_PIDS[@]}"; do [ "${WM_PIDS[$i]}" != "$SERVER_PID" ] || unset "WM_PIDS[$i]"; done
+}
+
+scenario() {
+local BK=$1
+rm -f "$T"/*.json "$T"/*.reg "$T"/full.* "$T"/resume.*
 bootstrap
 start_server
 "$SRV" users create alice >/dev/null && "$SRV" users create bob >/dev/null || fail "users"
@@ -87,7 +99,7 @@ peers_of() { [ "$(full_of "$1" | cut -d'|' -f1)" = "$2" ]; }
 put_policy "$T/p1"
 wait_for 10 peers_of a beta || fail "alpha under p1: $(full_of a)"
 V=$(ver_of "$T/full.a")
-ok "under p1 alpha sees beta (version $V); alpha goes away"
+ok "$BK: under p1 alpha sees beta (version $V); alpha goes away"
 
 # Away: p2 takes beta from alpha and gives it gamma; wait until it is in force.
 put_policy "$T/p2"
@@ -100,13 +112,18 @@ grep -q "\"peer_removed\":$(id_of b)" "$T/resume.a.$V" || fail "no peer_removed 
 grep -q '"peer_added":{"id":'"$(id_of c)," "$T/resume.a.$V" || fail "no peer_added for gamma"
 full_after=$(curl -s "$URL/metrics" | sed -n 's/^wiremesh_map_full_total //p')
 [ $((full_after - full_before)) = 1 ] || fail "full maps $full_before -> $full_after (only the check's own)"
-ok "alpha resumed across p2 with deltas only: ${got%|*}"
+ok "$BK: alpha resumed across p2 with deltas only: ${got%|*}"
 V2=${got##*|}
+if [ "$BK" = PostgreSQL ]; then
+	pg_sql "SELECT payload FROM changes WHERE kind = 4 ORDER BY version DESC LIMIT 1" |
+		grep -q "\"vis\":\[\[$(id_of a),-$(id_of b),$(id_of c)\]" ||
+		fail "the policy change's row has no vis list for alpha: $(pg_sql 'SELECT payload FROM changes WHERE kind = 4 ORDER BY version DESC LIMIT 1' | head -c 300)"
+fi
 
 # Across a restart: back to p1 (beta again, not gamma), server restarted.
 put_policy "$T/p1"
 wait_for 10 peers_of b alpha || fail "p1 not in force: beta's map $(full_of b)"
-stop_server
+stop
 start_server
 got=$(resume a "$V2" "$(id_of c)=gamma") || fail "resume a after restart"
 full_restart=$(curl -s "$URL/metrics" | sed -n 's/^wiremesh_map_full_total //p')
@@ -115,8 +132,15 @@ want=$(full_of a)
 [ "${got%|*}" = "$want" ] || fail "after restart alpha resumed to '${got%|*}', a full map says '$want'"
 case "$want" in beta\|*) ;; *) fail "alpha under p1 again: $want" ;; esac
 ! grep -q '"name":"gamma"' "$T/resume.a.$V2" || fail "gamma's record sent to alpha after it became invisible"
-ok "after a restart alpha resumed across p1 with deltas only: ${got%|*}"
+ok "$BK: after a restart alpha resumed across p1 with deltas only: ${got%%|*}"
 
 kill -0 "$SERVER_PID" || fail "server died"
-stop_server
+stop
+}
+
+scenario SQLite
+pg_start
+DB=$PG_URL
+unset PORT
+scenario PostgreSQL
 ! grep -l 'Sanitizer\|runtime error:' "$T"/*.log 2>/dev/null || fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/*.log | head -20)"
