@@ -30,6 +30,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -454,6 +455,85 @@ post_json(struct acme *a, const char *url, const char *payload, bool use_jwk,
 	return j;
 }
 
+/* ---- TLS-ALPN-01 (RFC 8737) ---- */
+
+int
+acme_challenge_parse(const char *s, enum acme_challenge *out)
+{
+	if (s && strcmp(s, "http-01") == 0)
+		*out = ACME_HTTP_01;
+	else if (s && strcmp(s, "tls-alpn-01") == 0)
+		*out = ACME_TLS_ALPN_01;
+	else
+		return -1;
+	return 0;
+}
+
+int
+acme_alpn_cert_make(const char *hostname, const char *keyauth, X509 **cert, EVP_PKEY **key)
+{
+	unsigned char der[2 + 32];	/* OCTET STRING (32 bytes) */
+	unsigned int dlen = 0;
+	EVP_PKEY *k = key_new();
+	X509 *x = X509_new();
+	X509_NAME *n;
+	GENERAL_NAMES *gns = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+	ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1);
+	ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+	X509_EXTENSION *ext = NULL;
+	unsigned char serial[16];
+	BIGNUM *bn = NULL;
+	int ok = 0;
+
+	der[0] = 0x04;
+	der[1] = 32;
+	if (k == NULL || x == NULL || gns == NULL || gn == NULL || ia5 == NULL || oid == NULL ||
+	    os == NULL ||
+	    EVP_Digest(keyauth, strlen(keyauth), der + 2, &dlen, EVP_sha256(), NULL) != 1 ||
+	    dlen != 32 || RAND_bytes(serial, sizeof(serial)) != 1)
+		goto out;
+	serial[0] &= 0x7f;
+	if ((bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
+	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
+	    X509_set_version(x, 2) != 1 ||
+	    X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL ||
+	    X509_gmtime_adj(X509_getm_notAfter(x), 7 * 86400) == NULL)
+		goto out;
+	n = X509_get_subject_name(x);
+	if (X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)hostname,
+	    -1, -1, 0) != 1 || X509_set_issuer_name(x, n) != 1 || X509_set_pubkey(x, k) != 1 ||
+	    ASN1_STRING_set(ia5, hostname, -1) != 1)
+		goto out;
+	GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+	ia5 = NULL;
+	if (sk_GENERAL_NAME_push(gns, gn) <= 0)
+		goto out;
+	gn = NULL;
+	if (X509_add1_ext_i2d(x, NID_subject_alt_name, gns, 0, X509V3_ADD_DEFAULT) != 1 ||
+	    ASN1_OCTET_STRING_set(os, der, sizeof(der)) != 1 ||
+	    (ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 1, os)) == NULL ||
+	    X509_add_ext(x, ext, -1) != 1 || X509_sign(x, k, EVP_sha256()) <= 0)
+		goto out;
+	*cert = x;
+	*key = k;
+	x = NULL;
+	k = NULL;
+	ok = 1;
+out:
+	BN_free(bn);
+	X509_EXTENSION_free(ext);
+	ASN1_OCTET_STRING_free(os);
+	ASN1_OBJECT_free(oid);
+	ASN1_IA5STRING_free(ia5);
+	GENERAL_NAME_free(gn);
+	GENERAL_NAMES_free(gns);
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return ok ? 0 : -1;
+}
+
 /* ---- challenge listener ---- */
 
 static enum MHD_Result
@@ -719,9 +799,16 @@ poll_status(struct acme *a, const char *url, const char *want, const char *what)
 	return NULL;
 }
 
+static const char *
+chname(const struct acme *a)
+{
+	return a->cfg.challenge == ACME_TLS_ALPN_01 ? "tls-alpn-01" : "http-01";
+}
+
 static int
 authorize(struct acme *a, const char *authz_url)
 {
+	bool alpn_open = false;
 	json_t *az = post_json(a, authz_url, NULL, false, NULL, 0, "authorization");
 	json_t *ch = NULL, *v;
 	const char *st, *token, *curl_ = NULL;
@@ -738,14 +825,16 @@ authorize(struct acme *a, const char *authz_url)
 	json_array_foreach(json_object_get(az, "challenges"), i, v) {
 		const char *t = json_string_value(json_object_get(v, "type"));
 
-		if (t && strcmp(t, "http-01") == 0)
+		if (t && strcmp(t, a->cfg.challenge == ACME_TLS_ALPN_01 ? "tls-alpn-01" :
+		    "http-01") == 0)
 			ch = v;
 	}
 	if (ch == NULL || (token = json_string_value(json_object_get(ch, "token"))) == NULL ||
 	    (curl_ = json_string_value(json_object_get(ch, "url"))) == NULL ||
 	    strlen(token) > 200 || strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
 		"qrstuvwxyz0123456789-_") != strlen(token)) {
-		fail(a, "the ACME server offers no usable http-01 challenge for %s", a->hostname);
+		fail(a, "the ACME server offers no usable %s challenge for %s", chname(a),
+		    a->hostname);
 		json_decref(az);
 		return -1;
 	}
@@ -753,6 +842,20 @@ authorize(struct acme *a, const char *authz_url)
 	str_copy(a->token, token, sizeof(a->token));
 	snprintf(a->keyauth, sizeof(a->keyauth), "%s.%s", token, a->thumb);
 	pthread_mutex_unlock(&a->lock);
+	if (a->cfg.challenge == ACME_TLS_ALPN_01) {
+		X509 *x;
+		EVP_PKEY *k;
+
+		if (a->cfg.alpn_cert == NULL ||
+		    acme_alpn_cert_make(a->hostname, a->keyauth, &x, &k) != 0) {
+			fail(a, "cannot make the tls-alpn-01 challenge certificate");
+			goto out;
+		}
+		a->cfg.alpn_cert(a->cfg.arg, x, k);
+		alpn_open = true;
+		X509_free(x);
+		EVP_PKEY_free(k);
+	}
 	{
 		char cu[1024];
 		json_t *cr;
@@ -768,6 +871,16 @@ authorize(struct acme *a, const char *authz_url)
 		goto out;
 	st = json_string_value(json_object_get(az, "status"));
 	if (st && strcmp(st, "valid") == 0) {
+		/* the CA's word on which challenge it validated */
+		json_array_foreach(json_object_get(az, "challenges"), i, v) {
+			const char *cs = json_string_value(json_object_get(v, "status"));
+			const char *ct = json_string_value(json_object_get(v, "type"));
+			const char *cu = json_string_value(json_object_get(v, "url"));
+
+			if (cs && strcmp(cs, "valid") == 0)
+				log_info("msg=\"acme: challenge validated\" hostname=%s type=%s "
+				    "url=%s", a->hostname, ct ? ct : "?", cu ? cu : "?");
+		}
 		r = 0;
 	} else {
 		/* the challenge's error says why */
@@ -781,12 +894,14 @@ authorize(struct acme *a, const char *authz_url)
 				type = json_string_value(json_object_get(e, "type"));
 			}
 		}
-		fail(a, "the http-01 challenge for %s failed (authorization %s): %s%s%s",
-		    a->hostname, st ? st : "?", type ? type : "", type && detail ? ": " : "",
+		fail(a, "the %s challenge for %s failed (authorization %s): %s%s%s",
+		    chname(a), a->hostname, st ? st : "?", type ? type : "", type && detail ? ": " : "",
 		    detail ? detail : "no detail");
 	}
 out:
 	json_decref(az);
+	if (alpn_open)
+		a->cfg.alpn_cert(a->cfg.arg, NULL, NULL);
 	pthread_mutex_lock(&a->lock);
 	a->token[0] = 0;
 	wipe(a->keyauth, sizeof(a->keyauth));
@@ -1046,7 +1161,7 @@ acme_start(const struct acme_config *cfg, struct acme **out, char *why, size_t w
 		acme_stop(a);
 		return ERR_IO;
 	}
-	if (listener_start(a) != 0) {
+	if (cfg->challenge == ACME_HTTP_01 && listener_start(a) != 0) {
 		snprintf(why, whylen, "%s", a->why);
 		acme_stop(a);
 		return ERR_IO;

@@ -11,7 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "common/err.h"
+
+enum acme_challenge { ACME_HTTP_01 = 0, ACME_TLS_ALPN_01 };
 
 struct acme_config {
 	const char *hostname;		/* the certificate's name (required) */
@@ -20,6 +25,12 @@ struct acme_config {
 	const char *state_dir;		/* account.key, cert.key, cert.pem */
 	const char *http_listen;	/* HTTP-01 listener, HOST:PORT; NULL: ":80" */
 	const char *ca_file;		/* CA bundle for the directory's TLS; NULL: system */
+	enum acme_challenge challenge;	/* default HTTP-01 */
+	/* TLS-ALPN-01 (RFC 8737): called with the challenge certificate and its
+	 * key when a challenge opens, with NULLs when it closes. The callee takes
+	 * its own references; the TLS listener serves them to handshakes that
+	 * offer ALPN "acme-tls/1" with SNI = hostname. */
+	void (*alpn_cert)(void *arg, X509 *cert, EVP_PKEY *key);
 	int64_t renew_before_s;		/* 0: a third of the certificate's lifetime */
 	/* Called from the renewal thread after a new certificate is on disk. */
 	void (*on_renew)(void *arg);
@@ -29,6 +40,13 @@ struct acme_config {
 #define ACME_DEFAULT_DIRECTORY "https://acme-v02.api.letsencrypt.org/directory"
 
 struct acme;
+
+/* "http-01" or "tls-alpn-01" into *out; -1 for anything else. */
+int acme_challenge_parse(const char *s, enum acme_challenge *out) WM_MUST_CHECK;
+/* A self-signed certificate for hostname with the critical
+ * id-pe-acmeIdentifier extension holding SHA-256(keyauth) (RFC 8737 3). */
+int acme_alpn_cert_make(const char *hostname, const char *keyauth, X509 **cert,
+			EVP_PKEY **key) WM_MUST_CHECK;
 
 /* Starts the challenge listener and makes sure a valid certificate for the
  * hostname is on disk (the existing one if still valid, else a new one).

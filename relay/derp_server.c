@@ -1133,6 +1133,18 @@ static void conn_handshake(struct derp_server *s, struct conn *c)
 	int r = SSL_do_handshake(c->ssl);
 
 	if (r == 1) {
+		const unsigned char *alpn;
+		unsigned int alpn_len;
+
+		/* an ACME CA's TLS-ALPN-01 validation (RFC 8737): the handshake
+		 * was all it wanted */
+		SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+		if (alpn_len == 10 && memcmp(alpn, "acme-tls/1", 10) == 0) {
+			log_info("msg=\"acme: tls-alpn-01 validation handshake\"");
+			SSL_shutdown(c->ssl);
+			conn_close(s, c);
+			return;
+		}
 		c->state = ST_HTTP;
 		conn_readable(s, c);
 		return;

@@ -48,7 +48,8 @@ static void usage(FILE *f)
 		"  --acme-hostname HOST      get the certificate from an ACME CA (instead of\n"
 		"                            --tls-cert/--tls-key), renewed before expiry\n"
 		"                            without a restart; HTTP-01 is answered on the\n"
-		"                            --http-port listener\n"
+		"                            --http-port listener, TLS-ALPN-01 on --addr\n"
+		"  --acme-challenge TYPE     http-01 (default) or tls-alpn-01\n"
 		"  --acme-email ADDR         ACME account contact\n"
 		"  --acme-directory URL      ACME directory (default Let's Encrypt)\n"
 		"  --acme-http-addr HOST:PORT  HTTP-01 listener (default: --addr's host, --http-port)\n"
@@ -136,6 +137,7 @@ int main(int argc, char **argv)
 		{ "acme-ca-file", required_argument, NULL, 5 },
 		{ "acme-renew-before", required_argument, NULL, 6 },
 		{ "state-dir", required_argument, NULL, 7 },
+		{ "acme-challenge", required_argument, NULL, 8 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -144,7 +146,7 @@ int main(int argc, char **argv)
 	struct derp_verify_url_ctx vctx = { NULL, NULL };
 	char *verify_secret = NULL;
 	long http_port = 80, max_conns = DERP_DEFAULT_MAX_CONNS;
-	bool plain = false;
+	bool plain = false, alpn = false;
 	struct derp_server_config cfg;
 	struct derp_server *ds = NULL;
 	struct stun_server *ss = NULL;
@@ -201,6 +203,13 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 7: ac.state_dir = optarg; break;
+		case 8:
+			if (acme_challenge_parse(optarg, &ac.challenge) != 0) {
+				fprintf(stderr, "wiremesh-derper: --acme-challenge must be http-01 or "
+					"tls-alpn-01\n");
+				return 2;
+			}
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -219,7 +228,7 @@ int main(int argc, char **argv)
 			"--tls-cert, --tls-key and --insecure-plain-http\n");
 		return 2;
 	}
-	if (ac.hostname && ac.http_listen == NULL) {
+	if (ac.hostname && ac.challenge == ACME_HTTP_01 && ac.http_listen == NULL) {
 		if (http_port < 0) {
 			fprintf(stderr, "wiremesh-derper: --acme-hostname needs --http-port or "
 				"--acme-http-addr for HTTP-01\n");
@@ -252,7 +261,8 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (addr && ac.hostname) {
+	alpn = addr && ac.hostname && ac.challenge == ACME_TLS_ALPN_01;
+	if (addr && ac.hostname && !alpn) {
 		char why[600];
 
 		ac.on_renew = acme_renewed;
@@ -265,8 +275,16 @@ int main(int argc, char **argv)
 		key = acme_key = acme_key_path(acme);
 	}
 	if (addr) {
-		if (!plain && (ctx = tls_server_ctx(cert, key)) == NULL)
+		if (alpn) {
+			/* the listener answers the CA's validation, so it starts
+			 * first, with no certificate until the first one is issued */
+			if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+				goto out;
+			SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+			derper_tls_reloadable(ctx);
+		} else if (!plain && (ctx = tls_server_ctx(cert, key)) == NULL) {
 			goto out;
+		}
 		if (acme) {
 			if (derper_tls_load(cert, key) != 0)
 				goto out;
@@ -276,7 +294,8 @@ int main(int argc, char **argv)
 		cfg.https_addr = addr;
 		cfg.ssl_ctx = ctx;
 		cfg.plain_derp = plain;
-		if (http_port >= 0 && acme == NULL) {	/* with ACME its listener answers */
+		/* with HTTP-01 the ACME listener answers */
+		if (http_port >= 0 && (ac.hostname == NULL || alpn)) {
 			same_host(http_addr, sizeof(http_addr), addr, http_port);
 			cfg.http_addr = http_addr;
 		}
@@ -305,6 +324,22 @@ int main(int argc, char **argv)
 			log_error("msg=\"cannot start DERP server\" addr=%s", addr);
 			goto out;
 		}
+	}
+	if (alpn) {
+		char why[600];
+
+		ac.on_renew = acme_renewed;
+		ac.alpn_cert = derper_tls_alpn_cert;
+		ac.arg = (void *)ac.hostname;
+		if (acme_start(&ac, &acme, why, sizeof(why)) != 0) {
+			log_error("msg=\"acme: no certificate\" err=\"%s\"", why);
+			fprintf(stderr, "wiremesh-derper: %s\n", why);
+			goto out;
+		}
+		acme_cert = acme_cert_path(acme);
+		acme_key = acme_key_path(acme);
+		if (derper_tls_load(acme_cert, acme_key) != 0)
+			goto out;
 	}
 	if (acme && acme_run(acme) != 0)
 		goto out;

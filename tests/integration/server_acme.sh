@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # ACME (RFC 8555) against Debian's pebble: wiremesh-server and
-# wiremesh-derper get a certificate for acme_hostname with HTTP-01, serve
+# wiremesh-derper get a certificate for acme_hostname with HTTP-01 (the
+# derper also with TLS-ALPN-01), serve
 # it, keep the state files at mode 0600, reuse the certificate after a
 # restart (no new order), and renew it in the running process (the served
 # serial changes, same PID).
@@ -124,7 +125,41 @@ https_ok $P_TLS >/dev/null || fail "no HTTPS after renewal"
 ok "renewed without restart: serial $S2 -> $(serial $P_TLS), pid $PID2"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 
-# 5. wiremesh-derper: issue, serve, renew
+# 5. wiremesh-derper with TLS-ALPN-01 (RFC 8737) on its TLS port, which is
+# pebble's tlsPort: issue, serve, renew; no HTTP-01 listener at all
+"$DERPER" --addr "127.0.0.1:$P_TLS" --http-port -1 --stun-addr off --state-dir "$T/derper-alpn" \
+	--acme-hostname $HOST --acme-challenge tls-alpn-01 --acme-directory "$DIR" \
+	--acme-ca-file "$T/ca.pem" --acme-renew-before 3590s >"$T/derper-alpn.log" 2>&1 &
+DERPER_PID=$!
+WM_PIDS+=("$DERPER_PID")
+wait_for 40 https_ok $P_TLS /derp/probe ||
+	{ tail -20 "$T/derper-alpn.log"; tail -20 "$T/pebble.log"; fail "derper tls-alpn-01: no HTTPS with the ACME certificate"; }
+served $P_TLS | grep -q "DNS:$HOST" || fail "derper tls-alpn-01: SAN is not $HOST"
+A1=$(serial $P_TLS)
+grep -q "acme: tls-alpn-01 validation handshake" "$T/derper-alpn.log" ||
+	fail "derper tls-alpn-01: the CA's acme-tls/1 handshake was not seen"
+# the CA's authorization names the validated challenge; pebble logs its id
+CH=$(sed -n 's/.*acme: challenge validated.* type=tls-alpn-01 url=.*\/\([^/ ]*\)$/\1/p' "$T/derper-alpn.log" | head -1)
+[ -n "$CH" ] || { tail -20 "$T/derper-alpn.log"; fail "derper tls-alpn-01: no validated tls-alpn-01 challenge"; }
+grep -q "set VALID by completed challenge $CH" "$T/pebble.log" ||
+	{ tail -20 "$T/pebble.log"; fail "pebble did not validate the tls-alpn-01 challenge $CH"; }
+curl -s -o /dev/null "http://127.0.0.1:$P_CHAL/" && fail "derper tls-alpn-01: an HTTP-01 listener is up"
+ok "derper tls-alpn-01: issued and served (serial $A1); pebble validated tls-alpn-01 challenge $CH"
+# outside a challenge acme-tls/1 is not negotiated: the real certificate
+openssl s_client -connect "127.0.0.1:$P_TLS" -servername $HOST -alpn acme-tls/1 </dev/null \
+	>"$T/alpn-idle.txt" 2>&1
+grep -q "No ALPN negotiated" "$T/alpn-idle.txt" || { cat "$T/alpn-idle.txt"; fail "acme-tls/1 negotiated outside a challenge"; }
+ok "derper tls-alpn-01: acme-tls/1 refused outside a challenge"
+achanged() { s=$(serial $P_TLS); [ -n "$s" ] && [ "$s" != "$A1" ]; }
+wait_for 40 achanged || { tail -20 "$T/derper-alpn.log"; fail "derper tls-alpn-01: not renewed"; }
+kill -0 "$DERPER_PID" || fail "derper tls-alpn-01 died"
+https_ok $P_TLS /derp/probe >/dev/null || fail "derper tls-alpn-01: no HTTPS after renewal"
+[ "$(grep -c "acme: tls-alpn-01 validation handshake" "$T/derper-alpn.log")" -ge 2 ] ||
+	fail "derper tls-alpn-01: renewal without a second validation"
+ok "derper tls-alpn-01: renewed without restart: serial $A1 -> $(serial $P_TLS)"
+kill "$DERPER_PID"; wait "$DERPER_PID" 2>/dev/null
+
+# 6. wiremesh-derper: issue, serve, renew
 P_D=$(free_port)
 "$DERPER" --addr "127.0.0.1:$P_D" --stun-addr off --state-dir "$T/derper" \
 	--acme-hostname $HOST --acme-email ops@example.com --acme-directory "$DIR" \
