@@ -2,7 +2,8 @@
 /*
  * ACME client (RFC 8555) for wiremesh-server and wiremesh-derper: an ES256
  * account key, HTTP-01 challenges answered on a plain-HTTP listener of its
- * own, the certificate and its key kept in a state directory (mode 0600),
+ * own or TLS-ALPN-01 (RFC 8737) through the caller's TLS listener, the
+ * certificate and its key kept in a state directory (mode 0600),
  * renewal in a background thread before expiry.
  */
 #ifndef WM_ACME_H
