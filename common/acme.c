@@ -60,7 +60,7 @@ struct acme {
 	char why[512];
 };
 
-static void
+static void __attribute__((format(printf, 2, 3)))
 fail(struct acme *a, const char *fmt, ...)
 {
 	va_list ap;
@@ -470,6 +470,31 @@ acme_challenge_parse(const char *s, enum acme_challenge *out)
 }
 
 int
+acme_alpn_list_offered(const unsigned char *p, size_t n)
+{
+	static const char proto[] = "acme-tls/1";
+
+	while (n > 0) {
+		size_t l = p[0];
+
+		if (l + 1 > n)
+			return 0;
+		if (l == sizeof(proto) - 1 && memcmp(p + 1, proto, l) == 0)
+			return 1;
+		p += l + 1;
+		n -= l + 1;
+	}
+	return 0;
+}
+
+int
+acme_alpn_ext_offered(const unsigned char *p, size_t n)
+{
+	return n >= 2 && (size_t)((p[0] << 8) | p[1]) == n - 2 &&
+	    acme_alpn_list_offered(p + 2, n - 2);
+}
+
+int
 acme_alpn_cert_make(const char *hostname, const char *keyauth, X509 **cert, EVP_PKEY **key)
 {
 	unsigned char der[2 + 32];	/* OCTET STRING (32 bytes) */
@@ -592,7 +617,7 @@ on_challenge(void *cls, struct MHD_Connection *conn, const char *url, const char
 	return ret;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char line[256];

@@ -44,6 +44,11 @@ struct acme;
 
 /* "http-01" or "tls-alpn-01" into *out; -1 for anything else. */
 int acme_challenge_parse(const char *s, enum acme_challenge *out) WM_MUST_CHECK;
+/* Does an ALPN protocol name list (RFC 7301 wire format: 1-byte length,
+ * name; ...) name "acme-tls/1"? The _ext_ form takes the ClientHello's
+ * extension body (a 2-byte length, then the list). Untrusted input. */
+int acme_alpn_list_offered(const unsigned char *p, size_t n);
+int acme_alpn_ext_offered(const unsigned char *p, size_t n);
 /* A self-signed certificate for hostname with the critical
  * id-pe-acmeIdentifier extension holding SHA-256(keyauth) (RFC 8737 3). */
 int acme_alpn_cert_make(const char *hostname, const char *keyauth, X509 **cert,

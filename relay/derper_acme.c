@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 
 #include "common/log.h"
+#include "common/acme.h"
 #include "relay/derper_acme.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -29,22 +30,6 @@ static int alpn_idx = -1;	/* SSL ex_data: the hello offered acme-tls/1 */
 static const unsigned char acme_tls_1[] = "acme-tls/1";
 #define ACME_TLS_1_LEN (sizeof(acme_tls_1) - 1)
 
-/* Does an ALPN protocol list (RFC 7301 wire format) hold acme-tls/1? */
-static int offers_acme(const unsigned char *p, size_t n)
-{
-	while (n > 0) {
-		size_t l = p[0];
-
-		if (l + 1 > n)
-			return 0;
-		if (l == ACME_TLS_1_LEN && memcmp(p + 1, acme_tls_1, l) == 0)
-			return 1;
-		p += l + 1;
-		n -= l + 1;
-	}
-	return 0;
-}
-
 /* Runs before the certificate callback: notes whether the hello asks for
  * acme-tls/1 (the ALPN callback may come later than the certificate's). */
 static int hello_cb(SSL *ssl, int *al, void *arg)
@@ -55,8 +40,7 @@ static int hello_cb(SSL *ssl, int *al, void *arg)
 	(void)al;
 	(void)arg;
 	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
-	    &p, &n) == 1 && n >= 2 && (size_t)((p[0] << 8) | p[1]) == n - 2 &&
-	    offers_acme(p + 2, n - 2))
+	    &p, &n) == 1 && acme_alpn_ext_offered(p, n))
 		SSL_set_ex_data(ssl, alpn_idx, (void *)1);
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
@@ -71,7 +55,7 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	pthread_mutex_lock(&lock);
 	open = alpn_cert != NULL;
 	pthread_mutex_unlock(&lock);
-	if (!open || !offers_acme(in, inlen))
+	if (!open || !acme_alpn_list_offered(in, inlen))
 		return SSL_TLSEXT_ERR_NOACK;
 	*out = acme_tls_1;
 	*outlen = (unsigned char)ACME_TLS_1_LEN;
