@@ -1145,6 +1145,14 @@ dup_or_null(const char *s)
 	return s && s[0] ? strdup(s) : NULL;
 }
 
+void
+acme_state_paths(const char *state_dir, const char *hostname, char *cert, size_t certlen,
+		 char *key, size_t keylen)
+{
+	snprintf(cert, certlen, "%s/%s.crt", state_dir, hostname);
+	snprintf(key, keylen, "%s/%s.key", state_dir, hostname);
+}
+
 int
 acme_start(const struct acme_config *cfg, struct acme **out, char *why, size_t whylen)
 {
@@ -1177,9 +1185,8 @@ acme_start(const struct acme_config *cfg, struct acme **out, char *why, size_t w
 	pthread_mutex_init(&a->stop_lock, NULL);
 	pthread_cond_init(&a->stop_cond, NULL);
 	snprintf(a->account_key_path, sizeof(a->account_key_path), "%s/account.key", cfg->state_dir);
-	snprintf(a->cert_key_path, sizeof(a->cert_key_path), "%s/%s.key", cfg->state_dir,
-	    cfg->hostname);
-	snprintf(a->cert_path, sizeof(a->cert_path), "%s/%s.crt", cfg->state_dir, cfg->hostname);
+	acme_state_paths(cfg->state_dir, cfg->hostname, a->cert_path, sizeof(a->cert_path),
+	    a->cert_key_path, sizeof(a->cert_key_path));
 	if (mkdir(a->state_dir, 0700) != 0 && errno != EEXIST) {
 		snprintf(why, whylen, "cannot create the ACME state directory %s: %s",
 		    a->state_dir, strerror(errno));

@@ -59,6 +59,9 @@ int acme_alpn_cert_make(const char *hostname, const char *keyauth, X509 **cert,
  * Blocks while issuing. On failure *why names the cause. */
 int acme_start(const struct acme_config *cfg, struct acme **out, char *why, size_t whylen)
 	WM_MUST_CHECK;
+/* The certificate and key files acme_start keeps in state_dir for hostname. */
+void acme_state_paths(const char *state_dir, const char *hostname, char *cert, size_t certlen,
+		      char *key, size_t keylen);
 /* Starts the renewal thread. */
 int acme_run(struct acme *a) WM_MUST_CHECK;
 const char *acme_cert_path(const struct acme *a);

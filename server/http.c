@@ -490,6 +490,12 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 		if ((cn = calloc(1, sizeof(*cn))) == NULL)
 			return;
 		cn->fd = fd ? fd->connect_fd : -1;
+		if (h->cfg.tls_reloadable && h->cfg.tls_cert_path) {
+			const union MHD_ConnectionInfo *ts = MHD_get_connection_info(c,
+			    MHD_CONNECTION_INFO_GNUTLS_SESSION);
+
+			tlsreload_session_started(ts ? ts->tls_session : NULL);
+		}
 		cn->deadline_ms = time_mono_ms() + (int64_t)h->cfg.request_timeout_s * 1000;
 		pthread_mutex_lock(&h->conns_lock);
 		if (limit_key(ad ? ad->client_addr : NULL, cn->ip)) {
@@ -1007,7 +1013,7 @@ http_start(const struct http_config *cfg, struct http **out)
 		flags |= MHD_USE_IPv6;
 	if (cfg->tls_cert_path && cfg->tls_reloadable) {
 		if (tlsreload_load(cfg->tls_cert_path, cfg->tls_key_path ? cfg->tls_key_path : "",
-		    start_why, sizeof(start_why)) != 0) {
+		    start_why, sizeof(start_why)) != 0 && !cfg->tls_cert_later) {
 			log_error("msg=\"cannot load TLS certificate or key\" err=\"%s\"", start_why);
 			http_stop(h);
 			return ERR_IO;

@@ -90,6 +90,10 @@ struct http_config {
 	const char *tls_cert_path;	/* NULL: plain HTTP */
 	const char *tls_key_path;
 	bool tls_reloadable;	/* certificate replaceable by http_reload_cert (ACME) */
+	bool tls_cert_later;	/* tls_reloadable: start without a certificate if
+				 * there is none yet (TLS-ALPN-01 issues the first
+				 * one through this listener); handshakes fail
+				 * until http_reload_cert */
 	size_t max_body;	/* limit for request bodies without body_limit */
 	http_body_limit_fn body_limit;	/* NULL: max_body for every request */
 	unsigned threads;	/* polling threads */

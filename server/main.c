@@ -48,6 +48,7 @@ serve(int argc, char **argv)
 		{ "acme-state-dir", required_argument, NULL, 's' },
 		{ "acme-ca-file", required_argument, NULL, 'f' },
 		{ "acme-renew-before", required_argument, NULL, 'b' },
+		{ "acme-challenge", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -60,7 +61,7 @@ serve(int argc, char **argv)
 		['S'] = "stun_listen", ['A'] = "derp_listen", ['U'] = "server_url",
 		['a'] = "acme_hostname", ['e'] = "acme_email", ['r'] = "acme_directory",
 		['w'] = "acme_http_listen", ['s'] = "acme_state_dir", ['f'] = "acme_ca_file",
-		['b'] = "acme_renew_before",
+		['b'] = "acme_renew_before", ['G'] = "acme_challenge",
 	};
 	struct { int key; const char *val; } flags[32];
 	struct server_config cfg;

@@ -52,6 +52,7 @@ server_config_defaults(struct server_config *c)
 	str_copy(c->db_path, "/var/lib/wiremesh/db.sqlite", sizeof(c->db_path));
 	str_copy(c->log_level, "info", sizeof(c->log_level));
 	str_copy(c->log_format, "text", sizeof(c->log_format));
+	str_copy(c->acme_challenge, "http-01", sizeof(c->acme_challenge));
 	if (prefix_parse("100.64.0.0/10", false, &c->prefix4) != 0 ||
 	    prefix_parse("fd7a:115c:a1e0::/48", false, &c->prefix6) != 0)
 		abort();	/* constants */
@@ -130,6 +131,7 @@ static const struct {
 	{ "acme_email", O_STR, offsetof(struct server_config, acme_email), 256 },
 	{ "acme_directory", O_STR, offsetof(struct server_config, acme_directory), 512 },
 	{ "acme_http_listen", O_STR, offsetof(struct server_config, acme_http_listen), 128 },
+	{ "acme_challenge", O_STR, offsetof(struct server_config, acme_challenge), 16 },
 	{ "acme_state_dir", O_STR, offsetof(struct server_config, acme_state_dir), 512 },
 	{ "acme_ca_file", O_STR, offsetof(struct server_config, acme_ca_file), 512 },
 	{ "acme_renew_before", O_DUR, offsetof(struct server_config, acme_renew_before_s), 0 },
@@ -1477,7 +1479,8 @@ server_start(struct server *s)
 	hc.listen = s->cfg.listen;
 	hc.tls_cert_path = s->cfg.tls_cert[0] ? s->cfg.tls_cert : NULL;
 	hc.tls_key_path = s->cfg.tls_key[0] ? s->cfg.tls_key : NULL;
-	hc.tls_reloadable = s->acme != NULL;
+	hc.tls_reloadable = s->acme != NULL || s->acme_alpn;
+	hc.tls_cert_later = s->acme_alpn;
 	hc.max_body = (size_t)s->cfg.max_unauth_body;
 	hc.body_limit = body_limit;
 	hc.max_per_ip = (unsigned)s->cfg.max_per_ip;
@@ -1509,6 +1512,10 @@ server_start(struct server *s)
 		}
 		log_info("msg=\"metrics listening\" listen=%s port=%d", s->cfg.metrics_listen,
 		    http_port(s->metrics_http));
+	}
+	if (s->acme_alpn && (r = server_acme_alpn_start(s, start_error, sizeof(start_error))) != 0) {
+		log_error("msg=\"acme: no certificate\" err=\"%s\"", start_error);
+		return r;
 	}
 	if (s->acme && (r = server_acme_run(s)) != 0)
 		return r;

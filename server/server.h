@@ -79,6 +79,7 @@ struct server_config {
 	char acme_email[256];
 	char acme_directory[512];	/* "": Let's Encrypt */
 	char acme_http_listen[128];	/* HTTP-01 listener, default ":80" */
+	char acme_challenge[16];	/* "http-01" (default) or "tls-alpn-01" */
 	char acme_state_dir[512];	/* "": acme/ beside the database */
 	char acme_ca_file[512];		/* CA bundle for the directory's TLS */
 	int64_t acme_renew_before_s;	/* 0: a third of the lifetime */
@@ -107,8 +108,12 @@ void server_free(struct server *s);
 const char *server_error(void);
 
 /* server/server_acme.c: with acme_hostname, gets the certificate (blocks
- * while issuing) and points tls_cert/tls_key at it; then renews it. */
+ * while issuing) and points tls_cert/tls_key at it; then renews it. With
+ * TLS-ALPN-01 setup only points tls_cert/tls_key at the state files and
+ * server_acme_alpn_start, after the listener is up, gets the certificate
+ * (the CA validates through that listener) and loads it. */
 int server_acme_setup(struct server *s, char *why, size_t whylen) WM_MUST_CHECK;
+int server_acme_alpn_start(struct server *s, char *why, size_t whylen) WM_MUST_CHECK;
 int server_acme_run(struct server *s) WM_MUST_CHECK;
 void server_acme_stop(struct server *s);
 
@@ -138,6 +143,7 @@ struct acme;
 
 struct server {
 	struct acme *acme;		/* NULL: no ACME */
+	bool acme_alpn;			/* TLS-ALPN-01: ACME starts after the listener */
 	struct server_config cfg;
 	struct store *store;
 	struct ipam *ipam;

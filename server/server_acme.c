@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "server/server.h"
+#include "server/tlsreload.h"
 
 static void
 on_renew(void *arg)
@@ -32,6 +33,52 @@ on_renew(void *arg)
 		    "until the next restart\"");
 }
 
+static void
+on_alpn_cert(void *arg, X509 *cert, EVP_PKEY *key)
+{
+	struct server *s = arg;
+
+	tlsreload_alpn_challenge(s->cfg.acme_hostname, cert, key);
+}
+
+/* The ACME client's configuration from the server's; state receives the
+ * state directory. */
+static int
+acme_config_of(struct server *s, struct acme_config *ac, char *state, size_t statelen, char *why,
+	       size_t whylen)
+{
+	memset(ac, 0, sizeof(*ac));
+	if (s->cfg.acme_state_dir[0]) {
+		str_copy(state, s->cfg.acme_state_dir, statelen);
+	} else if (strstr(s->cfg.db_path, "://") || strncmp(s->cfg.db_path, "postgres", 8) == 0 ||
+	    strchr(s->cfg.db_path, '=')) {
+		snprintf(why, whylen, "acme_state_dir is needed with a PostgreSQL database");
+		return ERR_INVALID;
+	} else {
+		char db[512];
+
+		str_copy(db, s->cfg.db_path, sizeof(db));
+		snprintf(state, statelen, "%s/acme", dirname(db));
+	}
+	if (acme_challenge_parse(s->cfg.acme_challenge, &ac->challenge) != 0) {
+		snprintf(why, whylen, "acme_challenge must be http-01 or tls-alpn-01 (got %s)",
+		    s->cfg.acme_challenge);
+		return ERR_INVALID;
+	}
+	ac->hostname = s->cfg.acme_hostname;
+	ac->email = s->cfg.acme_email;
+	ac->directory = s->cfg.acme_directory;
+	ac->state_dir = state;
+	ac->http_listen = s->cfg.acme_http_listen[0] ? s->cfg.acme_http_listen : ":80";
+	ac->ca_file = s->cfg.acme_ca_file;
+	ac->renew_before_s = s->cfg.acme_renew_before_s;
+	ac->on_renew = on_renew;
+	if (ac->challenge == ACME_TLS_ALPN_01)
+		ac->alpn_cert = on_alpn_cert;
+	ac->arg = s;
+	return 0;
+}
+
 int
 server_acme_setup(struct server *s, char *why, size_t whylen)
 {
@@ -43,32 +90,39 @@ server_acme_setup(struct server *s, char *why, size_t whylen)
 		snprintf(why, whylen, "acme_hostname and tls_cert/tls_key exclude each other");
 		return ERR_INVALID;
 	}
-	if (s->cfg.acme_state_dir[0]) {
-		str_copy(state, s->cfg.acme_state_dir, sizeof(state));
-	} else if (strstr(s->cfg.db_path, "://") || strncmp(s->cfg.db_path, "postgres", 8) == 0 ||
-	    strchr(s->cfg.db_path, '=')) {
-		snprintf(why, whylen, "acme_state_dir is needed with a PostgreSQL database");
-		return ERR_INVALID;
-	} else {
-		char db[512];
-
-		str_copy(db, s->cfg.db_path, sizeof(db));
-		snprintf(state, sizeof(state), "%s/acme", dirname(db));
+	if ((r = acme_config_of(s, &ac, state, sizeof(state), why, whylen)) != 0)
+		return r;
+	if (ac.challenge == ACME_TLS_ALPN_01) {
+		/* the CA validates through the main listener: it starts first
+		 * (server_acme_alpn_start), with the certificate on disk if any */
+		s->acme_alpn = true;
+		acme_state_paths(state, ac.hostname, s->cfg.tls_cert, sizeof(s->cfg.tls_cert),
+		    s->cfg.tls_key, sizeof(s->cfg.tls_key));
+		return 0;
 	}
-	memset(&ac, 0, sizeof(ac));
-	ac.hostname = s->cfg.acme_hostname;
-	ac.email = s->cfg.acme_email;
-	ac.directory = s->cfg.acme_directory;
-	ac.state_dir = state;
-	ac.http_listen = s->cfg.acme_http_listen[0] ? s->cfg.acme_http_listen : ":80";
-	ac.ca_file = s->cfg.acme_ca_file;
-	ac.renew_before_s = s->cfg.acme_renew_before_s;
-	ac.on_renew = on_renew;
-	ac.arg = s;
 	if ((r = acme_start(&ac, &s->acme, why, whylen)) != 0)
 		return r;
 	str_copy(s->cfg.tls_cert, acme_cert_path(s->acme), sizeof(s->cfg.tls_cert));
 	str_copy(s->cfg.tls_key, acme_key_path(s->acme), sizeof(s->cfg.tls_key));
+	return 0;
+}
+
+int
+server_acme_alpn_start(struct server *s, char *why, size_t whylen)
+{
+	struct acme_config ac;
+	char state[512];
+	int r;
+
+	if (!s->acme_alpn)
+		return 0;
+	if ((r = acme_config_of(s, &ac, state, sizeof(state), why, whylen)) != 0 ||
+	    (r = acme_start(&ac, &s->acme, why, whylen)) != 0)
+		return r;
+	if ((r = http_reload_cert(s->http, why, whylen)) != 0)
+		return r;
+	log_info("msg=\"acme: the listener serves its certificate\" hostname=%s challenge=tls-alpn-01",
+	    s->cfg.acme_hostname);
 	return 0;
 }
 

@@ -1,18 +1,27 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # ACME (RFC 8555) against Debian's pebble: wiremesh-server and
-# wiremesh-derper get a certificate for acme_hostname with HTTP-01 (the
-# derper also with TLS-ALPN-01), serve
-# it, keep the state files at mode 0600, reuse the certificate after a
-# restart (no new order), and renew it in the running process (the served
-# serial changes, same PID).
+# wiremesh-derper get a certificate for acme_hostname with HTTP-01 and with
+# TLS-ALPN-01, serve it, keep the state files at mode 0600, reuse the
+# certificate after a restart (no new order), and renew it in the running
+# process (the served serial changes, same PID).
+# Everything runs in a network namespace of its own, so the CA validates on
+# the real ports: HTTP-01 on 80 (acme_http_listen's default) and
+# TLS-ALPN-01 on 443.
 . "$(dirname "$0")/lib.sh"
 command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null ||
 	skip "pebble not installed"
+if [ -z "${WM_ACME_NS:-}" ]; then
+	. "$(dirname "$0")/netns.sh"
+	NS=wm${NETNS_SFX}a
+	netns_new "$NS"
+	WM_ACME_NS=$NS ip netns exec "$NS" bash "$0" "$@"
+	exit $?
+fi
 DERPER=$WM_BIN/wiremesh-derper
 HOST=acme.wiremesh.test
 P_ACME=$(free_port); P_MGMT=$(free_port); P_DNS=$(free_port); P_CTS=$(free_port)
-P_CHAL=$(free_port); P_TLS=$(free_port)
+P_CHAL=80; P_TLS=443
 
 # pebble's own HTTPS listener: a certificate from a test CA
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -52,8 +61,9 @@ served() { # served PORT: subject, SAN and serial of the certificate served ther
 serial() { served "$1" | sed -n 's/^serial=//p'; }
 https_ok() { curl -sf --cacert "$T/root.pem" --resolve "$HOST:$1:127.0.0.1" "https://$HOST:$1${2:-/healthz}"; }
 
+# no --acme-http-listen: its default, :80
 ACME=(--acme-hostname $HOST --acme-email ops@example.com --acme-directory "$DIR"
-	--acme-http-listen "127.0.0.1:$P_CHAL" --acme-ca-file "$T/ca.pem")
+	--acme-ca-file "$T/ca.pem")
 mkdir -p "$T/srv" "$T/wrong"
 run_server() {
 	WM_SERVER_LOG=$T/server.log
@@ -111,18 +121,38 @@ grep -q "using the existing certificate" "$T/server.log" || fail "no reuse logge
 ok "restart reuses the certificate (serial $S1, orders $N1)"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 
-# 4. renewal in the running process: renew when under 3590 s of pebble's
-# 3600 are left, i.e. 10 s after each issuance
-run_server --acme-renew-before 3590s
-wait_for 40 https_ok $P_TLS || fail "no HTTPS with renew-before"
+# 4. TLS-ALPN-01 (RFC 8737) on the server's own TLS listener (443, pebble's
+# tlsPort), fresh state: issue, serve, and renew in the running process
+# (renew when under 3590 s of pebble's 3600 are left, i.e. 10 s after each
+# issuance); no HTTP-01 listener at all
+run_server --acme-challenge tls-alpn-01 --acme-state-dir "$T/srv-alpn" --acme-renew-before 3590s
+wait_for 40 https_ok $P_TLS || { tail -20 "$T/server.log"; tail -20 "$T/pebble.log"; fail "server tls-alpn-01: no HTTPS with the ACME certificate"; }
 S2=$(serial $P_TLS)
 PID2=$SERVER_PID
+served $P_TLS | grep -q "DNS:$HOST" || fail "server tls-alpn-01: SAN is not $HOST"
+grep -q "acme: tls-alpn-01 validation handshake" "$T/server.log" ||
+	fail "server tls-alpn-01: the CA's acme-tls/1 handshake was not seen"
+CH=$(sed -n 's/.*acme: challenge validated.* type=tls-alpn-01 url=.*\/\([^/ ]*\)$/\1/p' "$T/server.log" | tail -1)
+[ -n "$CH" ] || { tail -20 "$T/server.log"; fail "server tls-alpn-01: no validated tls-alpn-01 challenge"; }
+grep -q "set VALID by completed challenge $CH" "$T/pebble.log" ||
+	{ tail -20 "$T/pebble.log"; fail "pebble did not validate the server's tls-alpn-01 challenge $CH"; }
+curl -s -o /dev/null "http://127.0.0.1:$P_CHAL/" && fail "server tls-alpn-01: an HTTP-01 listener is up"
+for f in account.key $HOST.key $HOST.crt; do
+	[ "$(stat -c %a "$T/srv-alpn/$f")" = 600 ] || fail "tls-alpn-01 $f mode $(stat -c %a "$T/srv-alpn/$f")"
+done
+ok "server tls-alpn-01: issued and served on 443 (serial $S2); pebble validated challenge $CH"
+openssl s_client -connect "127.0.0.1:$P_TLS" -servername $HOST -alpn acme-tls/1 </dev/null \
+	>"$T/srv-alpn-idle.txt" 2>&1
+grep -q "No ALPN negotiated" "$T/srv-alpn-idle.txt" || { cat "$T/srv-alpn-idle.txt"; fail "server: acme-tls/1 negotiated outside a challenge"; }
+ok "server tls-alpn-01: acme-tls/1 refused outside a challenge"
 changed() { s=$(serial $P_TLS); [ -n "$s" ] && [ "$s" != "$S2" ]; }
 wait_for 40 changed || { tail -20 "$T/server.log"; fail "the served certificate was not renewed"; }
 kill -0 "$PID2" || fail "server died"
 grep -q "serves the renewed certificate" "$T/server.log" || fail "no renewal logged"
 https_ok $P_TLS >/dev/null || fail "no HTTPS after renewal"
-ok "renewed without restart: serial $S2 -> $(serial $P_TLS), pid $PID2"
+[ "$(grep -c "acme: tls-alpn-01 validation handshake" "$T/server.log")" -ge 2 ] ||
+	fail "server tls-alpn-01: renewal without a second validation"
+ok "server tls-alpn-01: renewed without restart: serial $S2 -> $(serial $P_TLS), pid $PID2"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 
 # 5. wiremesh-derper with TLS-ALPN-01 (RFC 8737) on its TLS port, which is
