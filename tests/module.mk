@@ -76,6 +76,15 @@ $(BUILD)/bench-control: $(BUILD)/tests/bench/control/bench_control.o $(COMMON_LI
 bench-control: $(BIN)/wiremesh-server $(BUILD)/bench-control
 	$(Q)$(BUILD)/bench-control --nodes $(NODES) --server $(BIN)/wiremesh-server $(BENCH_ARGS)
 
+# Replicas on PostgreSQL (the same generator, --ha; docs/benchmarks.md):
+#   make bench-ha [NODES=30000] [REPLICAS=3] [BENCH_ARGS=...]
+REPLICAS ?= 3
+bench-ha: NODES = 30000
+bench-ha: $(BIN)/wiremesh-server $(BUILD)/bench-control
+	$(Q)$(BUILD)/bench-control --ha --nodes $(NODES) --replicas $(REPLICAS) \
+	  --server $(BIN)/wiremesh-server --pg-script tests/tools/pg.sh $(BENCH_ARGS)
+.PHONY: bench-ha
+
 # The concurrency tests against a ThreadSanitizer build of the server
 # (build/tsan): any data race report in a server log fails them.
 TSAN_TESTS := server_race server_concurrency

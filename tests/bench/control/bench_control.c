@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -46,7 +47,8 @@
 #include "common/sign.h"
 #include "common/util.h"
 
-enum { HDR_MAX = 2048, OUT_MAX = 2048, HEAD_KEEP = 160, BODY_MAX = 64 * 1024, NSRC = 8 };
+enum { HDR_MAX = 2048, OUT_MAX = 2048, HEAD_KEEP = 160, BODY_MAX = 64 * 1024, NSRC = 8,
+	REP_MAX = 9 };
 
 #define MARKER "\"disco_key\":\""	/* once per node object in a map line */
 
@@ -101,6 +103,10 @@ struct node {
 	int backoff;
 	unsigned nfull, nlines;
 	bool opening;		/* counted in n_opening */
+	int rep;		/* the server (replica) it talks to */
+	int expected;		/* peers its stream should list */
+	int group;		/* --ha: its group, -1 for a shared server */
+	bool join_wait;		/* --ha: a cross-replica join latency is due */
 };
 
 static struct {
@@ -109,9 +115,24 @@ static struct {
 	bool reg_on, open_on;	/* phases: registrations, stream opening */
 	const char *server_bin;
 	char dir[256], db[300], log[300];
-	int port;
-	pid_t pid;
+	int nrep;		/* servers: 1, or the replicas of --ha */
+	int ports[REP_MAX];
+	pid_t pids[REP_MAX];
+	int aux_rep;		/* the server the auxiliary connection goes to */
 	char apikey[256], authkey[256];
+	/* --ha: PostgreSQL (tests/tools/pg.sh), groups and their keys */
+	bool ha;
+	const char *pg_script;
+	char pg_dir[256], pg_url[256];
+	pid_t pg_pid;
+	int ngroups, nshared, group_size;
+	char (*group_keys)[128];
+	char shared_key[128];
+	int64_t join_t0;
+	int join_rep;
+	int64_t *join_lat;	/* per watching stream on another replica */
+	int n_join_lat, join_lat_cap;
+	volatile sig_atomic_t interrupted;
 	struct node *nodes;
 	int epfd;
 	/* counters */
@@ -135,11 +156,14 @@ static struct {
 
 static char rbuf[256 * 1024];
 
+static void kill_all_now(void);
+
 static void
 on_signal(int sig)
 {
-	if (g.pid > 0)
-		kill(g.pid, SIGKILL);
+	(void)sig;
+	g.interrupted = 1;
+	kill_all_now();
 	_exit(128 + sig);
 }
 
@@ -148,16 +172,15 @@ on_signal(int sig)
 static void
 die(const char *what)
 {
-	fprintf(stderr, "bench-control: %s\n", what);
-	if (g.pid > 0)
-		kill(g.pid, SIGKILL);
+	fprintf(stderr, "%s: %s\n", g.ha ? "bench-ha" : "bench-control", what);
+	kill_all_now();
 	exit(1);
 }
 
 static bool
 is_current(const struct node *n)
 {
-	return n->up && n->synced && n->peers == g.expected;
+	return n->up && n->synced && n->peers == n->expected;
 }
 
 /* Every change to up/peers goes through here so that n_current stays right. */
@@ -169,7 +192,13 @@ set_state(struct node *n, bool up, int peers)
 	n->up = up;
 	n->peers = peers;
 	g.n_current += (int)is_current(n) - (int)was;
+	if (!was && is_current(n) && n->join_wait) {
+		n->join_wait = false;
+		if (g.n_join_lat < g.join_lat_cap)
+			g.join_lat[g.n_join_lat++] = time_mono_ms() - g.join_t0;
+	}
 }
+
 
 static void
 recount(void)
@@ -177,6 +206,15 @@ recount(void)
 	g.n_current = 0;
 	for (int i = 0; i < g.nnodes; i++)
 		g.n_current += is_current(&g.nodes[i]);
+}
+
+/* Every stream should list `peers` (all-see-all). */
+static void
+expect_all(int peers)
+{
+	for (int i = 0; i < g.nnodes; i++)
+		g.nodes[i].expected = peers;
+	recount();
 }
 
 static unsigned
@@ -275,17 +313,23 @@ proc_cpu_ticks(pid_t pid)
 	return (long long)(ut + st);
 }
 
+/* Starts server `i`: the SQLite one, or replica i of --ha. */
 static void
-start_server(void)
+start_server(int i)
 {
-	char listen[64];
+	char listen[64], url[80], log[320];
 	pid_t pid;
 
-	snprintf(listen, sizeof(listen), "127.0.0.1:%d", g.port);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", g.ports[i]);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", g.ports[i]);
+	if (g.ha)
+		snprintf(log, sizeof(log), "%s/replica%d.log", g.dir, i);
+	else
+		str_copy(log, g.log, sizeof(log));
 	if ((pid = fork()) < 0)
 		die("fork failed");
 	if (pid == 0) {
-		int fd = open(g.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
 		/* the server must not outlive the benchmark */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -294,11 +338,60 @@ start_server(void)
 			dup2(fd, 2);
 			close(fd);
 		}
-		execl(g.server_bin, g.server_bin, "serve", "--listen", listen, "--db", g.db,
-		    "--log-level", "warn", (char *)NULL);
+		if (g.ha)
+			execl(g.server_bin, g.server_bin, "serve", "--listen", listen, "--db", g.pg_url,
+			    "--server-url", url, "--log-level", "warn", (char *)NULL);
+		else
+			execl(g.server_bin, g.server_bin, "serve", "--listen", listen, "--db", g.db,
+			    "--log-level", "warn", (char *)NULL);
 		_exit(127);
 	}
-	g.pid = pid;
+	g.pids[i] = pid;
+}
+
+/* rm -rf DIR, with async-signal-safe calls only. */
+static void
+remove_tree(const char *dir)
+{
+	pid_t pid;
+
+	if (dir[0] == 0 || (pid = fork()) < 0)
+		return;
+	if (pid == 0) {
+		execl("/bin/rm", "rm", "-rf", "--", dir, (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, NULL, 0);
+}
+
+/*
+ * Stops what the benchmark started, at once (a failure or a signal: only
+ * async-signal-safe calls): the servers by SIGKILL, PostgreSQL by SIGQUIT
+ * (immediate shutdown) and SIGKILL after 5 s; with --ha, the temporary
+ * directories go too.
+ */
+static void
+kill_all_now(void)
+{
+	for (int i = 0; i < g.nrep; i++)
+		if (g.pids[i] > 0) {
+			kill(g.pids[i], SIGKILL);
+			waitpid(g.pids[i], NULL, 0);
+			g.pids[i] = 0;
+		}
+	if (g.pg_pid > 0) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+		kill(g.pg_pid, SIGQUIT);
+		for (int k = 0; k < 100 && kill(g.pg_pid, 0) == 0; k++)
+			nanosleep(&ts, NULL);
+		kill(g.pg_pid, SIGKILL);
+		g.pg_pid = 0;
+	}
+	if (g.ha) {
+		remove_tree(g.pg_dir);
+		remove_tree(g.dir);
+	}
 }
 
 static int
@@ -341,6 +434,7 @@ conn_open(struct conn *c)
 	struct epoll_event ev;
 	int one = 1;
 	int idx = c->node < 0 ? 0 : c->node;
+	int port = g.ports[c->node < 0 ? g.aux_rep : g.nodes[c->node].rep];
 
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
@@ -361,7 +455,7 @@ conn_open(struct conn *c)
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	a.sin_port = htons((uint16_t)g.port);
+	a.sin_port = htons((uint16_t)port);
 	if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS) {
 		close(c->fd);
 		c->fd = -1;
@@ -435,7 +529,7 @@ signed_request(const struct node *n, const char *path, const char *body, size_t 
 	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
 	    SIGN_HDR_MACHINE ": %s\r\n" SIGN_HDR_TIMESTAMP ": %" PRId64 "\r\n"
 	    SIGN_HDR_NONCE ": %s\r\n" SIGN_HDR_SIGNATURE ": %s\r\n\r\n%s",
-	    path, g.port, bl, mk, ts, nonce, sig, body);
+	    path, g.ports[n->rep], bl, mk, ts, nonce, sig, body);
 	*len = (size_t)k;
 	return r;
 }
@@ -448,7 +542,8 @@ register_request(const struct node *n, int idx, size_t *len)
 	key_fmt(nk, "nodekey:", n->nk);
 	key_fmt(dk, "discokey:", n->dk);
 	snprintf(body, sizeof(body), "{\"node_key\":\"%s\",\"disco_key\":\"%s\","
-	    "\"hostname\":\"bench-%d\",\"auth_key\":\"%s\"}", nk, dk, idx, g.authkey);
+	    "\"hostname\":\"bench-%d\",\"auth_key\":\"%s\"}", nk, dk, idx,
+	    !g.ha ? g.authkey : n->group < 0 ? g.shared_key : g.group_keys[n->group]);
 	return signed_request(n, "/machine/register", body, len);
 }
 
@@ -472,7 +567,8 @@ api_request(const char *method, const char *path, const char *body, size_t *len)
 		die("out of memory");
 	k = snprintf(r, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
 	    "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
-	    "Content-Length: %zu\r\n\r\n%s", method, path, g.port, g.apikey, bl, body ? body : "");
+	    "Content-Length: %zu\r\n\r\n%s", method, path, g.ports[g.aux_rep], g.apikey, bl,
+	    body ? body : "");
 	*len = (size_t)k;
 	return r;
 }
@@ -1081,34 +1177,45 @@ bootstrap(void)
 	char cmd[1024];
 	FILE *p;
 
-	snprintf(cmd, sizeof(cmd), "'%s' apikeys create --create --db '%s' 2>>'%s'", g.server_bin, g.db,
-	    g.log);
+	if (g.ha)
+		snprintf(cmd, sizeof(cmd), "'%s' apikeys create --db '%s' 2>>'%s'", g.server_bin,
+		    g.pg_url, g.log);
+	else
+		snprintf(cmd, sizeof(cmd), "'%s' apikeys create --create --db '%s' 2>>'%s'",
+		    g.server_bin, g.db, g.log);
 	if ((p = popen(cmd, "r")) == NULL || fgets(g.apikey, sizeof(g.apikey), p) == NULL)
 		die("apikeys create failed");
 	pclose(p);
 	g.apikey[strcspn(g.apikey, "\r\n")] = 0;
 }
 
+/* A reusable pre-auth key of `user` (JSON array `tags` or NULL) into out. */
 static void
-make_authkey(void)
+create_key(const char *user, const char *tags, char *out, size_t outlen)
 {
-	char *body = NULL;
+	char *body = NULL, req[256];
 	json_t *j;
 	const char *k;
 
-	if (api("POST", "/api/v1/users", "{\"name\":\"bench\"}", NULL) != 201)
-		die("cannot create the user");
-	if (api("POST", "/api/v1/preauthkeys",
-	    "{\"user\":\"bench\",\"reusable\":true,\"expiration\":\"24h\"}", &body) / 100 != 2 ||
-	    body == NULL)
+	snprintf(req, sizeof(req), "{\"user\":\"%s\",\"reusable\":true,\"expiration\":\"24h\"%s%s}",
+	    user, tags ? ",\"tags\":" : "", tags ? tags : "");
+	if (api("POST", "/api/v1/preauthkeys", req, &body) / 100 != 2 || body == NULL)
 		die("cannot create the pre-auth key");
 	j = json_loads(body, 0, NULL);
 	k = json_string_value(json_object_get(json_object_get(j, "preauthkey"), "key"));
 	if (k == NULL)
 		die("pre-auth key answer has no key");
-	str_copy(g.authkey, k, sizeof(g.authkey));
+	str_copy(out, k, outlen);
 	json_decref(j);
 	free(body);
+}
+
+static void
+make_authkey(void)
+{
+	if (api("POST", "/api/v1/users", "{\"name\":\"bench\"}", NULL) != 201)
+		die("cannot create the user");
+	create_key("bench", NULL, g.authkey, sizeof(g.authkey));
 }
 
 static void
@@ -1116,7 +1223,9 @@ usage(void)
 {
 	fprintf(stderr, "usage: bench-control --nodes N [--server BIN] [--joins J] "
 	    "[--endpoints E] [--idle-s S] [--policy-fanout] [--fanout-only] [--max-opening K] "
-	    "[--keep]\n");
+	    "[--keep]\n"
+	    "       bench-control --ha --nodes N [--replicas R] [--server BIN] [--pg-script PATH]\n"
+	    "                     [--group-size G] [--shared S] [--joins J] [--max-opening K]\n");
 	exit(2);
 }
 
@@ -1160,6 +1269,316 @@ policy_fanout(const char *what, const char *pol)
 	return p99;
 }
 
+/* ---- --ha: replicas on PostgreSQL ---- */
+
+static void
+pg_start(void)
+{
+	char cmd[600], line[3][256];
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "bash '%s' start", g.pg_script);
+	if ((p = popen(cmd, "r")) == NULL)
+		die("cannot run pg.sh");
+	for (int i = 0; i < 3; i++) {
+		if (fgets(line[i], sizeof(line[i]), p) == NULL) {
+			pclose(p);
+			die("pg.sh start failed");
+		}
+		line[i][strcspn(line[i], "\r\n")] = 0;
+	}
+	pclose(p);
+	str_copy(g.pg_dir, line[0], sizeof(g.pg_dir));
+	g.pg_pid = (pid_t)atoi(line[1]);
+	str_copy(g.pg_url, line[2], sizeof(g.pg_url));
+}
+
+static void
+pg_stop(void)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "bash '%s' stop '%s' %d", g.pg_script, g.pg_dir, (int)g.pg_pid);
+	if (system(cmd) == 0) {
+		g.pg_pid = 0;
+		g.pg_dir[0] = 0;
+	}
+}
+
+/* Stream nodes plus registered joiners in group k. */
+static int *group_count;
+
+/* Sets what every stream should list: a group node its group and the shared
+ * servers, a shared server every group node (not the other shared ones). */
+static void
+ha_expect(void)
+{
+	int members = 0;
+
+	for (int k = 0; k < g.ngroups; k++)
+		members += group_count[k];
+	for (int i = 0; i < g.nnodes; i++) {
+		struct node *n = &g.nodes[i];
+
+		n->expected = n->group < 0 ? members : group_count[n->group] - 1 + g.nshared;
+	}
+	recount();
+}
+
+/* The generated policy: group:gK (user gK) sees its own group and every
+ * tag:shared server; the shared servers (user bench, tagged) see whoever
+ * may reach them. */
+static char *
+ha_policy(void)
+{
+	size_t cap = 256 + (size_t)g.ngroups * 160, len;
+	char *p = malloc(cap);
+
+	if (p == NULL)
+		die("out of memory");
+	len = (size_t)snprintf(p, cap, "{\"tagOwners\":{\"tag:shared\":[\"bench@\"]},\"groups\":{");
+	for (int k = 0; k < g.ngroups; k++)
+		len += (size_t)snprintf(p + len, cap - len, "%s\"group:g%d\":[\"g%d@\"]", k ? "," : "",
+		    k, k);
+	len += (size_t)snprintf(p + len, cap - len, "},\"acls\":[");
+	for (int k = 0; k < g.ngroups; k++)
+		len += (size_t)snprintf(p + len, cap - len, "%s{\"action\":\"accept\",\"src\":[\"group:g%d\"],"
+		    "\"dst\":[\"group:g%d:*\",\"tag:shared:*\"]}", k ? "," : "", k, k);
+	snprintf(p + len, cap - len, "]}");
+	return p;
+}
+
+static long
+ha_rss_kb(void)
+{
+	long sum = 0;
+
+	for (int i = 0; i < g.nrep; i++) {
+		long kb = g.pids[i] > 0 ? proc_rss_kb(g.pids[i]) : 0;
+
+		fprintf(stderr, "bench-ha:   replica %d: rss %ld kB\n", i, kb);
+		sum += kb > 0 ? kb : 0;
+	}
+	return sum;
+}
+
+static int
+ha_main(void)
+{
+	char name[64], b1[32], b2[32], b3[32] = "n/a", b4[32] = "-";
+	char *pol;
+	int64_t t0, t_reg, t_maps;
+	double enrol_per_s, maps_s, recover_s = -1;
+	long rss, rss_after;
+	uint64_t fulls_before = 0, fulls_after = 0;
+	int nj = 0, victim = g.nrep - 1, moved = 0;
+
+	/* node i: a shared server below nshared, else group (i - nshared) /
+	 * group_size; replica i % R (so every group spans every replica) */
+	g.nshared = g.nshared < g.nnodes / 2 ? g.nshared : g.nnodes / 2;
+	g.ngroups = (g.nnodes - g.nshared + g.group_size - 1) / g.group_size;
+	group_count = calloc((size_t)g.ngroups, sizeof(*group_count));
+	g.group_keys = calloc((size_t)g.ngroups, sizeof(*g.group_keys));
+	g.join_lat_cap = g.joins * (g.group_size + g.nshared + 1) + 1;
+	g.join_lat = calloc((size_t)g.join_lat_cap, sizeof(*g.join_lat));
+	if (group_count == NULL || g.group_keys == NULL || g.join_lat == NULL)
+		die("out of memory");
+	for (int i = 0; i < g.nall; i++) {
+		struct node *n = &g.nodes[i];
+
+		n->rep = i % g.nrep;
+		n->group = i < g.nshared ? -1 : (i - g.nshared) / g.group_size;
+		if (i < g.nnodes && n->group >= 0)
+			group_count[n->group]++;
+	}
+
+	snprintf(g.dir, sizeof(g.dir), "%s/bench-ha.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(g.dir) == NULL) {
+		g.dir[0] = 0;
+		die("mkdtemp");
+	}
+	snprintf(g.log, sizeof(g.log), "%s/bootstrap.log", g.dir);
+	fprintf(stderr, "bench-ha: starting PostgreSQL (%s)\n", g.pg_script);
+	pg_start();
+	bootstrap();
+	for (int i = 0; i < g.nrep; i++) {
+		g.ports[i] = free_port();
+		start_server(i);
+	}
+	for (int i = 0; i < g.nrep; i++) {
+		g.aux_rep = i;
+		wait_healthy();
+	}
+	g.aux_rep = 0;
+	fprintf(stderr, "bench-ha: PostgreSQL pid %d, %d replicas (pids", (int)g.pg_pid, g.nrep);
+	for (int i = 0; i < g.nrep; i++)
+		fprintf(stderr, " %d on :%d", (int)g.pids[i], g.ports[i]);
+	fprintf(stderr, "), dir %s; %d shared servers, %d groups of up to %d\n", g.dir, g.nshared,
+	    g.ngroups, g.group_size);
+
+	/* users, policy, keys (REST on replica 0) */
+	if (api("POST", "/api/v1/users", "{\"name\":\"bench\"}", NULL) != 201)
+		die("cannot create the user");
+	for (int k = 0; k < g.ngroups; k++) {
+		char req[64];
+
+		snprintf(req, sizeof(req), "{\"name\":\"g%d\"}", k);
+		if (api("POST", "/api/v1/users", req, NULL) != 201)
+			die("cannot create a group's user");
+	}
+	pol = ha_policy();
+	if (api("PUT", "/api/v1/policy", pol, NULL) != 200)
+		die("the generated policy was refused");
+	free(pol);
+	create_key("bench", "[\"tag:shared\"]", g.shared_key, sizeof(g.shared_key));
+	for (int k = 0; k < g.ngroups; k++) {
+		snprintf(name, sizeof(name), "g%d", k);
+		create_key(name, NULL, g.group_keys[k], sizeof(g.group_keys[k]));
+	}
+
+	/* enrol the stream nodes over the replicas */
+	g.nall = g.nnodes;
+	g.reg_on = true;
+	t0 = time_mono_ms();
+	if (!run_until(all_registered, 3600 * 1000))
+		die("registration did not finish in 60 min");
+	t_reg = time_mono_ms();
+	enrol_per_s = g.nnodes * 1000.0 / (double)(t_reg - t0 > 0 ? t_reg - t0 : 1);
+	fprintf(stderr, "bench-ha: %d registered in %.1f s (%.0f/s), %u errors\n", g.nnodes,
+	    (t_reg - t0) / 1000.0, enrol_per_s, g.errors);
+
+	/* every node opens its stream on its replica */
+	g.open_on = true;
+	ha_expect();
+	if (!run_until(all_current, 3600 * 1000)) {
+		fprintf(stderr, "bench-ha: only %d of %d streams current after 60 min\n", g.n_current,
+		    g.nnodes);
+		die("streams did not come up");
+	}
+	t_maps = time_mono_ms();
+	maps_s = (t_maps - t_reg) / 1000.0;
+	fprintf(stderr, "bench-ha: %d streams current in %.1f s (%.1f MB read), %u errors, "
+	    "%u reconnects\n", g.nnodes, maps_s, g.bytes / 1e6, g.errors, g.reconnects);
+	run_until(never, 2000);
+	rss = ha_rss_kb();
+	fprintf(stderr, "bench-ha: rss of the replicas %ld kB (%.1f kB/node)\n", rss,
+	    (double)rss / g.nnodes);
+
+	/* cross-replica joins: node j registers on replica j % R; each stream
+	 * of its group and each shared server held by another replica times its
+	 * peer_added */
+	for (int j = 0; j < g.joins; j++) {
+		struct node *n = &g.nodes[g.nnodes + j];
+		int k = (int)((j * 7919L) % g.ngroups), a = j % g.nrep, st, watchers = 0;
+		size_t len;
+		char *r;
+
+		n->group = k;
+		n->rep = a;
+		group_count[k]++;
+		ha_expect();
+		for (int i = 0; i < g.nnodes; i++) {
+			struct node *w = &g.nodes[i];
+
+			w->join_wait = w->rep != a && (w->group < 0 || w->group == k);
+			watchers += w->join_wait;
+		}
+		r = register_request(n, g.nnodes + j, &len);
+		g.aux_rep = a;
+		g.join_t0 = time_mono_ms();
+		st = aux_call(r, len, NULL, 60000);
+		g.aux_rep = 0;
+		if (st != 200 && st != 201) {
+			fprintf(stderr, "bench-ha: join %d: HTTP %d\n", j, st);
+			group_count[k]--;
+			ha_expect();
+			continue;
+		}
+		n->registered = true;
+		if (!run_until(all_current, 60 * 1000)) {
+			fprintf(stderr, "bench-ha: join %d (group %d via replica %d) reached only %d of %d "
+			    "streams\n", j, k, a, g.n_current, g.nnodes);
+			continue;
+		}
+		nj++;
+		fprintf(stderr, "bench-ha: join %d via replica %d: %d streams on other replicas, "
+		    "last after %" PRId64 " ms\n", j, a, watchers, time_mono_ms() - g.join_t0);
+		run_until(never, 100);
+	}
+	for (int i = 0; i < g.nnodes; i++)
+		g.nodes[i].join_wait = false;
+
+	/* failover: kill -9 the last replica; its streams move to the others
+	 * (round-robin) and resume with the version they had */
+	for (int i = 0; i < g.nnodes; i++)
+		fulls_before += g.nodes[i].nfull;
+	t0 = time_mono_ms();
+	kill(g.pids[victim], SIGKILL);
+	waitpid(g.pids[victim], NULL, 0);
+	g.pids[victim] = 0;
+	for (int i = 0; i < g.nnodes; i++) {
+		struct node *n = &g.nodes[i];
+
+		if (n->rep != victim)
+			continue;
+		conn_close(&n->c);
+		set_state(n, false, n->peers);
+		n->rep = moved++ % (g.nrep - 1);
+		n->backoff = 0;
+		node_schedule_retry(n);
+	}
+	fprintf(stderr, "bench-ha: killed replica %d (kill -9); %d streams move to the others\n",
+	    victim, moved);
+	if (run_until(all_current, 600 * 1000)) {
+		recover_s = (time_mono_ms() - t0) / 1000.0;
+		for (int i = 0; i < g.nnodes; i++)
+			fulls_after += g.nodes[i].nfull;
+		fulls_after -= fulls_before;
+		snprintf(b4, sizeof(b4), "%" PRIu64, fulls_after);
+	} else
+		fprintf(stderr, "bench-ha: after the failover only %d of %d streams current\n",
+		    g.n_current, g.nnodes);
+	run_until(never, 2000);
+	rss_after = ha_rss_kb();
+	fprintf(stderr, "bench-ha: rss of the %d replicas left %ld kB (%.1f kB/node)\n", g.nrep - 1,
+	    rss_after, (double)rss_after / g.nnodes);
+	fprintf(stderr, "bench-ha: longest client loop stall %" PRId64 " ms, %.1f GB read, %u errors, "
+	    "%u reconnects\n", g.max_stall_ms, g.bytes / 1e9, g.errors, g.reconnects);
+
+	fmt_ms(b1, sizeof(b1), pct(g.join_lat, g.n_join_lat, 0.50));
+	fmt_ms(b2, sizeof(b2), pct(g.join_lat, g.n_join_lat, 0.99));
+	if (recover_s >= 0)
+		snprintf(b3, sizeof(b3), "%.1f", recover_s);
+	printf("bench-ha: nodes=%d replicas=%d enrol_per_s=%.0f cross_join_p99_ms=%s "
+	    "failover_recover_s=%s full_maps_after_failover=%s rss_kb_per_node=%.1f "
+	    "cross_join_p50_ms=%s joins=%d/%d maps_all_s=%.1f streams_moved=%d "
+	    "version_regressions=%" PRIu64 "\n", g.nnodes, g.nrep, enrol_per_s, b2, b3, b4,
+	    (double)rss / g.nnodes, b1, nj, g.joins, maps_s, moved, g.regressions);
+	fflush(stdout);
+
+	for (int i = 0; i < g.nrep; i++)
+		if (g.pids[i] > 0) {
+			kill(g.pids[i], SIGTERM);
+			waitpid(g.pids[i], NULL, 0);
+			g.pids[i] = 0;
+		}
+	for (int i = 0; i < g.nall; i++) {
+		conn_close(&g.nodes[i].c);
+		free(g.nodes[i].c.body);
+	}
+	conn_close(&g.aux);
+	free(g.aux.body);
+	pg_stop();
+	kill_all_now();		/* whatever is left, and the directories */
+	free(g.nodes);
+	free(g.pol_ms);
+	free(g.join_lat);
+	free(g.group_keys);
+	free(group_count);
+	close(g.epfd);
+	return recover_s >= 0 && nj == g.joins ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1173,11 +1592,16 @@ main(int argc, char **argv)
 		{ "policy-fanout", no_argument, NULL, 'p' },
 		{ "fanout-only", no_argument, NULL, 'f' },
 		{ "keep", no_argument, NULL, 'k' },
+		{ "ha", no_argument, NULL, 'H' },
+		{ "replicas", required_argument, NULL, 'r' },
+		{ "pg-script", required_argument, NULL, 'P' },
+		{ "group-size", required_argument, NULL, 'G' },
+		{ "shared", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rlimit rl;
 	int ch;
-	bool keep = false, fanout_only = false;
+	bool keep = false, fanout_only = false, joins_set = false, opening_set = false;
 	int64_t t0, t_reg, t_maps;
 	long rss_base, rss;
 	long long cpu0, cpu1;
@@ -1197,23 +1621,41 @@ main(int argc, char **argv)
 	g.max_opening = 32;
 	g.max_reg = 64;
 	g.server_bin = "bin/wiremesh-server";
+	g.nrep = 1;
+	g.pg_script = "tests/tools/pg.sh";
+	g.group_size = 100;
+	g.nshared = 10;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'n': g.nnodes = atoi(optarg); break;
 		case 's': g.server_bin = optarg; break;
-		case 'j': g.joins = atoi(optarg); break;
+		case 'j': g.joins = atoi(optarg); joins_set = true; break;
 		case 'e': g.endpoints = atoi(optarg); break;
 		case 'i': g.idle_s = atoi(optarg); break;
-		case 'o': g.max_opening = atoi(optarg); break;
+		case 'o': g.max_opening = atoi(optarg); opening_set = true; break;
 		case 'p': g.policy_fanout = true; break;
 		case 'k': keep = true; break;
 		case 'f': fanout_only = g.policy_fanout = true; break;
+		case 'H': g.ha = true; break;
+		case 'r': g.nrep = atoi(optarg); break;
+		case 'P': g.pg_script = optarg; break;
+		case 'G': g.group_size = atoi(optarg); break;
+		case 'S': g.nshared = atoi(optarg); break;
 		default: usage();
 		}
 	}
 	if (fanout_only)
 		g.joins = g.endpoints = g.idle_s = 0;
-	if (g.nnodes < 2 || g.joins < 0 || g.endpoints < 0 || g.max_opening < 1)
+	if (g.ha) {
+		/* 20 joins; as many streams opening per replica as with one server */
+		if (!joins_set)
+			g.joins = 20;
+		if (!opening_set)
+			g.max_opening *= g.nrep;
+	}
+	if (g.nnodes < 2 || g.joins < 0 || g.endpoints < 0 || g.max_opening < 1 ||
+	    (g.ha && (g.nrep < 2 || g.nrep > REP_MAX || g.group_size < 2 || g.nshared < 0 ||
+	    g.joins < 1)) || (!g.ha && g.nrep != 1))
 		usage();
 	if (sodium_init() < 0)
 		die("libsodium");
@@ -1221,7 +1663,16 @@ main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rlim_t want = (rlim_t)g.nnodes * 2 + 8192;	/* the servers inherit it */
+
 		rl.rlim_cur = rl.rlim_max;
+		if (rl.rlim_max < want) {
+			/* root may raise the hard limit (up to fs.nr_open) */
+			struct rlimit more = { want, want };
+
+			if (setrlimit(RLIMIT_NOFILE, &more) == 0)
+				rl = more;
+		}
 		setrlimit(RLIMIT_NOFILE, &rl);
 		if (rl.rlim_cur < (rlim_t)g.nnodes + 64) {
 			fprintf(stderr, "bench-control: open file limit %llu is too low for %d nodes\n",
@@ -1250,6 +1701,8 @@ main(int argc, char **argv)
 	g.aux.node = -1;
 	if ((g.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		die("epoll");
+	if (g.ha)
+		return ha_main();
 
 	snprintf(g.dir, sizeof(g.dir), "%s/bench-control.XXXXXX",
 	    getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -1258,13 +1711,13 @@ main(int argc, char **argv)
 	snprintf(g.db, sizeof(g.db), "%s/db.sqlite", g.dir);
 	snprintf(g.log, sizeof(g.log), "%s/server.log", g.dir);
 	bootstrap();
-	g.port = free_port();
-	start_server();
+	g.ports[0] = free_port();
+	start_server(0);
 	wait_healthy();
 	make_authkey();
-	rss_base = proc_rss_kb(g.pid);
+	rss_base = proc_rss_kb(g.pids[0]);
 	fprintf(stderr, "bench-control: server pid %d on 127.0.0.1:%d, dir %s, baseline rss %ld kB\n",
-	    (int)g.pid, g.port, g.dir, rss_base);
+	    (int)g.pids[0], g.ports[0], g.dir, rss_base);
 
 	/* enrol: register the N stream nodes (joiners are kept back) */
 	g.nall = g.nnodes;
@@ -1280,7 +1733,7 @@ main(int argc, char **argv)
 	/* open every stream; each must get a full map with all N-1 peers */
 	g.expected = g.nnodes - 1;
 	g.open_on = true;
-	recount();
+	expect_all(g.expected);
 	if (!run_until(all_current, 1800 * 1000)) {
 		fprintf(stderr, "bench-control: only %d of %d streams current after 30 min\n",
 		    g.n_current, g.nnodes);
@@ -1292,13 +1745,13 @@ main(int argc, char **argv)
 	    "%u errors, %u reconnects\n", g.nnodes, maps_s, g.bytes / 1e6, g.errors, g.reconnects);
 	/* settle: the online deltas of the last streams */
 	run_until(never, 2000);
-	rss = proc_rss_kb(g.pid);
+	rss = proc_rss_kb(g.pids[0]);
 
 	/* idle CPU */
-	cpu0 = proc_cpu_ticks(g.pid);
+	cpu0 = proc_cpu_ticks(g.pids[0]);
 	t0 = time_mono_ms();
 	run_until(never, (int64_t)g.idle_s * 1000);
-	cpu1 = proc_cpu_ticks(g.pid);
+	cpu1 = proc_cpu_ticks(g.pids[0]);
 	idle_pct = g.idle_s == 0 ? 0 : (double)(cpu1 - cpu0) * 100.0 /
 	    (double)sysconf(_SC_CLK_TCK) / ((time_mono_ms() - t0) / 1000.0);
 	fprintf(stderr, "bench-control: rss %ld kB (%.1f kB/node), idle cpu %.2f %% of one core\n",
@@ -1312,13 +1765,13 @@ main(int argc, char **argv)
 		int st;
 
 		g.expected++;
-		recount();
+		expect_all(g.expected);
 		t0 = time_mono_ms();
 		st = aux_call(r, len, NULL, 60000);
 		if (st != 200 && st != 201) {
 			fprintf(stderr, "bench-control: join %d: HTTP %d\n", j, st);
 			g.expected--;
-			recount();
+			expect_all(g.expected);
 			continue;
 		}
 		n->registered = true;
@@ -1380,8 +1833,8 @@ main(int argc, char **argv)
 			fulls_before += g.nodes[i].nfull;
 		bytes_before = g.bytes;
 		t0 = time_mono_ms();
-		kill(g.pid, SIGKILL);
-		waitpid(g.pid, &status, 0);
+		kill(g.pids[0], SIGKILL);
+		waitpid(g.pids[0], &status, 0);
 		/* every stream sees its connection end (as a client would at once) */
 		for (int i = 0; i < g.nnodes; i++) {
 			struct node *n = &g.nodes[i];
@@ -1391,7 +1844,7 @@ main(int argc, char **argv)
 			n->backoff = 0;
 			node_schedule_retry(n);
 		}
-		start_server();
+		start_server(0);
 		if (run_until(all_current, 600 * 1000)) {
 			restart_s = (time_mono_ms() - t0) / 1000.0;
 			for (int i = 0; i < g.nnodes; i++)
@@ -1406,7 +1859,7 @@ main(int argc, char **argv)
 		/* memory with the same nodes and every stream back (after the
 		 * same settling as before the restart) */
 		run_until(never, 2000);
-		rss_after = proc_rss_kb(g.pid);
+		rss_after = proc_rss_kb(g.pids[0]);
 		fprintf(stderr, "bench-control: rss after restart %ld kB (before %ld kB)\n",
 		    rss_after, rss);
 	}
@@ -1449,8 +1902,8 @@ main(int argc, char **argv)
 	    g.policy_fanout ? " change_fanout_grants_p99_ms=" : "", g.policy_fanout ? b6 : "");
 	fflush(stdout);
 
-	kill(g.pid, SIGTERM);
-	waitpid(g.pid, NULL, 0);
+	kill(g.pids[0], SIGTERM);
+	waitpid(g.pids[0], NULL, 0);
 	for (int i = 0; i < g.nnodes + g.joins; i++) {
 		conn_close(&g.nodes[i].c);
 		free(g.nodes[i].c.body);
