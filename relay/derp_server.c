@@ -143,6 +143,7 @@ struct counters {
 struct derp_server {
 	struct derp_server_config cfg;
 	SSL_CTX *own_ctx;		/* from cfg tls_cert/tls_key */
+	pthread_mutex_t ctx_lock;	/* own_ctx and cfg.ssl_ctx: derp_server_reload_cert */
 	uint8_t priv[KEY_LEN], pub[KEY_LEN];
 	char *https_addr, *http_addr;
 	int epfd, https_fd, http_fd, wake_fd;
@@ -1197,7 +1198,9 @@ static void on_accept(struct derp_server *s, int lfd, bool tls)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		if (tls) {
-			ssl = SSL_new(s->cfg.ssl_ctx);
+			pthread_mutex_lock(&s->ctx_lock);
+			ssl = SSL_new(s->cfg.ssl_ctx);	/* holds its own reference */
+			pthread_mutex_unlock(&s->ctx_lock);
 			if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
 				SSL_free(ssl);
 				close(fd);
@@ -1566,6 +1569,22 @@ static SSL_CTX *tls_ctx_load(const char *cert, const char *key)
 	return ctx;
 }
 
+int derp_server_reload_cert(struct derp_server *s, const char *cert, const char *key)
+{
+	SSL_CTX *ctx, *old;
+
+	if (s->own_ctx == NULL)
+		return -1;	/* plain, or a borrowed context */
+	if ((ctx = tls_ctx_load(cert, key)) == NULL)
+		return -1;
+	pthread_mutex_lock(&s->ctx_lock);
+	old = s->own_ctx;
+	s->own_ctx = s->cfg.ssl_ctx = ctx;
+	pthread_mutex_unlock(&s->ctx_lock);
+	SSL_CTX_free(old);	/* open connections keep it alive through their SSL */
+	return 0;
+}
+
 struct derp_server *derp_server_new(const struct derp_server_config *cfg)
 {
 	struct derp_server *s;
@@ -1579,7 +1598,14 @@ struct derp_server *derp_server_new(const struct derp_server_config *cfg)
 	s->cfg = *cfg;
 	s->cfg.tls_cert = s->cfg.tls_key = NULL;
 	if (cfg->https_addr && !cfg->ssl_ctx && !cfg->plain_derp) {
-		if ((s->own_ctx = tls_ctx_load(cfg->tls_cert, cfg->tls_key)) == NULL) {
+		if (cfg->tls_cert_later && access(cfg->tls_cert, F_OK) != 0) {
+			if ((s->own_ctx = SSL_CTX_new(TLS_server_method())) != NULL)
+				log_info("msg=\"derp: no certificate yet; handshakes fail until "
+				    "it is loaded\"");
+		} else {
+			s->own_ctx = tls_ctx_load(cfg->tls_cert, cfg->tls_key);
+		}
+		if (s->own_ctx == NULL) {
 			free(s);
 			return NULL;
 		}
@@ -1610,6 +1636,7 @@ struct derp_server *derp_server_new(const struct derp_server_config *cfg)
 	s->scratch = malloc(SCRATCH_LEN);
 	pthread_mutex_init(&s->adopt_lock, NULL);
 	pthread_mutex_init(&s->vlock, NULL);
+	pthread_mutex_init(&s->ctx_lock, NULL);
 	pthread_cond_init(&s->vcond, NULL);
 	s->https_src.kind = SRC_HTTPS;
 	s->http_src.kind = SRC_HTTP;
@@ -1937,6 +1964,7 @@ void derp_server_free(struct derp_server *s)
 		close(s->vpipe[1]);
 	pthread_mutex_destroy(&s->adopt_lock);
 	pthread_mutex_destroy(&s->vlock);
+	pthread_mutex_destroy(&s->ctx_lock);
 	pthread_cond_destroy(&s->vcond);
 	sodium_memzero(s->priv, sizeof(s->priv));
 	SSL_CTX_free(s->own_ctx);

@@ -77,6 +77,8 @@ struct derp_server_config {
 	SSL_CTX *ssl_ctx;		/* borrowed; required with https_addr ... */
 	const char *tls_cert;		/* ... unless these PEM files are given: */
 	const char *tls_key;		/* the server loads and owns its context */
+	bool tls_cert_later;		/* those files may not exist yet: start
+					 * without (derp_server_reload_cert) */
 	const char *http_addr;		/* plain HTTP listener; NULL none */
 	bool plain_derp;		/* serve /derp etc. without TLS on https_addr (tests, behind a TLS proxy) */
 	derp_verify_fn verify;		/* NULL: open relay */
@@ -180,6 +182,11 @@ void derp_server_stats(const struct derp_server *s, struct derp_server_stats *ou
 int derp_server_metrics(const struct derp_server *s, struct buf *out) WM_MUST_CHECK;
 
 /* Stops the threads, closes every connection, wipes the key. NULL is a no-op. */
+/* With tls_cert/tls_key given at creation: loads them again (a renewed
+ * certificate); new connections get it, open ones keep theirs. -1 (logged)
+ * if they cannot be loaded or the server has no context of its own. */
+int derp_server_reload_cert(struct derp_server *s, const char *cert, const char *key)
+	WM_MUST_CHECK;
 void derp_server_free(struct derp_server *s);
 
 /* Fuzzing and tests: runs one plain-HTTP client connection's handling over

@@ -1367,6 +1367,7 @@ server_new(const struct server_config *cfg, struct server **out)
 			dc.tls_cert = cfg->tls_cert[0] ? cfg->tls_cert : NULL;
 			dc.tls_key = cfg->tls_key[0] ? cfg->tls_key : NULL;
 			dc.plain_derp = dc.tls_cert == NULL;	/* behind a TLS proxy */
+			dc.tls_cert_later = s->acme_alpn;	/* issued after start */
 		}
 		if ((s->derp = derp_server_new(&dc)) == NULL) {
 			r = ERR_NOMEM;

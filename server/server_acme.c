@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "server/server.h"
+#include "relay/derp_server.h"
 #include "server/tlsreload.h"
 
 static void
@@ -28,9 +29,14 @@ on_renew(void *arg)
 	else
 		log_info("msg=\"acme: the listener serves the renewed certificate\" hostname=%s",
 		    s->cfg.acme_hostname);
-	if (s->cfg.derp_listen[0])
-		log_warn("msg=\"acme: the relay listener (derp_listen) keeps its certificate "
-		    "until the next restart\"");
+	if (s->derp && s->cfg.derp_listen[0]) {
+		if (derp_server_reload_cert(s->derp, s->cfg.tls_cert, s->cfg.tls_key) != 0)
+			log_error("msg=\"acme: the relay listener (derp_listen) keeps its previous "
+			    "certificate\"");
+		else
+			log_info("msg=\"acme: the relay listener (derp_listen) serves the renewed "
+			    "certificate\" listen=%s", s->cfg.derp_listen);
+	}
 }
 
 static void
@@ -121,6 +127,11 @@ server_acme_alpn_start(struct server *s, char *why, size_t whylen)
 		return r;
 	if ((r = http_reload_cert(s->http, why, whylen)) != 0)
 		return r;
+	if (s->derp && s->cfg.derp_listen[0] &&
+	    derp_server_reload_cert(s->derp, s->cfg.tls_cert, s->cfg.tls_key) != 0) {
+		snprintf(why, whylen, "cannot load the ACME certificate for derp_listen");
+		return ERR_IO;
+	}
 	log_info("msg=\"acme: the listener serves its certificate\" hostname=%s challenge=tls-alpn-01",
 	    s->cfg.acme_hostname);
 	return 0;

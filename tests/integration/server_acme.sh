@@ -125,7 +125,11 @@ kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 # tlsPort), fresh state: issue, serve, and renew in the running process
 # (renew when under 3590 s of pebble's 3600 are left, i.e. 10 s after each
 # issuance); no HTTP-01 listener at all
-run_server --acme-challenge tls-alpn-01 --acme-state-dir "$T/srv-alpn" --acme-renew-before 3590s
+# with the embedded relay on a listener of its own (derp_listen), which
+# must get the certificate too (and the renewed one)
+P_DL=$(free_port)
+run_server --acme-challenge tls-alpn-01 --acme-state-dir "$T/srv-alpn" --acme-renew-before 3590s \
+	--derp --derp-listen "127.0.0.1:$P_DL"
 wait_for 40 https_ok $P_TLS || { tail -20 "$T/server.log"; tail -20 "$T/pebble.log"; fail "server tls-alpn-01: no HTTPS with the ACME certificate"; }
 S2=$(serial $P_TLS)
 PID2=$SERVER_PID
@@ -141,6 +145,8 @@ for f in account.key $HOST.key $HOST.crt; do
 	[ "$(stat -c %a "$T/srv-alpn/$f")" = 600 ] || fail "tls-alpn-01 $f mode $(stat -c %a "$T/srv-alpn/$f")"
 done
 ok "server tls-alpn-01: issued and served on 443 (serial $S2); pebble validated challenge $CH"
+[ "$(serial $P_DL)" = "$S2" ] || fail "derp_listen serves $(serial $P_DL), not the ACME certificate $S2"
+ok "server tls-alpn-01: derp_listen serves the same certificate"
 openssl s_client -connect "127.0.0.1:$P_TLS" -servername $HOST -alpn acme-tls/1 </dev/null \
 	>"$T/srv-alpn-idle.txt" 2>&1
 grep -q "No ALPN negotiated" "$T/srv-alpn-idle.txt" || { cat "$T/srv-alpn-idle.txt"; fail "server: acme-tls/1 negotiated outside a challenge"; }
@@ -153,6 +159,9 @@ https_ok $P_TLS >/dev/null || fail "no HTTPS after renewal"
 [ "$(grep -c "acme: tls-alpn-01 validation handshake" "$T/server.log")" -ge 2 ] ||
 	fail "server tls-alpn-01: renewal without a second validation"
 ok "server tls-alpn-01: renewed without restart: serial $S2 -> $(serial $P_TLS), pid $PID2"
+dlchanged() { [ "$(serial $P_DL)" = "$(serial $P_TLS)" ]; }
+wait_for 10 dlchanged || fail "derp_listen still serves $(serial $P_DL) after the renewal to $(serial $P_TLS)"
+ok "server tls-alpn-01: derp_listen serves the renewed certificate too"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 
 # 5. wiremesh-derper with TLS-ALPN-01 (RFC 8737) on its TLS port, which is
