@@ -403,6 +403,7 @@ struct mnode {
 	struct ip_prefix served[ROUTES_MAX], carried[ROUTES_MAX];
 	uint8_t nserved, ncarried;
 	bool online;		/* the published flag */
+	bool local;		/* its flag is this server's to clear (mapper_online_collect) */
 	int nstreams;
 	int64_t offline_since_ms;
 	int64_t grace_until_ms;	/* online from the last run until then */
@@ -475,9 +476,11 @@ struct mapper {
 	struct mapper_policy_ops pol;
 	void *pol_ctx;
 
-	/* The primary router of each subnet prefix some node serves. */
-	struct primary { struct ip_prefix p; int64_t node; } *prim;
+	/* The primary router of each subnet prefix some node serves: elected
+	 * here, or (cfg.shared_primaries) as the leader replica stored it. */
+	struct mapper_primary *prim;
 	size_t nprim;
+	bool routes_dirty;	/* a router changed since the last election */
 	struct mapper_ids *routers_out;	/* routers changed by this change */
 
 	size_t nstreams;
@@ -792,20 +795,18 @@ primary_rank(const struct mnode *mn, int64_t prev)
 }
 
 /*
- * Chooses the primary router of every subnet prefix and updates what each
- * router carries. Routers whose carried routes changed get a fresh fragment
- * and are added to m->routers_out (the caller logs a ROUTES change for
- * each), except `quiet` (whose own change message carries it).
- * Returns true when quiet's carried routes changed. Called with m->lock;
- * O(nodes) but only run when a router changes.
+ * Elects the primary router of every subnet prefix some node serves, the
+ * primaries in m->prim being the previous ones. A new array in *out (NULL
+ * with none); false when out of memory. Called with m->lock; O(nodes).
  */
 static bool
-recompute_routes(struct mapper *m, int64_t quiet)
+elect(struct mapper *m, struct mapper_primary **out, size_t *nout)
 {
-	struct primary *np = NULL;
+	struct mapper_primary *np = NULL;
 	size_t nnp = 0, cap = 0;
-	bool quiet_changed = false;
 
+	*out = NULL;
+	*nout = 0;
 	/* The distinct subnet prefixes served by anyone. */
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct mnode *mn = m->nodes[i];
@@ -822,7 +823,7 @@ recompute_routes(struct mapper *m, int64_t quiet)
 				continue;
 			if (nnp == cap) {
 				size_t ncap = cap ? 2 * cap : 16;
-				struct primary *t = realloc(np, ncap * sizeof(*t));
+				struct mapper_primary *t = realloc(np, ncap * sizeof(*t));
 
 				if (t == NULL) {
 					free(np);
@@ -858,10 +859,37 @@ recompute_routes(struct mapper *m, int64_t quiet)
 		}
 		np[e].node = best->n.id;
 	}
-	free(m->prim);
-	m->prim = np;
-	m->nprim = nnp;
+	*out = np;
+	*nout = nnp;
+	return true;
+}
 
+/*
+ * Updates what each router carries: its exit routes and the subnets it is
+ * primary for, the primaries being elected here first (unless they are
+ * shared: then they are the leader replica's, as last applied). Routers
+ * whose carried routes changed get a fresh fragment and are added to
+ * m->routers_out (the caller logs a ROUTES change for each), except `quiet`
+ * (whose own change message carries it).
+ * Returns true when quiet's carried routes changed. Called with m->lock;
+ * O(nodes) but only run when a router changes.
+ */
+static bool
+recompute_routes(struct mapper *m, int64_t quiet)
+{
+	bool quiet_changed = false;
+
+	m->routes_dirty = true;
+	if (!m->cfg.shared_primaries) {
+		struct mapper_primary *np;
+		size_t nnp;
+
+		if (!elect(m, &np, &nnp))
+			return false;
+		free(m->prim);
+		m->prim = np;
+		m->nprim = nnp;
+	}
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct mnode *mn = m->nodes[i];
 		struct ip_prefix c[ROUTES_MAX];
@@ -873,8 +901,9 @@ recompute_routes(struct mapper *m, int64_t quiet)
 		for (size_t k = 0; k < mn->nserved; k++) {
 			bool carry = route_is_exit(&mn->served[k]);
 
-			for (size_t e = 0; !carry && e < nnp; e++)
-				carry = np[e].node == mn->n.id && same_prefix(&np[e].p, &mn->served[k]);
+			for (size_t e = 0; !carry && e < m->nprim; e++)
+				carry = m->prim[e].node == mn->n.id &&
+				    same_prefix(&m->prim[e].p, &mn->served[k]);
 			if (carry)
 				c[nc++] = mn->served[k];
 		}
@@ -980,6 +1009,7 @@ insert_node(struct mapper *m, const struct store_node *n, bool online, struct mn
 		return ERR_NOMEM;
 	mn->n = *n;
 	mn->online = online;
+	mn->local = online && !m->cfg.shared_online;
 	mn->offline_since_ms = time_mono_ms();
 	if (online)
 		mn->grace_until_ms = time_mono_ms() + m->cfg.online_grace_ms;
@@ -1203,17 +1233,133 @@ out:
 	pthread_mutex_unlock(&m->lock);
 }
 
-void
-mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version)
+/* Called with m->lock. */
+static void
+routes_apply_locked(struct mapper *m, int64_t id, uint64_t version)
 {
 	struct mnode *mn;
 
-	pthread_mutex_lock(&m->lock);
 	log_simple(m, version, STORE_CHANGE_ROUTES, id);
 	if ((mn = node_find(m, id, NULL)) != NULL) {
 		emit(m, "peer_changed", mn->frag->data, mn->frag->len, id, false);
 		emit(m, "self", mn->frag->data, mn->frag->len, id, true);
 	}
+}
+
+void
+mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version)
+{
+	pthread_mutex_lock(&m->lock);
+	routes_apply_locked(m, id, version);
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Replaces m->prim with a copy of v. Called with m->lock. */
+static int
+prim_replace(struct mapper *m, const struct mapper_primary *v, size_t n)
+{
+	struct mapper_primary *c = NULL;
+
+	if (n > 0) {
+		if ((c = malloc(n * sizeof(*c))) == NULL)
+			return ERR_NOMEM;
+		memcpy(c, v, n * sizeof(*c));
+	}
+	free(m->prim);
+	m->prim = c;
+	m->nprim = n;
+	return 0;
+}
+
+int
+mapper_primaries_set(struct mapper *m, const struct mapper_primary *v, size_t n)
+{
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	if ((r = prim_replace(m, v, n)) == 0)
+		(void)recompute_routes(m, 0);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+static bool
+ids_contains(const struct mapper_ids *l, int64_t id)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i] == id)
+			return true;
+	return false;
+}
+
+static int64_t
+prim_of(const struct mapper_primary *v, size_t n, const struct ip_prefix *p)
+{
+	for (size_t i = 0; i < n; i++)
+		if (same_prefix(&v[i].p, p))
+			return v[i].node;
+	return 0;
+}
+
+int
+mapper_primaries_elect(struct mapper *m, bool force, struct mapper_primary **out, size_t *nout,
+		       struct mapper_ids *routers)
+{
+	struct mapper_primary *np;
+	size_t nnp;
+	int r = 0;
+
+	*out = NULL;
+	*nout = 0;
+	pthread_mutex_lock(&m->lock);
+	if (!force && !m->routes_dirty)
+		goto out;
+	if (!elect(m, &np, &nnp)) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	m->routes_dirty = false;
+	/* the old and the new primary of every prefix whose primary changes */
+	for (size_t i = 0; r == 0 && i < nnp; i++) {
+		int64_t old = prim_of(m->prim, m->nprim, &np[i].p);
+
+		if (old == np[i].node)
+			continue;
+		if (old != 0 && !ids_contains(routers, old))
+			r = ids_push(routers, old);
+		if (r == 0 && !ids_contains(routers, np[i].node))
+			r = ids_push(routers, np[i].node);
+	}
+	for (size_t i = 0; r == 0 && i < m->nprim; i++) {
+		int64_t old = m->prim[i].node;
+
+		if (prim_of(np, nnp, &m->prim[i].p) == 0 && old != 0 &&
+		    !ids_contains(routers, old))
+			r = ids_push(routers, old);
+	}
+	if (r != 0 || routers->n == 0) {
+		free(np);
+		m->routes_dirty = r != 0;
+		goto out;
+	}
+	*out = np;
+	*nout = nnp;
+	r = 1;
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+void
+mapper_primaries_apply(struct mapper *m, const struct mapper_primary *v, size_t n, int64_t id,
+		       uint64_t version)
+{
+	pthread_mutex_lock(&m->lock);
+	if (prim_replace(m, v, n) != 0)
+		log_error("msg=\"out of memory applying route primaries\"");
+	else
+		(void)recompute_routes(m, 0);
+	routes_apply_locked(m, id, version);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -1491,8 +1637,16 @@ mapper_online_collect(struct mapper *m)
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; r == 0 && i < m->nnodes; i++) {
 		struct mnode *mn = m->nodes[i];
-		bool want = mn->nstreams > 0 || (mn->online && now < mn->grace_until_ms);
+		bool want;
 
+		/* A node with a stream here is online, and its flag ours to clear
+		 * when the stream ends; one whose flag another replica set (its
+		 * stream is there) is left to that replica. */
+		if (mn->nstreams > 0)
+			mn->local = true;
+		else if (!mn->local)
+			continue;
+		want = mn->nstreams > 0 || (mn->online && now < mn->grace_until_ms);
 		if (want != mn->online)
 			r = ids_push(want ? &on : &off, mn->n.id);
 	}
@@ -1577,6 +1731,8 @@ mapper_online_apply(struct mapper *m, uint64_t version, const char *payload,
 				continue;
 			mn->online = !half;
 			mn->grace_until_ms = 0;
+			if (half)	/* cleared: whoever has its stream now sets it again */
+				mn->local = false;
 			if (half)	/* offline from now, also when its stream was elsewhere */
 				mn->offline_since_ms = time_mono_ms();
 			router = router || mn->nserved > 0 || mn->ncarried > 0;

@@ -59,6 +59,12 @@ struct mapper_config {
 	const char *derp_map_json;	/* raw JSON object or NULL */
 	const char *default_filter_json; /* used without a policy */
 	const char *dns_json;		/* the "dns" section, raw JSON object or NULL */
+	bool shared_primaries;	/* route primaries applied, not elected (below) */
+	/* Replicas: online flags are shared. One is cleared only by the server
+	 * that holds (or held) the node's stream; flags loaded at start are
+	 * another replica's. Without it (SQLite) loaded flags are this
+	 * server's, cleared after online_grace_ms without a stream. */
+	bool shared_online;
 	void (*on_offline)(void *ctx, int64_t node_id);	/* last stream closed */
 	void *ctx;
 };
@@ -97,6 +103,33 @@ char *mapper_removed_payload(struct mapper *m, int64_t id);
 void mapper_node_remove(struct mapper *m, int64_t id, uint64_t version, const char *payload,
 			struct mapper_ids *routers);
 void mapper_routes_apply(struct mapper *m, int64_t id, uint64_t version);
+
+/*
+ * Shared primaries (cfg.shared_primaries: replicas on PostgreSQL). The
+ * primary router of each subnet prefix is not chosen by each mapper: the
+ * leader replica elects it (mapper_primaries_elect(), from the routers it
+ * knows, their online flags and the previous primaries: an online primary
+ * stays) and stores it with a ROUTES change for each router whose carried
+ * routes change; every replica applies the stored table with
+ * mapper_primaries_apply() (the ROUTES change of router `id`), so streams
+ * on all of them name the same primary. mapper_primaries_set() loads the
+ * table at start (no message).
+ */
+struct mapper_primary {
+	struct ip_prefix p;
+	int64_t node;
+};
+int mapper_primaries_set(struct mapper *m, const struct mapper_primary *v, size_t n)
+	WM_MUST_CHECK;
+/* 1 with a new table (malloc'd, in *out) and the routers to announce added
+ * to `routers`: the old and the new primary of each prefix whose primary
+ * changes; 0 when the table stands or no router changed since the last
+ * call (unless `force`); or an error. */
+int mapper_primaries_elect(struct mapper *m, bool force, struct mapper_primary **out,
+			   size_t *nout, struct mapper_ids *routers) WM_MUST_CHECK;
+/* Replaces the table (v, n) and applies the ROUTES change of router id. */
+void mapper_primaries_apply(struct mapper *m, const struct mapper_primary *v, size_t n,
+			    int64_t id, uint64_t version);
 /* The payload of a STORE_CHANGE_POLICY change (malloc'd). */
 char *mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
 			    const int64_t *filter, size_t nfilter, const char *etag);

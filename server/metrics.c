@@ -94,10 +94,16 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 		    "wiremesh_replica_notify_lag_seconds{stat=\"last\"} %g\n"
 		    "wiremesh_replica_notify_lag_seconds{stat=\"max\"} %g\n"
 		    "# HELP wiremesh_replica_leader Roles this replica holds for the network (1 held).\n"
-		    "# TYPE wiremesh_replica_leader gauge\n"
-		    "wiremesh_replica_leader{role=\"ephemeral_cleanup\"} %d\n", rs.applied, rs.announced,
-		    rs.foreign_applied, (double)rs.lag_ms_last / 1000.0, (double)rs.lag_ms_max / 1000.0,
-		    rs.leader ? 1 : 0);
+		    "# TYPE wiremesh_replica_leader gauge\n", rs.applied, rs.announced,
+		    rs.foreign_applied, (double)rs.lag_ms_last / 1000.0, (double)rs.lag_ms_max / 1000.0);
+		/* one leader holds them all (replica.h) */
+		for (const char *p = REPLICA_ROLES; *p; ) {
+			size_t l = strcspn(p, ",");
+
+			r |= buf_printf(&b, "wiremesh_replica_leader{role=\"%.*s\"} %d\n", (int)l, p,
+			    rs.leader ? 1 : 0);
+			p += l + (p[l] == ',');
+		}
 	}
 	r |= buf_printf(&b, "# TYPE wiremesh_http_requests_total counter\n");
 	for (int c = 100; c <= 599; c++) {	/* status codes as codes, as Prometheus' own */

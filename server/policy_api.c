@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -20,6 +21,7 @@
 #include "policy/policy.h"
 #include "server/mapper.h"
 #include "server/policy_api.h"
+#include "server/replica.h"
 #include "server/routes.h"
 #include "server/server.h"
 
@@ -70,6 +72,10 @@ struct policy_state {
 	struct compiled *pub_c;
 	struct mapper_ids pub_full, pub_filt;
 	char pub_etag[48];	/* of the policy posted last */
+	/* Replicas, the leader: the policy file as last seen (stat). */
+	struct timespec file_mtim, file_ctim;
+	off_t file_size;
+	ino_t file_ino;
 };
 
 static int
@@ -596,6 +602,107 @@ load_file(struct server *s)
 	return 0;
 }
 
+/*
+ * Replicas: the leader loads the policy file and, when it differs from the
+ * policy stored last, stores it as a new version (by "policy_file"), which
+ * every other replica then loads from the database as it does a PUT's.
+ * Called with ps->lock.
+ */
+static int
+load_file_shared(struct server *s)
+{
+	struct policy_state *ps = s->policy;
+	struct store_policy latest, sp;
+	struct policy_diags d;
+	struct policy *pol = NULL;
+	char if_match[48] = "";
+	size_t len = 0;
+	char *text = read_policy_file(s->cfg.policy_file, POLICY_MAX_SIZE, &len);
+	int r;
+
+	if (text == NULL) {
+		log_error("msg=\"cannot read policy file (missing or over 1 MiB)\" path=%s",
+		    s->cfg.policy_file);
+		return ERR_IO;
+	}
+	policy_diags_init(&d);
+	if ((r = validate(s, text, len, &pol, &d)) != 0) {
+		log_diags(s->cfg.policy_file, &d);
+		policy_diags_cleanup(&d);
+		free(text);
+		return r;
+	}
+	policy_diags_cleanup(&d);
+	memset(&sp, 0, sizeof(sp));
+	make_etag(text, len, sp.etag);
+	if ((r = store_policy_latest(s->store, &latest)) == 0) {
+		str_copy(if_match, latest.etag, sizeof(if_match));
+		store_policy_cleanup(&latest);
+	} else if (r != ERR_NOT_FOUND) {
+		goto fail;
+	}
+	if (strcmp(if_match, sp.etag) != 0) {
+		sp.text = text;
+		sp.created_at = time_now_s();
+		str_copy(sp.created_by, "policy_file", sizeof(sp.created_by));
+		/* conditional: of two replicas that both believe they lead,
+		 * one stores it */
+		r = store_policy_insert_if(s->store, &sp, if_match[0] ? if_match : NULL);
+		if (r == ERR_PRECONDITION) {
+			log_info("msg=\"another replica stored a policy meanwhile; following it\"");
+			r = 0;
+			goto fail;
+		}
+		if (r != 0)
+			goto fail;
+		log_info("msg=\"policy file stored for every replica\" path=%s etag=%s version=%"
+		    PRId64, s->cfg.policy_file, sp.etag, sp.id);
+	}
+	if (strcmp(sp.etag, ps->etag) == 0) {	/* in force here already */
+		policy_free(pol);
+		free(text);
+		return 0;
+	}
+	install(s, pol, text, len);
+	log_info("msg=\"policy loaded\" path=%s rules=%zu grants=%zu tests=%zu", s->cfg.policy_file,
+	    policy_rule_count(pol), policy_grant_count(pol), policy_test_count(pol));
+	return 0;
+fail:
+	policy_free(pol);
+	free(text);
+	return r;
+}
+
+void
+policy_state_file_role(struct server *s, bool force)
+{
+	struct policy_state *ps = s->policy;
+	struct stat st;
+
+	if (ps == NULL || s->cfg.policy_file[0] == 0)
+		return;
+	if (stat(s->cfg.policy_file, &st) != 0)
+		memset(&st, 0, sizeof(st));	/* missing: reported when it is read */
+	pthread_mutex_lock(&ps->lock);
+	if (!force && st.st_mtim.tv_sec == ps->file_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == ps->file_mtim.tv_nsec &&
+	    st.st_ctim.tv_sec == ps->file_ctim.tv_sec &&
+	    st.st_ctim.tv_nsec == ps->file_ctim.tv_nsec &&
+	    st.st_size == ps->file_size && st.st_ino == ps->file_ino) {
+		pthread_mutex_unlock(&ps->lock);
+		return;
+	}
+	ps->file_mtim = st.st_mtim;
+	ps->file_ctim = st.st_ctim;
+	ps->file_size = st.st_size;
+	ps->file_ino = st.st_ino;
+	if (load_file_shared(s) != 0)
+		log_error("msg=\"policy file not loaded; the policy in force stays\" path=%s",
+		    s->cfg.policy_file);
+	pthread_mutex_unlock(&ps->lock);
+	policy_state_publish(s);
+}
+
 int
 policy_state_init(struct server *s)
 {
@@ -801,8 +908,10 @@ policy_state_follow_store(struct server *s)
 	struct policy_diags d;
 	struct policy *pol = NULL;
 
-	if (ps == NULL || s->cfg.policy_file[0])
-		return;	/* a policy file is each replica's own */
+	/* with a policy file, the leader stores what it reads there and the
+	 * others follow (a single server only reads its file) */
+	if (ps == NULL || (s->cfg.policy_file[0] && replica_leader(s->replica)))
+		return;
 	if (store_policy_latest(s->store, &sp) != 0)
 		return;
 	pthread_mutex_lock(&ps->lock);
@@ -830,6 +939,16 @@ policy_state_reload_file(struct server *s)
 {
 	if (s->cfg.policy_file[0] == 0) {
 		log_info("msg=\"no policy file configured; nothing to reload\"");
+		return;
+	}
+	if (s->replica != NULL) {	/* replicas: the leader's job */
+		if (!replica_leader(s->replica)) {
+			log_info("msg=\"policy file: the leader replica loads it (and checks it for "
+			    "changes every second); this one follows the database\" path=%s",
+			    s->cfg.policy_file);
+			return;
+		}
+		policy_state_file_role(s, true);
 		return;
 	}
 	pthread_mutex_lock(&s->policy->lock);

@@ -43,6 +43,10 @@ void policy_state_publish(struct server *s);
  * from this one's (timer thread; not with a policy file). */
 void policy_state_follow_store(struct server *s);
 void policy_state_reload_file(struct server *s);
+/* Replicas, the leader's job (every second; `force` when it takes the
+ * role): when the policy file changed (stat), loads it and stores it for
+ * every replica when it differs from the policy stored last. */
+void policy_state_file_role(struct server *s, bool force);
 
 /* The active policy's ETag ("\"hex\"", or "" with no policy). */
 void policy_state_etag(struct server *s, char out[static 48]);

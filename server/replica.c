@@ -57,9 +57,17 @@ apply_foreign(struct replica *r, const struct store_change *c)
 	switch (c->kind) {
 	case STORE_CHANGE_NODE:
 		if (store_node_get(s->store, c->node_id, &n) == 0) {
+			struct store_node old;
+			bool had = mapper_node_get(s->mapper, n.id, &old, NULL) == 0;
+
 			ipam_mark(s->ipam, &n.ipv4);
 			ipam_mark(s->ipam, &n.ipv6);
 			mapper_node_upsert(s->mapper, &n, c->version, NULL);
+			/* this replica's relay drops a replaced or expired key,
+			 * as the replica that made the change does */
+			if (had && (memcmp(old.node_key, n.node_key, KEY_LEN) != 0 ||
+			    (n.expires_at != 0 && n.expires_at <= time_now_s())))
+				server_relay_forget(s, old.node_key);
 		}
 		policy_state_dirty(s);
 		break;
@@ -70,9 +78,19 @@ apply_foreign(struct replica *r, const struct store_change *c)
 	case STORE_CHANGE_ONLINE:
 		mapper_online_apply(s->mapper, c->version, c->payload, NULL);
 		break;
-	case STORE_CHANGE_ROUTES:
-		mapper_routes_apply(s->mapper, c->node_id, c->version);
+	case STORE_CHANGE_ROUTES: {
+		/* the leader's election: the table as stored now (a later
+		 * election's table is only more current) */
+		struct mapper_primary *prim;
+		size_t nprim;
+
+		if (server_route_primaries_load(s, &prim, &nprim) == 0)
+			mapper_primaries_apply(s->mapper, prim, nprim, c->node_id, c->version);
+		else
+			mapper_routes_apply(s->mapper, c->node_id, c->version);
+		free(prim);
 		break;
+	}
 	case STORE_CHANGE_POLICY:
 		/* the policy text may have changed there: reloaded from the
 		 * store by the timer thread, which logs this replica's own
@@ -129,6 +147,16 @@ replica_catch_up(struct replica *r, uint64_t below)
 	}
 }
 
+void
+replica_applied_own(struct replica *r, uint64_t last)
+{
+	if (r == NULL)
+		return;
+	if (last > r->applied)
+		r->applied = last;
+	atomic_store(&r->applied_pub, r->applied);
+}
+
 /* Holds on to the role, or tries to take it; every second. */
 static void
 elect(struct replica *r)
@@ -137,12 +165,13 @@ elect(struct replica *r)
 		if (store_lease_check(r->lease) == 0)
 			return;
 		atomic_store(&r->leader, false);
-		log_warn("msg=\"lost the database session: no longer the replica that cleans up "
-		    "ephemeral nodes\"");
+		log_warn("msg=\"lost the database session: no longer the leader replica\" "
+		    "roles=" REPLICA_ROLES);
 	}
 	if (store_lease_try(r->lease, LEADER_KEY) == 1) {
 		atomic_store(&r->leader, true);
-		log_info("msg=\"this replica now cleans up idle ephemeral nodes for the network\"");
+		log_info("msg=\"this replica is now the leader: it does the singleton work for "
+		    "the network\" roles=" REPLICA_ROLES);
 	}
 }
 

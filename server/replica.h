@@ -36,18 +36,24 @@ void replica_free(struct replica *r);	/* stops the follower */
  * the foreign changes with versions below `below` (0: all), then records
  * `below` (when not 0) as applied: the caller applies that one itself. */
 void replica_catch_up(struct replica *r, uint64_t below);
+/* After replica_catch_up(r, first) by a transaction that appended several
+ * changes (first .. last, all applied by the caller): records `last`. */
+void replica_applied_own(struct replica *r, uint64_t last);
 
 /* A replica that cannot reach the database for this long ends its map
  * streams, so their clients reconnect (through the load balancer) to a
  * replica that can, and resume there by version. */
 enum { REPLICA_DB_LOST_S = 10 };
 
-/* Whether this replica does the network's singleton work now: the cleanup
- * of idle ephemeral nodes. One replica at a time holds the role (an advisory
- * lock on a session of its own, checked every second); when it dies or
- * loses the database, another takes it within about a second. Always true
- * on SQLite (r NULL). */
+/* Whether this replica does the network's singleton work now (one leader
+ * for all of it): the cleanup of idle ephemeral nodes, publishing node
+ * expiry, electing route primaries and loading the policy file. One replica
+ * at a time holds the role (an advisory lock on a session of its own,
+ * checked every second); when it dies or loses the database, another takes
+ * it within about a second. Always true on SQLite (r NULL). */
 bool replica_leader(struct replica *r);
+/* The roles, as in wiremesh_replica_leader{role=...} (docs/ha.md). */
+#define REPLICA_ROLES "ephemeral_cleanup,expiry,route_primary,policy_file"
 
 /* Whether another replica changed the policy since the last call (the
  * timer thread then reloads it from the store). */

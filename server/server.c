@@ -538,6 +538,10 @@ publish_expiry(struct server *s, int64_t id)
 		return r;
 	if ((r = store_node_get(s->store, id, &n)) == ERR_NOT_FOUND) {
 		r = 0;	/* deleted meanwhile */
+	} else if (r == 0 && n.expires_at != 0 && n.expires_at <= time_now_s() &&
+	    s->replica != NULL &&
+	    (r = store_node_expiry_published(s->store, id, n.expires_at)) != 0) {
+		r = r == 1 ? 0 : r;	/* replicas: a leader before this one told everyone */
 	} else if (r == 0 && n.expires_at != 0 && n.expires_at <= time_now_s()) {
 		if ((r = publish_node(s, &n, &n)) != 0)	/* commits */
 			return r;
@@ -1095,6 +1099,17 @@ load_state(struct server *s)
 	struct mapper_stats ms;
 	int r;
 
+	if (store_is_postgres(s->store)) {	/* the primaries the leader elected */
+		struct mapper_primary *prim;
+		size_t nprim;
+
+		if ((r = server_route_primaries_load(s, &prim, &nprim)) != 0)
+			goto out;
+		r = mapper_primaries_set(s->mapper, prim, nprim);
+		free(prim);
+		if (r != 0)
+			goto out;
+	}
 	if ((r = store_node_online_list(s->store, load_online, &lc)) != 0 ||
 	    (r = store_node_list(s->store, load_node, &lc)) != 0)
 		goto out;
@@ -1117,8 +1132,9 @@ load_state(struct server *s)
 		mapper_set_dns(s->mapper, s->dns_json, v);
 		pthread_mutex_unlock(&s->publish_lock);
 	}
+	/* replicas: the stored primaries stand; the leader elects anew */
 	pthread_mutex_lock(&s->publish_lock);
-	server_publish_done(s, &routers);
+	server_publish_done(s, store_is_postgres(s->store) ? NULL : &routers);
 	mapper_stats(s->mapper, &ms);
 	log_info("msg=\"map state loaded\" nodes=%zu online=%zu version=%" PRIu64
 	    " log_changes=%zu log_floor=%" PRIu64, ms.nodes, ms.online_nodes, ms.version,
@@ -1128,6 +1144,119 @@ out:
 	mapper_ids_free(&routers);
 	free(lc.dns);
 	return r;
+}
+
+struct prim_load {
+	struct mapper_primary *v;
+	size_t n, cap;
+};
+
+static int
+prim_row(void *ctx, const struct store_primary *p)
+{
+	struct prim_load *pl = ctx;
+	struct ip_prefix pfx;
+
+	if (prefix_parse(p->prefix, false, &pfx) != 0) {
+		log_warn("msg=\"unreadable route_primaries row; ignored\" prefix=\"%s\"", p->prefix);
+		return 0;
+	}
+	if (pl->n == pl->cap) {
+		size_t nc = pl->cap ? 2 * pl->cap : 16;
+		struct mapper_primary *t = realloc(pl->v, nc * sizeof(*t));
+
+		if (t == NULL)
+			return ERR_NOMEM;
+		pl->v = t;
+		pl->cap = nc;
+	}
+	pl->v[pl->n].p = pfx;
+	pl->v[pl->n++].node = p->node_id;
+	return 0;
+}
+
+int
+server_route_primaries_load(struct server *s, struct mapper_primary **out, size_t *n)
+{
+	struct prim_load pl = { 0 };
+	int r;
+
+	if ((r = store_route_primaries_list(s->store, prim_row, &pl)) != 0) {
+		free(pl.v);
+		pl.v = NULL;
+		pl.n = 0;
+	}
+	*out = pl.v;
+	*n = pl.n;
+	return r;
+}
+
+/*
+ * Replicas, the leader's job: elects the primary router of each subnet
+ * prefix from what this replica's mapper knows, and when that differs from
+ * the stored table, stores the new one with a ROUTES change for each router
+ * whose carried routes change, in one transaction; every replica (this one
+ * here, the others when they follow the change log) applies the table it
+ * reads with those changes. Returns 0, or an error (retried next tick).
+ */
+static int
+routes_elect_tick(struct server *s, bool force)
+{
+	struct mapper_ids routers = { 0 };
+	struct mapper_primary *np = NULL;
+	struct store_primary *sp = NULL;
+	uint64_t *vs = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = mapper_primaries_elect(s->mapper, force, &np, &n, &routers)) <= 0)
+		goto out;
+	if ((n > 0 && (sp = calloc(n, sizeof(*sp))) == NULL) ||
+	    (vs = calloc(routers.n, sizeof(*vs))) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		prefix_fmt(sp[i].prefix, &np[i].p);
+		sp[i].node_id = np[i].node;
+	}
+	if ((r = store_tx_begin(s->store)) != 0)
+		goto out;
+	if ((r = store_route_primaries_set(s->store, sp, n)) != 0) {
+		store_tx_rollback(s->store);
+		goto out;
+	}
+	pthread_mutex_lock(&s->publish_lock);
+	for (size_t i = 0; r == 0 && i < routers.n; i++)
+		r = store_change_append(s->store, STORE_CHANGE_ROUTES, routers.v[i], "", &vs[i]);
+	if (r != 0) {
+		store_tx_rollback(s->store);
+		pthread_mutex_unlock(&s->publish_lock);
+		goto out;
+	}
+	/* the other replicas' changes below ours first; ours are applied here */
+	replica_catch_up(s->replica, vs[0]);
+	replica_applied_own(s->replica, vs[routers.n - 1]);
+	if ((r = store_tx_commit(s->store)) != 0) {
+		pthread_mutex_unlock(&s->publish_lock);
+		goto out;
+	}
+	mapper_primaries_apply(s->mapper, np, n, routers.v[0], vs[0]);
+	for (size_t i = 1; i < routers.n; i++)
+		mapper_routes_apply(s->mapper, routers.v[i], vs[i]);
+	pthread_mutex_unlock(&s->publish_lock);
+	for (size_t i = 0; i < n; i++)
+		log_info("msg=\"route primary\" prefix=%s node_id=%" PRId64, sp[i].prefix,
+		    sp[i].node_id);
+	r = 0;
+out:
+	if (r < 0)
+		log_warn("msg=\"cannot store the route primaries; retrying\" err=\"%s\"", err_str(r));
+	free(np);
+	free(sp);
+	free(vs);
+	mapper_ids_free(&routers);
+	return r < 0 ? r : 0;
 }
 
 /* Publishes the online flags that changed since the last tick as one
@@ -1347,6 +1476,8 @@ server_new(const struct server_config *cfg, struct server **out)
 	mc.default_filter_json = default_filter;
 	mc.on_offline = on_offline;
 	mc.ctx = s;
+	/* replicas: online flags and route primaries are the network's */
+	mc.shared_primaries = mc.shared_online = store_is_postgres(s->store);
 	if ((r = mapper_new(&mc, &s->mapper)) != 0)
 		goto fail;
 	if ((r = load_state(s)) != 0)
@@ -1398,14 +1529,35 @@ timers(void *arg)
 	int64_t next_reap = time_mono_ms() + 1000;
 	int64_t next_online = time_mono_ms() + ONLINE_TICK_MS;
 	int64_t next_prune = time_mono_ms() + 60 * 1000;
-	int64_t expiry_checked = time_now_s();
+	int64_t expiry_checked = time_now_s(), next_policy_file = 0;
 	unsigned trims = 0;
+	bool leader = false, routes_retry = false;
 
 	while (!atomic_load(&s->stopping)) {
 		int64_t ids[256];
 		size_t n;
+		bool took;
 
 		usleep(50 * 1000);
+		/* Replicas: the singleton work is the leader's (replica.h); on
+		 * SQLite this server always is. A new leader looks back over
+		 * the retained change log for expiries nobody published (its
+		 * predecessor may have died first), elects the route primaries
+		 * and checks the policy file. */
+		took = replica_leader(s->replica) && !leader;
+		leader = replica_leader(s->replica);
+		if (took && s->replica) {
+			expiry_checked = time_now_s() - s->cfg.change_log_max_age_s;
+			routes_retry = true;
+			next_policy_file = 0;
+		}
+		if (leader && s->replica) {
+			routes_retry = routes_elect_tick(s, routes_retry) != 0;
+			if (time_mono_ms() >= next_policy_file) {
+				policy_state_file_role(s, took);
+				next_policy_file = time_mono_ms() + 1000;
+			}
+		}
 		if (time_mono_ms() >= next_online) {
 			online_tick(s);
 			next_online = time_mono_ms() + ONLINE_TICK_MS;
@@ -1423,7 +1575,8 @@ timers(void *arg)
 		if (time_mono_ms() >= next_reap) {
 			if ((n = http_reap_closed(s->http)) > 0)
 				log_debug("msg=\"map streams of vanished clients ended\" count=%zu", n);
-			server_expire_due(s, &expiry_checked);
+			if (leader)
+				server_expire_due(s, &expiry_checked);
 			if ((n = http_reap_slow(s->http)) > 0)
 				log_debug("msg=\"connections closed: request not in within "
 				    "request_timeout\" count=%zu", n);

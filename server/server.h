@@ -208,6 +208,10 @@ int server_node_set(struct server *s, const struct store_node *src, unsigned fie
 /* Enforces expiry by time (timer thread, every second): every node whose
  * expiry fell in (*checked_until, now] is published as expired. */
 void server_expire_due(struct server *s, int64_t *checked_until);
+/* Replicas: the stored route primaries (malloc'd array in *out). */
+struct mapper_primary;
+int server_route_primaries_load(struct server *s, struct mapper_primary **out, size_t *n)
+	WM_MUST_CHECK;
 /* Inside an open store transaction: appends one change, commits, and
  * returns its version with publish_lock held; the caller applies it to the
  * mapper, then calls server_publish_done(). On error the transaction is

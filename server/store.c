@@ -1061,6 +1061,89 @@ out:
 	return r;
 }
 
+/* pg_advisory_xact_lock key of expiry publishers: "wmexpiry" in ASCII. */
+#define EXPIRY_LOCK_KEY 0x776d657870697279LL
+
+int
+store_node_expiry_published(struct store *s, int64_t id, int64_t expires_at)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if (!db_in_tx(s->db)) {
+		r = ERR_PRECONDITION;
+		goto out;
+	}
+	/* a replica that lost the role but has not noticed yet waits here for
+	 * the new leader's transaction, then sees its change */
+	if (store_is_postgres(s) && (r = db_xact_lock(s->db, EXPIRY_LOCK_KEY)) != 0)
+		goto out;
+	if ((r = prepare(s, "SELECT COUNT(*) FROM changes WHERE kind = ? AND node_id = ? "
+	    "AND created_at >= ?", &st)) != 0)
+		goto out;
+	db_bind_int(st, 1, STORE_CHANGE_NODE);
+	db_bind_int(st, 2, id);
+	db_bind_int(st, 3, expires_at);
+	if (next_row(st, &r))
+		r = db_col_int(st, 0) > 0 ? 1 : 0;
+	else if (r == 0)
+		r = ERR_INTERNAL;
+	db_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_route_primaries_list(struct store *s, store_primary_cb cb, void *ctx)
+{
+	struct db_stmt *st = NULL;
+	struct store_primary p;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT prefix, node_id FROM route_primaries ORDER BY prefix", &st)) != 0)
+		goto out;
+	while (r == 0 && next_row(st, &r)) {
+		memset(&p, 0, sizeof(p));
+		col_text(st, 0, p.prefix, sizeof(p.prefix));
+		p.node_id = db_col_int(st, 1);
+		r = cb(ctx, &p);
+	}
+	db_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_route_primaries_set(struct store *s, const struct store_primary *v, size_t n)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if (!db_in_tx(s->db)) {
+		r = ERR_PRECONDITION;
+		goto out;
+	}
+	if ((r = prepare(s, "DELETE FROM route_primaries", &st)) != 0 ||
+	    (r = step_done(s, st, false)) != 0)
+		goto out;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if ((r = prepare(s, "INSERT INTO route_primaries(prefix, node_id) VALUES (?, ?)",
+		    &st)) != 0)
+			break;
+		bind_text(st, 1, v[i].prefix);
+		db_bind_int(st, 2, v[i].node_id);
+		r = step_done(s, st, false);
+	}
+out:
+	unlock(s);
+	return r;
+}
+
 /* pg_advisory_xact_lock key of policy writers: "wmpol" in ASCII. */
 #define POLICY_LOCK_KEY 0x776d706f6cLL
 

@@ -218,6 +218,23 @@ int store_node_set_last_seen(struct store *s, int64_t id, int64_t when) WM_MUST_
  * enforces expiry; *ids is allocated (free it). */
 int store_node_expiring(struct store *s, int64_t after, int64_t until, int64_t **ids,
 			size_t *n) WM_MUST_CHECK;
+/* Replicas (PostgreSQL): whether the expiry of node `id` at `expires_at`
+ * has been published, i.e. a NODE change of it was logged at or after that
+ * second (by the leader's expiry job, or any change made once it had
+ * expired). Inside a transaction, which it serialises with the other
+ * replicas' expiry jobs (advisory transaction lock). 1 yes, 0 no. */
+int store_node_expiry_published(struct store *s, int64_t id, int64_t expires_at) WM_MUST_CHECK;
+/* The elected primary router of each subnet prefix (route_primaries; the
+ * leader replica writes it, every replica reads it). */
+struct store_primary {
+	char prefix[64];	/* canonical CIDR text */
+	int64_t node_id;
+};
+typedef int (*store_primary_cb)(void *ctx, const struct store_primary *p);
+int store_route_primaries_list(struct store *s, store_primary_cb cb, void *ctx) WM_MUST_CHECK;
+/* Inside a transaction: replaces the whole table with these rows. */
+int store_route_primaries_set(struct store *s, const struct store_primary *v, size_t n)
+	WM_MUST_CHECK;
 typedef int (*store_node_cb)(void *ctx, const struct store_node *n);
 int store_node_list(struct store *s, store_node_cb cb, void *ctx) WM_MUST_CHECK;
 
