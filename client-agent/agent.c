@@ -133,10 +133,14 @@ agent_region_code_locked(struct agent *a, int region, char buf[static 16])
 
 /* ---- prefs ---- */
 
+/* The map stream's thread saves too (learned URLs): one writer at a time. */
+static pthread_mutex_t prefs_mu = PTHREAD_MUTEX_INITIALIZER;
+
 void
 agent_prefs_save(struct agent *a)
 {
 	char path[1024], tmp[1100];
+	json_t *urls = json_array();
 	json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:b, s:s, s:b}", "login_server", a->login_server,
 	    "hostname", a->hostname, "want_up", a->want_up, "logged_in", a->logged_in,
 	    "hostname_set", a->hostname_set, "advertise_tags", a->adv_tags,
@@ -145,15 +149,89 @@ agent_prefs_save(struct agent *a)
 
 	snprintf(path, sizeof(path), "%s/prefs.json", a->cfg.state_dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (j == NULL)
+	if (j == NULL || urls == NULL) {
+		json_decref(j);
+		json_decref(urls);
 		return;
+	}
+	pthread_mutex_lock(&a->mu);
+	for (size_t i = 0; i < a->nlearned; i++)
+		json_array_append_new(urls, json_string(a->learned[i]));
+	pthread_mutex_unlock(&a->mu);
+	json_object_set_new(j, "control_urls", urls);
+	pthread_mutex_lock(&prefs_mu);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || json_dumpfd(j, fd, JSON_COMPACT) != 0 || fsync(fd) != 0 ||
 	    rename(tmp, path) != 0)
 		log_warn("msg=\"cannot save prefs\" path=%s err=\"%s\"", path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
+	pthread_mutex_unlock(&prefs_mu);
 	json_decref(j);
+}
+
+/* Copies a JSON array of URL strings into a->learned-shaped storage. */
+static size_t
+learned_from_json(json_t *arr, char out[static AGENT_LEARNED_MAX][CONTROL_URL_MAX])
+{
+	size_t i, n = 0;
+	json_t *v;
+
+	json_array_foreach(arr, i, v) {
+		const char *u = json_string_value(v);
+
+		if (u == NULL || *u == 0 || strlen(u) >= CONTROL_URL_MAX ||
+		    (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0))
+			continue;
+		if (n == AGENT_LEARNED_MAX)
+			break;
+		str_copy(out[n++], u, CONTROL_URL_MAX);
+	}
+	return n;
+}
+
+void
+agent_apply_learned_locked(struct agent *a, struct control *c)
+{
+	const char *p[AGENT_LEARNED_MAX];
+
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < a->nlearned; i++)
+		p[i] = a->learned[i];
+	control_set_learned(c, p, a->nlearned);
+}
+
+void
+agent_forget_learned_locked(struct agent *a)
+{
+	a->nlearned = 0;
+}
+
+void
+agent_learn_urls(struct agent *a, json_t *urls)
+{
+	char got[AGENT_LEARNED_MAX][CONTROL_URL_MAX];
+	size_t n = learned_from_json(urls, got);
+	bool changed;
+
+	pthread_mutex_lock(&a->mu);
+	changed = n != a->nlearned;
+	for (size_t i = 0; !changed && i < n; i++)
+		changed = strcmp(got[i], a->learned[i]) != 0;
+	if (changed) {
+		memcpy(a->learned, got, n * sizeof(got[0]));
+		a->nlearned = n;
+		agent_apply_learned_locked(a, a->ctl);
+	}
+	pthread_mutex_unlock(&a->mu);
+	if (changed) {
+		char *t = json_dumps(urls, JSON_COMPACT);
+
+		log_info("msg=\"control servers announced by the map\" urls=%s", t ? t : "?");
+		free(t);
+		agent_prefs_save(a);
+	}
 }
 
 static void
@@ -179,6 +257,7 @@ prefs_load(struct agent *a)
 		str_copy(a->adv_tags, s, sizeof(a->adv_tags));
 	if (json_is_boolean(json_object_get(j, "accept_dns")))
 		a->accept_dns = json_is_true(json_object_get(j, "accept_dns"));
+	a->nlearned = learned_from_json(json_object_get(j, "control_urls"), a->learned);
 	json_decref(j);
 }
 

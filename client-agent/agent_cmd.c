@@ -45,6 +45,10 @@ make_control(struct agent *a, const char *url)
 	if (c != NULL) {
 		json_t *adv;
 
+		pthread_mutex_lock(&a->mu);
+		agent_apply_learned_locked(a, c);	/* the other replicas, last */
+		pthread_mutex_unlock(&a->mu);
+
 		/* Routes: advertised with register and endpoints; the agent's own
 		 * sockets marked so that an exit node's routes skip them. */
 		if (!a->rprefs_loaded) {
@@ -379,6 +383,11 @@ connect_locked(struct agent *a, const char *url, const char *authkey, bool login
 	}
 	if (a->ctl)
 		agent_stop_control(a);
+	if (strcmp(url, a->login_server) != 0) {	/* another network's servers */
+		pthread_mutex_lock(&a->mu);
+		agent_forget_learned_locked(a);
+		pthread_mutex_unlock(&a->mu);
+	}
 	if ((c = make_control(a, url)) == NULL) {
 		pthread_mutex_unlock(&a->ctl_mu);
 		return agent_reply_err("out of memory");
@@ -405,6 +414,7 @@ connect_locked(struct agent *a, const char *url, const char *authkey, bool login
 	a->needs_login = false;
 	a->control_err[0] = 0;
 	a->ctl = c;
+	agent_apply_learned_locked(a, c);	/* a map may have come meanwhile */
 	pthread_mutex_unlock(&a->mu);
 	if (control_start(c, 0) != 0) {
 		pthread_mutex_unlock(&a->ctl_mu);
@@ -631,6 +641,7 @@ agent_resume_main(void *arg)
 		if (r == 0 && control_start(c, 0) == 0) {
 			pthread_mutex_lock(&a->mu);
 			a->ctl = c;
+			agent_apply_learned_locked(a, c);
 			pthread_mutex_unlock(&a->mu);
 			pthread_mutex_unlock(&a->ctl_mu);
 			log_info("msg=\"reconnected to control server\" url=%s", a->login_server);
@@ -886,6 +897,23 @@ agent_cmd_status(struct agent *a)
 	    "backend_state", state, "health", health, "self", self, "peers", peers,
 	    "control", "url", a->login_server, "connected", a->control_connected,
 	    "error", a->control_err, "derp", "home", a->home_region, "connected", relay_up);
+	if (data && a->ctl) {
+		/* every control server the agent may use, in the order it tries
+		 * them: the --login-server list, then the replicas the map named */
+		char (*u)[CONTROL_URL_MAX] = malloc(2 * AGENT_LEARNED_MAX * sizeof(*u));
+		json_t *arr = json_array();
+		size_t n = 0, cur = 0;
+
+		if (u != NULL)
+			n = control_urls(a->ctl, u, 2 * AGENT_LEARNED_MAX, &cur);
+		for (size_t i = 0; arr && i < n; i++)
+			json_array_append_new(arr, json_string(u[i]));
+		json_object_set_new(json_object_get(data, "control"), "known_urls", arr);
+		if (n > 0)
+			json_object_set_new(json_object_get(data, "control"), "url_in_use",
+			    json_string(u[cur]));
+		free(u);
+	}
 	if (data)
 		agent_routes_status_locked(a, &b, self, data);
 	pthread_mutex_unlock(&a->mu);

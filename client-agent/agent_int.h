@@ -59,6 +59,7 @@ enum {
 	INBOX_LEN = 512,
 	INBOX_PKT = 1024,
 	MAX_WAITERS = 16,
+	AGENT_LEARNED_MAX = 8,	/* control URLs learned from the map */
 	NAME_MAX_LEN = 64,
 	TICK_MS = 50,
 	KEY_HASH_BITS = 13,		/* 8192 slots: at most half full */
@@ -163,6 +164,10 @@ struct agent {
 	bool user_acted;		/* an up or down came: the reconnect thread yields */
 	char control_err[512];
 	uint64_t netmaps, deltas;
+	/* The replicas' URLs the map announced ("control_urls"), under mu;
+	 * saved in prefs.json, tried after login_server's (control_client.h). */
+	char learned[AGENT_LEARNED_MAX][CONTROL_URL_MAX];
+	size_t nlearned;
 
 	/* routes (agent_routes.c): prefs and route_err under mu; ros only on
 	 * the control thread, or with the control client stopped */
@@ -220,6 +225,13 @@ struct apeer *agent_find_disco_locked(struct agent *a, const uint8_t key[static 
 struct apeer *agent_find_id_locked(struct agent *a, int64_t id, size_t *idx);
 const char *agent_region_code_locked(struct agent *a, int region, char buf[static 16]);
 void agent_prefs_save(struct agent *a);
+/* A map's "control_urls" (JSON array): remembered, saved and handed to the
+ * control client when they changed. */
+void agent_learn_urls(struct agent *a, json_t *urls);
+/* With mu held: gives c the learned URLs. */
+void agent_apply_learned_locked(struct agent *a, struct control *c);
+/* With mu held: forgets them (another network's server). */
+void agent_forget_learned_locked(struct agent *a);
 struct derp_client *agent_derp_get_locked(struct agent *a, int region, bool create);
 int agent_derp_send_locked(struct agent *a, int region, const uint8_t key[static KEY_LEN],
 		 const uint8_t *pkt, size_t len);

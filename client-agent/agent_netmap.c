@@ -432,6 +432,9 @@ agent_on_message(void *ctx, json_t *msg)
 
 	if (type == NULL)
 		return;
+	/* the replicas of this network (full maps and REPLICAS deltas) */
+	if (json_is_array(v = json_object_get(msg, "control_urls")))
+		agent_learn_urls(a, v);
 	if (strcmp(type, "full") == 0) {
 		apply_full(a, msg);
 		agent_dns_on_message(a, msg);

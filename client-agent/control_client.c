@@ -29,7 +29,7 @@ struct control {
 	char *url;			/* the URLs as given, comma-separated */
 	char *urls[CONTROL_URLS_MAX];	/* each, into url */
 	size_t nurls;
-	atomic_size_t cur;		/* the one in use */
+	atomic_size_t cur;		/* the one in use: urls, then learned */
 	struct control_keys keys;
 	struct control_callbacks cb;
 	atomic_bool stop;
@@ -44,6 +44,8 @@ struct control {
 	json_t *advertised;		/* routes sent with register/endpoints */
 	json_t *tags;			/* requested tags sent with register */
 	uint32_t fwmark;
+	char *learned[CONTROL_URLS_MAX];	/* the map's other replicas */
+	size_t nlearned;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -104,6 +106,8 @@ control_free(struct control *c)
 	json_decref(c->advertised);
 	json_decref(c->tags);
 	free(c->url);
+	for (size_t i = 0; i < c->nlearned; i++)
+		free(c->learned[i]);
 	wipe(&c->keys, sizeof(c->keys));
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->cond);
@@ -117,6 +121,86 @@ control_set_advertised(struct control *c, json_t *routes)
 	json_decref(c->advertised);
 	c->advertised = routes ? json_deep_copy(routes) : NULL;
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* URL i of the rotation (with c->lock): the given ones, then the learned. */
+static const char *
+url_at_locked(struct control *c, size_t i)
+{
+	return i < c->nurls ? c->urls[i] : c->learned[i - c->nurls];
+}
+
+/* The URL in use now, copied (the learned list may change meanwhile);
+ * returns its index and the rotation's length in *n. */
+static size_t
+url_pick(struct control *c, char *out, size_t outlen, size_t *n)
+{
+	size_t cur;
+
+	pthread_mutex_lock(&c->lock);
+	*n = c->nurls + c->nlearned;
+	cur = atomic_load(&c->cur) % *n;
+	str_copy(out, url_at_locked(c, cur), outlen);
+	pthread_mutex_unlock(&c->lock);
+	return cur;
+}
+
+static bool
+url_given(struct control *c, const char *u)
+{
+	for (size_t i = 0; i < c->nurls; i++)
+		if (strcmp(c->urls[i], u) == 0)
+			return true;
+	return false;
+}
+
+void
+control_set_learned(struct control *c, const char *const *urls, size_t n)
+{
+	char now[CONTROL_URL_MAX];
+	size_t cur;
+
+	pthread_mutex_lock(&c->lock);
+	cur = atomic_load(&c->cur) % (c->nurls + c->nlearned);
+	str_copy(now, url_at_locked(c, cur), sizeof(now));
+	for (size_t i = 0; i < c->nlearned; i++)
+		free(c->learned[i]);
+	c->nlearned = 0;
+	for (size_t i = 0; i < n && c->nlearned < CONTROL_URLS_MAX; i++) {
+		char *u = strdup(urls[i]);
+		size_t len;
+
+		if (u == NULL)
+			break;
+		for (len = strlen(u); len > 0 && u[len - 1] == '/'; len--)
+			u[len - 1] = 0;
+		if (*u == 0 || strlen(u) >= CONTROL_URL_MAX || url_given(c, u)) {
+			free(u);
+			continue;
+		}
+		c->learned[c->nlearned++] = u;
+	}
+	/* stay on the server in use (its place in the rotation may move) */
+	for (size_t i = 0; i < c->nurls + c->nlearned; i++)
+		if (strcmp(url_at_locked(c, i), now) == 0) {
+			atomic_store(&c->cur, i);
+			break;
+		}
+	pthread_mutex_unlock(&c->lock);
+}
+
+size_t
+control_urls(struct control *c, char (*out)[CONTROL_URL_MAX], size_t max, size_t *cur)
+{
+	size_t n;
+
+	pthread_mutex_lock(&c->lock);
+	n = c->nurls + c->nlearned;
+	*cur = atomic_load(&c->cur) % n;
+	for (size_t i = 0; i < n && i < max; i++)
+		str_copy(out[i], url_at_locked(c, i), CONTROL_URL_MAX);
+	pthread_mutex_unlock(&c->lock);
+	return n < max ? n : max;
 }
 
 void
@@ -241,8 +325,8 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	const char *ca = getenv("SSL_CERT_FILE");
 	struct curl_slist *h = NULL;
 	int64_t ts = time_now_s();
-	size_t cur = atomic_load(&c->cur) % c->nurls;
-	const char *base = c->urls[cur];
+	char base[CONTROL_URL_MAX];
+	size_t nurls, cur = url_pick(c, base, sizeof(base), &nurls);
 	CURLcode cr;
 	CURL *k;
 	int r;
@@ -303,13 +387,18 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	wipe(sig, sizeof(sig));
 	/* the next server for the next attempt, when this one is unreachable
 	 * or a proxy says it is gone */
-	if (c->nurls > 1 && !atomic_load(&c->stop) && ((cr != CURLE_OK && *status == 0) ||
+	if (nurls > 1 && !atomic_load(&c->stop) && ((cr != CURLE_OK && *status == 0) ||
 	    *status == 502 || *status == 503 || *status == 504)) {
 		size_t expect = cur;
 
-		if (atomic_compare_exchange_strong(&c->cur, &expect, (cur + 1) % c->nurls))
+		if (atomic_compare_exchange_strong(&c->cur, &expect, (cur + 1) % nurls)) {
+			char next[CONTROL_URL_MAX];
+			size_t n2;
+
+			(void)url_pick(c, next, sizeof(next), &n2);
 			log_info("msg=\"control server unreachable; trying the next\" url=%s next=%s",
-			    base, c->urls[(cur + 1) % c->nurls]);
+			    base, next);
+		}
 	}
 	if (*status >= 300) {
 		if (stream)	/* the body is a problem document, not lines */

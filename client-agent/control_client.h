@@ -29,6 +29,7 @@ enum {
 	CONTROL_BACKOFF_MAX_MS = 8000,
 	CONTROL_STALL_S = 100,		/* no byte for this long: the stream is dead */
 	CONTROL_WAIT_S = 40,		/* one interactive-login long-poll (server: 25 s) */
+	CONTROL_URL_MAX = 512,
 };
 
 struct control_keys {
@@ -113,6 +114,15 @@ int control_withdraw_routes(struct control *c, int timeout_s, char *why, size_t 
 /* SO_MARK for the client's sockets (0: none), so that policy routing can
  * keep control traffic off the tunnel (client-agent/routes.h). */
 void control_set_fwmark(struct control *c, uint32_t mark);
+
+/* The other replicas' URLs the map announced ("control_urls"): tried
+ * after the URLs given to control_new(), in order, when the server in use
+ * cannot be reached (or answers 502-504); duplicates of given URLs are
+ * left out, and a trailing "/" is dropped. Replaces the previous list. */
+void control_set_learned(struct control *c, const char *const *urls, size_t n);
+/* The rotation (given URLs, then learned), copied into out (at most max);
+ * *cur is the index of the one in use. Returns how many were copied. */
+size_t control_urls(struct control *c, char (*out)[CONTROL_URL_MAX], size_t max, size_t *cur);
 
 /* Last map version seen. */
 uint64_t control_version(struct control *c);

@@ -413,7 +413,8 @@ struct mnode {
 enum stage { ST_NONE, ST_HEAD, ST_PEERS, ST_TAIL, ST_QUEUE };
 
 /* One item of a replay: a subject at the version of its last change. */
-enum pwhat { P_PEER, P_SELF, P_REMOVED, P_ONLINE, P_FILTER, P_DNS, P_NODEISH, P_VIS, P_ADDED };
+enum pwhat { P_PEER, P_SELF, P_REMOVED, P_ONLINE, P_FILTER, P_DNS, P_NODEISH, P_VIS, P_ADDED,
+	P_REPLICAS };
 struct pitem {
 	uint64_t version;
 	int64_t id;
@@ -457,6 +458,7 @@ struct mapper {
 	char *derp_map;
 	char *default_filter;
 	char *dns;		/* the "dns" section */
+	char *control_urls;	/* JSON array: the replicas' URLs ("[]": none) */
 	pthread_mutex_t lock;
 
 	struct mnode **nodes;
@@ -952,10 +954,12 @@ mapper_new(const struct mapper_config *cfg, struct mapper **out)
 	m->derp_map = strdup(cfg->derp_map_json ? cfg->derp_map_json : "{\"Regions\":{}}");
 	m->default_filter = strdup(cfg->default_filter_json ? cfg->default_filter_json : "[]");
 	m->dns = strdup(cfg->dns_json ? cfg->dns_json : "{\"magic_dns\":false}");
+	m->control_urls = strdup("[]");
 	pthread_mutex_init(&m->lock, NULL);
 	m->version = cfg->version;
 	m->floor = cfg->floor;
-	if (m->derp_map == NULL || m->default_filter == NULL || m->dns == NULL || hgrow(m) != 0) {
+	if (m->derp_map == NULL || m->default_filter == NULL || m->dns == NULL || m->control_urls == NULL ||
+	    hgrow(m) != 0) {
 		mapper_free(m);
 		return ERR_NOMEM;
 	}
@@ -984,6 +988,7 @@ mapper_free(struct mapper *m)
 	free(m->derp_map);
 	free(m->default_filter);
 	free(m->dns);
+	free(m->control_urls);
 	free(m->prim);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
@@ -1623,6 +1628,59 @@ mapper_set_dns(struct mapper *m, const char *dns_json, uint64_t version)
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* The delta of a REPLICAS change, with m->lock. */
+static struct rbuf *
+replicas_delta(struct mapper *m, uint64_t version)
+{
+	size_t n = 96 + strlen(m->control_urls) + strlen(m->derp_map);
+	char *t = malloc(n);
+	struct rbuf *b = NULL;
+
+	if (t != NULL) {
+		int len = snprintf(t, n, "{\"type\":\"delta\",\"version\":%" PRIu64
+		    ",\"control_urls\":%s,\"derp_map\":%s}\n", version, m->control_urls, m->derp_map);
+
+		b = rbuf_new(t, (size_t)len, version);
+		free(t);
+	}
+	return b;
+}
+
+void
+mapper_set_replicas(struct mapper *m, const char *control_urls_json, const char *derp_map_json,
+		    uint64_t version)
+{
+	char *u = strdup(control_urls_json), *d = strdup(derp_map_json);
+	struct rbuf *b = NULL;
+
+	pthread_mutex_lock(&m->lock);
+	if (version != 0)
+		log_simple(m, version, STORE_CHANGE_REPLICAS, 0);
+	if (u != NULL && d != NULL) {
+		free(m->control_urls);
+		m->control_urls = u;
+		free(m->derp_map);
+		m->derp_map = d;
+		u = d = NULL;
+	}
+	if (version != 0) {
+		if ((b = replicas_delta(m, m->version)) != NULL) {
+			for (size_t i = 0; i < m->nnodes; i++)
+				for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
+					stream_push(s, b);
+			atomic_fetch_add(&m->deltas, 1);
+			rbuf_put(b);
+		} else {
+			for (size_t i = 0; i < m->nnodes; i++)
+				for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
+					stream_force_full(s);
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	free(u);
+	free(d);
+}
+
 /* ---- online flags ---- */
 
 char *
@@ -1957,6 +2015,9 @@ plan_build(struct mapper *m, int64_t viewer, uint64_t since, struct pitem **out,
 		case STORE_CHANGE_DNS:
 			r = plan_add(&v, &n, &cap, e->version, viewer, P_DNS);
 			break;
+		case STORE_CHANGE_REPLICAS:
+			r = plan_add(&v, &n, &cap, e->version, viewer, P_REPLICAS);
+			break;
 		case STORE_CHANGE_POLICY: {
 			const int64_t *vis;
 			uint32_t nvis;
@@ -2090,6 +2151,12 @@ plan_render(struct mstream *s)
 			    ",\"dns\":%s}\n", it->version, m->dns);
 			s->plan_i++;
 			break;
+		case P_REPLICAS:
+			r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64
+			    ",\"control_urls\":%s,\"derp_map\":%s}\n", it->version, m->control_urls,
+			    m->derp_map);
+			s->plan_i++;
+			break;
 		case P_FILTER: {
 			char *f = m->pol.filter ? m->pol.filter(m->pol_ctx, it->id) : NULL;
 
@@ -2164,12 +2231,14 @@ begin_full(struct mstream *s)
 	if ((s->snap = current_snap(m)) == NULL)
 		goto out;
 	filter = m->pol.filter ? m->pol.filter(m->pol_ctx, s->node_id) : NULL;
-	hl = 136 + mn->frag->len + strlen(m->derp_map) + strlen(m->dns) +
-	    strlen(filter ? filter : m->default_filter);
+	hl = 160 + mn->frag->len + strlen(m->derp_map) + strlen(m->dns) +
+	    strlen(m->control_urls) + strlen(filter ? filter : m->default_filter);
 	if ((head = malloc(hl)) != NULL) {
+		bool urls = strcmp(m->control_urls, "[]") != 0;
 		int n = snprintf(head, hl, "{\"type\":\"full\",\"version\":%" PRIu64
-		    ",\"self\":%.*s,\"derp_map\":%s,\"dns\":%s,\"filter\":%s,\"peers\":[",
+		    ",\"self\":%.*s,\"derp_map\":%s,\"dns\":%s,%s%s%s\"filter\":%s,\"peers\":[",
 		    m->version, (int)mn->frag->len, mn->frag->data, m->derp_map, m->dns,
+		    urls ? "\"control_urls\":" : "", urls ? m->control_urls : "", urls ? "," : "",
 		    filter ? filter : m->default_filter);
 
 		rbuf_put(s->cur);

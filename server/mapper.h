@@ -166,6 +166,12 @@ bool mapper_dns_differs(struct mapper *m, const char *dns_json);
 /* Applies a DNS change: replaces the "dns" section (copied) and sends
  * every stream a "dns" delta. */
 void mapper_set_dns(struct mapper *m, const char *dns_json, uint64_t version);
+/* Applies a REPLICAS change: replaces "control_urls" (a JSON array of
+ * strings; "[]" leaves it out of full maps) and "derp_map" (copied) and
+ * sends every stream one delta carrying both. version 0: only sets them
+ * (at start, before any stream). */
+void mapper_set_replicas(struct mapper *m, const char *control_urls_json, const char *derp_map_json,
+			 uint64_t version);
 
 /* Copies every node; *out is malloc'd (free it). */
 int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_MUST_CHECK;

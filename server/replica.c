@@ -18,6 +18,7 @@
 #include "server/mapper.h"
 #include "server/policy_api.h"
 #include "server/replica.h"
+#include "server/replica_list.h"
 #include "server/server.h"
 #include "server/store.h"
 
@@ -52,7 +53,8 @@ static void
 apply_foreign(struct replica *r, const struct store_change *c)
 {
 	struct server *s = r->s;
-	struct store_node n;
+	struct store_node n, gone;
+	bool had;
 
 	switch (c->kind) {
 	case STORE_CHANGE_NODE:
@@ -72,7 +74,10 @@ apply_foreign(struct replica *r, const struct store_change *c)
 		policy_state_dirty(s);
 		break;
 	case STORE_CHANGE_REMOVED:
+		had = mapper_node_get(s->mapper, c->node_id, &gone, NULL) == 0;
 		mapper_node_remove(s->mapper, c->node_id, c->version, c->payload, NULL);
+		if (had)	/* deleted there: this replica's relay drops it too */
+			server_relay_forget(s, gone.node_key);
 		policy_state_dirty(s);
 		break;
 	case STORE_CHANGE_ONLINE:
@@ -96,6 +101,9 @@ apply_foreign(struct replica *r, const struct store_change *c)
 		 * store by the timer thread, which logs this replica's own
 		 * POLICY change when it differs */
 		atomic_store(&r->policy_changed, true);
+		break;
+	case STORE_CHANGE_REPLICAS:
+		replica_list_apply(s, c->version, c->payload);
 		break;
 	default:
 		break;	/* DNS: each replica serves its own configuration */

@@ -35,6 +35,7 @@
 #include "server/policy_api.h"
 #include "server/replay.h"
 #include "server/replica.h"
+#include "server/replica_list.h"
 #include "server/secret.h"
 #include "server/server.h"
 #include "server/session.h"
@@ -651,7 +652,15 @@ derp_admit(void *ctx, const uint8_t nodekey[static KEY_LEN])
 {
 	struct server *s = ctx;
 
-	return mapper_node_key_known(s->mapper, nodekey, time_now_s()) ? 0 : ERR_FORBIDDEN;
+	if (mapper_node_key_known(s->mapper, nodekey, time_now_s()))
+		return 0;
+	/* Replicas: a node registered through another replica a moment ago
+	 * may not have reached this one's map yet; the shared store has it.
+	 * (The relay asks once per key and caches the verdict; the key was
+	 * proven by the client's handshake.) */
+	if (s->replica != NULL && store_node_key_valid(s->store, nodekey, time_now_s()) == 1)
+		return 0;
+	return ERR_FORBIDDEN;
 }
 
 static void
@@ -839,6 +848,45 @@ embedded_derp_map(const struct server_config *c, char **out)
 }
 
 static char start_error[600];	/* server_error() */
+
+/* What this server announces in the replica list (replica_list.h): the
+ * configured DERP map as the base of the shared one, its embedded relay's
+ * region (when it made the map itself), and its name there: the server_url,
+ * else "derp:HOST:PORT" of that region, else "" (no record). */
+static int
+replica_identity(struct server *s)
+{
+	json_t *dm = s->derp_map_json && s->cfg.derp_map_path[0] == 0 ?
+	    json_loads(s->derp_map_json, 0, NULL) : NULL;
+	json_t *rg = NULL, *node;
+	size_t n;
+	char rid[24];
+
+	s->derp_base_json = strdup(s->cfg.derp_map_path[0] && s->derp_map_json ?
+	    s->derp_map_json : "{\"Regions\":{}}");
+	if (s->derp_base_json == NULL) {
+		json_decref(dm);
+		return ERR_NOMEM;
+	}
+	snprintf(rid, sizeof(rid), "%" PRId64, s->cfg.derp_region_id);
+	if (dm != NULL && (rg = json_object_get(json_object_get(dm, "Regions"), rid)) != NULL &&
+	    (s->derp_region_json = json_dumps(rg, JSON_COMPACT)) == NULL) {
+		json_decref(dm);
+		return ERR_NOMEM;
+	}
+	n = strlen(s->cfg.server_url);
+	while (n > 0 && s->cfg.server_url[n - 1] == '/')
+		n--;
+	node = json_array_get(json_object_get(rg, "Nodes"), 0);
+	if (n > 0)
+		snprintf(s->replica_name, sizeof(s->replica_name), "%.*s", (int)n, s->cfg.server_url);
+	else if (node != NULL)
+		snprintf(s->replica_name, sizeof(s->replica_name), "derp:%s:%" JSON_INTEGER_FORMAT,
+		    json_string_value(json_object_get(node, "HostName")),
+		    json_integer_value(json_object_get(node, "DERPPort")));
+	json_decref(dm);
+	return 0;
+}
 
 /* ---- dispatch ---- */
 
@@ -1418,6 +1466,8 @@ server_new(const struct server_config *cfg, struct server **out)
 		s->derp_map_json = json_dumps(dm, JSON_COMPACT);
 		json_decref(dm);
 	}
+	if ((r = replica_identity(s)) != 0)
+		goto fail;
 	if ((r = store_open(cfg->db_path, &s->store)) != 0)
 		goto fail;
 	if ((r = ipam_new(&cfg->prefix4, &cfg->prefix6, &s->ipam)) != 0)
@@ -1484,6 +1534,11 @@ server_new(const struct server_config *cfg, struct server **out)
 		goto fail;
 	if ((r = policy_state_init(s)) != 0)
 		goto fail;
+	if ((r = replica_list_start(s, start_error, sizeof(start_error))) != 0) {
+		log_error("msg=\"cannot join the replica list\" err=\"%s\"", start_error);
+		goto fail;
+	}
+	s->replica_recorded = true;
 	if (cfg->derp) {
 		struct derp_server_config dc;
 
@@ -1530,6 +1585,7 @@ timers(void *arg)
 	int64_t next_online = time_mono_ms() + ONLINE_TICK_MS;
 	int64_t next_prune = time_mono_ms() + 60 * 1000;
 	int64_t expiry_checked = time_now_s(), next_policy_file = 0;
+	int64_t next_beat = time_mono_ms() + REPLICA_BEAT_S * 1000;
 	unsigned trims = 0;
 	bool leader = false, routes_retry = false;
 
@@ -1565,6 +1621,10 @@ timers(void *arg)
 		if (time_mono_ms() >= next_prune) {
 			prune_tick(s);
 			next_prune = time_mono_ms() + 60 * 1000;
+		}
+		if (time_mono_ms() >= next_beat) {
+			replica_list_tick(s);
+			next_beat = time_mono_ms() + REPLICA_BEAT_S * 1000;
 		}
 		if (replica_policy_changed(s->replica))
 			policy_state_follow_store(s);
@@ -1754,6 +1814,9 @@ server_free(struct server *s)
 	if (s->http) {
 		/* The timer thread reaps streams through s->http: it goes first. */
 		pthread_join(timer_thread, NULL);
+		/* the others stop announcing this replica at once */
+		if (s->replica_recorded && store_is_postgres(s->store))
+			replica_list_leave(s);
 		/* the follower wakes streams through the mapper: before HTTP */
 		replica_free(s->replica);
 		s->replica = NULL;
@@ -1771,6 +1834,8 @@ server_free(struct server *s)
 	ipam_free(s->ipam);
 	store_close(s->store);
 	free(s->derp_map_json);
+	free(s->derp_base_json);
+	free(s->derp_region_json);
 	free(s->dns_json);
 	pthread_mutex_destroy(&s->derp_lock);
 	pthread_mutex_destroy(&s->publish_lock);

@@ -944,6 +944,26 @@ out:
 }
 
 int
+store_node_key_valid(struct store *s, const uint8_t node_key[static KEY_LEN], int64_t now)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT 1 FROM nodes WHERE node_key = ? AND "
+	    "(expires_at IS NULL OR expires_at = 0 OR expires_at > ?)", &st)) != 0)
+		goto out;
+	db_bind_blob(st, 1, node_key, KEY_LEN);
+	db_bind_int(st, 2, now);
+	r = db_step(st);
+	r = r == DB_ROW ? 1 : r < 0 ? r : 0;
+	db_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
 store_node_name_taken(struct store *s, const char *name, int64_t except_id)
 {
 	struct db_stmt *st = NULL;
@@ -1817,6 +1837,145 @@ store_node_online_list(struct store *s, store_id_cb cb, void *ctx)
 		r = cb(ctx, db_col_int(st, 0));
 	db_finalize(st);
 out:
+	unlock(s);
+	return r;
+}
+
+/* ---- the replica list (migration 0008) ---- */
+
+int
+store_replica_beat(struct store *s, const struct store_replica *self, int64_t now,
+		   int64_t live_after, bool exclusive, char *clash, size_t clashlen)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	if (clashlen)
+		clash[0] = 0;
+	lock(s);
+	if (!db_in_tx(s->db)) {
+		r = ERR_PRECONDITION;
+		goto out;
+	}
+	/* one replica at a time from here to its commit */
+	if ((r = prepare(s, "UPDATE replica_list SET id = id WHERE id = 1", &st)) != 0 ||
+	    (r = step_done(s, st, true)) != 0)
+		goto out;
+	if (self->derp_region_id != 0 && !exclusive) {
+		if ((r = prepare(s, "SELECT name FROM replicas WHERE derp_region_id = ? AND name <> ? "
+		    "AND heartbeat_at >= ? ORDER BY name", &st)) != 0)
+			goto out;
+		db_bind_int(st, 1, self->derp_region_id);
+		bind_text(st, 2, self->name);
+		db_bind_int(st, 3, live_after);
+		if (next_row(st, &r)) {
+			col_text(st, 0, clash, clashlen);
+			r = ERR_EXISTS;
+		}
+		db_finalize(st);
+		if (r != 0)
+			goto out;
+	}
+	if ((r = prepare(s, exclusive ? "DELETE FROM replicas WHERE name <> ? OR heartbeat_at < ?" :
+	    "DELETE FROM replicas WHERE name <> ? AND heartbeat_at < ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, self->name);
+	db_bind_int(st, 2, live_after);
+	if ((r = step_done(s, st, false)) != 0)
+		goto out;
+	if ((r = prepare(s, "UPDATE replicas SET server_url = ?, derp_region_id = ?, derp_region = ?, "
+	    "heartbeat_at = ? WHERE name = ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, self->server_url);
+	db_bind_int(st, 2, self->derp_region_id);
+	bind_text(st, 3, self->derp_region ? self->derp_region : "");
+	db_bind_int(st, 4, now);
+	bind_text(st, 5, self->name);
+	if ((r = step_done(s, st, true)) != ERR_NOT_FOUND)
+		goto out;
+	if ((r = prepare(s, "INSERT INTO replicas(name, server_url, derp_region_id, derp_region, "
+	    "started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?)", &st)) != 0)
+		goto out;
+	bind_text(st, 1, self->name);
+	bind_text(st, 2, self->server_url);
+	db_bind_int(st, 3, self->derp_region_id);
+	bind_text(st, 4, self->derp_region ? self->derp_region : "");
+	db_bind_int(st, 5, self->started_at ? self->started_at : now);
+	db_bind_int(st, 6, now);
+	r = step_done(s, st, false);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_replica_list(struct store *s, int64_t live_after, store_replica_cb cb, void *ctx)
+{
+	struct db_stmt *st = NULL;
+	struct store_replica rep;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT name, server_url, derp_region_id, derp_region, started_at, "
+	    "heartbeat_at FROM replicas WHERE heartbeat_at >= ? ORDER BY name", &st)) != 0)
+		goto out;
+	db_bind_int(st, 1, live_after);
+	while (r == 0 && next_row(st, &r)) {
+		const char *t = db_col_text(st, 3);
+
+		memset(&rep, 0, sizeof(rep));
+		col_text(st, 0, rep.name, sizeof(rep.name));
+		col_text(st, 1, rep.server_url, sizeof(rep.server_url));
+		rep.derp_region_id = db_col_int(st, 2);
+		rep.derp_region = t ? t : "";
+		rep.started_at = db_col_int(st, 4);
+		rep.heartbeat_at = db_col_int(st, 5);
+		r = cb(ctx, &rep);
+	}
+	db_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_replica_publish(struct store *s, const char *list, bool *changed)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	*changed = false;
+	lock(s);
+	if (!db_in_tx(s->db)) {
+		r = ERR_PRECONDITION;
+		goto out;
+	}
+	if ((r = prepare(s, "UPDATE replica_list SET published = ? WHERE id = 1 AND published <> ?",
+	    &st)) != 0)
+		goto out;
+	bind_text(st, 1, list);
+	bind_text(st, 2, list);
+	r = step_done(s, st, true);
+	if (r == 0)
+		*changed = true;
+	else if (r == ERR_NOT_FOUND)
+		r = 0;
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_replica_leave(struct store *s, const char *name)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "DELETE FROM replicas WHERE name = ?", &st)) == 0) {
+		bind_text(st, 1, name);
+		r = step_done(s, st, false);
+	}
 	unlock(s);
 	return r;
 }

@@ -213,6 +213,11 @@ int store_node_delete(struct store *s, int64_t id) WM_MUST_CHECK;
 int store_node_disco_taken(struct store *s, const uint8_t disco_key[static KEY_LEN],
 			   const uint8_t machine_key[static KEY_LEN]) WM_MUST_CHECK;
 int store_node_name_taken(struct store *s, const char *name, int64_t except_id) WM_MUST_CHECK;
+/* 1 when a node has this node key and has not expired at `now`, 0 when
+ * none, or an error (relay admission on a replica that has not yet heard
+ * of a node registered through another). */
+int store_node_key_valid(struct store *s, const uint8_t node_key[static KEY_LEN],
+			 int64_t now) WM_MUST_CHECK;
 int store_node_set_last_seen(struct store *s, int64_t id, int64_t when) WM_MUST_CHECK;
 /* Ids of the nodes whose expiry is in (after, until], for the timer that
  * enforces expiry; *ids is allocated (free it). */
@@ -315,6 +320,9 @@ int store_session_purge(struct store *s, int64_t now, int64_t idle_s) WM_MUST_CH
  *                         mapper.h MAPPER_POLICY_VIS_*); plus "etag".
  *   STORE_CHANGE_ROUTES   node_id's carried routes (primary router) changed
  *   STORE_CHANGE_DNS      the map's "dns" section changed (read the config)
+ *   STORE_CHANGE_REPLICAS the live replicas changed; payload: the list
+ *                         (server/replica_list.h), which streams get as
+ *                         "control_urls" and the shared "derp_map"
  */
 enum store_change_kind {
 	STORE_CHANGE_NODE = 1,
@@ -323,6 +331,7 @@ enum store_change_kind {
 	STORE_CHANGE_POLICY = 4,
 	STORE_CHANGE_ROUTES = 5,
 	STORE_CHANGE_DNS = 6,
+	STORE_CHANGE_REPLICAS = 7,
 };
 
 struct store_change {
@@ -380,6 +389,34 @@ int store_lease_open(const char *url, struct store_lease **out) WM_MUST_CHECK;
 int store_lease_try(struct store_lease *l, int64_t key) WM_MUST_CHECK;
 int store_lease_check(struct store_lease *l) WM_MUST_CHECK;
 void store_lease_close(struct store_lease *l);
+
+/*
+ * The replica list (migration 0008): one row per live wiremesh-server.
+ * store_replica_beat(), inside a transaction: takes the list's row lock
+ * (replicas beat one at a time), refuses with ERR_EXISTS (and the other's
+ * name in `clash`) when another replica whose heartbeat is at or after
+ * `live_after` announces the same DERP region id, deletes the rows not
+ * live (all others too when `exclusive`: SQLite, one server per file), and
+ * writes this replica's row with heartbeat `now`.
+ * store_replica_list(): the live rows, by name.
+ * store_replica_publish(), inside a transaction: stores `list` as the one
+ * published; *changed false when it was already (nothing to publish).
+ * store_replica_leave(): deletes one row (a clean stop).
+ */
+struct store_replica {
+	char name[600];			/* server_url, else "derp:HOST:PORT" */
+	char server_url[512];
+	int64_t derp_region_id;		/* 0: no embedded relay region */
+	const char *derp_region;	/* JSON; borrowed ("" none) */
+	int64_t started_at, heartbeat_at;
+};
+int store_replica_beat(struct store *s, const struct store_replica *self, int64_t now,
+		       int64_t live_after, bool exclusive, char *clash, size_t clashlen) WM_MUST_CHECK;
+typedef int (*store_replica_cb)(void *ctx, const struct store_replica *r);
+int store_replica_list(struct store *s, int64_t live_after, store_replica_cb cb,
+		       void *ctx) WM_MUST_CHECK;
+int store_replica_publish(struct store *s, const char *list, bool *changed) WM_MUST_CHECK;
+int store_replica_leave(struct store *s, const char *name) WM_MUST_CHECK;
 
 /* Online backup of the whole SQLite database into `dest_path`.
  * PostgreSQL: ERR_UNPROCESSABLE (use pg_dump). */

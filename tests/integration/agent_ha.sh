@@ -5,7 +5,8 @@
 # two agents in namespaces logged in with `--login-server URL1,URL2`. Kill -9
 # the replica they use: both move to the other and resume there by version
 # (no full map), and the tunnel between them never stops (ping every 100 ms,
-# no gap over 1 s).
+# no gap over 1 s). A third agent, given only the first URL, learns the
+# second from the map ("control_urls") and moves there too.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 for b in wiremeshd wiremesh wiremesh-server; do
@@ -30,15 +31,16 @@ fail() {
 netns_setup
 netns_add_node 1 none
 netns_add_node 2 none
+netns_add_node 3 none
 mesh_ca control.test 203.0.113.1 203.0.113.3
 WIREMESH_API_KEY=$("$WM_BIN/wiremesh-server" apikeys create --db "$DBURL") || fail "apikeys create"
 export WIREMESH_API_KEY
 # metrics go to loopback clients only: each replica on a port of its own
-WIREMESH_METRICS_LISTEN=127.0.0.1:9091 mesh_start_control --db "$DBURL"
+WIREMESH_METRICS_LISTEN=127.0.0.1:9091 mesh_start_control --db "$DBURL" --server-url https://203.0.113.1
 R1=$CONTROL_PID
 mv "$T/control.log" "$T/control1.log"
 WIREMESH_METRICS_LISTEN=127.0.0.1:9092 CONTROL_IP=203.0.113.3 CONTROL_URL=https://203.0.113.3 \
-	mesh_start_control --db "$DBURL" \
+	mesh_start_control --db "$DBURL" --server-url https://203.0.113.3 \
 	--derp-hostname control2.test
 R2=$CONTROL_PID
 mv "$T/control.log" "$T/control2.log"
@@ -49,21 +51,30 @@ for i in 1 2; do
 	wm "$i" up --login-server "$URLS" --authkey "$AUTHKEY" --hostname "node$i" >"$T/up$i" 2>&1 ||
 		{ cat "$T/up$i"; fail "node $i: up failed"; }
 done
+mesh_start_agent 3
+wm 3 up --login-server https://203.0.113.1 --authkey "$AUTHKEY" --hostname node3 >"$T/up3" 2>&1 ||
+	{ cat "$T/up3"; fail "node 3: up failed"; }
 IP2=$(wm 2 ip -4) || fail "no address for node 2"
 wait_for 15 in_node 1 ping -c 1 -W 1 "$IP2" || fail "no tunnel between the nodes"
 streams() { in_inet curl -sf "http://127.0.0.1:909$1/metrics" | sed -n "s/^$2 //p"; }
-[ "$(streams 1 wiremesh_map_streams)" = 2 ] || fail "the agents are not on the first URL (streams: $(streams 1 wiremesh_map_streams))"
+[ "$(streams 1 wiremesh_map_streams)" = 3 ] || fail "the agents are not on the first URL (streams: $(streams 1 wiremesh_map_streams))"
 ok "two agents up with --login-server listing two replicas, on the first"
+known() { wm 3 status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["control"]; print(" ".join(c.get("known_urls", [])), c.get("url_in_use"))'; }
+[ "$(known)" = "https://203.0.113.1 https://203.0.113.3 https://203.0.113.1" ] ||
+	fail "node 3 did not learn the second replica from the map: $(known)"
+grep -q '"control_urls":\["https://203.0.113.1","https://203.0.113.3"\]' "$T/n3/state/prefs.json" ||
+	fail "node 3 did not save the learned URLs: $(cat "$T/n3/state/prefs.json")"
+ok "an agent given one URL learns the other replica from the map and saves it"
 
 ip netns exec "$(node_ns 1)" ping -D -i 0.1 -W 1 -w 60 "$IP2" >"$T/ping" 2>&1 &
 pp=$!; WM_PIDS+=("$pp")
 sleep 1	# the ping's own start; it runs through what follows
 resumes0=$(streams 2 wiremesh_map_resumes_total)
 kill -9 "$R1"
-on_second() { [ "$(streams 2 wiremesh_map_streams)" = 2 ]; }
-wait_for 30 on_second || fail "the agents did not move to the second replica"
+on_second() { [ "$(streams 2 wiremesh_map_streams)" = 3 ]; }
+wait_for 30 on_second || fail "the agents did not move to the second replica (node 3: $(known))"
 resumes=$(streams 2 wiremesh_map_resumes_total)
-[ $(( resumes - resumes0 )) -ge 2 ] || fail "the agents did not resume by version on the second replica (resumes $resumes0 -> $resumes)"
+[ $(( resumes - resumes0 )) -ge 3 ] || fail "the agents did not resume by version on the second replica (resumes $resumes0 -> $resumes)"
 [ "$(streams 2 wiremesh_map_full_total)" = 0 ] || fail "the second replica sent full maps: $(streams 2 wiremesh_map_full_total)"
 sleep 2
 kill -INT "$pp"; wait "$pp" 2>/dev/null
@@ -71,7 +82,8 @@ gap=$(awk -F'[][]' '/bytes from/ { t = $2 + 0; if (p && t - p > g) g = t - p; p 
 n=$(grep -c 'bytes from' "$T/ping")
 [ "$n" -ge 20 ] || fail "only $n pings answered"
 awk -v g="$gap" 'BEGIN { exit !(g < 1.0) }' || fail "the tunnel stopped for ${gap} s"
-ok "kill -9 of the replica: both agents moved to the other and resumed by version; $n pings, longest gap ${gap} s"
+[ "$(known)" = "https://203.0.113.1 https://203.0.113.3 https://203.0.113.3" ] || fail "node 3 is not on the learned replica: $(known)"
+ok "kill -9 of the replica: all three agents (one by the learned URL) moved to the other and resumed by version; $n pings, longest gap ${gap} s"
 
 CONTROL_URL=https://203.0.113.3 srv nodes list | grep -q node1 || fail "the surviving replica does not list node 1"
 ok "the surviving replica serves the network"

@@ -8,7 +8,11 @@
 # (deltas only); policy PUTs with the same If-Match on two replicas at once:
 # exactly one wins, the other gets 412; a policy stored through one replica
 # is in force on another; one replica cleans up ephemeral nodes and another
-# takes over when it is killed.
+# takes over when it is killed. The replica list: every map carries the
+# three replicas' URLs and a DERP map with each one's embedded region; a
+# node registered through replica 1 is admitted by replica 2's relay; a
+# replica announcing a region id a live one has is refused; a replica killed
+# drops out of the list once its record is stale, one stopped at once.
 . "$(dirname "$0")/lib.sh"
 
 pg_start
@@ -16,14 +20,15 @@ WIREMESH_API_KEY=$("$SRV" apikeys create --db "$PG_URL") || fail "apikeys create
 export WIREMESH_API_KEY
 
 # replica I: starts replica I on its own port; sets RURL[I], RPID[I]
-declare -a RURL RPID
+declare -a RURL RPID RPORT
 replica() {
 	local i=$1 port
 	port=$(free_port)
 	"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" --server-url "http://127.0.0.1:$port" \
-		--ephemeral-timeout 3s >>"$T/replica$i.log" 2>&1 &
+		--ephemeral-timeout 3s --derp --derp-region-id "90$i" --derp-hostname 127.0.0.1 \
+		>>"$T/replica$i.log" 2>&1 &
 	RPID[$i]=$!; WM_PIDS+=("${RPID[$i]}")
-	RURL[$i]=http://127.0.0.1:$port
+	RURL[$i]=http://127.0.0.1:$port RPORT[$i]=$port
 	wait_for 15 curl -sf "${RURL[$i]}/healthz" || fail "replica $i did not start: $(tail -5 "$T/replica$i.log")"
 }
 replica 1; replica 2; replica 3
@@ -74,6 +79,15 @@ m3=$!; WM_PIDS+=("$m3")
 wait_for 10 grep -q '"type":"full"' "$T/map2" || fail "no full map from replica 2"
 wait_for 10 grep -q '"type":"full"' "$T/map3" || fail "no full map from replica 3"
 node_at "$U1" joiner register --authkey "$AK" --hostname joiner >/dev/null || fail "register joiner on replica 1"
+# at once: replica 2's relay admits the key (its store has it, whether or
+# not its map has heard yet) and refuses a random one
+D=$WM_BIN/wiremesh-derper
+probe() { "$D" debug client --host 127.0.0.1 --dial 127.0.0.1 --port "$1" --plain --key "$2" --probe --timeout 8; }
+kj=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["node_private"])' "$T/joiner.json")
+out=$(probe "${RPORT[2]}" "$kj") || fail "replica 2's relay refused a node registered through replica 1: $out"
+[ "$out" = admitted ] || fail "replica 2's relay: $out"
+out=$(probe "${RPORT[2]}" "$("$D" debug genkey | sed 's/private=\([^ ]*\) .*/\1/')") && fail "replica 2's relay admitted a random key"
+[ "$out" = refused ] || fail "random key on replica 2's relay: $out"
 wait_for 5 sh -c "grep '\"peer_added\"' '$T/map2' | grep -q '\"name\":\"joiner\"'" || fail "replica 2's stream did not hear of the node registered on replica 1"
 wait_for 5 sh -c "grep '\"peer_added\"' '$T/map3' | grep -q '\"name\":\"joiner\"'" || fail "replica 3's stream did not hear of the node registered on replica 1"
 node_at "$U1" joiner endpoints 192.0.2.77:41641 >/dev/null || fail "endpoints via replica 1"
@@ -83,6 +97,29 @@ f=$(sed -n 's/^wiremesh_replica_foreign_changes_total //p' "$T/metrics2")
 [ "${f:-0}" -gt 0 ] || fail "replica 2 reports no foreign changes applied: $(grep replica "$T/metrics2")"
 grep -q '^wiremesh_replica_notify_lag_seconds{stat="max"} ' "$T/metrics2" || fail "no notify lag in /metrics"
 ok "a node registered on replica 1 appears in streams held by replicas 2 and 3, and its changes follow; /metrics shows it"
+
+# The replica list: the map names every replica and carries each one's
+# embedded DERP region; a fourth replica with a region id in use is refused.
+replicas_in() { # FILE [LINE]: prints the control_urls and the DERP region ids of that map line
+	python3 - "$@" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if '"control_urls"' in l]
+m = lines[int(sys.argv[2]) if len(sys.argv) > 2 else 0]
+print(" ".join(sorted(m["control_urls"])), "|", " ".join(sorted(m["derp_map"]["Regions"])))
+PY
+}
+want="$(printf '%s\n' "$U1" "$U2" "$U3" | sort | tr '\n' ' ')| 901 902 903"
+[ "$(replicas_in "$T/map2")" = "$want" ] || fail "replica 2's full map: $(replicas_in "$T/map2"), not $want"
+[ "$(replicas_in "$T/map3")" = "$want" ] || fail "replica 3's full map: $(replicas_in "$T/map3"), not $want"
+port=$(free_port)
+"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" --server-url "http://127.0.0.1:$port" \
+	--derp --derp-region-id 902 --derp-hostname 127.0.0.1 >"$T/clash.log" 2>&1 &
+cp=$!; WM_PIDS+=("$cp")
+wait_for 15 sh -c "! kill -0 $cp 2>/dev/null" || fail "a replica with the DERP region id of a live one started"
+wait "$cp" && fail "a replica with the DERP region id of a live one exited 0"
+grep -q "derp_region_id 902 is already the embedded DERP region of the live replica $U2" "$T/clash.log" ||
+	fail "no clear error for the region id clash: $(tail -3 "$T/clash.log")"
+ok "every map names the 3 replicas and carries their 3 embedded DERP regions; replica 2's relay admits a node registered through replica 1; a clashing region id is refused"
 
 # kill -9 of a replica: its client resumes on another by version, deltas only.
 v=$(grep -o '"version":[0-9]*' "$T/map3" | tail -1 | cut -d: -f2)
@@ -153,9 +190,21 @@ wait_for 15 gone eph2 || fail "no cleanup after the leader died"
 [ "$(pg_sql "SELECT COUNT(*) FROM nodes")" -gt 200 ] || fail "the cleanup removed more than ephemeral nodes"
 ok "one replica (of 1 and 2: $L) cleans up ephemeral nodes; after kill -9 of it, replica $F takes over"
 
-# The survivor stops cleanly (under ASan: no leak, no error at exit).
+# Replica 3 (killed a while ago) drops out of the list once its record is
+# stale; streams hear of it.
+node_at "${RURL[$F]}" n1 map --lines 100000 >"$T/mapF" 2>/dev/null &
+mf=$!; WM_PIDS+=("$mf")
+wait_for 10 grep -q '"type":"full"' "$T/mapF" || fail "no full map from replica $F"
+no3() { ! replicas_in "$T/mapF" -1 | grep -qF "$U3"; }
+wait_for 30 no3 || fail "replica 3 is still announced: $(replicas_in "$T/mapF" -1)"
+replicas_in "$T/mapF" -1 | grep -q ' 903' && fail "replica 3's DERP region is still announced"
+ok "a replica killed drops out of the map's replica list and DERP map once its record is stale"
+
+# The survivor stops cleanly (under ASan: no leak, no error at exit) and
+# leaves the list at once.
 kill -TERM "${RPID[$F]}"
 wait "${RPID[$F]}" || fail "replica $F did not exit cleanly on SIGTERM"
+pg_sql "SELECT published FROM replica_list" | grep -qF "${RURL[$F]}" && fail "replica $F still listed after a clean stop"
 ! grep -l 'Sanitizer\|runtime error:' "$T"/replica*.log 2>/dev/null ||
 	fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/replica*.log | head -20)"
 ok "replica $F stops cleanly"

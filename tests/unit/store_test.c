@@ -731,9 +731,88 @@ START_TEST(test_change_versions_across_restart)
 }
 END_TEST
 
+static int
+count_replica(void *ctx, const struct store_replica *r)
+{
+	char *names = ctx;
+
+	strcat(names, r->name);
+	strcat(names, r->derp_region[0] ? "+derp;" : ";");
+	return 0;
+}
+
+/* The replica list (migration 0008): records renewed and listed while
+ * live, a DERP region id refused while a live replica has it, publishing
+ * only what differs, a clean leave. */
+START_TEST(test_replica_list)
+{
+	struct store *s;
+	struct store_replica a = { .name = "https://c1", .server_url = "https://c1",
+	    .derp_region_id = 901, .derp_region = "{\"RegionID\":901}" };
+	struct store_replica b = { .name = "https://c2", .server_url = "https://c2",
+	    .derp_region_id = 901, .derp_region = "{\"RegionID\":901}" };
+	char clash[64], names[256] = "";
+	bool changed;
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	/* outside a transaction: refused */
+	ck_assert_int_eq(store_replica_beat(s, &a, 1000, 980, false, clash, sizeof(clash)),
+	    ERR_PRECONDITION);
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_replica_beat(s, &a, 1000, 980, false, clash, sizeof(clash)), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	/* the same region id from another replica while c1 is live */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_replica_beat(s, &b, 1010, 990, false, clash, sizeof(clash)),
+	    ERR_EXISTS);
+	ck_assert_str_eq(clash, "https://c1");
+	store_tx_rollback(s);
+	/* a region of its own: both listed, by name */
+	b.derp_region_id = 902;
+	b.derp_region = "{\"RegionID\":902}";
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_replica_beat(s, &b, 1010, 990, false, clash, sizeof(clash)), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	ck_assert_int_eq(store_replica_list(s, 990, count_replica, names), 0);
+	ck_assert_str_eq(names, "https://c1+derp;https://c2+derp;");
+	/* c1 not renewed: not live at 1030, then deleted by c2's beat */
+	names[0] = 0;
+	ck_assert_int_eq(store_replica_list(s, 1005, count_replica, names), 0);
+	ck_assert_str_eq(names, "https://c2+derp;");
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_replica_beat(s, &b, 1030, 1005, false, clash, sizeof(clash)), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	names[0] = 0;
+	ck_assert_int_eq(store_replica_list(s, 0, count_replica, names), 0);
+	ck_assert_str_eq(names, "https://c2+derp;");
+	/* publishing: once per difference */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_replica_publish(s, "[]", &changed), 0);
+	ck_assert(!changed);	/* the initial list */
+	ck_assert_int_eq(store_replica_publish(s, "[{\"name\":\"x\"}]", &changed), 0);
+	ck_assert(changed);
+	ck_assert_int_eq(store_replica_publish(s, "[{\"name\":\"x\"}]", &changed), 0);
+	ck_assert(!changed);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	/* exclusive (one server per SQLite file): the others go */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_replica_beat(s, &a, 1031, 1011, true, clash, sizeof(clash)), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	names[0] = 0;
+	ck_assert_int_eq(store_replica_list(s, 0, count_replica, names), 0);
+	ck_assert_str_eq(names, "https://c1+derp;");
+	ck_assert_int_eq(store_replica_leave(s, "https://c1"), 0);
+	names[0] = 0;
+	ck_assert_int_eq(store_replica_list(s, 0, count_replica, names), 0);
+	ck_assert_str_eq(names, "");
+	store_close(s);
+}
+END_TEST
+
 static void
 add_store_tests(TCase *tc)
 {
+	tcase_add_test(tc, test_replica_list);
 	tcase_add_test(tc, test_migrate_and_reopen);
 	tcase_add_test(tc, test_newer_db_refused);
 	tcase_add_test(tc, test_users);
