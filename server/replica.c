@@ -54,7 +54,6 @@ apply_foreign(struct replica *r, const struct store_change *c)
 {
 	struct server *s = r->s;
 	struct store_node n, gone;
-	bool had;
 
 	switch (c->kind) {
 	case STORE_CHANGE_NODE:
@@ -74,9 +73,10 @@ apply_foreign(struct replica *r, const struct store_change *c)
 		policy_state_dirty(s);
 		break;
 	case STORE_CHANGE_REMOVED:
-		had = mapper_node_get(s->mapper, c->node_id, &gone, NULL) == 0;
+		if (mapper_node_get(s->mapper, c->node_id, &gone, NULL) != 0)
+			gone.id = 0;
 		mapper_node_remove(s->mapper, c->node_id, c->version, c->payload, NULL);
-		if (had)	/* deleted there: this replica's relay drops it too */
+		if (gone.id != 0)	/* deleted there: this replica's relay drops it too */
 			server_relay_forget(s, gone.node_key);
 		policy_state_dirty(s);
 		break;
