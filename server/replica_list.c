@@ -129,6 +129,9 @@ beat(struct server *s, bool init, bool leave, char *why, size_t whylen)
 {
 	struct store_replica self;
 	int64_t now = time_now_s();
+	/* SQLite: one server, its record always live (no renewals to write) */
+	bool pg = store_is_postgres(s->store);
+	int64_t live_after = pg ? now - REPLICA_STALE_S : 0;
 	char clash[600];
 	json_t *list = json_array();
 	char *text = NULL;
@@ -148,15 +151,14 @@ beat(struct server *s, bool init, bool leave, char *why, size_t whylen)
 	if ((r = store_tx_begin(s->store)) != 0)
 		goto out;
 	r = leave ? store_replica_leave(s->store, self.name) :
-	    store_replica_beat(s->store, &self, now, now - REPLICA_STALE_S,
-	    !store_is_postgres(s->store), clash, sizeof(clash));
+	    store_replica_beat(s->store, &self, now, live_after, !pg, clash, sizeof(clash));
 	if (r == ERR_EXISTS) {
 		snprintf(why, whylen, "derp_region_id %" PRId64 " is already the embedded DERP region "
 		    "of the live replica %s: give each replica's embedded relay a region id of its own",
 		    self.derp_region_id, clash);
 	}
 	if (r == 0)
-		r = store_replica_list(s->store, now - REPLICA_STALE_S, list_row, list);
+		r = store_replica_list(s->store, live_after, list_row, list);
 	if (r == 0 && (text = json_dumps(list, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
 		r = ERR_NOMEM;
 	if (r == 0)
@@ -208,7 +210,11 @@ void
 replica_list_tick(struct server *s)
 {
 	char why[700] = "";
-	int r = beat(s, false, s->replica_name[0] == 0, why, sizeof(why));
+	int r;
+
+	if (!store_is_postgres(s->store))
+		return;	/* one server: its record was written at start */
+	r = beat(s, false, s->replica_name[0] == 0, why, sizeof(why));
 
 	if (r != 0 && !s->replica_beat_failing)
 		log_warn("msg=\"cannot renew this replica's record; retried every %d s\" err=\"%s\"",

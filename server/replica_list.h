@@ -16,8 +16,9 @@
  * {"name":N,"url":U,"derp":REGION} with "url" and "derp" present only when
  * set; replicas with neither are left out.
  *
- * SQLite: the same, for the one server that owns the file (other rows are
- * deleted): its own URL, if set, and its own region.
+ * SQLite: the same at start, for the one server that owns the file (other
+ * rows are deleted): its own URL, if set, and its own region; no renewals
+ * (nothing else reads the file).
  */
 #ifndef WM_REPLICA_LIST_H
 #define WM_REPLICA_LIST_H
@@ -38,7 +39,7 @@ enum {
  * publishes the list if it changed. ERR_EXISTS (why says which replica)
  * when a live replica announces the same embedded DERP region id. */
 int replica_list_start(struct server *s, char *why, size_t whylen) WM_MUST_CHECK;
-/* Timer thread: renews the record every REPLICA_BEAT_S seconds. */
+/* Timer thread: renews the record every REPLICA_BEAT_S seconds (PostgreSQL). */
 void replica_list_tick(struct server *s);
 /* A REPLICAS change another replica committed (the follower, in version
  * order, with publish_lock held). */
