@@ -150,6 +150,11 @@ beat(struct server *s, bool init, bool leave, char *why, size_t whylen)
 	self.started_at = s->replica_started_at;
 	if ((r = store_tx_begin(s->store)) != 0)
 		goto out;
+	if ((r = store_clock(s->store, &now)) != 0) {
+		store_tx_rollback(s->store);
+		goto out;
+	}
+	live_after = pg ? now - REPLICA_STALE_S : 0;
 	r = leave ? store_replica_leave(s->store, self.name) :
 	    store_replica_beat(s->store, &self, now, live_after, !pg, clash, sizeof(clash));
 	if (r == ERR_EXISTS) {

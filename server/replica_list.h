@@ -3,7 +3,7 @@
  * The replica list: every wiremesh-server on one database records itself
  * (its --server-url and the DERP region of its embedded relay, if any) and
  * renews that record every REPLICA_BEAT_S seconds; a record not renewed
- * for REPLICA_STALE_S seconds (by the reader's clock) is dropped. The live
+ * for REPLICA_STALE_S seconds (by the database's clock) is dropped. The live
  * list is published to the map streams as a REPLICAS change: full maps and
  * deltas carry "control_urls" (the replicas' URLs, so an agent enrolled
  * through one learns the others) and a "derp_map" that is this server's
@@ -31,8 +31,9 @@
 struct server;
 
 enum {
-	REPLICA_BEAT_S = 5,	/* each replica renews its record this often */
-	REPLICA_STALE_S = 20,	/* a record older than this is not live */
+	REPLICA_BEAT_S = 2,	/* each replica renews its record this often */
+	REPLICA_STALE_S = 10,	/* a record older than this (by the database's
+				 * clock) is not live */
 };
 
 /* At start, after the map state is loaded: records this replica and

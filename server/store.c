@@ -1979,3 +1979,27 @@ store_replica_leave(struct store *s, const char *name)
 	unlock(s);
 	return r;
 }
+
+int
+store_clock(struct store *s, int64_t *now)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	if (db_kind(s->db) != DB_POSTGRES) {
+		*now = time_now_s();
+		return 0;
+	}
+	lock(s);
+	if ((r = prepare(s, "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT)",
+	    &st)) == 0) {
+		r = ERR_DB;
+		if (next_row(st, &r)) {
+			*now = db_col_int(st, 0);
+			r = 0;
+		}
+		db_finalize(st);
+	}
+	unlock(s);
+	return r;
+}

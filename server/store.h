@@ -417,6 +417,10 @@ int store_replica_list(struct store *s, int64_t live_after, store_replica_cb cb,
 		       void *ctx) WM_MUST_CHECK;
 int store_replica_publish(struct store *s, const char *list, bool *changed) WM_MUST_CHECK;
 int store_replica_leave(struct store *s, const char *name) WM_MUST_CHECK;
+/* Unix seconds by the database's clock (PostgreSQL: one clock for every
+ * replica's heartbeats, whatever their own clocks say); SQLite: this
+ * machine's. */
+int store_clock(struct store *s, int64_t *now) WM_MUST_CHECK;
 
 /* Online backup of the whole SQLite database into `dest_path`.
  * PostgreSQL: ERR_UNPROCESSABLE (use pg_dump). */

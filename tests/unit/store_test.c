@@ -753,8 +753,12 @@ START_TEST(test_replica_list)
 	    .derp_region_id = 901, .derp_region = "{\"RegionID\":901}" };
 	char clash[64], names[256] = "";
 	bool changed;
+	int64_t now = 0;
 
 	ck_assert_int_eq(store_open(dburl, &s), 0);
+	/* the heartbeats' clock: the database's (here, the same machine's) */
+	ck_assert_int_eq(store_clock(s, &now), 0);
+	ck_assert_int_le(llabs(now - time_now_s()), 2);
 	/* outside a transaction: refused */
 	ck_assert_int_eq(store_replica_beat(s, &a, 1000, 980, false, clash, sizeof(clash)),
 	    ERR_PRECONDITION);
