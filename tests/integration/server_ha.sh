@@ -88,6 +88,15 @@ out=$(probe "${RPORT[2]}" "$kj") || fail "replica 2's relay refused a node regis
 [ "$out" = admitted ] || fail "replica 2's relay: $out"
 out=$(probe "${RPORT[2]}" "$("$D" debug genkey | sed 's/private=\([^ ]*\) .*/\1/')") && fail "replica 2's relay admitted a random key"
 [ "$out" = refused ] || fail "random key on replica 2's relay: $out"
+# and relays between two nodes registered through replicas 1 and 3
+key() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$T/$1.json" "$2"; }
+"$D" debug client --host 127.0.0.1 --dial 127.0.0.1 --port "${RPORT[2]}" --plain --key "$kj" \
+	--recv 1 --timeout 10 >"$T/recv.out" 2>&1 &
+rv=$!; WM_PIDS+=("$rv")
+wait_for 10 grep -q '^connected' "$T/recv.out" || fail "joiner not connected to replica 2's relay: $(cat "$T/recv.out")"
+"$D" debug client --host 127.0.0.1 --dial 127.0.0.1 --port "${RPORT[2]}" --plain --key "$(key n2 node_private)" \
+	--send "$(key joiner node_public)" --msg x --timeout 5 >/dev/null || fail "node 2 (registered through replica 3) cannot send through replica 2's relay"
+wait "$rv" || fail "replica 2's relay did not pass a packet between nodes registered through replicas 3 and 1: $(cat "$T/recv.out")"
 wait_for 5 sh -c "grep '\"peer_added\"' '$T/map2' | grep -q '\"name\":\"joiner\"'" || fail "replica 2's stream did not hear of the node registered on replica 1"
 wait_for 5 sh -c "grep '\"peer_added\"' '$T/map3' | grep -q '\"name\":\"joiner\"'" || fail "replica 3's stream did not hear of the node registered on replica 1"
 node_at "$U1" joiner endpoints 192.0.2.77:41641 >/dev/null || fail "endpoints via replica 1"
@@ -119,7 +128,7 @@ wait_for 15 sh -c "! kill -0 $cp 2>/dev/null" || fail "a replica with the DERP r
 wait "$cp" && fail "a replica with the DERP region id of a live one exited 0"
 grep -q "derp_region_id 902 is already the embedded DERP region of the live replica $U2" "$T/clash.log" ||
 	fail "no clear error for the region id clash: $(tail -3 "$T/clash.log")"
-ok "every map names the 3 replicas and carries their 3 embedded DERP regions; replica 2's relay admits a node registered through replica 1; a clashing region id is refused"
+ok "every map names the 3 replicas and carries their 3 embedded DERP regions; replica 2's relay admits a node registered through replica 1 and relays to it from one registered through replica 3; a clashing region id is refused"
 
 # kill -9 of a replica: its client resumes on another by version, deltas only.
 v=$(grep -o '"version":[0-9]*' "$T/map3" | tail -1 | cut -d: -f2)
