@@ -226,10 +226,13 @@ agent_learn_urls(struct agent *a, json_t *urls)
 	}
 	pthread_mutex_unlock(&a->mu);
 	if (changed) {
-		char *t = json_dumps(urls, JSON_COMPACT);
+		char line[AGENT_LEARNED_MAX * CONTROL_URL_MAX + 8] = "";
+		size_t len = 0;
 
-		log_info("msg=\"control servers announced by the map\" urls=%s", t ? t : "?");
-		free(t);
+		for (size_t i = 0; i < n; i++)
+			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s", i ? "," : "",
+			    got[i]);
+		log_info("msg=\"control servers announced by the map\" urls=\"%s\"", line);
 		agent_prefs_save(a);
 	}
 }

@@ -197,6 +197,61 @@ START_TEST(bad_input)
 }
 END_TEST
 
+/* "control_urls": learned from full maps and deltas (junk skipped), saved
+ * in prefs.json and loaded again, handed to the control client after its
+ * own URLs (duplicates and trailing slashes dropped), which stays on the
+ * server in use when the list changes. */
+START_TEST(learned_control_urls)
+{
+	char dir[] = "/tmp/wm-learn-XXXXXX", path[64], u[16][CONTROL_URL_MAX];
+	struct control_keys k = { 0 };
+	struct control_callbacks cb = { 0 };
+	struct control *c;
+	struct agent *b;
+	size_t n, cur;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	a->cfg.state_dir = dir;
+	c = control_new("https://a.test,https://b.test/", &k, &cb);
+	ck_assert_ptr_nonnull(c);
+	a->ctl = c;
+	full(json_array(), "[]");
+	ck_assert_uint_eq(a->nlearned, 0);
+	delta("control_urls", json_pack("[s, s, i, s, s, n]", "https://b.test", "https://c.test/", 5,
+	    "ftp://x.test", "https://d.test"));
+	ck_assert_uint_eq(a->nlearned, 3);
+	n = control_urls(c, u, 16, &cur);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(u[0], "https://a.test");
+	ck_assert_str_eq(u[1], "https://b.test");
+	ck_assert_str_eq(u[2], "https://c.test");
+	ck_assert_str_eq(u[3], "https://d.test");
+	ck_assert_uint_eq(cur, 0);
+	/* on the learned c.test; the list changes order: still on c.test */
+	atomic_store(&c->cur, 2);
+	delta("control_urls", json_pack("[s, s]", "https://d.test", "https://c.test"));
+	n = control_urls(c, u, 16, &cur);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(u[cur], "https://c.test");
+	/* saved, and a restarted agent has them */
+	snprintf(path, sizeof(path), "%s/prefs.json", dir);
+	b = calloc(1, sizeof(*b));
+	b->cfg.state_dir = dir;
+	prefs_load(b);
+	ck_assert_uint_eq(b->nlearned, 2);
+	ck_assert_str_eq(b->learned[0], "https://d.test");
+	ck_assert_str_eq(b->learned[1], "https://c.test");
+	free(b);
+	/* another network's server: forgotten */
+	agent_forget_learned_locked(a);
+	ck_assert_uint_eq(a->nlearned, 0);
+	a->ctl = NULL;
+	control_free(c);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 START_TEST(filter_fails_closed)
 {
 	uint8_t pkt[28] = { 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 100, 64, 0, 2, 100, 64, 0, 1,
@@ -224,6 +279,7 @@ agent_netmap_suite(void)
 	tcase_add_test(tc, full_then_deltas);
 	tcase_add_test(tc, bad_input);
 	tcase_add_test(tc, filter_fails_closed);
+	tcase_add_test(tc, learned_control_urls);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -472,6 +472,62 @@ START_TEST(test_slow_stream_resumes)
 }
 END_TEST
 
+/* A REPLICAS change: full maps carry "control_urls" only when there are
+ * some, and "derp_map"; every stream gets one delta with both; a stream
+ * resuming from before it gets that delta with the current lists. */
+START_TEST(test_replicas_change)
+{
+	struct mapper *m;
+	struct out o, live;
+	struct http_response resp;
+	enum mapper_start how;
+	char buf[4096];
+	ssize_t k;
+	json_t *d;
+
+	mk_node(&nodes[1], 1, "alice");
+	m = new_mapper(V0, V0);
+	ck_assert_int_eq(mapper_load(m, &nodes[1], false), 0);
+	mapper_set_replicas(m, "[]", "{\"Regions\":{}}", 0);	/* at start: nothing logged */
+	cur_version = V0;
+	ck_assert_int_eq(read_stream(m, 1, 0, &o), MAPPER_START_FULL);
+	ck_assert_ptr_null(json_object_get(o.msgs[0], "control_urls"));
+	out_free(&o);
+	/* a live stream, then the change */
+	memset(&resp, 0, sizeof(resp));
+	ck_assert_int_eq(mapper_stream_open(m, 1, V0, false, &resp, &how), 0);
+	resp.stream_ops->attach(resp.stream_ctx, NULL);
+	while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
+		;
+	mapper_set_replicas(m, "[\"https://c1\",\"https://c2\"]",
+	    "{\"Regions\":{\"901\":{\"RegionID\":901}}}", V0 + 1);
+	cur_version = V0 + 1;
+	k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf) - 1);
+	ck_assert_int_gt(k, 0);
+	buf[k] = 0;
+	d = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_uint_eq(ver(d), V0 + 1);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(d, "control_urls"), 1)),
+	    "https://c2");
+	ck_assert_ptr_nonnull(json_object_get(json_object_get(json_object_get(d, "derp_map"),
+	    "Regions"), "901"));
+	json_decref(d);
+	resp.stream_ops->close(resp.stream_ctx);
+	/* resume from before it: the delta; a full map: both sections */
+	ck_assert_int_eq(read_stream(m, 1, V0, &live), MAPPER_START_RESUME);
+	ck_assert_uint_eq(live.n, 1);
+	ck_assert_uint_eq(json_array_size(json_object_get(live.msgs[0], "control_urls")), 2);
+	out_free(&live);
+	ck_assert_int_eq(read_stream(m, 1, 0, &o), MAPPER_START_FULL);
+	ck_assert_uint_eq(json_array_size(json_object_get(o.msgs[0], "control_urls")), 2);
+	ck_assert_ptr_nonnull(json_object_get(json_object_get(json_object_get(o.msgs[0],
+	    "derp_map"), "Regions"), "901"));
+	out_free(&o);
+	mapper_free(m);
+}
+END_TEST
+
 Suite *
 mapper_suite(void)
 {
@@ -480,6 +536,7 @@ mapper_suite(void)
 
 	tcase_add_test(tc, test_resume_across_restart);
 	tcase_add_test(tc, test_slow_stream_resumes);
+	tcase_add_test(tc, test_replicas_change);
 	suite_add_tcase(s, tc);
 	return s;
 }
