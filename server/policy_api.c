@@ -659,6 +659,9 @@ load_file_shared(struct server *s)
 		    PRId64, s->cfg.policy_file, sp.etag, sp.id);
 	}
 	if (strcmp(sp.etag, ps->etag) == 0) {	/* in force here already */
+		if (strcmp(if_match, sp.etag) == 0)
+			log_info("msg=\"policy file unchanged\" path=%s etag=%s", s->cfg.policy_file,
+			    sp.etag);
 		policy_free(pol);
 		free(text);
 		return 0;

@@ -7,8 +7,14 @@
 # on 1; after kill -9 of a replica its client resumes on another by version
 # (deltas only); policy PUTs with the same If-Match on two replicas at once:
 # exactly one wins, the other gets 412; a policy stored through one replica
-# is in force on another; one replica cleans up ephemeral nodes and another
-# takes over when it is killed. The replica list: every map carries the
+# is in force on another. Singleton work (one leader replica): a node's
+# expiry reaches streams on every replica exactly once; route primaries are
+# the same on every replica and fail over when the primary router goes
+# offline; the leader's kill -9 moves every role (ephemeral cleanup shown at
+# work); a policy_file is stored once per change by the leader and followed
+# by the others. kill -9 of a replica during a burst of registrations: every
+# acknowledged node is in the database and that replica's streams resume on
+# the others by version (deltas only). The replica list: every map carries the
 # three replicas' URLs and a DERP map with each one's embedded region; a
 # node registered through replica 1 is admitted by replica 2's relay; a
 # replica announcing a region id a live one has is refused; a replica killed
@@ -25,7 +31,7 @@ replica() {
 	local i=$1 port
 	port=$(free_port)
 	"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" --server-url "http://127.0.0.1:$port" \
-		--ephemeral-timeout 3s --derp --derp-region-id "90$i" --derp-hostname 127.0.0.1 \
+		--ephemeral-timeout 3s --derp --derp-region-id "90$i" --derp-hostname 127.0.0.1 "${@:2}" \
 		>>"$T/replica$i.log" 2>&1 &
 	RPID[$i]=$!; WM_PIDS+=("${RPID[$i]}")
 	RURL[$i]=http://127.0.0.1:$port RPORT[$i]=$port
@@ -78,6 +84,14 @@ node_at "$U3" n1 map --lines 100000 >"$T/map3" 2>/dev/null &
 m3=$!; WM_PIDS+=("$m3")
 wait_for 10 grep -q '"type":"full"' "$T/map2" || fail "no full map from replica 2"
 wait_for 10 grep -q '"type":"full"' "$T/map3" || fail "no full map from replica 3"
+# Expiry (the leader's job): node "exp", registered on replica 1, its stream
+# on replica 2, expires within a second (set in the database, as node_expiry
+# would).
+node_at "$U1" exp register --authkey "$AK" --hostname exp >"$T/exp.reg" || fail "register exp"
+exp_id=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/exp.reg")
+"$WM_NODE" --server "$U2" --state "$T/exp.json" map >"$T/mapexp" 2>/dev/null & expm=$!; WM_PIDS+=("$expm")
+wait_for 10 grep -q '"type":"full"' "$T/mapexp" || fail "no full map for exp from replica 2"
+pg_sql "UPDATE nodes SET expires_at = EXTRACT(EPOCH FROM now())::bigint + 1 WHERE id = $exp_id" >/dev/null
 node_at "$U1" joiner register --authkey "$AK" --hostname joiner >/dev/null || fail "register joiner on replica 1"
 # at once: replica 2's relay admits the key (its store has it, whether or
 # not its map has heard yet) and refuses a random one
@@ -130,17 +144,57 @@ grep -q "derp_region_id 902 is already the embedded DERP region of the live repl
 	fail "no clear error for the region id clash: $(tail -3 "$T/clash.log")"
 ok "every map names the 3 replicas and carries their 3 embedded DERP regions; replica 2's relay admits a node registered through replica 1 and relays to it from one registered through replica 3; a clashing region id is refused"
 
-# kill -9 of a replica: its client resumes on another by version, deltas only.
+# The expiry reaches exp's own stream (its "self" says expired, the stream
+# ends) and the peers' streams on replicas 2 and 3, each exactly once: one
+# replica published it.
+wait_for 10 sh -c "grep '\"self\"' '$T/mapexp' | grep -q '\"expired\":true'" || fail "exp's stream on replica 2 did not hear of its expiry"
+wait_for 5 sh -c "! kill -0 $expm" || fail "exp's stream did not end after its expiry"
+expired_in() { grep '"peer_changed"' "$1" | grep "\"id\":$exp_id," | grep -c '"expired":true'; }
+wait_for 5 sh -c "grep '\"peer_changed\"' '$T/map3' | grep '\"id\":$exp_id,' | grep -q '\"expired\":true'" || fail "replica 3's stream did not hear of the expiry"
+
+# The expiry was published once (checked now, seconds later: the other
+# replicas had every chance to publish it too).
+[ "$(expired_in "$T/map2")" = 1 ] || fail "replica 2's stream heard of the expiry $(expired_in "$T/map2") times"
+[ "$(expired_in "$T/map3")" = 1 ] || fail "replica 3's stream heard of the expiry $(expired_in "$T/map3") times"
+n=$(pg_sql "SELECT COUNT(*) FROM changes c JOIN nodes n ON n.id = c.node_id WHERE c.kind = 1 AND n.id = $exp_id AND c.created_at >= n.expires_at")
+[ "$n" = 1 ] || fail "the expiry was logged $n times"
+ok "the expiry of a node registered on replica 1 reaches its stream on replica 2 (self, then the end) and peers on replicas 2 and 3, exactly once"
+
+# kill -9 of a replica under registration load: 60 registrations over the
+# three replicas, 12 at a time; replica 3 dies once a dozen are in. Every
+# registration answered 200/201 is in the database; the streams held by
+# replica 3 (n1's, joiner's) resume on replicas 2 and 1 by version, deltas
+# only, and hear of every acknowledged node.
+node_at "$U3" joiner map --lines 100000 >"$T/mapj" 2>/dev/null & WM_PIDS+=($!)
+wait_for 10 grep -q '"type":"full"' "$T/mapj" || fail "no full map for joiner from replica 3"
 v=$(grep -o '"version":[0-9]*' "$T/map3" | tail -1 | cut -d: -f2)
-[ -n "$v" ] || fail "no version seen on replica 3's stream"
+vj=$(grep -o '"version":[0-9]*' "$T/mapj" | tail -1 | cut -d: -f2)
+[ -n "$v" ] && [ -n "$vj" ] || fail "no version seen on replica 3's streams"
+base=$(pg_sql "SELECT COUNT(*) FROM nodes")
+seq 1 60 | xargs -P 12 -I{} sh -c '
+	i={}; r=$(( i % 3 + 1 ))
+	eval "url=\$U$r"
+	"$0" --server "$url" --state "$1/b$i.json" register --authkey "$2" --hostname "burst$i" >"$1/breg$i" 2>/dev/null ||
+		rm -f "$1/breg$i"
+' "$WM_NODE" "$T" "$AK" &
+burst=$!
+wait_for 15 sh -c "[ \$(psql -X -q -tA '$PG_URL' -c 'SELECT COUNT(*) FROM nodes') -ge $((base + 12)) ]" || fail "the registration burst did not start"
 kill -9 "${RPID[3]}"; t3=$SECONDS
-node_at "$U1" late register --authkey "$AK" --hostname late >/dev/null || fail "register while replica 3 is down"
-node_at "$U2" n1 map --since "$v" --lines 3 >"$T/resume" 2>/dev/null &
-rp=$!; WM_PIDS+=("$rp")
-wait_for 10 grep -q '"name":"late"' "$T/resume" || fail "resume on replica 2 missed the node registered meanwhile: $(head -c 600 "$T/resume")"
-grep -q '"type":"full"' "$T/resume" && fail "resume on another replica sent a full map"
+wait "$burst"
+acked=$(ls "$T"/breg* 2>/dev/null | wc -l)
+[ "$acked" -ge 40 ] || fail "only $acked of 60 registrations acknowledged (those on replicas 1 and 2 must all be)"
+names=$(cat "$T"/breg* | sed -E 's/.*"name":"([^"]*)".*/\1/' | sort)
+indb=$(pg_sql "SELECT name FROM nodes WHERE hostname LIKE 'burst%'" | sort)
+missing=$(comm -23 <(echo "$names") <(echo "$indb"))
+[ -z "$missing" ] || fail "acknowledged registrations missing from the database: $missing"
+node_at "$U2" n1 map --since "$v" --lines 100000 >"$T/resume" 2>/dev/null & WM_PIDS+=($!)
+node_at "$U1" joiner map --since "$vj" --lines 100000 >"$T/resumej" 2>/dev/null & WM_PIDS+=($!)
+all_in() { local n; for n in $names; do grep -q "\"name\":\"$n\"" "$1" || return 1; done; }
+wait_for 10 all_in "$T/resume" || fail "n1's resume on replica 2 missed acknowledged nodes: $(head -c 600 "$T/resume")"
+wait_for 10 all_in "$T/resumej" || fail "joiner's resume on replica 1 missed acknowledged nodes"
+grep -q '"type":"full"' "$T/resume" "$T/resumej" && fail "resume on another replica sent a full map"
 for i in 1 2; do kill -0 "${RPID[$i]}" || fail "replica $i died"; done
-ok "after kill -9 of replica 3 its client resumes on replica 2 by version (deltas only)"
+ok "kill -9 of replica 3 during 60 registrations: all $acked acknowledged are in the database; its two streams resume on replicas 2 and 1 by version (deltas only) with every one of them"
 
 # If-Match races across replicas.
 put() { # URL IF-MATCH FILE OUT: prints the status
@@ -171,8 +225,46 @@ printf '{ "acls": [{"action": "accept", "src": ["*"], "dst": ["*:4242"]}] }\n' >
 etag=$(pg_sql "SELECT etag FROM policies ORDER BY id DESC LIMIT 1")
 wait_for 5 sh -c "curl -sf -D - -o /dev/null -H 'Authorization: Bearer $WIREMESH_API_KEY' '$U2/api/v1/policy' | tr -d '\r' | grep -qF 'ETag: $etag'" ||
 	fail "replica 2 still serves the old policy"
-wait_for 5 grep -q '4242' "$T/map2" || fail "replica 2's stream did not get the new filter"
+wait_for 5 grep -q '"First":4242' "$T/map2" || fail "replica 2's stream did not get the new filter"
 ok "a policy stored through replica 1 is loaded by replica 2 and reaches its streams"
+
+# Route primaries (the leader elects them, every replica applies the stored
+# choice): routers r1 and r2 of 10.77.0.0/24 with their streams on replicas
+# 1 and 2; both replicas name r1 (lower id) until r1's stream ends, then r2,
+# in their REST answers and in the streams they hold (n1's resumed one on
+# replica 2, joiner's on replica 1).
+node_at "$U1" r1 register --authkey "$AK" --hostname r1 --routes 10.77.0.0/24 >"$T/r1.reg" || fail "register r1"
+node_at "$U2" r2 register --authkey "$AK" --hostname r2 --routes 10.77.0.0/24 >"$T/r2.reg" || fail "register r2"
+r1=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/r1.reg"); r2=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/r2.reg")
+"$SRV" --server "$U1" nodes approve-routes "$r1" 10.77.0.0/24 >/dev/null || fail "approve r1"
+"$SRV" --server "$U2" nodes approve-routes "$r2" 10.77.0.0/24 >/dev/null || fail "approve r2"
+# r1 online first: an online primary stays when another router comes
+is_online() { [ "$(pg_sql "SELECT online FROM nodes WHERE id = $1")" = 1 ]; }
+"$WM_NODE" --server "$U1" --state "$T/r1.json" map >/dev/null 2>&1 & r1m=$!; WM_PIDS+=("$r1m")
+wait_for 10 is_online "$r1" || fail "r1 not online"
+"$WM_NODE" --server "$U2" --state "$T/r2.json" map >/dev/null 2>&1 & WM_PIDS+=($!)
+wait_for 10 is_online "$r2" || fail "r2 not online"
+serving() { # URL ID: the node serves 10.77.0.0/24 according to that replica
+	curl -sf -H "Authorization: Bearer $WIREMESH_API_KEY" "$1/api/v1/nodes/$2/routes" |
+		grep -q '"serving":\["10.77.0.0/24"\]'
+}
+primary_is() { # ID OTHER: both replicas and the database name ID, neither OTHER
+	serving "$U1" "$1" && serving "$U2" "$1" && ! serving "$U1" "$2" && ! serving "$U2" "$2" &&
+		[ "$(pg_sql "SELECT node_id FROM route_primaries WHERE prefix = '10.77.0.0/24'")" = "$1" ]
+}
+told() { # FILE ID: the stream's last message about ID names it primary
+	grep -E '"(peer_added|peer_changed)"' "$1" | grep "\"id\":$2," | tail -1 | grep -q '"primary_routes":\["10.77.0.0/24"\]'
+}
+wait_for 10 primary_is "$r1" "$r2" || fail "replicas 1 and 2 do not both name r1 the primary: $(pg_sql "SELECT * FROM route_primaries")"
+wait_for 5 told "$T/resume" "$r1" || fail "n1's stream on replica 2 was not told r1 is primary"
+wait_for 5 told "$T/resumej" "$r1" || fail "joiner's stream on replica 1 was not told r1 is primary"
+kill "$r1m"
+wait_for 10 primary_is "$r2" "$r1" || fail "no failover to r2 on both replicas: $(pg_sql "SELECT * FROM route_primaries")"
+for f in resume resumej; do
+	wait_for 5 told "$T/$f" "$r2" || fail "stream $f was not told r2 is primary"
+	told "$T/$f" "$r1" && fail "stream $f still names r1 primary"
+done
+ok "route primaries: replicas 1 and 2 (REST and streams held on each) name the same primary, and both fail over to r2 when r1 goes offline"
 
 # Singleton work: one replica cleans up idle ephemeral nodes; when it dies,
 # another takes over within seconds.
@@ -197,7 +289,14 @@ wait_for 10 sh -c "curl -sf '${RURL[$F]}/metrics' | grep -q '^wiremesh_replica_l
 node_at "${RURL[$F]}" eph2 register --authkey "$EK" --hostname eph2 >/dev/null || fail "register eph2"
 wait_for 15 gone eph2 || fail "no cleanup after the leader died"
 [ "$(pg_sql "SELECT COUNT(*) FROM nodes")" -gt 200 ] || fail "the cleanup removed more than ephemeral nodes"
-ok "one replica (of 1 and 2: $L) cleans up ephemeral nodes; after kill -9 of it, replica $F takes over"
+roles="ephemeral_cleanup expiry route_primary policy_file"
+all_roles() { # URL: holds every role
+	local m r; m=$(curl -sf "$1/metrics") || return 1
+	for r in $roles; do grep -q "^wiremesh_replica_leader{role=\"$r\"} 1" <<<"$m" || return 1; done
+}
+all_roles "${RURL[$F]}" || fail "replica $F does not hold every role: $(curl -sf "${RURL[$F]}/metrics" | grep leader)"
+ok "one replica (of 1 and 2: $L) cleans up ephemeral nodes; after kill -9 of it, replica $F takes over, with every role"
+
 
 # Replica 3 (killed a while ago) drops out of the list once its record is
 # stale; streams hear of it.
@@ -210,11 +309,47 @@ wait_for 30 no3 || fail "replica 3 is still announced: $(replicas_in "$T/mapF" -
 replicas_in "$T/mapF" -1 | grep -q ' 903' && fail "replica 3's DERP region is still announced"
 ok "a replica killed drops out of the map's replica list and DERP map once its record is stale ($((SECONDS - t0)) s waited here, $((SECONDS - t3)) s after the kill)"
 
-# The survivor stops cleanly (under ASan: no leak, no error at exit) and
-# leaves the list at once.
+# policy_file (the leader's job): replicas 4 and 5 have the same file. When
+# replica F stops (cleanly, leaving the replica list at once), one of them leads and stores the file's policy for every
+# replica; a change of the file is stored once (by the leader, which checks
+# the file every second) and followed by the other replica and its streams;
+# SIGHUP stores nothing new.
+printf '{ "acls": [{"action": "accept", "src": ["*"], "dst": ["*:5151"]}] }\n' >"$T/pf.hujson"
+replica 4 --policy-file "$T/pf.hujson"; replica 5 --policy-file "$T/pf.hujson"
 kill -TERM "${RPID[$F]}"
 wait "${RPID[$F]}" || fail "replica $F did not exit cleanly on SIGTERM"
 pg_sql "SELECT published FROM replica_list" | grep -qF "${RURL[$F]}" && fail "replica $F still listed after a clean stop"
+leads() { all_roles "${RURL[4]}" && ! all_roles "${RURL[5]}" && echo 4 || { all_roles "${RURL[5]}" && ! all_roles "${RURL[4]}" && echo 5; }; }
+wait_for 10 leads || fail "neither replica 4 nor 5 took every role after replica $F stopped"
+P=$(leads); Q=$(( 9 - P ))
+file_rows() { pg_sql "SELECT COUNT(*) FROM policies WHERE created_by = 'policy_file'"; }
+wait_for 5 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c \"SELECT COUNT(*) FROM policies WHERE created_by = 'policy_file'\")\" = 1 ]" ||
+	fail "the new leader (replica $P) did not store the policy file"
+node_at "${RURL[$Q]}" n1 map --lines 100000 >"$T/mapq" 2>/dev/null & WM_PIDS+=($!)
+wait_for 10 grep -q '"type":"full"' "$T/mapq" || fail "no full map from replica $Q"
+grep -q '"First":5151' "$T/mapq" || fail "replica $Q's stream does not have the file's policy"
+printf '{ "acls": [{"action": "accept", "src": ["*"], "dst": ["*:6262"]}] }\n' >"$T/pf.hujson"
+wait_for 5 grep -q '"First":6262' "$T/mapq" || fail "replica $Q's stream did not get the changed policy file"
+etag=$(pg_sql "SELECT etag FROM policies ORDER BY id DESC LIMIT 1")
+for i in 4 5; do
+	curl -sf -D - -o /dev/null -H "Authorization: Bearer $WIREMESH_API_KEY" "${RURL[$i]}/api/v1/policy" |
+		tr -d '\r' | grep -qF "ETag: $etag" || fail "replica $i does not serve the policy file's new version"
+done
+kill -HUP "${RPID[4]}" "${RPID[5]}"
+wait_for 5 grep -q 'policy file unchanged' "$T/replica$P.log" || fail "the leader did not reload on SIGHUP"
+wait_for 5 grep -q 'the leader replica loads it' "$T/replica$Q.log" || fail "replica $Q did not defer to the leader on SIGHUP"
+[ "$(file_rows)" = 2 ] || fail "$(file_rows) policy versions stored from the file, not 2 (one per change)"
+[ "$(grep -c 'policy file stored for every replica' "$T/replica$P.log")" = 2 ] || fail "the leader stored the file other than once per change"
+[ "$(grep -c 'policy changed through another replica' "$T/replica$Q.log")" = 1 ] || fail "replica $Q loaded the change other than once"
+! grep -q 'policy file stored' "$T/replica$Q.log" || fail "replica $Q stored the policy file without the role"
+ok "policy_file: the leader (replica $P) stores each version once; replica $Q and its streams follow; SIGHUP stores nothing new"
+
+# kill -9 of that leader: replica Q takes every role; it stops cleanly
+# (under ASan: no leak, no error at exit).
+kill -9 "${RPID[$P]}"
+wait_for 10 all_roles "${RURL[$Q]}" || fail "replica $Q did not take every role after replica $P was killed"
+kill -TERM "${RPID[$Q]}"
+wait "${RPID[$Q]}" || fail "replica $Q did not exit cleanly on SIGTERM"
 ! grep -l 'Sanitizer\|runtime error:' "$T"/replica*.log "$T"/clash.log 2>/dev/null ||
 	fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/replica*.log "$T"/clash.log | head -20)"
-ok "replica $F stops cleanly"
+ok "after kill -9 of the leader (replica $P), replica $Q holds every role; replicas stop cleanly"
