@@ -466,7 +466,20 @@ register_post(struct control *c, const char *path, char *text, long timeout_s, j
 		return ERR_NOMEM;
 	}
 	buf_init(&sink.data, 1 << 20);
-	r = post(c, path, text, false, &sink, &status, why, whylen);
+	/* Each server of the rotation once, while they cannot be reached: a
+	 * caller that makes a new client per attempt (a restarted agent) still
+	 * gets past a dead first URL. */
+	for (size_t tries = 1; ; tries++) {
+		size_t before = atomic_load(&c->cur), n;
+
+		buf_reset(&sink.data);
+		r = post(c, path, text, false, &sink, &status, why, whylen);
+		pthread_mutex_lock(&c->lock);
+		n = c->nurls + c->nlearned;
+		pthread_mutex_unlock(&c->lock);
+		if (r == 0 || atomic_load(&c->cur) == before || tries >= n || atomic_load(&c->stop))
+			break;
+	}
 	free_secret(text);
 	if (r == 0) {
 		*resp = json_loadb((const char *)sink.data.data, sink.data.len, 0, NULL);

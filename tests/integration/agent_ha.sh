@@ -6,7 +6,8 @@
 # the replica they use: both move to the other and resume there by version
 # (no full map), and the tunnel between them never stops (ping every 100 ms,
 # no gap over 1 s). A third agent, given only the first URL, learns the
-# second from the map ("control_urls") and moves there too.
+# second from the map ("control_urls") and moves there too, and after a
+# restart reconnects through it while the first is still down.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 for b in wiremeshd wiremesh wiremesh-server; do
@@ -87,5 +88,15 @@ ok "kill -9 of the replica: all three agents (one by the learned URL) moved to t
 
 CONTROL_URL=https://203.0.113.3 srv nodes list | grep -q node1 || fail "the surviving replica does not list node 1"
 ok "the surviving replica serves the network"
+
+# node 3 restarted while its one --login-server URL is dead: it reconnects
+# through the replica it learned (kept in prefs.json).
+kill -TERM "${AGENT_PID[3]}"; wait "${AGENT_PID[3]}" 2>/dev/null
+rm -f "$T/n3/sock"
+mesh_start_agent 3
+back3() { wm 3 status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["control"]; sys.exit(not (c["connected"] and c.get("url_in_use") == "https://203.0.113.3"))'; }
+wait_for 20 back3 || fail "restarted node 3 did not reconnect through the learned replica: $(known)"
+wait_for 10 in_node 3 ping -c 1 -W 1 "$IP2" || fail "no tunnel from the restarted node 3"
+ok "restarted while its only --login-server URL is down, an agent reconnects through the replica it learned"
 ! grep -l 'Sanitizer\|runtime error:' "$T"/n*/agent.log "$T"/control*.log 2>/dev/null ||
 	fail "sanitizer report: $(grep -h -A5 'Sanitizer\|runtime error:' "$T"/n*/agent.log "$T"/control*.log | head -20)"
