@@ -104,6 +104,10 @@ metrics_handle(struct server *s, struct http_request *req, struct http_response 
 			    rs.leader ? 1 : 0);
 			p += l + (p[l] == ',');
 		}
+		r |= buf_printf(&b, "# HELP wiremesh_replica_list_size Live replicas in the replica "
+		    "list this replica announces (those with a URL or an embedded relay region).\n"
+		    "# TYPE wiremesh_replica_list_size gauge\nwiremesh_replica_list_size %u\n",
+		    atomic_load(&s->replica_list_size));
 	}
 	r |= buf_printf(&b, "# TYPE wiremesh_http_requests_total counter\n");
 	for (int c = 100; c <= 599; c++) {	/* status codes as codes, as Prometheus' own */

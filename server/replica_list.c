@@ -45,7 +45,7 @@ list_row(void *ctx, const struct store_replica *r)
  * in list order; the configured DERP map plus each listed region whose id
  * it does not name (the configured map wins), and this replica's own. */
 static int
-compose(struct server *s, const char *payload, char **urls_out, char **derp_out)
+compose(struct server *s, const char *payload, char **urls_out, char **derp_out, size_t *count)
 {
 	json_t *list = json_loads(payload && *payload ? payload : "[]", 0, NULL);
 	json_t *urls = json_array(), *dm = json_loads(s->derp_base_json, 0, NULL);
@@ -61,6 +61,7 @@ compose(struct server *s, const char *payload, char **urls_out, char **derp_out)
 	}
 	if (urls == NULL || !json_is_object(regions))
 		goto out;
+	*count = json_array_size(list);
 	json_array_foreach(list, i, e) {
 		const char *u = json_string_value(json_object_get(e, "url"));
 		json_t *rg = json_object_get(e, "derp");
@@ -104,13 +105,15 @@ static void
 apply_list(struct server *s, uint64_t version, const char *payload)
 {
 	char *urls, *derp;
+	size_t count = 0;
 
-	if (compose(s, payload, &urls, &derp) != 0) {
+	if (compose(s, payload, &urls, &derp, &count) != 0) {
 		if (version != 0)	/* the version must still reach the streams */
 			mapper_set_replicas(s->mapper, "[]", s->derp_base_json, version);
 		return;
 	}
 	mapper_set_replicas(s->mapper, urls, derp, version);
+	atomic_store(&s->replica_list_size, (unsigned)count);
 	free(urls);
 	free(derp);
 }

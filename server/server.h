@@ -181,6 +181,7 @@ struct server {
 	int64_t replica_started_at;
 	bool replica_beat_failing;	/* timer thread only */
 	bool replica_recorded;		/* replica_list_start() succeeded */
+	atomic_uint replica_list_size;	/* entries of the list in force here */
 };
 
 /* api.c: /api/v1/... with Bearer auth. */

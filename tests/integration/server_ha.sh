@@ -134,6 +134,7 @@ PY
 want="$(printf '%s\n' "$U1" "$U2" "$U3" | sort | tr '\n' ' ')| 901 902 903"
 [ "$(replicas_in "$T/map2")" = "$want" ] || fail "replica 2's full map: $(replicas_in "$T/map2"), not $want"
 [ "$(replicas_in "$T/map3")" = "$want" ] || fail "replica 3's full map: $(replicas_in "$T/map3"), not $want"
+grep -q '^wiremesh_replica_list_size 3$' "$T/metrics2" || fail "replica 2's /metrics: $(grep list_size "$T/metrics2")"
 port=$(free_port)
 "$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" --server-url "http://127.0.0.1:$port" \
 	--derp --derp-region-id 902 --derp-hostname 127.0.0.1 >"$T/clash.log" 2>&1 &
