@@ -131,10 +131,8 @@ static int
 beat(struct server *s, bool init, bool leave, char *why, size_t whylen)
 {
 	struct store_replica self;
-	int64_t now = time_now_s();
-	/* SQLite: one server, its record always live (no renewals to write) */
 	bool pg = store_is_postgres(s->store);
-	int64_t live_after = pg ? now - REPLICA_STALE_S : 0;
+	int64_t now, live_after;
 	char clash[600];
 	json_t *list = json_array();
 	char *text = NULL;
@@ -157,6 +155,7 @@ beat(struct server *s, bool init, bool leave, char *why, size_t whylen)
 		store_tx_rollback(s->store);
 		goto out;
 	}
+	/* SQLite: one server, its record always live (no renewals to write) */
 	live_after = pg ? now - REPLICA_STALE_S : 0;
 	r = leave ? store_replica_leave(s->store, self.name) :
 	    store_replica_beat(s->store, &self, now, live_after, !pg, clash, sizeof(clash));
