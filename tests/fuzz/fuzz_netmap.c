@@ -2,7 +2,8 @@
 /*
  * Fuzzes the agent's reading of map-stream messages from the control
  * server: peer objects (full maps and peer_added/peer_changed deltas), the
- * self node's addresses and the endpoint and prefix lists inside them.
+ * self node's addresses and the endpoint and prefix lists inside them, and
+ * the control servers' URLs ("control_urls").
  * Includes the agent's .c files to reach its static parsers.
  */
 #include "client-agent/agent.c"
@@ -42,6 +43,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (parse_prefixes(json_object_get(json_object_get(j, "self"), "addresses"), pf, 4, &n) == 0 &&
 	    n > 4)
 		__builtin_trap();
+	{	/* the replicas' URLs (full maps and REPLICAS deltas) */
+		static char urls[AGENT_LEARNED_MAX][CONTROL_URL_MAX];
+
+		if (learned_from_json(json_object_get(j, "control_urls"), urls) > AGENT_LEARNED_MAX)
+			__builtin_trap();
+	}
 	json_decref(j);
 	return 0;
 }
