@@ -1726,6 +1726,38 @@ mapper_online_collect(struct mapper *m)
 	return out;
 }
 
+int
+mapper_online_claims(struct mapper *m, struct mapper_ids *out)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; r == 0 && i < m->nnodes; i++) {
+		struct mnode *mn = m->nodes[i];
+
+		if (mn->nstreams > 0 && mn->online && !mn->local) {
+			if ((r = ids_push(out, mn->n.id)) == 0)
+				mn->local = true;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+void
+mapper_online_mine(struct mapper *m, int64_t id, bool mine)
+{
+	struct mnode *mn;
+
+	pthread_mutex_lock(&m->lock);
+	if ((mn = node_find(m, id, NULL)) != NULL) {
+		mn->local = mine;
+		if (mine && mn->online && mn->nstreams == 0)	/* loaded: a grace to come back */
+			mn->grace_until_ms = time_mono_ms() + m->cfg.online_grace_ms;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* The online_flags payload of the ids in e that `viewer` sees (all when
  * viewer is 0), or NULL when it sees none of them. */
 static struct rbuf *

@@ -159,6 +159,14 @@ void mapper_set_policy(struct mapper *m, const struct mapper_policy_ops *ops, vo
 char *mapper_online_collect(struct mapper *m);
 void mapper_online_apply(struct mapper *m, uint64_t version, const char *payload,
 			 struct mapper_ids *routers);
+/* Replicas (shared_online): the nodes with a stream here whose flag is set
+ * but was set by another replica (the stream moved here); they are this
+ * replica's from now on (the caller records that in the store). */
+int mapper_online_claims(struct mapper *m, struct mapper_ids *out) WM_MUST_CHECK;
+/* Whether node id's flag is this replica's to clear: yes for the flags it
+ * set before a restart (each gets online_grace_ms to come back); no when
+ * another replica has taken it over. */
+void mapper_online_mine(struct mapper *m, int64_t id, bool mine);
 
 /* Whether dns_json (raw JSON object) differs from the current "dns"
  * section. */

@@ -17,6 +17,7 @@
 
 #include <sodium.h>
 
+#include "common/buf.h"
 #include "common/jsonx.h"
 #include "common/keys.h"
 #include "common/log.h"
@@ -1119,6 +1120,15 @@ load_node(void *ctx, const struct store_node *n)
 }
 
 static int
+load_mine(void *ctx, int64_t id)
+{
+	struct server *s = ctx;
+
+	mapper_online_mine(s->mapper, id, true);
+	return 0;
+}
+
+static int
 load_change(void *ctx, const struct store_change *c)
 {
 	struct load_ctx *lc = ctx;
@@ -1159,7 +1169,9 @@ load_state(struct server *s)
 			goto out;
 	}
 	if ((r = store_node_online_list(s->store, load_online, &lc)) != 0 ||
-	    (r = store_node_list(s->store, load_node, &lc)) != 0)
+	    (r = store_node_list(s->store, load_node, &lc)) != 0 ||
+	    (store_is_postgres(s->store) &&	/* replicas: the flags this one set */
+	     (r = store_node_online_by(s->store, s->replica_name, load_mine, s)) != 0))
 		goto out;
 	mapper_stats(s->mapper, &ms);
 	if ((r = store_change_list(s->store, ms.floor, load_change, &lc)) != 0 ||
@@ -1307,48 +1319,129 @@ out:
 	return r < 0 ? r : 0;
 }
 
+/* Commits the open transaction with an ONLINE change and applies it. */
+static int
+publish_online(struct server *s, const char *payload)
+{
+	struct mapper_ids routers = { 0 };
+	uint64_t v;
+	int r;
+
+	if ((r = server_commit_change(s, STORE_CHANGE_ONLINE, 0, payload, &v)) != 0)
+		return r;
+	mapper_online_apply(s->mapper, v, payload, &routers);
+	server_publish_done(s, &routers);
+	return 0;
+}
+
 /* Publishes the online flags that changed since the last tick as one
- * change: one message per stream, however many nodes came and went. */
+ * change: one message per stream, however many nodes came and went.
+ * Replicas: a flag is recorded as set by this replica (replica_name); one
+ * set by another replica whose node's stream moved here is claimed; this
+ * replica clears only the flags it set (another may hold the stream now). */
 static void
 online_tick(struct server *s)
 {
-	struct mapper_ids routers = { 0 };
-	char *payload = mapper_online_collect(s->mapper);
-	json_t *p;
-	uint64_t v;
+	struct mapper_ids claims = { 0 };
+	bool shared = s->replica != NULL, dropped = false;
+	char *payload = NULL, *fixed = NULL;
+	json_t *p = NULL;
 	int r = 0;
 
-	if (payload == NULL)
-		return;
-	if ((p = json_loads(payload, 0, NULL)) == NULL || (r = store_tx_begin(s->store)) != 0) {
-		json_decref(p);
-		free(payload);
-		return;
-	}
-	for (int half = 0; r == 0 && half < 2; half++) {
-		json_t *a = json_object_get(p, half ? "off" : "on"), *id;
-		size_t i;
+	if (shared && mapper_online_claims(s->mapper, &claims) != 0)
+		goto out;
+	payload = mapper_online_collect(s->mapper);
+	if (payload == NULL && claims.n == 0)
+		goto out;
+	if ((payload && (p = json_loads(payload, 0, NULL)) == NULL) ||
+	    (r = store_tx_begin(s->store)) != 0)
+		goto out;
+	for (size_t i = 0; r == 0 && i < claims.n; i++)
+		r = store_node_claim_online(s->store, claims.v[i], s->replica_name);
+	for (int half = 0; r == 0 && p && half < 2; half++) {
+		json_t *a = json_object_get(p, half ? "off" : "on");
 
-		json_array_foreach(a, i, id) {
-			if ((r = store_node_set_online(s->store, json_integer_value(id), !half)) != 0)
-				break;
+		for (size_t i = 0; r == 0 && i < json_array_size(a); ) {
+			int64_t id = json_integer_value(json_array_get(a, i));
+
+			r = store_node_set_online(s->store, id, !half, s->replica_name, shared);
+			if (r == ERR_NOT_FOUND && half) {
+				/* another replica holds its stream now: its flag */
+				mapper_online_mine(s->mapper, id, false);
+				json_array_remove(a, i);
+				dropped = true;
+				r = 0;
+				continue;
+			}
+			i++;
 		}
 	}
-	json_decref(p);
 	if (r != 0) {
 		store_tx_rollback(s->store);
-		free(payload);
 		log_warn("msg=\"cannot publish online flags; retrying\" err=\"%s\"", err_str(r));
-		return;
+		goto out;
 	}
-	if ((r = server_commit_change(s, STORE_CHANGE_ONLINE, 0, payload, &v)) != 0) {
-		free(payload);
+	if (dropped && (fixed = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
+		store_tx_rollback(s->store);
+		goto out;
+	}
+	if (p == NULL || (json_array_size(json_object_get(p, "on")) == 0 &&
+	    json_array_size(json_object_get(p, "off")) == 0)) {
+		if ((r = store_tx_commit(s->store)) != 0)	/* claims only */
+			log_warn("msg=\"cannot record online flags; retrying\" err=\"%s\"", err_str(r));
+		goto out;
+	}
+	if ((r = publish_online(s, fixed ? fixed : payload)) != 0)
 		log_warn("msg=\"cannot publish online flags; retrying\" err=\"%s\"", err_str(r));
-		return;
-	}
-	mapper_online_apply(s->mapper, v, payload, &routers);
+out:
+	json_decref(p);
 	free(payload);
-	server_publish_done(s, &routers);
+	free(fixed);
+	mapper_ids_free(&claims);
+}
+
+/*
+ * Replicas, the leader's job: the online flags set by replicas that are
+ * gone (their record in the replica list not renewed for REPLICA_STALE_S)
+ * are cleared, in one ONLINE change, so that nodes whose stream died with
+ * their replica and did not come back elsewhere go offline (and route
+ * primaries fail over). A node that did come back elsewhere was claimed by
+ * that replica and is left alone.
+ */
+static void
+orphan_tick(struct server *s)
+{
+	int64_t now, *ids = NULL;
+	size_t n = 0;
+	struct buf b;
+	int r;
+
+	if (store_clock(s->store, &now) != 0 || store_tx_begin(s->store) != 0)
+		return;
+	if ((r = store_node_online_orphans(s->store, now - REPLICA_STALE_S, &ids, &n)) != 0 ||
+	    n == 0) {
+		store_tx_rollback(s->store);
+		if (r != 0)
+			log_warn("msg=\"cannot read the online flags of replicas gone\" err=\"%s\"",
+			    err_str(r));
+		free(ids);
+		return;
+	}
+	buf_init(&b, (size_t)64 << 20);
+	r = buf_printf(&b, "{\"on\":[],\"off\":[");
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = buf_printf(&b, i ? ",%" PRId64 : "%" PRId64, ids[i]);
+	if (r == 0)
+		r = buf_printf(&b, "]}");
+	if (r != 0)
+		store_tx_rollback(s->store);
+	else if ((r = publish_online(s, buf_cstr(&b))) == 0)
+		log_info("msg=\"online flags of nodes whose replica is gone cleared\" nodes=%zu", n);
+	if (r != 0)
+		log_warn("msg=\"cannot clear the online flags of replicas gone\" err=\"%s\"",
+		    err_str(r));
+	buf_cleanup(&b);
+	free(ids);
 }
 
 static void
@@ -1584,7 +1677,7 @@ timers(void *arg)
 	int64_t next_reap = time_mono_ms() + 1000;
 	int64_t next_online = time_mono_ms() + ONLINE_TICK_MS;
 	int64_t next_prune = time_mono_ms() + 60 * 1000;
-	int64_t expiry_checked = time_now_s(), next_policy_file = 0;
+	int64_t expiry_checked = time_now_s(), next_policy_file = 0, next_orphans = 0;
 	int64_t next_beat = time_mono_ms() + REPLICA_BEAT_S * 1000;
 	unsigned trims = 0;
 	bool leader = false, routes_retry = false;
@@ -1609,6 +1702,10 @@ timers(void *arg)
 		}
 		if (leader && s->replica) {
 			routes_retry = routes_elect_tick(s, routes_retry) != 0;
+			if (time_mono_ms() >= next_orphans) {
+				orphan_tick(s);
+				next_orphans = time_mono_ms() + 1000;
+			}
 			if (time_mono_ms() >= next_policy_file) {
 				policy_state_file_role(s, took);
 				next_policy_file = time_mono_ms() + 1000;

@@ -1808,18 +1808,129 @@ fail:
 }
 
 int
-store_node_set_online(struct store *s, int64_t id, bool online)
+store_node_set_online(struct store *s, int64_t id, bool online, const char *by, bool only_by)
 {
 	struct db_stmt *st = NULL;
 	int r;
 
 	lock(s);
-	if ((r = prepare(s, "UPDATE nodes SET online = ? WHERE id = ?", &st)) != 0)
+	if (online)
+		r = prepare(s, "UPDATE nodes SET online = 1, online_by = ? WHERE id = ?", &st);
+	else if (only_by)
+		r = prepare(s, "UPDATE nodes SET online = 0, online_by = '' WHERE id = ? AND "
+		    "(online_by = ? OR online_by = '')", &st);
+	else
+		r = prepare(s, "UPDATE nodes SET online = 0, online_by = '' WHERE id = ?", &st);
+	if (r != 0)
 		goto out;
-	db_bind_int(st, 1, online);
-	db_bind_int(st, 2, id);
-	r = step_done(s, st, false);
+	if (online) {
+		bind_text(st, 1, by);
+		db_bind_int(st, 2, id);
+	} else {
+		db_bind_int(st, 1, id);
+		if (only_by)
+			bind_text(st, 2, by);
+	}
+	r = step_done(s, st, !online && only_by);
 out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_claim_online(struct store *s, int64_t id, const char *by)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE nodes SET online_by = ? WHERE id = ? AND online = 1", &st)) == 0) {
+		bind_text(st, 1, by);
+		db_bind_int(st, 2, id);
+		r = step_done(s, st, false);
+	}
+	unlock(s);
+	return r;
+}
+
+int
+store_node_online_by(struct store *s, const char *by, store_id_cb cb, void *ctx)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT id FROM nodes WHERE online = 1 AND (online_by = ? OR "
+	    "online_by = '') ORDER BY id",
+	    &st)) != 0)
+		goto out;
+	bind_text(st, 1, by);
+	while (r == 0 && next_row(st, &r))
+		r = cb(ctx, db_col_int(st, 0));
+	db_finalize(st);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_node_online_orphans(struct store *s, int64_t live_after, int64_t **ids, size_t *n)
+{
+	struct db_stmt *st = NULL;
+	struct orphan { int64_t id; char by[600]; } *v = NULL;
+	size_t nv = 0, cap = 0;
+	int r;
+
+	*ids = NULL;
+	*n = 0;
+	lock(s);
+	if (!db_in_tx(s->db)) {
+		r = ERR_PRECONDITION;
+		goto out;
+	}
+	if ((r = prepare(s, "SELECT id, online_by FROM nodes WHERE online = 1 AND online_by <> '' "
+	    "AND online_by NOT IN (SELECT name FROM replicas WHERE heartbeat_at >= ?) ORDER BY id",
+	    &st)) != 0)
+		goto out;
+	db_bind_int(st, 1, live_after);
+	while (r == 0 && next_row(st, &r)) {
+		if (nv == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			struct orphan *t = realloc(v, nc * sizeof(*t));
+
+			if (t == NULL) {
+				r = ERR_NOMEM;
+				break;
+			}
+			v = t;
+			cap = nc;
+		}
+		v[nv].id = db_col_int(st, 0);
+		col_text(st, 1, v[nv].by, sizeof(v[nv].by));
+		nv++;
+	}
+	db_finalize(st);
+	if (r == 0 && nv > 0 && (*ids = malloc(nv * sizeof(**ids))) == NULL)
+		r = ERR_NOMEM;
+	/* each only if still the dead replica's (not claimed meanwhile) */
+	for (size_t i = 0; r == 0 && i < nv; i++) {
+		if ((r = prepare(s, "UPDATE nodes SET online = 0, online_by = '' WHERE id = ? AND "
+		    "online = 1 AND online_by = ?", &st)) != 0)
+			break;
+		db_bind_int(st, 1, v[i].id);
+		bind_text(st, 2, v[i].by);
+		if ((r = step_done(s, st, true)) == 0)
+			(*ids)[(*n)++] = v[i].id;
+		else if (r == ERR_NOT_FOUND)
+			r = 0;
+	}
+	if (r != 0) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+	}
+out:
+	free(v);
 	unlock(s);
 	return r;
 }

@@ -354,11 +354,26 @@ int store_change_list(struct store *s, uint64_t after, store_change_cb cb, void 
  * newest `max_count`; returns the new retention floor. */
 int store_change_prune(struct store *s, int64_t now, int64_t max_age_s, int64_t max_count,
 		       uint64_t *pruned_through) WM_MUST_CHECK;
-/* Inside a transaction: the published online flag of a node. */
-int store_node_set_online(struct store *s, int64_t id, bool online) WM_MUST_CHECK;
+/* Inside a transaction: the published online flag of a node, set by the
+ * server named `by` (replica_name; "" unknown). Clearing it with `only_by`
+ * (replicas) clears it only when `by` set it (or nobody is recorded):
+ * ERR_NOT_FOUND when another replica has it now. */
+int store_node_set_online(struct store *s, int64_t id, bool online, const char *by,
+			  bool only_by) WM_MUST_CHECK;
+/* Inside a transaction: records `by` as the setter of a node's flag that
+ * is set already (its stream moved to this replica). */
+int store_node_claim_online(struct store *s, int64_t id, const char *by) WM_MUST_CHECK;
 typedef int (*store_id_cb)(void *ctx, int64_t id);
-/* The nodes whose published online flag is set. */
+/* The nodes whose published online flag is set; store_node_online_by():
+ * those the server `by` set, or nobody is recorded as having set. */
 int store_node_online_list(struct store *s, store_id_cb cb, void *ctx) WM_MUST_CHECK;
+int store_node_online_by(struct store *s, const char *by, store_id_cb cb, void *ctx)
+	WM_MUST_CHECK;
+/* Inside a transaction (replicas): clears the online flags set by replicas
+ * that are gone (no record in `replicas` renewed at or after live_after)
+ * and returns those nodes' ids (ascending, malloc'd). */
+int store_node_online_orphans(struct store *s, int64_t live_after, int64_t **ids, size_t *n)
+	WM_MUST_CHECK;
 
 /*
  * Replicas (PostgreSQL): every change appended is announced with NOTIFY on

@@ -167,7 +167,13 @@ ok "the expiry of a node registered on replica 1 reaches its stream on replica 2
 # replica 3 (n1's, joiner's) resume on replicas 2 and 1 by version, deltas
 # only, and hear of every acknowledged node.
 node_at "$U3" joiner map --lines 100000 >"$T/mapj" 2>/dev/null & WM_PIDS+=($!)
+# and "orph", whose stream dies with replica 3 and does not come back
+node_at "$U1" orph register --authkey "$AK" --hostname orph >"$T/orph.reg" || fail "register orph"
+orph=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/orph.reg")
+"$WM_NODE" --server "$U3" --state "$T/orph.json" map >/dev/null 2>&1 & WM_PIDS+=($!)
 wait_for 10 grep -q '"type":"full"' "$T/mapj" || fail "no full map for joiner from replica 3"
+wait_for 10 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online_by FROM nodes WHERE id = $orph')\" = '$U3' ]" ||
+	fail "orph's online flag is not replica 3's"
 v=$(grep -o '"version":[0-9]*' "$T/map3" | tail -1 | cut -d: -f2)
 vj=$(grep -o '"version":[0-9]*' "$T/mapj" | tail -1 | cut -d: -f2)
 [ -n "$v" ] && [ -n "$vj" ] || fail "no version seen on replica 3's streams"
@@ -308,7 +314,19 @@ no3() { ! replicas_in "$T/mapF" -1 | grep -qF "$U3"; }
 t0=$SECONDS
 wait_for 30 no3 || fail "replica 3 is still announced: $(replicas_in "$T/mapF" -1)"
 replicas_in "$T/mapF" -1 | grep -q ' 903' && fail "replica 3's DERP region is still announced"
-ok "a replica killed drops out of the map's replica list and DERP map once its record is stale ($((SECONDS - t0)) s waited here, $((SECONDS - t3)) s after the kill)"
+# The leader clears the online flags replica 3 set and nobody took over:
+# orph goes offline; n1, whose stream moved, stays online (now replica F's).
+flag() { pg_sql "SELECT online, online_by FROM nodes WHERE id = $1"; }
+wait_for 5 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online FROM nodes WHERE id = $orph')\" = 0 ]" ||
+	fail "orph is still online after its replica dropped out: $(flag "$orph")"
+n1=$(grep -o '"self":{"id":[0-9]*' "$T/map2" | head -1 | cut -d: -f3)
+wait_for 5 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online, online_by FROM nodes WHERE id = $n1')\" = '1|${RURL[$F]}' ]" ||
+	fail "n1 (streams on replica $F) is not online as replica $F's: $(flag "$n1")"
+# (a stream on replica F since before replica 3 dropped out)
+f=$T/resume; [ "$F" = 1 ] && f=$T/resumej
+wait_for 5 sh -c "grep '\"online_flags\"' '$f' | grep -q '\"off\":\[[0-9,]*\b$orph\b'" ||
+	fail "replica $F's stream was not told orph went offline"
+ok "a replica killed drops out of the map's replica list and DERP map once its record is stale ($((SECONDS - t0)) s waited here, $((SECONDS - t3)) s after the kill); the leader clears the online flags it left (orph offline, n1 online on replica $F)"
 
 # policy_file (the leader's job): replicas 4 and 5 have the same file. When
 # replica F stops (cleanly, leaving the replica list at once), one of them leads and stores the file's policy for every
