@@ -528,6 +528,100 @@ START_TEST(test_replicas_change)
 }
 END_TEST
 
+/* Replicas: route primaries are elected by the leader's mapper and applied
+ * as stored by every mapper (none chooses its own); online flags set by
+ * another replica are not this one's to clear. */
+static size_t
+carried_has(struct mapper *m, int64_t id, const char *cidr)
+{
+	struct ip_prefix c[ROUTES_MAX], want;
+	size_t n = mapper_node_carried(m, id, c), hit = 0;
+
+	ck_assert_int_eq(prefix_parse(cidr, false, &want), 0);
+	for (size_t i = 0; i < n; i++)
+		hit += c[i].bits == want.bits && addr_equal(&c[i].addr, &want.addr);
+	return hit;
+}
+
+static struct mapper *
+new_shared_mapper(void)
+{
+	struct mapper_config mc;
+	struct mapper *m;
+
+	memset(&mc, 0, sizeof(mc));
+	mc.version = mc.floor = V0;
+	mc.queue_max = 4;
+	mc.shared_primaries = mc.shared_online = true;
+	ck_assert_int_eq(mapper_new(&mc, &m), 0);
+	return m;
+}
+
+START_TEST(test_shared_primaries)
+{
+	struct mapper *leader = new_shared_mapper(), *other = new_shared_mapper();
+	struct mapper_ids routers = { 0 };
+	struct mapper_primary *t = NULL;
+	size_t nt = 0;
+	char *payload;
+
+	for (int i = 1; i <= 2; i++) {
+		mk_node(&nodes[i], i, "alice");
+		snprintf(nodes[i].routes_advertised, sizeof(nodes[i].routes_advertised),
+		    "[\"10.77.0.0/24\"]");
+		snprintf(nodes[i].routes_approved, sizeof(nodes[i].routes_approved),
+		    "[\"10.77.0.0/24\"]");
+		ck_assert_int_eq(mapper_load(leader, &nodes[i], true), 0);
+		ck_assert_int_eq(mapper_load(other, &nodes[i], true), 0);
+	}
+	/* nothing stored yet: nobody carries the prefix, on either */
+	ck_assert_uint_eq(carried_has(leader, 1, "10.77.0.0/24") + carried_has(leader, 2,
+	    "10.77.0.0/24") + carried_has(other, 1, "10.77.0.0/24"), 0);
+	/* the leader elects node 1 (online, lower id); both apply the table */
+	ck_assert_int_eq(mapper_primaries_elect(leader, false, &t, &nt, &routers), 1);
+	ck_assert_uint_eq(nt, 1);
+	ck_assert_int_eq(t[0].node, 1);
+	ck_assert_uint_eq(routers.n, 1);
+	ck_assert_int_eq(routers.v[0], 1);
+	mapper_primaries_apply(leader, t, nt, 1, V0 + 1);
+	mapper_primaries_apply(other, t, nt, 1, V0 + 1);
+	ck_assert_uint_eq(carried_has(leader, 1, "10.77.0.0/24"), 1);
+	ck_assert_uint_eq(carried_has(other, 1, "10.77.0.0/24"), 1);
+	ck_assert_uint_eq(carried_has(other, 2, "10.77.0.0/24"), 0);
+	free(t);
+	mapper_ids_free(&routers);
+	/* the table stands: nothing to do */
+	ck_assert_int_eq(mapper_primaries_elect(leader, true, &t, &nt, &routers), 0);
+	/* node 1 goes offline (its replica cleared the flag): the other
+	 * mapper does not move the primary by itself; the leader elects 2 and
+	 * announces both routers */
+	payload = strdup("{\"on\":[],\"off\":[1]}");
+	mapper_online_apply(leader, V0 + 2, payload, NULL);
+	mapper_online_apply(other, V0 + 2, payload, NULL);
+	free(payload);
+	ck_assert_uint_eq(carried_has(other, 1, "10.77.0.0/24"), 1);
+	ck_assert_uint_eq(carried_has(other, 2, "10.77.0.0/24"), 0);
+	ck_assert_int_eq(mapper_primaries_elect(leader, false, &t, &nt, &routers), 1);
+	ck_assert_int_eq(t[0].node, 2);
+	ck_assert_uint_eq(routers.n, 2);
+	mapper_primaries_apply(leader, t, nt, routers.v[0], V0 + 3);
+	mapper_routes_apply(leader, routers.v[1], V0 + 4);
+	mapper_primaries_apply(other, t, nt, routers.v[0], V0 + 3);
+	mapper_routes_apply(other, routers.v[1], V0 + 4);
+	ck_assert_uint_eq(carried_has(other, 1, "10.77.0.0/24"), 0);
+	ck_assert_uint_eq(carried_has(other, 2, "10.77.0.0/24"), 1);
+	ck_assert_uint_eq(carried_has(leader, 2, "10.77.0.0/24"), 1);
+	free(t);
+	mapper_ids_free(&routers);
+	/* node 2's flag was loaded (set by another replica): never ours to
+	 * clear, however long it has no stream here */
+	payload = mapper_online_collect(other);
+	ck_assert_ptr_null(payload);
+	mapper_free(leader);
+	mapper_free(other);
+}
+END_TEST
+
 Suite *
 mapper_suite(void)
 {
@@ -537,6 +631,7 @@ mapper_suite(void)
 	tcase_add_test(tc, test_resume_across_restart);
 	tcase_add_test(tc, test_slow_stream_resumes);
 	tcase_add_test(tc, test_replicas_change);
+	tcase_add_test(tc, test_shared_primaries);
 	suite_add_tcase(s, tc);
 	return s;
 }

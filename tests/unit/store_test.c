@@ -813,10 +813,111 @@ START_TEST(test_replica_list)
 }
 END_TEST
 
+static int
+collect_id(void *ctx, int64_t id)
+{
+	char *out = ctx;
+
+	snprintf(out + strlen(out), 64, "%lld;", (long long)id);
+	return 0;
+}
+
+static int
+collect_primary(void *ctx, const struct store_primary *p)
+{
+	char *out = ctx;
+
+	snprintf(out + strlen(out), 96, "%s=%lld;", p->prefix, (long long)p->node_id);
+	return 0;
+}
+
+/* The leader's records (server/replica.c): route primaries, the setters of
+ * online flags (claimed, cleared only by their setter, those of replicas
+ * gone cleared by the leader) and whether an expiry was published. */
+START_TEST(test_leader_records)
+{
+	struct store *s;
+	struct store_user u;
+	struct store_node a, b;
+	struct store_primary prim[2] = { { "10.77.0.0/24", 0 }, { "fd00::/64", 0 } };
+	struct store_replica c1 = { .name = "https://c1", .server_url = "https://c1" };
+	char out[256] = "", clash[64];
+	int64_t *ids = NULL, now = time_now_s();
+	size_t n = 0;
+	uint64_t v;
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	ck_assert_int_eq(store_user_create(s, "alice", &u), 0);
+	fill_node(&a, 1, u.id);
+	ck_assert_int_eq(addr_parse("100.64.0.1", &a.ipv4), 0);
+	ck_assert_int_eq(store_node_insert(s, &a), 0);
+	fill_node(&b, 2, u.id);
+	ck_assert_int_eq(addr_parse("100.64.0.2", &b.ipv4), 0);
+	ck_assert_int_eq(store_node_insert(s, &b), 0);
+	prim[0].node_id = a.id;
+	prim[1].node_id = b.id;
+	/* primaries: written in a transaction, replaced as a whole */
+	ck_assert_int_eq(store_route_primaries_set(s, prim, 2), ERR_PRECONDITION);
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_route_primaries_set(s, prim, 2), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	ck_assert_int_eq(store_route_primaries_list(s, collect_primary, out), 0);
+	snprintf(clash, sizeof(clash), "10.77.0.0/24=%lld;", (long long)a.id);
+	ck_assert_ptr_nonnull(strstr(out, clash));
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	prim[0].node_id = b.id;
+	ck_assert_int_eq(store_route_primaries_set(s, prim, 1), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	out[0] = 0;
+	ck_assert_int_eq(store_route_primaries_list(s, collect_primary, out), 0);
+	snprintf(clash, sizeof(clash), "10.77.0.0/24=%lld;", (long long)b.id);
+	ck_assert_str_eq(out, clash);
+
+	/* online flags: set by c1, claimed by c2; c1 cannot clear it then */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_node_set_online(s, a.id, true, "https://c1", true), 0);
+	ck_assert_int_eq(store_node_set_online(s, b.id, true, "https://c1", true), 0);
+	ck_assert_int_eq(store_node_claim_online(s, b.id, "https://c2"), 0);
+	ck_assert_int_eq(store_node_set_online(s, b.id, false, "https://c1", true), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	out[0] = 0;
+	ck_assert_int_eq(store_node_online_by(s, "https://c2", collect_id, out), 0);
+	snprintf(clash, sizeof(clash), "%lld;", (long long)b.id);
+	ck_assert_str_eq(out, clash);
+	/* c1 live: nothing to clear; c2 (no record) gone: b cleared */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_replica_beat(s, &c1, now, now - 10, false, clash, sizeof(clash)), 0);
+	ck_assert_int_eq(store_node_online_orphans(s, now - 10, &ids, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(ids[0], b.id);
+	free(ids);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	out[0] = 0;
+	ck_assert_int_eq(store_node_online_list(s, collect_id, out), 0);
+	snprintf(clash, sizeof(clash), "%lld;", (long long)a.id);
+	ck_assert_str_eq(out, clash);
+	/* its setter clears a's */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_node_set_online(s, a.id, false, "https://c1", true), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+
+	/* expiry: published once a NODE change is logged at or after it */
+	ck_assert_int_eq(store_tx_begin(s), 0);
+	ck_assert_int_eq(store_node_expiry_published(s, a.id, now - 5), 0);
+	ck_assert_int_eq(store_change_append(s, STORE_CHANGE_NODE, a.id, "", &v), 0);
+	ck_assert_int_eq(store_node_expiry_published(s, a.id, now - 5), 1);
+	ck_assert_int_eq(store_node_expiry_published(s, b.id, now - 5), 0);
+	ck_assert_int_eq(store_node_expiry_published(s, a.id, now + 60), 0);
+	ck_assert_int_eq(store_tx_commit(s), 0);
+	store_close(s);
+}
+END_TEST
+
 static void
 add_store_tests(TCase *tc)
 {
 	tcase_add_test(tc, test_replica_list);
+	tcase_add_test(tc, test_leader_records);
 	tcase_add_test(tc, test_migrate_and_reopen);
 	tcase_add_test(tc, test_newer_db_refused);
 	tcase_add_test(tc, test_users);
