@@ -746,15 +746,16 @@ send_response(struct http *h, struct MHD_Connection *c, struct http_request *req
 		}
 		pthread_mutex_init(&hs->lock, NULL);
 		hs->h = h;
+		/* set before the reaper (http_reap_closed) can see it */
+		hs->conn = c;
+		hs->ops = resp->stream_ops;
+		hs->ctx = resp->stream_ctx;
 		pthread_mutex_lock(&h->streams_lock);
 		hs->next = h->streams;
 		if (h->streams)
 			h->streams->prev = hs;
 		h->streams = hs;
 		pthread_mutex_unlock(&h->streams_lock);
-		hs->conn = c;
-		hs->ops = resp->stream_ops;
-		hs->ctx = resp->stream_ctx;
 		stream_socket_opts(h, c);
 		/* MHD (0.9.75) sends a chunked body from the connection's own
 		 * pool and never uses this block, but allocates it per stream:

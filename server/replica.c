@@ -272,12 +272,15 @@ replica_new(struct server *s, uint64_t applied, struct replica **out)
 int
 replica_start(struct replica *r)
 {
+	uint64_t from;
+
 	if (r == NULL)
 		return 0;
+	from = r->applied;	/* the follower owns it from here on */
 	if (pthread_create(&r->thread, NULL, follow, r) != 0)
 		return ERR_INTERNAL;
 	r->started = true;
-	log_info("msg=\"following the shared change log\" from_version=%" PRIu64, r->applied);
+	log_info("msg=\"following the shared change log\" from_version=%" PRIu64, from);
 	return 0;
 }
 
