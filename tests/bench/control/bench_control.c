@@ -121,8 +121,8 @@ static struct {
 	int aux_rep;		/* the server the auxiliary connection goes to */
 	char apikey[256], authkey[256];
 	/* --ha: PostgreSQL (tests/tools/pg.sh), groups and their keys */
-	bool ha;
-	const char *pg_script;
+	bool ha, keep;
+	const char *pg_script, *log_level;
 	char pg_dir[256], pg_url[256];
 	pid_t pg_pid;
 	int ngroups, nshared, group_size;
@@ -340,7 +340,7 @@ start_server(int i)
 		}
 		if (g.ha)
 			execl(g.server_bin, g.server_bin, "serve", "--listen", listen, "--db", g.pg_url,
-			    "--server-url", url, "--log-level", "warn", (char *)NULL);
+			    "--server-url", url, "--log-level", g.log_level, (char *)NULL);
 		else
 			execl(g.server_bin, g.server_bin, "serve", "--listen", listen, "--db", g.db,
 			    "--log-level", "warn", (char *)NULL);
@@ -390,7 +390,10 @@ kill_all_now(void)
 	}
 	if (g.ha) {
 		remove_tree(g.pg_dir);
-		remove_tree(g.dir);
+		if (g.keep)
+			fprintf(stderr, "bench-ha: replica logs kept in %s\n", g.dir);
+		else
+			remove_tree(g.dir);
 	}
 }
 
@@ -1102,6 +1105,18 @@ run_until(pred_fn pred, int64_t timeout_ms)
 			    "%d registered, %.1f GB read\n", (now - start) / 1000.0, g.n_current,
 			    g.nnodes, g.n_opening, g.reg_done, g.bytes / 1e9);
 			last_report = now;
+			for (int i = 0, k = 0; g.ha && i < g.nnodes && k < 3 && g.n_current > 0; i++) {
+				struct node *n = &g.nodes[i];
+
+				if (is_current(n) || !n->want_stream)
+					continue;
+				k++;
+				n->head[n->hl < HEAD_KEEP ? n->hl : HEAD_KEEP - 1] = 0;
+				fprintf(stderr, "bench-ha:     not current: node %d (replica %d, group %d): "
+				    "up %d synced %d peers %d of %d, %u full maps, %u lines, version %"
+				    PRIu64 "\n", i, n->rep, n->group, n->up, n->synced, n->peers,
+				    n->expected, n->nfull, n->nlines, n->version);
+			}
 		}
 		if (now - last_tick >= 20) {
 			tick();
@@ -1225,7 +1240,8 @@ usage(void)
 	    "[--endpoints E] [--idle-s S] [--policy-fanout] [--fanout-only] [--max-opening K] "
 	    "[--keep]\n"
 	    "       bench-control --ha --nodes N [--replicas R] [--server BIN] [--pg-script PATH]\n"
-	    "                     [--group-size G] [--shared S] [--joins J] [--max-opening K]\n");
+	    "                     [--group-size G] [--shared S] [--joins J] [--max-opening K]\n"
+	    "                     [--log-level LEVEL] [--keep]\n");
 	exit(2);
 }
 
@@ -1597,6 +1613,7 @@ main(int argc, char **argv)
 		{ "pg-script", required_argument, NULL, 'P' },
 		{ "group-size", required_argument, NULL, 'G' },
 		{ "shared", required_argument, NULL, 'S' },
+		{ "log-level", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rlimit rl;
@@ -1624,6 +1641,7 @@ main(int argc, char **argv)
 	g.nrep = 1;
 	g.pg_script = "tests/tools/pg.sh";
 	g.group_size = 100;
+	g.log_level = "warn";
 	g.nshared = 10;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
@@ -1641,6 +1659,7 @@ main(int argc, char **argv)
 		case 'P': g.pg_script = optarg; break;
 		case 'G': g.group_size = atoi(optarg); break;
 		case 'S': g.nshared = atoi(optarg); break;
+		case 'L': g.log_level = optarg; break;
 		default: usage();
 		}
 	}
@@ -1648,6 +1667,8 @@ main(int argc, char **argv)
 		g.joins = g.endpoints = g.idle_s = 0;
 	if (g.ha) {
 		/* 20 joins; as many streams opening per replica as with one server */
+		if (g.nrep == 1)
+			g.nrep = 3;	/* the default of --replicas */
 		if (!joins_set)
 			g.joins = 20;
 		if (!opening_set)
@@ -1701,6 +1722,7 @@ main(int argc, char **argv)
 	g.aux.node = -1;
 	if ((g.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		die("epoll");
+	g.keep = keep;
 	if (g.ha)
 		return ha_main();
 
