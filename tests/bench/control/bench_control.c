@@ -107,7 +107,17 @@ struct node {
 	int expected;		/* peers its stream should list */
 	int group;		/* --ha: its group, -1 for a shared server */
 	bool join_wait;		/* --ha: a cross-replica join latency is due */
+	/* --ha: peers by id, as protocol.md's client keeps them (a peer_added
+	 * of a known id replaces it: a stream resumed on another replica may
+	 * get one for a peer it has) */
+	int64_t self_id;
+	struct idset { int64_t *v; int n, cap; } ids, lids;	/* peers; ids in this line */
+	uint8_t id_st;		/* how much of ID_PAT matched; ID_DIGITS: in the number */
+	int64_t id_acc;
 };
+
+#define ID_PAT "{\"id\":"	/* every node object starts so */
+enum { ID_DIGITS = 6 };
 
 static struct {
 	int nnodes, nall, joins, endpoints, idle_s, max_opening, max_reg;
@@ -579,6 +589,130 @@ api_request(const char *method, const char *path, const char *body, size_t *len)
 /* ---- map lines ---- */
 
 static void
+idset_push(struct idset *s, int64_t id)
+{
+	if (s->n == s->cap) {
+		int cap = s->cap ? s->cap * 2 : 16;
+		int64_t *v = realloc(s->v, (size_t)cap * sizeof(*v));
+
+		if (v == NULL)
+			die("out of memory");
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = id;
+}
+
+static int
+idset_find(const struct idset *s, int64_t id)
+{
+	int lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+
+		if (s->v[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Sorted insert; false when it was there. */
+static bool
+idset_add(struct idset *s, int64_t id)
+{
+	int i = idset_find(s, id);
+
+	if (i < s->n && s->v[i] == id)
+		return false;
+	idset_push(s, id);
+	memmove(s->v + i + 1, s->v + i, (size_t)(s->n - 1 - i) * sizeof(*s->v));
+	s->v[i] = id;
+	return true;
+}
+
+static void
+idset_del(struct idset *s, int64_t id)
+{
+	int i = idset_find(s, id);
+
+	if (i < s->n && s->v[i] == id) {
+		memmove(s->v + i, s->v + i + 1, (size_t)(s->n - 1 - i) * sizeof(*s->v));
+		s->n--;
+	}
+}
+
+/* Collects the ids of the node objects in a line as its bytes arrive. */
+static void
+id_feed(struct node *n, const char *p, size_t k)
+{
+	for (size_t i = 0; i < k; i++) {
+		char ch = p[i];
+
+		if (n->id_st == ID_DIGITS) {
+			if (ch >= '0' && ch <= '9') {
+				n->id_acc = n->id_acc * 10 + (ch - '0');
+				continue;
+			}
+			if (n->id_acc > 0)
+				idset_push(&n->lids, n->id_acc);
+			n->id_st = 0;
+			n->id_acc = 0;
+		}
+		if (n->id_st == 0) {
+			const char *q = memchr(p + i, '{', k - i);
+
+			if (q == NULL)
+				return;
+			i = (size_t)(q - p);
+			n->id_st = 1;
+		} else if (ch == ID_PAT[n->id_st]) {
+			n->id_st++;
+		} else {
+			n->id_st = ch == '{';
+		}
+	}
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The end of a line: the peer set after it (full map: its peers; delta:
+ * peer_added/peer_changed add or replace, peer_removed removes). */
+static void
+id_line_end(struct node *n)
+{
+	const char *r;
+
+	if (n->id_st == ID_DIGITS && n->id_acc > 0)
+		idset_push(&n->lids, n->id_acc);
+	n->id_st = 0;
+	n->id_acc = 0;
+	if (strncmp(n->head, "{\"type\":\"full\"", 14) == 0 && n->lids.n > 0) {
+		n->self_id = n->lids.v[0];	/* "self" comes first */
+		n->ids.n = 0;
+		for (int i = 1; i < n->lids.n; i++)
+			idset_push(&n->ids, n->lids.v[i]);
+		qsort(n->ids.v, (size_t)n->ids.n, sizeof(*n->ids.v), cmp_id);
+	} else if (strstr(n->head, "\"peer_added\":") || strstr(n->head, "\"peer_changed\":")) {
+		for (int i = 0; i < n->lids.n; i++)
+			if (n->lids.v[i] != n->self_id)
+				idset_add(&n->ids, n->lids.v[i]);
+	} else if ((r = strstr(n->head, "\"peer_removed\":")) != NULL) {
+		idset_del(&n->ids, strtoll(r + 15, NULL, 10));
+	}
+	n->lids.n = 0;
+	set_state(n, n->up, n->ids.n);
+}
+
+static void
 line_end(struct node *n)
 {
 	int64_t now = time_mono_ms();
@@ -604,10 +738,13 @@ line_end(struct node *n)
 			g.regressions++;	/* the protocol forbids it, restarts included */
 		n->version = nv;
 	}
+	if (g.ha)
+		id_line_end(n);
 	if (strncmp(n->head, "{\"type\":\"full\"", 14) == 0) {
 		n->nfull++;
 		n->full_ms = now;
-		set_state(n, n->up, (int)n->markers - 1);
+		if (!g.ha)
+			set_state(n, n->up, (int)n->markers - 1);
 		if (n->opening) {
 			n->opening = false;
 			g.n_opening--;
@@ -623,7 +760,9 @@ line_end(struct node *n)
 			g.pol_ms[n - g.nodes] = now - g.pol_t0;
 			g.n_pol++;
 		}
-		if (strstr(n->head, "\"peer_added\":"))
+		if (g.ha)
+			;	/* id_line_end() did it */
+		else if (strstr(n->head, "\"peer_added\":"))
 			set_state(n, n->up, n->peers + 1);
 		else if (strstr(n->head, "\"peer_removed\":"))
 			set_state(n, n->up, n->peers - 1);
@@ -651,6 +790,8 @@ line_feed(struct node *n, const char *p, size_t len)
 		}
 		n->hl += k;
 		n->markers += match_feed(&n->mm, MARKER, p, k);
+		if (g.ha)
+			id_feed(n, p, k);
 		if (g.watch[0])
 			n->watch_hits += match_feed(&n->mw, g.watch, p, k);
 		if (nl == NULL)
@@ -819,6 +960,9 @@ conn_input(struct conn *c, const char *p, size_t n)
 				nd->hl = 0;
 				nd->markers = nd->watch_hits = 0;
 				nd->mm.clen = nd->mw.clen = 0;
+				nd->id_st = 0;
+				nd->id_acc = 0;
+				nd->lids.n = 0;
 				nd->synced = false;
 				set_state(nd, true, nd->peers);
 			}
@@ -1581,6 +1725,8 @@ ha_main(void)
 	for (int i = 0; i < g.nall; i++) {
 		conn_close(&g.nodes[i].c);
 		free(g.nodes[i].c.body);
+		free(g.nodes[i].ids.v);
+		free(g.nodes[i].lids.v);
 	}
 	conn_close(&g.aux);
 	free(g.aux.body);
