@@ -1681,6 +1681,15 @@ mapper_set_replicas(struct mapper *m, const char *control_urls_json, const char 
 	free(d);
 }
 
+void
+mapper_version_seen(struct mapper *m, uint64_t version)
+{
+	pthread_mutex_lock(&m->lock);
+	if (version > m->version)
+		m->version = version;
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* ---- online flags ---- */
 
 char *

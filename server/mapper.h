@@ -181,6 +181,12 @@ void mapper_set_dns(struct mapper *m, const char *dns_json, uint64_t version);
 void mapper_set_replicas(struct mapper *m, const char *control_urls_json, const char *derp_map_json,
 			 uint64_t version);
 
+/* A change of another replica that has nothing to apply here (its own
+ * POLICY change, say): its version counts as known from now on, so that a
+ * stream that saw it there resumes here by version (the changes after it)
+ * instead of getting a full map for an "unknown" version. */
+void mapper_version_seen(struct mapper *m, uint64_t version);
+
 /* Copies every node; *out is malloc'd (free it). */
 int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_MUST_CHECK;
 

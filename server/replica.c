@@ -121,6 +121,8 @@ walk_change(void *ctx, const struct store_change *c)
 	if (c->version <= r->applied)
 		return 0;
 	apply_foreign(r, c);
+	/* versions are shared: one applied here is one a resume may name */
+	mapper_version_seen(r->s->mapper, c->version);
 	r->applied = c->version;
 	atomic_fetch_add(&r->foreign, 1);
 	return 0;
