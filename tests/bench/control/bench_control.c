@@ -48,7 +48,7 @@
 #include "common/util.h"
 
 enum { HDR_MAX = 2048, OUT_MAX = 2048, HEAD_KEEP = 160, BODY_MAX = 64 * 1024, NSRC = 8,
-	REP_MAX = 9 };
+	REP_MAX = 9, W_MAX = 16 };
 
 #define MARKER "\"disco_key\":\""	/* once per node object in a map line */
 
@@ -131,7 +131,8 @@ static struct {
 	int aux_rep;		/* the server the auxiliary connection goes to */
 	char apikey[256], authkey[256];
 	/* --ha: PostgreSQL (tests/tools/pg.sh), groups and their keys */
-	bool ha, keep;
+	bool ha, keep, is_helper;
+	int per_process;	/* streams one process holds at most */
 	const char *pg_script, *log_level;
 	char pg_dir[256], pg_url[256];
 	pid_t pg_pid;
@@ -151,6 +152,7 @@ static struct {
 	int n_opening;
 	int reg_inflight, reg_done, reg_next;
 	int open_next;
+	int lo, hi;		/* the streams this process holds: nodes lo..hi-1 */
 	char watch[64];
 	int watch_round, n_watch;
 	int64_t pol_t0;
@@ -214,7 +216,7 @@ static void
 recount(void)
 {
 	g.n_current = 0;
-	for (int i = 0; i < g.nnodes; i++)
+	for (int i = g.lo; i < g.hi; i++)
 		g.n_current += is_current(&g.nodes[i]);
 }
 
@@ -383,6 +385,8 @@ remove_tree(const char *dir)
 static void
 kill_all_now(void)
 {
+	if (g.is_helper)
+		return;
 	for (int i = 0; i < g.nrep; i++)
 		if (g.pids[i] > 0) {
 			kill(g.pids[i], SIGKILL);
@@ -1189,7 +1193,7 @@ tick(void)
 
 		node_send(n);
 	}
-	for (int i = 0; i < g.nall; i++) {
+	for (int i = g.lo; i < g.nall; i++) {
 		struct node *n = &g.nodes[i];
 
 		if (n->retry_at == 0 || n->retry_at > now)
@@ -1201,7 +1205,7 @@ tick(void)
 		node_send(n);
 	}
 	/* stream opening, at most max_opening waiting for their first map */
-	while (g.open_on && g.open_next < g.nnodes && g.n_opening < g.max_opening) {
+	while (g.open_on && g.open_next < g.hi && g.n_opening < g.max_opening) {
 		struct node *n = &g.nodes[g.open_next++];
 
 		n->want_stream = true;
@@ -1213,14 +1217,23 @@ tick(void)
 	}
 }
 
+static char w_marker[];
+static void w_input(char *tag);
+
 static void
 loop_once(int timeout_ms)
 {
 	struct epoll_event ev[256];
 	int k = epoll_wait(g.epfd, ev, 256, timeout_ms);
 
-	for (int i = 0; i < k; i++)
-		conn_event(ev[i].data.ptr, ev[i].events);
+	for (int i = 0; i < k; i++) {
+		char *tag = ev[i].data.ptr;
+
+		if (g.ha && tag >= w_marker && tag <= w_marker + W_MAX)
+			w_input(tag);
+		else
+			conn_event(ev[i].data.ptr, ev[i].events);
+	}
 }
 
 typedef bool (*pred_fn)(void);
@@ -1244,12 +1257,12 @@ run_until(pred_fn pred, int64_t timeout_ms)
 		prev = now;
 		if (now >= end)
 			return false;
-		if (now - last_report >= 10000 && pred != never && pred != aux_done) {
+		if (now - last_report >= 10000 && pred != never && pred != aux_done && !g.is_helper) {
 			fprintf(stderr, "bench-control:   ... %.0f s: %d/%d streams current, %d opening, "
 			    "%d registered, %.1f GB read\n", (now - start) / 1000.0, g.n_current,
 			    g.nnodes, g.n_opening, g.reg_done, g.bytes / 1e9);
 			last_report = now;
-			for (int i = 0, k = 0; g.ha && i < g.nnodes && k < 3 && g.n_current > 0; i++) {
+			for (int i = g.lo, k = 0; g.ha && i < g.hi && k < 3 && g.n_current > 0; i++) {
 				struct node *n = &g.nodes[i];
 
 				if (is_current(n) || !n->want_stream)
@@ -1273,8 +1286,8 @@ run_until(pred_fn pred, int64_t timeout_ms)
 
 static bool never(void) { return false; }
 static bool aux_done(void) { return g.aux.done || g.aux.failed; }
-static bool all_registered(void) { return g.reg_done >= g.nall; }
-static bool all_current(void) { return g.n_current == g.nnodes; }
+static bool all_registered(void) { return g.reg_done >= g.nall - g.lo; }
+static bool all_current(void) { return g.n_current == g.hi - g.lo; }
 static bool all_watched(void) { return g.n_watch >= g.nnodes; }
 static bool all_policy(void) { return g.n_pol >= g.nnodes; }
 
@@ -1385,7 +1398,7 @@ usage(void)
 	    "[--keep]\n"
 	    "       bench-control --ha --nodes N [--replicas R] [--server BIN] [--pg-script PATH]\n"
 	    "                     [--group-size G] [--shared S] [--joins J] [--max-opening K]\n"
-	    "                     [--log-level LEVEL] [--keep]\n");
+	    "                     [--log-level LEVEL] [--per-process P] [--keep]\n");
 	exit(2);
 }
 
@@ -1522,16 +1535,243 @@ ha_rss_kb(void)
 	return sum;
 }
 
+/*
+ * Helper processes. One process may hold only RLIMIT_NOFILE sockets (20,000
+ * here, and raising the hard limit needs CAP_SYS_RESOURCE), so above
+ * --per-process streams the nodes are split: this process holds the first
+ * share (the shared servers, the groups that get the joins: every timed
+ * stream) and forked helpers hold the others. Helpers enrol and hold their
+ * nodes, move them at the failover like this process does, and report over
+ * a pipe (CLOCK_MONOTONIC times are comparable across processes).
+ */
+enum wtype { W_ENROLLED = 1, W_CURRENT, W_RECOVERED, W_FINAL, C_OPEN, C_KILL, C_QUIT };
+
+struct wmsg {
+	int32_t type, arg;
+	int64_t t, a, b;
+};
+
+static struct {
+	int n;				/* helpers */
+	pid_t pid[W_MAX];
+	int to[W_MAX], from[W_MAX];	/* pipes: commands to, reports from */
+	int got[W_MAX][C_OPEN];		/* reports received, by type */
+	int64_t t[W_MAX][C_OPEN];	/* and their times */
+	int64_t a[W_MAX][C_OPEN], b[W_MAX][C_OPEN];
+	int cmd_fd, rep_fd;		/* in a helper */
+	struct wmsg cmd;
+	bool have_cmd;
+	bool is_helper;
+} w;
+
+static char w_marker[W_MAX + 1];	/* epoll tags of the pipes */
+
+static void
+w_send(int fd, int type, int arg, int64_t t, int64_t a, int64_t b)
+{
+	struct wmsg m = { type, arg, t, a, b };
+
+	if (write(fd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+		die("pipe to a helper process failed");
+}
+
+/* A pipe is readable (called from the loop). */
+static void
+w_input(char *tag)
+{
+	int k = (int)(tag - w_marker);
+	struct wmsg m;
+	ssize_t r = read(k == W_MAX ? w.cmd_fd : w.from[k], &m, sizeof(m));
+
+	if (r == 0 || (r < 0 && errno != EAGAIN)) {
+		if (w.is_helper)
+			_exit(0);	/* the parent is gone */
+		die("a helper process died");
+	}
+	if (r != (ssize_t)sizeof(m))
+		return;
+	if (w.is_helper) {
+		w.cmd = m;
+		w.have_cmd = true;
+	} else if (m.type > 0 && m.type < C_OPEN) {
+		w.got[k][m.type]++;
+		w.t[k][m.type] = m.t;
+		w.a[k][m.type] = m.a;
+		w.b[k][m.type] = m.b;
+	}
+}
+
+static bool
+w_all(int type)
+{
+	for (int k = 0; k < w.n; k++)
+		if (w.got[k][type] == 0)
+			return false;
+	return true;
+}
+
+static int64_t
+w_latest(int type, int64_t own)
+{
+	for (int k = 0; k < w.n; k++)
+		if (w.t[k][type] > own)
+			own = w.t[k][type];
+	return own;
+}
+
+static bool have_cmd(void) { return w.have_cmd; }
+static bool all_registered_w(void) { return all_registered() && w_all(W_ENROLLED); }
+static bool all_current_w(void) { return all_current() && w_all(W_CURRENT); }
+static bool all_recovered_w(void) { return all_current() && w_all(W_RECOVERED); }
+static bool all_final_w(void) { return w_all(W_FINAL); }
+
+static void
+epoll_tag(int fd, char *tag)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.ptr = tag;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (epoll_ctl(g.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+		die("epoll");
+}
+
+/* Moves this process's streams off the killed replica (round-robin over
+ * the others); each resumes with the version it had. */
+static int
+move_streams(int victim)
+{
+	int moved = 0;
+
+	for (int i = g.lo; i < g.hi; i++) {
+		struct node *n = &g.nodes[i];
+
+		if (n->rep != victim)
+			continue;
+		conn_close(&n->c);
+		set_state(n, false, n->peers);
+		n->rep = moved++ % (g.nrep - 1);
+		n->backoff = 0;
+		node_schedule_retry(n);
+	}
+	return moved;
+}
+
+static uint64_t
+own_fulls(void)
+{
+	uint64_t f = 0;
+
+	for (int i = g.lo; i < g.hi; i++)
+		f += g.nodes[i].nfull;
+	return f;
+}
+
+/* A helper: enrols and holds nodes lo..hi-1, as told. */
+static void
+helper_main(int k)
+{
+	uint64_t fulls = 0;
+	int moved = 0;
+
+	w.is_helper = true;
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	g.is_helper = true;	/* the servers and PostgreSQL are the parent's */
+	epoll_tag(w.cmd_fd, &w_marker[W_MAX]);
+	g.nall = g.hi;
+	g.reg_next = g.lo;
+	g.open_next = g.lo;
+	g.reg_on = true;
+	if (!run_until(all_registered, 3600 * 1000))
+		_exit(1);
+	w_send(w.rep_fd, W_ENROLLED, k, time_mono_ms(), g.errors, 0);
+	for (;;) {
+		w.have_cmd = false;
+		run_until(have_cmd, INT64_MAX / 4);
+		switch (w.cmd.type) {
+		case C_OPEN:
+			g.open_on = true;
+			ha_expect();
+			run_until(all_current, 3600 * 1000);
+			w_send(w.rep_fd, W_CURRENT, k, time_mono_ms(), g.reconnects, 0);
+			break;
+		case C_KILL:
+			fulls = own_fulls();
+			moved = move_streams((int)w.cmd.a);
+			run_until(all_current, 600 * 1000);
+			w_send(w.rep_fd, W_RECOVERED, k, all_current() ? time_mono_ms() : 0,
+			    (int64_t)(own_fulls() - fulls), moved);
+			break;
+		case C_QUIT:
+			w_send(w.rep_fd, W_FINAL, k, time_mono_ms(), (int64_t)g.regressions,
+			    (int64_t)g.bytes);
+			for (int i = g.lo; i < g.hi; i++)
+				conn_close(&g.nodes[i].c);
+			_exit(0);
+		default:
+			break;
+		}
+	}
+}
+
+static void
+start_helpers(int per)
+{
+	int share = (g.nnodes + w.n) / (w.n + 1);
+
+	(void)per;
+	g.lo = 0;
+	g.hi = share;
+	for (int k = 0; k < w.n; k++) {
+		int to[2], from[2];
+		pid_t pid;
+
+		if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0)
+			die("pipe");
+		fflush(stderr);
+		if ((pid = fork()) < 0)
+			die("fork");
+		if (pid == 0) {
+			close(to[1]);
+			close(from[0]);
+			for (int j = 0; j < k; j++) {
+				close(w.to[j]);
+				close(w.from[j]);
+			}
+			close(g.epfd);
+			if ((g.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+				_exit(1);
+			w.n = 0;
+			w.cmd_fd = to[0];
+			w.rep_fd = from[1];
+			g.lo = share * (k + 1);
+			g.hi = g.lo + share < g.nnodes ? g.lo + share : g.nnodes;
+			helper_main(k);
+			_exit(0);
+		}
+		close(to[0]);
+		close(from[1]);
+		w.pid[k] = pid;
+		w.to[k] = to[1];
+		w.from[k] = from[0];
+		epoll_tag(w.from[k], &w_marker[k]);
+	}
+}
+
 static int
 ha_main(void)
 {
 	char name[64], b1[32], b2[32], b3[32] = "n/a", b4[32] = "-";
 	char *pol;
-	int64_t t0, t_reg, t_maps;
+	int64_t t0, t_reg, t_maps, t_rec;
 	double enrol_per_s, maps_s, recover_s = -1;
 	long rss, rss_after;
-	uint64_t fulls_before = 0, fulls_after = 0;
-	int nj = 0, victim = g.nrep - 1, moved = 0;
+	uint64_t fulls_before, fulls_after, regressions;
+	int nj = 0, victim = g.nrep - 1, moved = 0, kmax;
 
 	/* node i: a shared server below nshared, else group (i - nshared) /
 	 * group_size; replica i % R (so every group spans every replica) */
@@ -1596,29 +1836,44 @@ ha_main(void)
 		create_key(name, NULL, g.group_keys[k], sizeof(g.group_keys[k]));
 	}
 
-	/* enrol the stream nodes over the replicas */
-	g.nall = g.nnodes;
+	/* helpers (no connection is open here now) */
+	w.n = (g.nnodes + g.per_process - 1) / g.per_process - 1;
+	if (w.n >= W_MAX)
+		die("too many nodes for the helper processes");
+	start_helpers(g.per_process);
+	kmax = (g.hi - g.nshared) / g.group_size;
+	if (kmax < 1)
+		kmax = 1;
+	if (w.n > 0)
+		fprintf(stderr, "bench-ha: %d helper processes; this one holds nodes 0-%d\n", w.n,
+		    g.hi - 1);
+
+	/* enrol the stream nodes over the replicas (all processes at once) */
+	g.nall = g.hi;
+	g.reg_next = g.lo;
 	g.reg_on = true;
 	t0 = time_mono_ms();
-	if (!run_until(all_registered, 3600 * 1000))
+	if (!run_until(all_registered_w, 3600 * 1000))
 		die("registration did not finish in 60 min");
-	t_reg = time_mono_ms();
+	t_reg = w_latest(W_ENROLLED, time_mono_ms());
 	enrol_per_s = g.nnodes * 1000.0 / (double)(t_reg - t0 > 0 ? t_reg - t0 : 1);
-	fprintf(stderr, "bench-ha: %d registered in %.1f s (%.0f/s), %u errors\n", g.nnodes,
+	fprintf(stderr, "bench-ha: %d registered in %.1f s (%.0f/s), %u errors here\n", g.nnodes,
 	    (t_reg - t0) / 1000.0, enrol_per_s, g.errors);
 
 	/* every node opens its stream on its replica */
+	for (int k = 0; k < w.n; k++)
+		w_send(w.to[k], C_OPEN, 0, 0, 0, 0);
 	g.open_on = true;
 	ha_expect();
-	if (!run_until(all_current, 3600 * 1000)) {
+	if (!run_until(all_current_w, 3600 * 1000)) {
 		fprintf(stderr, "bench-ha: only %d of %d streams current after 60 min\n", g.n_current,
-		    g.nnodes);
+		    g.hi - g.lo);
 		die("streams did not come up");
 	}
-	t_maps = time_mono_ms();
+	t_maps = w_latest(W_CURRENT, time_mono_ms());
 	maps_s = (t_maps - t_reg) / 1000.0;
-	fprintf(stderr, "bench-ha: %d streams current in %.1f s (%.1f MB read), %u errors, "
-	    "%u reconnects\n", g.nnodes, maps_s, g.bytes / 1e6, g.errors, g.reconnects);
+	fprintf(stderr, "bench-ha: %d streams current in %.1f s (%.1f MB read here), %u errors, "
+	    "%u reconnects here\n", g.nnodes, maps_s, g.bytes / 1e6, g.errors, g.reconnects);
 	run_until(never, 2000);
 	rss = ha_rss_kb();
 	fprintf(stderr, "bench-ha: rss of the replicas %ld kB (%.1f kB/node)\n", rss,
@@ -1629,7 +1884,7 @@ ha_main(void)
 	 * peer_added */
 	for (int j = 0; j < g.joins; j++) {
 		struct node *n = &g.nodes[g.nnodes + j];
-		int k = (int)((j * 7919L) % g.ngroups), a = j % g.nrep, st, watchers = 0;
+		int k = (int)((j * 7919L) % kmax), a = j % g.nrep, st, watchers = 0;
 		size_t len;
 		char *r;
 
@@ -1637,11 +1892,11 @@ ha_main(void)
 		n->rep = a;
 		group_count[k]++;
 		ha_expect();
-		for (int i = 0; i < g.nnodes; i++) {
-			struct node *w = &g.nodes[i];
+		for (int i = g.lo; i < g.hi; i++) {
+			struct node *x = &g.nodes[i];
 
-			w->join_wait = w->rep != a && (w->group < 0 || w->group == k);
-			watchers += w->join_wait;
+			x->join_wait = x->rep != a && (x->group < 0 || x->group == k);
+			watchers += x->join_wait;
 		}
 		r = register_request(n, g.nnodes + j, &len);
 		g.aux_rep = a;
@@ -1657,7 +1912,7 @@ ha_main(void)
 		n->registered = true;
 		if (!run_until(all_current, 60 * 1000)) {
 			fprintf(stderr, "bench-ha: join %d (group %d via replica %d) reached only %d of %d "
-			    "streams\n", j, k, a, g.n_current, g.nnodes);
+			    "streams\n", j, k, a, g.n_current, g.hi - g.lo);
 			continue;
 		}
 		nj++;
@@ -1665,45 +1920,57 @@ ha_main(void)
 		    "last after %" PRId64 " ms\n", j, a, watchers, time_mono_ms() - g.join_t0);
 		run_until(never, 100);
 	}
-	for (int i = 0; i < g.nnodes; i++)
+	for (int i = g.lo; i < g.hi; i++)
 		g.nodes[i].join_wait = false;
 
 	/* failover: kill -9 the last replica; its streams move to the others
 	 * (round-robin) and resume with the version they had */
-	for (int i = 0; i < g.nnodes; i++)
-		fulls_before += g.nodes[i].nfull;
+	fulls_before = own_fulls();
 	t0 = time_mono_ms();
 	kill(g.pids[victim], SIGKILL);
 	waitpid(g.pids[victim], NULL, 0);
 	g.pids[victim] = 0;
-	for (int i = 0; i < g.nnodes; i++) {
-		struct node *n = &g.nodes[i];
-
-		if (n->rep != victim)
-			continue;
-		conn_close(&n->c);
-		set_state(n, false, n->peers);
-		n->rep = moved++ % (g.nrep - 1);
-		n->backoff = 0;
-		node_schedule_retry(n);
-	}
-	fprintf(stderr, "bench-ha: killed replica %d (kill -9); %d streams move to the others\n",
-	    victim, moved);
-	if (run_until(all_current, 600 * 1000)) {
-		recover_s = (time_mono_ms() - t0) / 1000.0;
-		for (int i = 0; i < g.nnodes; i++)
-			fulls_after += g.nodes[i].nfull;
-		fulls_after -= fulls_before;
-		snprintf(b4, sizeof(b4), "%" PRIu64, fulls_after);
+	for (int k = 0; k < w.n; k++)
+		w_send(w.to[k], C_KILL, 0, t0, victim, 0);
+	moved = move_streams(victim);
+	fprintf(stderr, "bench-ha: killed replica %d (kill -9); its streams move to the others\n",
+	    victim);
+	if (run_until(all_recovered_w, 600 * 1000)) {
+		t_rec = time_mono_ms();
+		fulls_after = own_fulls() - fulls_before;
+		for (int k = 0; k < w.n; k++) {
+			if (w.t[k][W_RECOVERED] == 0)
+				t_rec = -1;
+			else if (t_rec >= 0 && w.t[k][W_RECOVERED] > t_rec)
+				t_rec = w.t[k][W_RECOVERED];
+			fulls_after += (uint64_t)w.a[k][W_RECOVERED];
+			moved += (int)w.b[k][W_RECOVERED];
+		}
+		if (t_rec >= 0) {
+			recover_s = (t_rec - t0) / 1000.0;
+			snprintf(b4, sizeof(b4), "%" PRIu64, fulls_after);
+		} else
+			fprintf(stderr, "bench-ha: a helper's streams did not all recover\n");
 	} else
-		fprintf(stderr, "bench-ha: after the failover only %d of %d streams current\n",
-		    g.n_current, g.nnodes);
+		fprintf(stderr, "bench-ha: after the failover only %d of %d streams current here\n",
+		    g.n_current, g.hi - g.lo);
 	run_until(never, 2000);
 	rss_after = ha_rss_kb();
 	fprintf(stderr, "bench-ha: rss of the %d replicas left %ld kB (%.1f kB/node)\n", g.nrep - 1,
 	    rss_after, (double)rss_after / g.nnodes);
-	fprintf(stderr, "bench-ha: longest client loop stall %" PRId64 " ms, %.1f GB read, %u errors, "
-	    "%u reconnects\n", g.max_stall_ms, g.bytes / 1e9, g.errors, g.reconnects);
+	regressions = g.regressions;
+	for (int k = 0; k < w.n; k++)
+		w_send(w.to[k], C_QUIT, 0, 0, 0, 0);
+	run_until(all_final_w, 60 * 1000);
+	for (int k = 0; k < w.n; k++) {
+		regressions += (uint64_t)w.a[k][W_FINAL];
+		g.bytes += (uint64_t)w.b[k][W_FINAL];
+		waitpid(w.pid[k], NULL, 0);
+		w.pid[k] = 0;
+	}
+	fprintf(stderr, "bench-ha: longest client loop stall %" PRId64 " ms (this process), %.1f GB "
+	    "read, %u errors, %u reconnects here\n", g.max_stall_ms, g.bytes / 1e9, g.errors,
+	    g.reconnects);
 
 	fmt_ms(b1, sizeof(b1), pct(g.join_lat, g.n_join_lat, 0.50));
 	fmt_ms(b2, sizeof(b2), pct(g.join_lat, g.n_join_lat, 0.99));
@@ -1713,7 +1980,7 @@ ha_main(void)
 	    "failover_recover_s=%s full_maps_after_failover=%s rss_kb_per_node=%.1f "
 	    "cross_join_p50_ms=%s joins=%d/%d maps_all_s=%.1f streams_moved=%d "
 	    "version_regressions=%" PRIu64 "\n", g.nnodes, g.nrep, enrol_per_s, b2, b3, b4,
-	    (double)rss / g.nnodes, b1, nj, g.joins, maps_s, moved, g.regressions);
+	    (double)rss / g.nnodes, b1, nj, g.joins, maps_s, moved, regressions);
 	fflush(stdout);
 
 	for (int i = 0; i < g.nrep; i++)
@@ -1760,6 +2027,7 @@ main(int argc, char **argv)
 		{ "group-size", required_argument, NULL, 'G' },
 		{ "shared", required_argument, NULL, 'S' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "per-process", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rlimit rl;
@@ -1788,6 +2056,7 @@ main(int argc, char **argv)
 	g.pg_script = "tests/tools/pg.sh";
 	g.group_size = 100;
 	g.log_level = "warn";
+	g.per_process = 15000;
 	g.nshared = 10;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (ch) {
@@ -1806,6 +2075,7 @@ main(int argc, char **argv)
 		case 'G': g.group_size = atoi(optarg); break;
 		case 'S': g.nshared = atoi(optarg); break;
 		case 'L': g.log_level = optarg; break;
+		case 'W': g.per_process = atoi(optarg); break;
 		default: usage();
 		}
 	}
@@ -1822,7 +2092,7 @@ main(int argc, char **argv)
 	}
 	if (g.nnodes < 2 || g.joins < 0 || g.endpoints < 0 || g.max_opening < 1 ||
 	    (g.ha && (g.nrep < 2 || g.nrep > REP_MAX || g.group_size < 2 || g.nshared < 0 ||
-	    g.joins < 1)) || (!g.ha && g.nrep != 1))
+	    g.joins < 1 || g.per_process < 100)) || (!g.ha && g.nrep != 1))
 		usage();
 	if (sodium_init() < 0)
 		die("libsodium");
@@ -1869,6 +2139,8 @@ main(int argc, char **argv)
 	if ((g.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		die("epoll");
 	g.keep = keep;
+	g.lo = 0;
+	g.hi = g.nnodes;
 	if (g.ha)
 		return ha_main();
 
