@@ -2111,7 +2111,8 @@ main(int argc, char **argv)
 				rl = more;
 		}
 		setrlimit(RLIMIT_NOFILE, &rl);
-		if (rl.rlim_cur < (rlim_t)g.nnodes + 64) {
+		/* --ha: each process holds at most --per-process streams */
+		if (rl.rlim_cur < (rlim_t)(g.ha && g.per_process < g.nnodes ? g.per_process : g.nnodes) + 64) {
 			fprintf(stderr, "bench-control: open file limit %llu is too low for %d nodes\n",
 			    (unsigned long long)rl.rlim_cur, g.nnodes);
 			return 1;
