@@ -271,14 +271,18 @@ check_authkey(struct server *s, const char *key, const struct store_node *existi
  * ERR_EXISTS is final.
  */
 static bool
-register_retry(struct server *s, int r, bool existing, int *attempt)
+register_retry(struct server *s, int r, bool existing, int *attempt, bool *scatter)
 {
 	bool conflict = r == ERR_EXISTS && !existing && store_is_postgres(s->store);
 
 	if (++*attempt > STORE_TX_RETRIES || (!conflict && !(r != 0 && store_retryable(s->store))))
 		return false;
-	if (conflict)
+	/* Continue from a random place in the pools (replicas that collided
+	 * then allocate apart); reading every address in use costs a scan of
+	 * all nodes, so only when that did not help twice. */
+	if (conflict && *attempt >= 3)
 		server_ipam_resync(s);
+	*scatter = *scatter || conflict;
 	/* jittered backoff, so the replicas that collided do not again */
 	usleep((useconds_t)(500u << (*attempt < 6 ? *attempt : 6)) + randombytes_uniform(5000));
 	return true;
@@ -306,6 +310,7 @@ register_commit(struct server *s, const uint8_t mkey[static KEY_LEN], const stru
 	unsigned fields;
 	struct polref *pol = NULL;	/* for tags: held before the transaction */
 	int r, attempt = 0;
+	bool scatter = false;
 
 	*created = false;
 	*throttled = false;
@@ -318,6 +323,10 @@ again:
 		policy_state_release(pol);
 		snprintf(why, whylen, "database busy; retry");
 		return r;
+	}
+	if (scatter) {	/* the store lock guards the ipam */
+		ipam_scatter(s->ipam);
+		scatter = false;
 	}
 	r = store_node_get_by_machine(s->store, mkey, &old);
 	if (r != 0 && r != ERR_NOT_FOUND)
@@ -448,7 +457,7 @@ again:
 			ipam_undo(s->ipam, &node.ipv4);
 		if (fresh6)
 			ipam_undo(s->ipam, &node.ipv6);
-		if (register_retry(s, r, existing, &attempt))
+		if (register_retry(s, r, existing, &attempt, &scatter))
 			goto again;
 		policy_state_release(pol);
 		atomic_fetch_add(&s->metrics.registration_failures, 1);
@@ -484,7 +493,7 @@ fail:
 	if (fresh6)
 		ipam_undo(s->ipam, &node.ipv6);
 	store_tx_rollback(s->store);
-	if (register_retry(s, r, existing, &attempt))
+	if (register_retry(s, r, existing, &attempt, &scatter))
 		goto again;
 	policy_state_release(pol);
 	atomic_fetch_add(&s->metrics.registration_failures, 1);

@@ -110,6 +110,30 @@ ipam_mark(struct ipam *p, const struct ip_addr *a)
 		pl->next = off + 1;
 }
 
+void
+ipam_mark_other(struct ipam *p, const struct ip_addr *a)
+{
+	struct pool *pl = pool_for(p, a->family);
+	uint64_t off;
+
+	if (a->family == 0 || offset_of(pl, a, &off) != 0)
+		return;
+	pl->bits[off / 8] |= (uint8_t)(1 << (off % 8));
+}
+
+void
+ipam_scatter(struct ipam *p)
+{
+	struct pool *pools[2] = { &p->v4, &p->v6 };
+
+	for (int i = 0; i < 2; i++) {
+		uint64_t r;
+
+		random_bytes((uint8_t *)&r, sizeof(r));
+		pools[i]->next = 1 + r % (pools[i]->size - 1);
+	}
+}
+
 int
 ipam_taken(const struct ipam *p, const struct ip_addr *a)
 {

@@ -61,8 +61,8 @@ apply_foreign(struct replica *r, const struct store_change *c)
 			struct store_node old;
 			bool had = mapper_node_get(s->mapper, n.id, &old, NULL) == 0;
 
-			ipam_mark(s->ipam, &n.ipv4);
-			ipam_mark(s->ipam, &n.ipv6);
+			ipam_mark_other(s->ipam, &n.ipv4);
+			ipam_mark_other(s->ipam, &n.ipv6);
 			mapper_node_upsert(s->mapper, &n, c->version, NULL);
 			/* this replica's relay drops a replaced or expired key,
 			 * as the replica that made the change does */

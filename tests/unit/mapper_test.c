@@ -619,6 +619,39 @@ START_TEST(test_shared_primaries)
 	ck_assert_ptr_null(payload);
 	mapper_free(leader);
 	mapper_free(other);
+
+/* Another replica's own change that has nothing to apply here (its POLICY
+ * change, say) at V0 + 5: a stream that last saw it there resumes here by
+ * version, with the changes after it, not with a full map for an "unknown"
+ * version (bench-ha: full maps after a kill -9 of a replica). */
+START_TEST(test_foreign_version_resumes)
+{
+	struct mapper *m;
+	struct out o;
+
+	mk_node(&nodes[1], 1, "alice");
+	mk_node(&nodes[2], 2, "alice");
+	m = new_mapper(V0, V0);
+	ck_assert_int_eq(mapper_load(m, &nodes[1], false), 0);
+	ck_assert_int_eq(mapper_load(m, &nodes[2], false), 0);
+	mapper_set_policy(m, &by_user, NULL, 0, NULL);
+	cur_version = V0;
+	ck_assert_int_eq(read_stream(m, 1, V0 + 5, &o), MAPPER_START_FULL);	/* unknown yet */
+	out_free(&o);
+	mapper_version_seen(m, V0 + 5);
+	cur_version = V0 + 5;
+	ck_assert_int_eq(read_stream(m, 1, V0 + 5, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 0);
+	mapper_version_seen(m, V0 + 3);	/* never goes back */
+	nodes[2].home_derp = 7;
+	mapper_node_upsert(m, &nodes[2], V0 + 6, NULL);
+	cur_version = V0 + 6;
+	ck_assert_int_eq(read_stream(m, 1, V0 + 5, &o), MAPPER_START_RESUME);
+	ck_assert_uint_eq(o.n, 1);
+	ck_assert_uint_eq(ver(o.msgs[0]), V0 + 6);
+	ck_assert_ptr_nonnull(json_object_get(o.msgs[0], "peer_changed"));
+	out_free(&o);
+	mapper_free(m);
 }
 END_TEST
 
@@ -632,6 +665,7 @@ mapper_suite(void)
 	tcase_add_test(tc, test_slow_stream_resumes);
 	tcase_add_test(tc, test_replicas_change);
 	tcase_add_test(tc, test_shared_primaries);
+	tcase_add_test(tc, test_foreign_version_resumes);
 	suite_add_tcase(s, tc);
 	return s;
 }
