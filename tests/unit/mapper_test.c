@@ -619,6 +619,8 @@ START_TEST(test_shared_primaries)
 	ck_assert_ptr_null(payload);
 	mapper_free(leader);
 	mapper_free(other);
+}
+END_TEST
 
 /* Another replica's own change that has nothing to apply here (its POLICY
  * change, say) at V0 + 5: a stream that last saw it there resumes here by
