@@ -1415,6 +1415,44 @@ sees(const struct mapper_policy_ops *ops, void *ctx, int64_t viewer, int64_t pee
 	return viewer != peer && (ops == NULL || ops->can_see == NULL || ops->can_see(ctx, viewer, peer));
 }
 
+/* The peers of v that appear (+id) or go (-id) between two policies, from
+ * both peer lists (ids: the mapper's nodes, sorted); -1 when a policy
+ * cannot list them (the caller compares node by node). */
+static int
+peers_diff(const struct mapper_policy_ops *old, void *octx, const struct mapper_policy_ops *ops,
+	   void *ctx, int64_t v, const int64_t *ids, size_t nids, int64_t *diff, size_t *nd,
+	   size_t *work)
+{
+	int64_t *a = NULL, *b = NULL;
+	ssize_t na, nb, i = 0, j = 0;
+
+	if (old->peers == NULL || ops == NULL || ops->peers == NULL)
+		return -1;
+	if ((na = old->peers(octx, v, &a)) < 0 || (nb = ops->peers(ctx, v, &b)) < 0) {
+		free(a);
+		return -1;
+	}
+	*work += (size_t)(na + nb);
+	while (i < na || j < nb) {
+		int64_t x;
+
+		if (j >= nb || (i < na && a[i] < b[j]))
+			x = -a[i++];		/* gone */
+		else if (i >= na || b[j] < a[i])
+			x = b[j++];		/* new */
+		else {
+			i++;
+			j++;
+			continue;
+		}
+		if ((x < 0 ? -x : x) != v && ids_has(ids, nids, x < 0 ? -x : x))
+			diff[(*nd)++] = x;
+	}
+	free(a);
+	free(b);
+	return 0;
+}
+
 char *
 mapper_policy_change(struct mapper *m, const struct mapper_policy_ops *ops, void *ctx,
 		     const int64_t *full, size_t nfull, bool all,
@@ -1465,12 +1503,14 @@ mapper_policy_change(struct mapper *m, const struct mapper_policy_ops *ops, void
 			rest[nrest++] = v;
 			continue;
 		}
-		work += nids;
-		for (size_t j = 0; j < nids; j++) {
-			bool was = sees(&old, octx, v, ids[j]), is = sees(ops, ctx, v, ids[j]);
+		if (peers_diff(&old, octx, ops, ctx, v, ids, nids, diff, &nd, &work) != 0) {
+			work += nids;
+			for (size_t j = 0; j < nids; j++) {
+				bool was = sees(&old, octx, v, ids[j]), is = sees(ops, ctx, v, ids[j]);
 
-			if (was != is)
-				diff[nd++] = is ? ids[j] : -ids[j];
+				if (was != is)
+					diff[nd++] = is ? ids[j] : -ids[j];
+			}
 		}
 		if (nvis + nd > MAPPER_POLICY_VIS_MAX) {
 			rest[nrest++] = v;

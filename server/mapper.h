@@ -49,6 +49,11 @@ struct mapper_policy_ops {
 	 * the context they started with. */
 	void (*get)(void *ctx);
 	void (*put)(void *ctx);
+	/* Optional: the ids `viewer` may see, ascending, in *out (malloc'd,
+	 * NULL when none); the count, or -1 (viewer unknown, no memory). Lets
+	 * a policy change compare a viewer's peers without a can_see over
+	 * every node. */
+	ssize_t (*peers)(void *ctx, int64_t viewer, int64_t **out);
 };
 
 struct mapper_config {

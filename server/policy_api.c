@@ -162,11 +162,45 @@ compiled_filter(void *ctx, int64_t viewer)
 	return t;
 }
 
+static int
+cmp_id64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static ssize_t
+compiled_peers(void *ctx, int64_t viewer, int64_t **out)
+{
+	const struct compiled *c = ctx;
+	size_t i, *idx = NULL;
+	ssize_t n;
+	int64_t *v;
+
+	*out = NULL;
+	if (!index_of(c, viewer, &i) || (n = policy_result_peers(c->res, i, &idx)) < 0)
+		return -1;
+	if (n == 0)
+		return 0;
+	if ((v = malloc((size_t)n * sizeof(*v))) == NULL) {
+		free(idx);
+		return -1;
+	}
+	for (ssize_t k = 0; k < n; k++)
+		v[k] = c->ids[idx[k]];
+	free(idx);
+	qsort(v, (size_t)n, sizeof(*v), cmp_id64);
+	*out = v;
+	return n;
+}
+
 static const struct mapper_policy_ops compiled_ops = {
 	.can_see = compiled_can_see,
 	.filter = compiled_filter,
 	.get = compiled_get,
 	.put = compiled_put,
+	.peers = compiled_peers,
 };
 
 /* Builds the compiler's view of the nodes. Tag strings live in `tagbuf`. */

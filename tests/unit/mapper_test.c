@@ -657,6 +657,62 @@ START_TEST(test_foreign_version_resumes)
 }
 END_TEST
 
+/* The peer lists of the test policies (ids with a node in nodes[]). */
+static ssize_t
+list_peers(bool (*see)(void *, int64_t, int64_t), int64_t viewer, int64_t **out)
+{
+	int64_t *v = malloc(8 * sizeof(*v));
+	ssize_t n = 0;
+
+	ck_assert_ptr_nonnull(v);
+	for (int64_t id = 1; id < 8; id++)
+		if (nodes[id].id == id && id != viewer && see(NULL, viewer, id))
+			v[n++] = id;
+	*out = v;
+	return n;
+}
+
+static ssize_t by_user_peers(void *c, int64_t v, int64_t **o) { (void)c; return list_peers(same_user, v, o); }
+static ssize_t shifted_peers(void *c, int64_t v, int64_t **o) { (void)c; return list_peers(shifted_see, v, o); }
+
+/* A policy change computes each viewer's added and removed peers from both
+ * policies' peer lists when they can list them (no can_see over every
+ * node): the same "vis" as node by node. */
+START_TEST(test_policy_change_peer_lists)
+{
+	static const struct mapper_policy_ops by_user_l = { .can_see = same_user,
+		.peers = by_user_peers };
+	static const struct mapper_policy_ops shifted_l = { .can_see = shifted_see,
+		.filter = shifted_filter, .peers = shifted_peers };
+	struct mapper *m;
+	char *slow, *fast;
+
+	memset(nodes, 0, sizeof(nodes));
+	mk_node(&nodes[1], 1, "alice");
+	mk_node(&nodes[2], 2, "alice");
+	mk_node(&nodes[4], 4, "bob");
+	mk_node(&nodes[5], 5, "bob");
+	m = new_mapper(V0, V0);
+	for (int id = 1; id < 6; id++)
+		if (nodes[id].id != 0)
+			ck_assert_int_eq(mapper_load(m, &nodes[id], false), 0);
+	mapper_set_policy(m, &by_user, NULL, 0, NULL);
+	slow = mapper_policy_change(m, &shifted, NULL, (int64_t[]){ 4, 1, 2, 5 }, 4, false, NULL, 0,
+	    "\"e\"");
+	mapper_set_policy(m, &by_user_l, NULL, 0, NULL);
+	fast = mapper_policy_change(m, &shifted_l, NULL, (int64_t[]){ 4, 1, 2, 5 }, 4, false, NULL,
+	    0, "\"e\"");
+	ck_assert_ptr_nonnull(slow);
+	ck_assert_ptr_nonnull(fast);
+	ck_assert_str_eq(slow, "{\"full\":[],\"filter\":[],\"vis\":[[1,-2,4],[2,-1],[4,1],[5]],"
+	    "\"etag\":\"\\\"e\\\"\"}");
+	ck_assert_str_eq(fast, slow);
+	free(slow);
+	free(fast);
+	mapper_free(m);
+}
+END_TEST
+
 Suite *
 mapper_suite(void)
 {
@@ -668,6 +724,7 @@ mapper_suite(void)
 	tcase_add_test(tc, test_replicas_change);
 	tcase_add_test(tc, test_shared_primaries);
 	tcase_add_test(tc, test_foreign_version_resumes);
+	tcase_add_test(tc, test_policy_change_peer_lists);
 	suite_add_tcase(s, tc);
 	return s;
 }
