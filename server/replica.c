@@ -140,8 +140,12 @@ replica_catch_up(struct replica *r, uint64_t below)
 	if (rc != 0 && rc != WALK_DONE)
 		log_warn("msg=\"cannot read the change log; retried shortly\" err=\"%s\"",
 		    err_str(rc));
-	if (below != 0 && below > r->applied)
-		r->applied = below;
+	/* every version below `below` is committed or rolled back by now (the
+	 * counter's row lock orders them); `below` itself is the caller's own,
+	 * not yet committed: replica_applied_own after its commit (a failed
+	 * commit gives the number back, and another change may take it) */
+	if (below != 0 && below - 1 > r->applied)
+		r->applied = below - 1;
 	atomic_store(&r->applied_pub, r->applied);
 	if (atomic_load(&r->announced) <= r->applied) {
 		int64_t at = atomic_load(&r->announced_at_ms);

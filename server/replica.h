@@ -33,11 +33,13 @@ int replica_start(struct replica *r) WM_MUST_CHECK;
 void replica_free(struct replica *r);	/* stops the follower */
 
 /* With the store locked (in a transaction) and publish_lock held: applies
- * the foreign changes with versions below `below` (0: all), then records
- * `below` (when not 0) as applied: the caller applies that one itself. */
+ * the foreign changes with versions below `below` (0: all). `below` is the
+ * caller's own, not yet committed. */
 void replica_catch_up(struct replica *r, uint64_t below);
-/* After replica_catch_up(r, first) by a transaction that appended several
- * changes (first .. last, all applied by the caller): records `last`. */
+/* After replica_catch_up(r, first) and the commit of the caller's changes
+ * (first .. last, all applied by the caller; publish_lock still held):
+ * records `last`. Not after a failed commit: that gives the versions back
+ * and another change may take them. */
 void replica_applied_own(struct replica *r, uint64_t last);
 
 /* A replica that cannot reach the database for this long ends its map

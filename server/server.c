@@ -404,6 +404,7 @@ server_commit_change(struct server *s, int kind, int64_t node_id, const char *pa
 		pthread_mutex_unlock(&s->publish_lock);
 		return r;
 	}
+	replica_applied_own(s->replica, *version);	/* still under publish_lock */
 	return 0;
 }
 
@@ -1296,8 +1297,9 @@ routes_elect_tick(struct server *s, bool force)
 	}
 	/* the other replicas' changes below ours first; ours are applied here */
 	replica_catch_up(s->replica, vs[0]);
-	replica_applied_own(s->replica, vs[routers.n - 1]);
-	if ((r = store_tx_commit(s->store)) != 0) {
+	if ((r = store_tx_commit(s->store)) == 0)
+		replica_applied_own(s->replica, vs[routers.n - 1]);
+	if (r != 0) {
 		pthread_mutex_unlock(&s->publish_lock);
 		goto out;
 	}
