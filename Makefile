@@ -4,7 +4,8 @@
 #   make              build every binary into bin/
 #   make test         install what is missing, build, run the whole suite
 #   make test SANITIZE=address,undefined   the same under ASan+UBSan (own build dir)
-#   make tsan-concurrency   the concurrency tests under ThreadSanitizer (build/tsan)
+#   make tsan-concurrency   the concurrency tests (server_race, server_concurrency,
+#                     server_ha: three replicas) under ThreadSanitizer (build/tsan)
 #   make fuzz         build the libFuzzer targets with clang
 #   make demo         the one-command demo (network namespaces, needs root);
 #                     OIDC=1 adds an interactive OpenID Connect login

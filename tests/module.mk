@@ -87,7 +87,7 @@ bench-ha: $(BIN)/wiremesh-server $(BUILD)/bench-control
 
 # The concurrency tests against a ThreadSanitizer build of the server
 # (build/tsan): any data race report in a server log fails them.
-TSAN_TESTS := server_race server_concurrency
+TSAN_TESTS := server_race server_concurrency server_ha
 tsan-concurrency:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=thread binaries
 	$(Q)for t in $(TSAN_TESTS); do \
