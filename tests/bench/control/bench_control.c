@@ -1258,9 +1258,10 @@ run_until(pred_fn pred, int64_t timeout_ms)
 		if (now >= end)
 			return false;
 		if (now - last_report >= 10000 && pred != never && pred != aux_done && !g.is_helper) {
-			fprintf(stderr, "bench-control:   ... %.0f s: %d/%d streams current, %d opening, "
-			    "%d registered, %.1f GB read\n", (now - start) / 1000.0, g.n_current,
-			    g.nnodes, g.n_opening, g.reg_done, g.bytes / 1e9);
+			fprintf(stderr, "%s:   ... %.0f s: %d/%d streams current, %d opening, "
+			    "%d registered, %.1f GB read%s\n", g.ha ? "bench-ha" : "bench-control",
+			    (now - start) / 1000.0, g.n_current, g.hi - g.lo, g.n_opening, g.reg_done,
+			    g.bytes / 1e9, g.hi - g.lo < g.nnodes ? " (this process)" : "");
 			last_report = now;
 			for (int i = g.lo, k = 0; g.ha && i < g.hi && k < 3 && g.n_current > 0; i++) {
 				struct node *n = &g.nodes[i];
