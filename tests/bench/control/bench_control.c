@@ -18,6 +18,18 @@
  *   rss_baseline_kb=… maps_all_s=… full_maps_after_restart=… version_regressions=…
  *   wire_mb_after_restart=… rss_after_restart_kb_per_node=… [change_fanout_p99_ms=…]
  * Progress and diagnostics go to stderr.
+ *
+ * --ha (make bench-ha; docs/benchmarks.md, "Replicas on PostgreSQL"): a
+ * throwaway PostgreSQL (tests/tools/pg.sh), R replicas with --server-url, a
+ * generated policy (groups of --group-size nodes that see each other and
+ * --shared tagged servers), nodes spread over the replicas, cross-replica
+ * join latency, kill -9 of one replica and resume on the others; helper
+ * processes above --per-process streams. Prints one line:
+ *   bench-ha: nodes=N replicas=R enrol_per_s=… cross_join_p99_ms=…
+ *   failover_recover_s=… full_maps_after_failover=… rss_kb_per_node=…
+ *   cross_join_p50_ms=… joins=J/J maps_all_s=… streams_moved=… version_regressions=…
+ * Everything it started (PostgreSQL, replicas, helpers, temporary
+ * directories) is stopped and removed, also on failure, SIGINT or SIGTERM.
  */
 #include <arpa/inet.h>
 #include <errno.h>
