@@ -1740,8 +1740,15 @@ timers(void *arg)
 				log_debug("msg=\"connections closed: request not in within "
 				    "request_timeout\" count=%zu", n);
 			/* Give freed request memory back to the system. */
-			if (++trims % 10 == 0)
+			if (++trims % 10 == 0) {
+				int64_t t0 = time_mono_ms(), took;
+
 				(void)malloc_trim(0);
+				/* it holds each malloc arena while it walks it */
+				if ((took = time_mono_ms() - t0) >= 100)
+					log_info("msg=\"returning freed memory took long\" ms=%" PRId64,
+					    took);
+			}
 			replay_sweep(s->replay, time_now_s());
 			next_reap = time_mono_ms() + 1000;
 		}
