@@ -1741,13 +1741,13 @@ timers(void *arg)
 				    "request_timeout\" count=%zu", n);
 			/* Give freed request memory back to the system. */
 			if (++trims % 10 == 0) {
-				int64_t t0 = time_mono_ms(), took;
+				int64_t t0 = time_mono_ms(), trim_ms;
 
 				(void)malloc_trim(0);
 				/* it holds each malloc arena while it walks it */
-				if ((took = time_mono_ms() - t0) >= 100)
+				if ((trim_ms = time_mono_ms() - t0) >= 100)
 					log_info("msg=\"returning freed memory took long\" ms=%" PRId64,
-					    took);
+					    trim_ms);
 			}
 			replay_sweep(s->replay, time_now_s());
 			next_reap = time_mono_ms() + 1000;
