@@ -608,28 +608,40 @@ install(struct server *s, struct policy *pol, char *text, size_t len)
 	republish(s, true);
 }
 
+/* Reads policy_file and validates it against the nodes: the text in *text
+ * (owned), the policy in *pol; the problems logged with FILE:LINE:COL. */
 static int
-load_file(struct server *s)
+load_file_text(struct server *s, char **text, size_t *len, struct policy **pol)
 {
 	struct policy_diags d;
-	struct policy *pol = NULL;
-	size_t len = 0;
-	char *text = read_policy_file(s->cfg.policy_file, POLICY_MAX_SIZE, &len);
 	int r;
 
-	if (text == NULL) {
+	*pol = NULL;
+	if ((*text = read_policy_file(s->cfg.policy_file, POLICY_MAX_SIZE, len)) == NULL) {
 		log_error("msg=\"cannot read policy file (missing or over 1 MiB)\" path=%s",
 		    s->cfg.policy_file);
 		return ERR_IO;
 	}
 	policy_diags_init(&d);
-	if ((r = validate(s, text, len, &pol, &d)) != 0) {
+	if ((r = validate(s, *text, *len, pol, &d)) != 0) {
 		log_diags(s->cfg.policy_file, &d);
-		policy_diags_cleanup(&d);
-		free(text);
-		return r;
+		free(*text);
+		*text = NULL;
 	}
 	policy_diags_cleanup(&d);
+	return r;
+}
+
+static int
+load_file(struct server *s)
+{
+	struct policy *pol;
+	size_t len = 0;
+	char *text;
+	int r;
+
+	if ((r = load_file_text(s, &text, &len, &pol)) != 0)
+		return r;
 	install(s, pol, text, len);
 	log_info("msg=\"policy loaded\" path=%s rules=%zu grants=%zu tests=%zu", s->cfg.policy_file,
 	    policy_rule_count(pol), policy_grant_count(pol), policy_test_count(pol));
@@ -647,26 +659,14 @@ load_file_shared(struct server *s)
 {
 	struct policy_state *ps = s->policy;
 	struct store_policy latest, sp;
-	struct policy_diags d;
-	struct policy *pol = NULL;
+	struct policy *pol;
 	char if_match[48] = "";
 	size_t len = 0;
-	char *text = read_policy_file(s->cfg.policy_file, POLICY_MAX_SIZE, &len);
+	char *text;
 	int r;
 
-	if (text == NULL) {
-		log_error("msg=\"cannot read policy file (missing or over 1 MiB)\" path=%s",
-		    s->cfg.policy_file);
-		return ERR_IO;
-	}
-	policy_diags_init(&d);
-	if ((r = validate(s, text, len, &pol, &d)) != 0) {
-		log_diags(s->cfg.policy_file, &d);
-		policy_diags_cleanup(&d);
-		free(text);
+	if ((r = load_file_text(s, &text, &len, &pol)) != 0)
 		return r;
-	}
-	policy_diags_cleanup(&d);
 	memset(&sp, 0, sizeof(sp));
 	make_etag(text, len, sp.etag);
 	if ((r = store_policy_latest(s->store, &latest)) == 0) {
