@@ -1732,6 +1732,10 @@ mapper_version_seen(struct mapper *m, uint64_t version)
 
 /* ---- online flags ---- */
 
+/* An online change with more flags than this is filtered per viewer by its
+ * peer list (mapper_policy_ops.peers) when the policy offers one. */
+enum { ONLINE_BY_PEERS_MIN = 64 };
+
 char *
 mapper_online_collect(struct mapper *m)
 {
@@ -1817,6 +1821,21 @@ online_msg(struct mapper *m, const struct logent *e, int64_t viewer)
 	size_t shown = 0;
 	int r;
 
+	int64_t *peers = NULL;
+	ssize_t npeers = -1;
+
+	/* Many flags at once (a mass reconnect, a replica's streams moving
+	 * here): the viewer's few peers looked up among them, not a can_see
+	 * per flag per viewer (10,000 x 10,000 after a failover). Both lists
+	 * are ascending, so the message is the same either way. */
+	if (viewer != 0 && m->pol.peers && (size_t)e->na + e->nb > ONLINE_BY_PEERS_MIN) {
+		npeers = m->pol.peers(m->pol_ctx, viewer, &peers);
+		if (npeers >= 0 && (size_t)npeers >= (size_t)e->na + e->nb) {
+			free(peers);	/* as many peers as flags: per flag is cheaper */
+			peers = NULL;
+			npeers = -1;
+		}
+	}
 	buf_init(&b, (size_t)64 << 20);
 	r = buf_printf(&b, "{\"type\":\"delta\",\"version\":%" PRIu64 ",\"online_flags\":{\"on\":[",
 	    e->version);
@@ -1826,6 +1845,15 @@ online_msg(struct mapper *m, const struct logent *e, int64_t viewer)
 
 		if (half)
 			r = buf_printf(&b, "],\"off\":[");
+		if (npeers >= 0) {
+			for (ssize_t i = 0; r == 0 && i < npeers; i++) {
+				if (peers[i] == viewer || !ids_has(v, n, peers[i]))
+					continue;
+				r = buf_printf(&b, k++ ? ",%" PRId64 : "%" PRId64, peers[i]);
+				shown++;
+			}
+			continue;
+		}
 		for (size_t i = 0; r == 0 && i < n; i++) {
 			if (viewer != 0 && !visible(m, viewer, v[i]))
 				continue;
@@ -1833,6 +1861,7 @@ online_msg(struct mapper *m, const struct logent *e, int64_t viewer)
 			shown++;
 		}
 	}
+	free(peers);
 	if (r == 0)
 		r = buf_printf(&b, "]}}\n");
 	if (r == 0 && shown > 0)

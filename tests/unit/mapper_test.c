@@ -713,6 +713,87 @@ START_TEST(test_policy_change_peer_lists)
 }
 END_TEST
 
+/* A batch of many online flags (a mass reconnect) is filtered per viewer by
+ * its peer list when the policy can list peers: the same message as a
+ * can_see per flag. Ids 100.. have no node here (flags of nodes another
+ * replica knows first); nobody sees them. */
+static bool
+user_or_none(void *ctx, int64_t viewer, int64_t peer)
+{
+	return viewer > 0 && viewer < 8 && peer > 0 && peer < 8 && nodes[peer].id == peer &&
+	    same_user(ctx, viewer, peer);
+}
+
+static ssize_t user_or_none_peers(void *c, int64_t v, int64_t **o) { (void)c; return list_peers(user_or_none, v, o); }
+
+static char *
+online_batch_seen_by(const struct mapper_policy_ops *ops, int64_t viewer)
+{
+	struct mapper *m = new_mapper(V0, V0);
+	struct http_response resp;
+	enum mapper_start how;
+	char buf[65536], *txt;
+	struct buf p;
+	ssize_t k;
+	json_t *d;
+
+	for (int id = 1; id < 6; id++)
+		if (nodes[id].id != 0)
+			ck_assert_int_eq(mapper_load(m, &nodes[id], false), 0);
+	mapper_set_policy(m, ops, NULL, 0, NULL);
+	/* the viewer's live stream, caught up */
+	memset(&resp, 0, sizeof(resp));
+	ck_assert_int_eq(mapper_stream_open(m, viewer, V0, false, &resp, &how), 0);
+	resp.stream_ops->attach(resp.stream_ctx, NULL);
+	while ((k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf))) > 0)
+		;
+	buf_init(&p, 1 << 20);
+	ck_assert_int_eq(buf_printf(&p, "{\"on\":[1,2,4"), 0);
+	for (int id = 100; id < 180; id++)
+		ck_assert_int_eq(buf_printf(&p, ",%d", id), 0);
+	ck_assert_int_eq(buf_printf(&p, "],\"off\":[5,180,181]}"), 0);
+	mapper_online_apply(m, V0 + 1, buf_cstr(&p), NULL);
+	buf_cleanup(&p);
+	k = resp.stream_ops->read(resp.stream_ctx, buf, sizeof(buf) - 1);
+	ck_assert_int_gt(k, 0);
+	buf[k] = 0;
+	d = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_uint_eq(ver(d), V0 + 1);
+	txt = json_dumps(json_object_get(d, "online_flags"), JSON_COMPACT);
+	json_decref(d);
+	resp.stream_ops->close(resp.stream_ctx);
+	mapper_free(m);
+	return txt;
+}
+
+START_TEST(test_online_batch_by_peers)
+{
+	static const struct mapper_policy_ops per_flag = { .can_see = user_or_none };
+	static const struct mapper_policy_ops by_peers = { .can_see = user_or_none,
+		.peers = user_or_none_peers };
+	char *slow, *fast;
+
+	memset(nodes, 0, sizeof(nodes));
+	mk_node(&nodes[1], 1, "alice");
+	mk_node(&nodes[2], 2, "alice");
+	mk_node(&nodes[4], 4, "bob");
+	mk_node(&nodes[5], 5, "bob");
+	slow = online_batch_seen_by(&per_flag, 4);
+	fast = online_batch_seen_by(&by_peers, 4);
+	ck_assert_str_eq(slow, "{\"on\":[],\"off\":[5]}");
+	ck_assert_str_eq(fast, slow);
+	free(slow);
+	free(fast);
+	slow = online_batch_seen_by(&per_flag, 1);
+	fast = online_batch_seen_by(&by_peers, 1);
+	ck_assert_str_eq(slow, "{\"on\":[2],\"off\":[]}");
+	ck_assert_str_eq(fast, slow);
+	free(slow);
+	free(fast);
+}
+END_TEST
+
 Suite *
 mapper_suite(void)
 {
@@ -725,6 +806,7 @@ mapper_suite(void)
 	tcase_add_test(tc, test_shared_primaries);
 	tcase_add_test(tc, test_foreign_version_resumes);
 	tcase_add_test(tc, test_policy_change_peer_lists);
+	tcase_add_test(tc, test_online_batch_by_peers);
 	suite_add_tcase(s, tc);
 	return s;
 }
