@@ -485,9 +485,23 @@ static const struct db_ops pg_ops = {
 int
 db_pg_open(const char *url, struct db **out)
 {
-	/* Earlier entries are defaults: the URL's own settings override them. */
-	const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
-	const char *vals[] = { "10", "wiremesh-server", url, NULL };
+	/* Earlier entries are defaults: the URL's own settings override them.
+	 * Dead peers are noticed in seconds, not after TCP's minutes: here
+	 * (keepalives, tcp_user_timeout: a statement on a cut-off network
+	 * fails after 10 s) and by the server (its keepalives for this
+	 * session: a replica that vanished loses its session, and with it its
+	 * advisory locks, the leader's role, after about 11 s). The server's
+	 * come in "options", which is put after the URL's own (so those win
+	 * where they set the same). */
+	static const char keepalive_opts[] =
+	    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3";
+	const char *keys[] = { "connect_timeout", "application_name", "keepalives",
+		"keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+		"dbname", "options", NULL };
+	const char *vals[] = { "10", "wiremesh-server", "1", "5", "2", "3", "10000", url,
+		keepalive_opts, NULL };
+	PQconninfoOption *ci;
+	char *opts = NULL;
 	struct pdb *p;
 	int r;
 
@@ -496,7 +510,21 @@ db_pg_open(const char *url, struct db **out)
 	p->base.ops = &pg_ops;
 	p->base.kind = DB_POSTGRES;
 	db_url_redact(p->redacted, sizeof(p->redacted), url);
+	ci = PQconninfoParse(url, NULL);
+	for (PQconninfoOption *o = ci; o && o->keyword; o++) {
+		size_t len;
+
+		if (strcmp(o->keyword, "options") != 0 || o->val == NULL || o->val[0] == '\0')
+			continue;
+		len = sizeof(keepalive_opts) + 1 + strlen(o->val);
+		if ((opts = malloc(len)) != NULL) {
+			snprintf(opts, len, "%s %s", keepalive_opts, o->val);
+			vals[8] = opts;
+		}
+	}
+	PQconninfoFree(ci);
 	p->conn = PQconnectdbParams(keys, vals, 1);
+	free(opts);
 	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
 		static struct log_ratelimit rl;
 		const char *m = p->conn ? PQerrorMessage(p->conn) : "out of memory";

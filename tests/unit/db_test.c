@@ -388,6 +388,32 @@ START_TEST(test_pg_advisory_and_reconnect)
 }
 END_TEST
 
+/* Every session asks the server for keepalives of its own, so a replica
+ * that vanishes (its host dead, the network cut) loses its session and its
+ * advisory locks in seconds. The test server listens on loopback TCP; the
+ * test URL has "options" of its own (search_path), which are kept too. */
+START_TEST(test_pg_session_keepalives)
+{
+	static const char *const want[][2] = {
+		{ "SHOW tcp_keepalives_idle", "5" },
+		{ "SHOW tcp_keepalives_interval", "2" },
+		{ "SHOW tcp_keepalives_count", "3" },
+	};
+	struct db *a;
+
+	ck_assert_int_eq(db_open(url, &a), 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		struct db_stmt *st;
+
+		ck_assert_int_eq(db_prepare(a, want[i][0], &st), 0);
+		ck_assert_int_eq(db_step(st), DB_ROW);
+		ck_assert_str_eq(db_col_text(st, 0), want[i][1]);
+		db_finalize(st);
+	}
+	db_close(a);
+}
+END_TEST
+
 /* A notification sent inside a transaction arrives when it commits, and
  * never when it rolls back. */
 START_TEST(test_pg_notify)
@@ -475,6 +501,7 @@ db_suite(void)
 	tcase_add_test(pg, test_pg_advisory_and_reconnect);
 	tcase_add_test(pg, test_pg_password_never_logged);
 	tcase_add_test(pg, test_pg_notify);
+	tcase_add_test(pg, test_pg_session_keepalives);
 	suite_add_tcase(s, pg);
 	return s;
 }
