@@ -1296,14 +1296,40 @@ policy_result_peers(const struct policy_result *R, size_t i, size_t **out)
 		return 0;
 	if ((o = malloc(cnt * sizeof(*o))) == NULL)
 		return ERR_NOMEM;
-	for (c = 0; c < R->ncl; c++) {
-		if (!bit(v, c))
-			continue;
-		for (k = 0; k < R->cls[c].nmembers; k++)
-			if (R->cls[c].members[k] != i)
-				o[at++] = R->cls[c].members[k];
+	if (cnt > 64 && cnt > R->n / 64) {
+		/* many peers (a server everyone sees): ascending by a bitmap
+		 * of the nodes, O(n / 64 + peers) instead of a sort */
+		size_t nw = (R->n + 63) / 64;
+		uint64_t *b = calloc(nw, sizeof(*b));
+
+		if (b == NULL) {
+			free(o);
+			return ERR_NOMEM;
+		}
+		for (c = 0; c < R->ncl; c++) {
+			if (!bit(v, c))
+				continue;
+			for (k = 0; k < R->cls[c].nmembers; k++)
+				setbit(b, R->cls[c].members[k]);
+		}
+		for (size_t w = 0; w < nw; w++)
+			for (uint64_t x = b[w]; x != 0; x &= x - 1) {
+				size_t m = w * 64 + (size_t)__builtin_ctzll(x);
+
+				if (m != i)
+					o[at++] = m;
+			}
+		free(b);
+	} else {
+		for (c = 0; c < R->ncl; c++) {
+			if (!bit(v, c))
+				continue;
+			for (k = 0; k < R->cls[c].nmembers; k++)
+				if (R->cls[c].members[k] != i)
+					o[at++] = R->cls[c].members[k];
+		}
+		qsort(o, at, sizeof(*o), size_cmp);
 	}
-	qsort(o, at, sizeof(*o), size_cmp);
 	if (at == 0) {
 		free(o);
 		return 0;

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "server/mapper.h"
+#include "policy/policy.h"
 #include "server/nodeview.h"
 #include "server/routes.h"
 
@@ -402,6 +403,12 @@ struct mnode {
 	 * its peers: its exit routes and the subnets it is primary for. */
 	struct ip_prefix served[ROUTES_MAX], carried[ROUTES_MAX];
 	uint8_t nserved, ncarried;
+	/* As the policy compiler sees it (mapper_policy_view), parsed once
+	 * when the node changes: its advertised routes and its tags. */
+	struct ip_prefix adv[ROUTES_MAX];
+	uint8_t nadv, ntags;
+	char *tagv;		/* ntags NUL-terminated tags back to back; NULL: none */
+	size_t tagbytes;
 	bool online;		/* the published flag */
 	bool local;		/* its flag is this server's to clear (mapper_online_collect) */
 	int nstreams;
@@ -718,25 +725,39 @@ stream_force_full(struct mstream *s)
 		http_stream_wake(s->hs);
 }
 
+static void
+push_node(struct mnode *mn, struct rbuf *msg)
+{
+	for (struct mstream *s = mn ? mn->streams : NULL; s; s = s->next_in_node)
+		stream_push(s, msg);
+}
+
 /* Sends msg to every stream whose node sees `subject` (or only the
- * subject's own streams). Called with m->lock. */
+ * subject's own streams): the subject's peers when the policy lists them
+ * (visibility is symmetric), else every node asked. Called with m->lock. */
 static void
 fanout(struct mapper *m, struct rbuf *msg, int64_t subject, bool self_only)
 {
-	if (self_only) {
-		struct mnode *mn = node_find(m, subject, NULL);
+	int64_t *peers = NULL;
+	ssize_t np;
 
-		for (struct mstream *s = mn ? mn->streams : NULL; s; s = s->next_in_node)
-			stream_push(s, msg);
+	if (self_only) {
+		push_node(node_find(m, subject, NULL), msg);
+		return;
+	}
+	if (m->pol.peers && (np = m->pol.peers(m->pol_ctx, subject, &peers)) >= 0) {
+		for (ssize_t k = 0; k < np; k++)
+			if (peers[k] != subject)
+				push_node(node_find(m, peers[k], NULL), msg);
+		free(peers);
+		atomic_fetch_add(&m->deltas, 1);
 		return;
 	}
 	for (size_t i = 0; i < m->nnodes; i++) {
 		struct mnode *mn = m->nodes[i];
 
-		if (mn->streams == NULL || !visible(m, mn->n.id, subject))
-			continue;
-		for (struct mstream *s = mn->streams; s; s = s->next_in_node)
-			stream_push(s, msg);
+		if (mn->streams != NULL && visible(m, mn->n.id, subject))
+			push_node(mn, msg);
 	}
 	atomic_fetch_add(&m->deltas, 1);
 }
@@ -938,6 +959,49 @@ note_routes(struct mnode *mn)
 	return was || mn->nserved > 0;
 }
 
+/* Parses what the policy compiler reads of a node (tags, advertised
+ * routes) once, so that a recompilation copies instead of parsing every
+ * node. Up to MAPPER_POLICY_TAGS tags of up to 64 bytes, up to the first
+ * one that is not a string. ERR_NOMEM leaves the node without tags. */
+static int
+note_policy(struct mnode *mn)
+{
+	json_t *a = json_loads(mn->n.tags, 0, NULL), *t;
+	size_t k, len = 0, cap = 0;
+	char *v = NULL;
+	int r = 0;
+
+	free(mn->tagv);
+	mn->tagv = NULL;
+	mn->ntags = 0;
+	mn->tagbytes = 0;
+	json_array_foreach(a, k, t) {
+		if (k >= MAPPER_POLICY_TAGS || !json_is_string(t))
+			break;
+		cap += strnlen(json_string_value(t), 64) + 1;
+	}
+	if (cap > 0 && (v = malloc(cap)) == NULL)
+		r = ERR_NOMEM;
+	json_array_foreach(a, k, t) {
+		size_t l;
+
+		if (v == NULL || k >= MAPPER_POLICY_TAGS || !json_is_string(t))
+			break;
+		l = strnlen(json_string_value(t), 64);
+		memcpy(v + len, json_string_value(t), l);
+		v[len + l] = 0;
+		len += l + 1;
+		mn->ntags++;
+	}
+	json_decref(a);
+	mn->tagv = v;
+	mn->tagbytes = len;
+	mn->nadv = 0;
+	if (mn->n.routes_advertised[0] && strcmp(mn->n.routes_advertised, "[]") != 0)
+		mn->nadv = (uint8_t)routes_from_json(mn->n.routes_advertised, mn->adv, ROUTES_MAX);
+	return r;
+}
+
 /* ---- public ---- */
 
 int
@@ -974,6 +1038,7 @@ mapper_free(struct mapper *m)
 		return;
 	for (size_t i = 0; i < m->nnodes; i++) {
 		rbuf_put(m->nodes[i]->frag);
+		free(m->nodes[i]->tagv);
 		free(m->nodes[i]);
 	}
 	for (size_t i = 0; i < m->lg_len; i++)
@@ -1013,12 +1078,17 @@ insert_node(struct mapper *m, const struct store_node *n, bool online, struct mn
 	if ((mn = calloc(1, sizeof(*mn))) == NULL)
 		return ERR_NOMEM;
 	mn->n = *n;
+	if (note_policy(mn) != 0) {
+		free(mn);
+		return ERR_NOMEM;
+	}
 	mn->online = online;
 	mn->local = online && !m->cfg.shared_online;
 	mn->offline_since_ms = time_mono_ms();
 	if (online)
 		mn->grace_until_ms = time_mono_ms() + m->cfg.online_grace_ms;
 	if ((mn->frag = make_frag(mn)) == NULL) {
+		free(mn->tagv);
 		free(mn);
 		return ERR_NOMEM;
 	}
@@ -1128,6 +1198,8 @@ mapper_node_upsert(struct mapper *m, const struct store_node *n, uint64_t versio
 		added = true;
 	} else {
 		mn->n = *n;
+		if (note_policy(mn) != 0)
+			log_error("msg=\"out of memory parsing a node's tags\" node_id=%" PRId64, n->id);
 	}
 	if (note_routes(mn))
 		recompute_routes(m, mn->n.id);
@@ -1229,6 +1301,7 @@ mapper_node_remove(struct mapper *m, int64_t id, uint64_t version, const char *p
 	if (last != mn)
 		hset(m, last->n.id, idx + 1);
 	rbuf_put(mn->frag);
+	free(mn->tagv);
 	free(mn);
 	drop_snap(m);
 	if (router)
@@ -1957,6 +2030,133 @@ mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n)
 	pthread_mutex_unlock(&m->lock);
 	*out = v;
 	return 0;
+}
+
+void
+mapper_policy_view_free(struct mapper_policy_view *v)
+{
+	free(v->pn);
+	free(v->mem);
+	free(v->tags);
+	free(v->routes);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Appends s and its NUL to the view's strings. */
+static const char *
+pv_str(struct mapper_policy_view *v, size_t *at, const char *s, size_t len)
+{
+	char *d = v->mem + *at;
+
+	memcpy(d, s, len);
+	d[len] = 0;
+	*at += len + 1;
+	return d;
+}
+
+struct idpos {
+	int64_t id;
+	size_t pos;
+};
+
+static int
+idpos_cmp(const void *a, const void *b)
+{
+	int64_t x = ((const struct idpos *)a)->id, y = ((const struct idpos *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Orders a view by node id (the mapper's order is by arrival): outside the
+ * mapper's lock; the nodes' strings and routes stay where they are. */
+static int
+pview_sort(struct mapper_policy_view *v)
+{
+	struct idpos *ix;
+	struct policy_node *pn;
+	size_t i;
+
+	for (i = 1; i < v->n && v->pn[i - 1].id < v->pn[i].id; i++)
+		;
+	if (i >= v->n)
+		return 0;
+	ix = malloc(v->n * sizeof(*ix));
+	pn = malloc((v->n + 1) * sizeof(*pn));
+	if (ix == NULL || pn == NULL) {
+		free(ix);
+		free(pn);
+		mapper_policy_view_free(v);
+		return ERR_NOMEM;
+	}
+	for (i = 0; i < v->n; i++)
+		ix[i] = (struct idpos){ (int64_t)v->pn[i].id, i };
+	qsort(ix, v->n, sizeof(*ix), idpos_cmp);
+	for (i = 0; i < v->n; i++)
+		pn[i] = v->pn[ix[i].pos];
+	free(ix);
+	free(v->pn);
+	v->pn = pn;
+	return 0;
+}
+
+int
+mapper_policy_view(struct mapper *m, struct mapper_policy_view *v)
+{
+	size_t bytes = 0, ntags = 0, nroutes = 0, at = 0, ti = 0, ri = 0;
+
+	memset(v, 0, sizeof(*v));
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < m->nnodes; i++) {
+		const struct mnode *mn = m->nodes[i];
+
+		bytes += strlen(mn->n.name) + strlen(mn->n.user) + 2 + mn->tagbytes;
+		ntags += mn->ntags;
+		if (mn->nadv > 0)
+			nroutes += (size_t)mn->nadv + mn->nserved;
+	}
+	v->pn = calloc(m->nnodes + 1, sizeof(*v->pn));
+	v->mem = malloc(bytes + 1);
+	v->tags = malloc((ntags + 1) * sizeof(*v->tags));
+	v->routes = malloc((nroutes + 1) * sizeof(*v->routes));
+	if (v->pn == NULL || v->mem == NULL || v->tags == NULL || v->routes == NULL) {
+		pthread_mutex_unlock(&m->lock);
+		mapper_policy_view_free(v);
+		return ERR_NOMEM;
+	}
+	for (size_t i = 0; i < m->nnodes; i++) {
+		const struct mnode *mn = m->nodes[i];
+		struct policy_node *p = &v->pn[i];
+		const char *t = mn->tagv;
+
+		p->id = (uint64_t)mn->n.id;
+		p->name = pv_str(v, &at, mn->n.name, strlen(mn->n.name));
+		p->user = pv_str(v, &at, mn->n.user, strlen(mn->n.user));
+		p->ipv4 = mn->n.ipv4;
+		p->ipv6 = mn->n.ipv6;
+		p->tags = &v->tags[ti];
+		for (size_t k = 0; k < mn->ntags; k++) {
+			size_t l = strlen(t);
+
+			v->tags[ti++] = pv_str(v, &at, t, l);
+			t += l + 1;
+		}
+		p->ntags = mn->ntags;
+		if (p->ntags > 0)
+			p->user = NULL;
+		if (mn->nadv > 0) {
+			p->advertised = &v->routes[ri];
+			p->nadvertised = mn->nadv;
+			memcpy(&v->routes[ri], mn->adv, mn->nadv * sizeof(*mn->adv));
+			ri += mn->nadv;
+			p->routes = &v->routes[ri];
+			p->nroutes = mn->nserved;
+			memcpy(&v->routes[ri], mn->served, mn->nserved * sizeof(*mn->served));
+			ri += mn->nserved;
+		}
+	}
+	v->n = m->nnodes;
+	pthread_mutex_unlock(&m->lock);
+	return pview_sort(v);
 }
 
 int

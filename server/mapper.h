@@ -40,7 +40,9 @@
 struct mapper;
 
 /* Visibility and filters come from the policy engine. NULL functions mean
- * "everyone sees everyone, everything allowed". */
+ * "everyone sees everyone, everything allowed". Visibility is symmetric
+ * (can_see(a, b) == can_see(b, a), as in the policy: a may reach b or b
+ * may reach a), so a node's peers are also the nodes that see it. */
 struct mapper_policy_ops {
 	bool (*can_see)(void *ctx, int64_t viewer, int64_t peer);
 	/* New malloc'd JSON text of the viewer's filter rules. */
@@ -50,9 +52,10 @@ struct mapper_policy_ops {
 	void (*get)(void *ctx);
 	void (*put)(void *ctx);
 	/* Optional: the ids `viewer` may see, ascending, in *out (malloc'd,
-	 * NULL when none); the count, or -1 (viewer unknown, no memory). Lets
-	 * a policy change compare a viewer's peers without a can_see over
-	 * every node. */
+	 * NULL when none); the count (0 for a viewer the policy does not
+	 * know), or -1 (no memory). Lets a policy change compare a viewer's
+	 * peers, and a node's change reach the nodes that see it, without a
+	 * can_see over every node. */
 	ssize_t (*peers)(void *ctx, int64_t viewer, int64_t **out);
 };
 
@@ -194,6 +197,24 @@ void mapper_version_seen(struct mapper *m, uint64_t version);
 
 /* Copies every node; *out is malloc'd (free it). */
 int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_MUST_CHECK;
+
+/* Every node as the policy compiler sees it (policy/policy.h), copied from
+ * what the mapper keeps parsed: names, users, tags and routes in the view's
+ * own memory (a few percent of mapper_nodes_copy's bytes, and no parsing),
+ * ascending by node id (so a compiled result's node indexes are in id
+ * order: its peer lists need no sort by id). Tags: up to MAPPER_POLICY_TAGS of up to 64 bytes each. Free it with
+ * mapper_policy_view_free. */
+enum { MAPPER_POLICY_TAGS = 16 };
+struct policy_node;
+struct mapper_policy_view {
+	struct policy_node *pn;
+	size_t n;
+	char *mem;
+	const char **tags;
+	struct ip_prefix *routes;
+};
+int mapper_policy_view(struct mapper *m, struct mapper_policy_view *v) WM_MUST_CHECK;
+void mapper_policy_view_free(struct mapper_policy_view *v);
 
 /* Copies out a node (0 or ERR_NOT_FOUND); *online (the published flag)
  * optional. */

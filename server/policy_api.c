@@ -52,6 +52,7 @@ struct compiled {
 	size_t *hvals;
 	size_t hcap;
 	uint64_t *hash;		/* per index */
+	bool ascending;		/* ids ascend with the index */
 };
 
 struct policy_state {
@@ -179,7 +180,9 @@ compiled_peers(void *ctx, int64_t viewer, int64_t **out)
 	int64_t *v;
 
 	*out = NULL;
-	if (!index_of(c, viewer, &i) || (n = policy_result_peers(c->res, i, &idx)) < 0)
+	if (!index_of(c, viewer, &i))
+		return 0;	/* not compiled yet: sees nobody, as can_see says */
+	if ((n = policy_result_peers(c->res, i, &idx)) < 0)
 		return -1;
 	if (n == 0)
 		return 0;
@@ -190,7 +193,8 @@ compiled_peers(void *ctx, int64_t viewer, int64_t **out)
 	for (ssize_t k = 0; k < n; k++)
 		v[k] = c->ids[idx[k]];
 	free(idx);
-	qsort(v, (size_t)n, sizeof(*v), cmp_id64);
+	if (!c->ascending)	/* the indexes ascend (policy_result_peers) */
+		qsort(v, (size_t)n, sizeof(*v), cmp_id64);
 	*out = v;
 	return n;
 }
@@ -277,23 +281,16 @@ node_view_build(const struct store_node *nodes, size_t n, struct node_view *v)
 }
 
 static struct compiled *
-compile(struct polref *pref, const struct store_node *nodes, size_t n)
+compile(struct polref *pref, const struct policy_node *nodes, size_t n)
 {
 	struct compiled *c = calloc(1, sizeof(*c));
-	const struct policy *pol = pref->pol;
-	struct node_view v;
 
 	if (c == NULL)
 		return NULL;
 	atomic_init(&c->refs, 1);
 	atomic_fetch_add(&pref->refs, 1);
 	c->pref = pref;
-	if (node_view_build(nodes, n, &v) != 0) {
-		compiled_put(c);
-		return NULL;
-	}
-	c->res = policy_compile(pol, v.pn, n);
-	node_view_free(&v);
+	c->res = policy_compile(pref->pol, nodes, n);
 	c->n = n;
 	c->hcap = 1024;
 	while (c->hcap < 4 * (n + 1))
@@ -307,13 +304,15 @@ compile(struct polref *pref, const struct store_node *nodes, size_t n)
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		size_t s = (size_t)((uint64_t)nodes[i].id * 0x9e3779b97f4a7c15ULL >> 20) & (c->hcap - 1);
+		int64_t id = (int64_t)nodes[i].id;
+		size_t s = (size_t)((uint64_t)id * 0x9e3779b97f4a7c15ULL >> 20) & (c->hcap - 1);
 
 		while (c->hkeys[s] != 0)
 			s = (s + 1) & (c->hcap - 1);
-		c->hkeys[s] = nodes[i].id;
+		c->hkeys[s] = id;
 		c->hvals[s] = i + 1;
-		c->ids[i] = nodes[i].id;
+		c->ids[i] = id;
+		c->ascending = i == 0 ? true : c->ascending && c->ids[i - 1] < id;
 		c->hash[i] = policy_result_hash(c->res, i);
 	}
 	return c;
@@ -322,7 +321,7 @@ compile(struct polref *pref, const struct store_node *nodes, size_t n)
 /* The result of "no policy" over the same nodes: what every node had
  * before the first policy, to compare a new one with. */
 static struct compiled *
-compile_allow_all(const struct store_node *nodes, size_t n)
+compile_allow_all(const struct policy_node *nodes, size_t n)
 {
 	struct polref *none = calloc(1, sizeof(*none));
 	struct compiled *c;
@@ -459,11 +458,11 @@ static void
 republish(struct server *s, bool all)
 {
 	struct policy_state *ps = s->policy;
-	struct store_node *nodes = NULL;
+	struct mapper_policy_view v;
 	struct compiled *c, *old, *base = NULL;
 	int64_t *full, *filt;
 	size_t n = 0, nfull = 0, nfilt = 0;
-	int64_t t0 = time_mono_ms();
+	int64_t t0 = time_mono_ms(), t1;
 
 	atomic_store(&ps->dirty, false);
 	if (ps->pol == NULL) {
@@ -472,16 +471,18 @@ republish(struct server *s, bool all)
 		post(ps, NULL, NULL, 0, NULL, 0, all);
 		return;
 	}
-	if (mapper_nodes_copy(s->mapper, &nodes, &n) != 0)
+	if (mapper_policy_view(s->mapper, &v) != 0)
 		goto retry;
-	if ((c = compile(ps->pref, nodes, n)) == NULL) {
-		free(nodes);
+	t1 = time_mono_ms();
+	n = v.n;
+	if ((c = compile(ps->pref, v.pn, n)) == NULL) {
+		mapper_policy_view_free(&v);
 		goto retry;
 	}
 	old = ps->cur;
 	if (old == NULL && all)
-		old = base = compile_allow_all(nodes, n);
-	free(nodes);
+		old = base = compile_allow_all(v.pn, n);
+	mapper_policy_view_free(&v);
 	full = calloc(n + 1, sizeof(*full));
 	filt = calloc(n + 1, sizeof(*filt));
 	for (size_t i = 0; full && filt && old && i < n; i++) {
@@ -502,8 +503,8 @@ republish(struct server *s, bool all)
 	compiled_put(base);
 	compiled_put(ps->cur);
 	ps->cur = c;
-	log_debug("msg=\"policy compiled\" nodes=%zu full_maps=%zu filter_deltas=%zu ms=%" PRId64,
-	    n, nfull, nfilt, time_mono_ms() - t0);
+	log_debug("msg=\"policy compiled\" nodes=%zu full_maps=%zu filter_deltas=%zu ms=%" PRId64
+	    " copy_ms=%" PRId64, n, nfull, nfilt, time_mono_ms() - t0, t1 - t0);
 	return;
 retry:
 	log_error("msg=\"out of memory compiling the policy; will retry\"");
@@ -527,24 +528,17 @@ static int
 validate(struct server *s, const char *text, size_t len, struct policy **out,
 	 struct policy_diags *d)
 {
-	struct store_node *nodes = NULL;
-	struct node_view v;
-	size_t n = 0;
+	struct mapper_policy_view v;
 	int r;
 
 	if ((r = policy_load(text, len, out, d)) != 0)
 		return r;
-	if ((r = mapper_nodes_copy(s->mapper, &nodes, &n)) != 0 ||
-	    (r = node_view_build(nodes, n, &v)) != 0)
-		goto fail;
-	r = policy_run_tests(*out, v.pn, n, d);
-	node_view_free(&v);
-	if (r == 0) {
-		free(nodes);
-		return 0;
+	if ((r = mapper_policy_view(s->mapper, &v)) == 0) {
+		r = policy_run_tests(*out, v.pn, v.n, d);
+		mapper_policy_view_free(&v);
 	}
-fail:
-	free(nodes);
+	if (r == 0)
+		return 0;
 	policy_free(*out);
 	*out = NULL;
 	return r;
@@ -1156,10 +1150,9 @@ static void
 check_policy(struct server *s, struct http_request *req, struct http_response *resp)
 {
 	struct policy_diags d, td;
-	struct store_node *nodes = NULL;
 	struct policy *pol = NULL;
-	struct node_view v;
-	size_t n = 0, ntests = 0;
+	struct mapper_policy_view v;
+	size_t ntests = 0;
 	bool ran = false;
 	char *text;
 	json_t *out;
@@ -1171,13 +1164,11 @@ check_policy(struct server *s, struct http_request *req, struct http_response *r
 	policy_diags_init(&td);
 	if ((r = policy_load(text, req->body.len, &pol, &d)) == 0) {
 		ntests = policy_test_count(pol);
-		if ((r = mapper_nodes_copy(s->mapper, &nodes, &n)) == 0 &&
-		    (r = node_view_build(nodes, n, &v)) == 0) {
-			r = policy_run_tests(pol, v.pn, n, &td);
-			node_view_free(&v);
+		if ((r = mapper_policy_view(s->mapper, &v)) == 0) {
+			r = policy_run_tests(pol, v.pn, v.n, &td);
+			mapper_policy_view_free(&v);
 			ran = true;
 		}
-		free(nodes);
 	}
 	free(text);
 	policy_free(pol);
@@ -1205,9 +1196,7 @@ explain_policy(struct server *s, struct http_request *req, struct http_response 
 {
 	struct policy_state *ps = s->policy;
 	const char *src = NULL, *dst = NULL, *proto = NULL, *draft = NULL;
-	struct store_node *snodes = NULL;
-	size_t nsnodes = 0;
-	struct node_view nv;
+	struct mapper_policy_view nv;
 	bool have_nv = false;
 	char src_ip[ADDR_STR_MAX], dst_buf[ADDR_STR_MAX + 16];
 	struct policy_diags d;
@@ -1246,21 +1235,21 @@ explain_policy(struct server *s, struct http_request *req, struct http_response 
 	buf_init(&b, 64 * 1024);
 	/* Node names (and addresses) stand for the node: a name becomes its
 	 * address, and the nodes let the evaluator know whose it is. */
-	if (mapper_nodes_copy(s->mapper, &snodes, &nsnodes) == 0 &&
-	    node_view_build(snodes, nsnodes, &nv) == 0) {
+	if (mapper_policy_view(s->mapper, &nv) == 0) {
 		have_nv = true;
-		for (size_t i = 0; i < nsnodes; i++) {
+		for (size_t i = 0; i < nv.n; i++) {
+			const struct policy_node *pn = &nv.pn[i];
 			char host[STORE_NAME_MAX + 8];
 			const char *colon = strrchr(dst, ':');
 
-			if (strcmp(src, snodes[i].name) == 0 && snodes[i].ipv4.family)
-				addr_fmt(src_ip, &snodes[i].ipv4), src = src_ip;
+			if (strcmp(src, pn->name) == 0 && pn->ipv4.family)
+				addr_fmt(src_ip, &pn->ipv4), src = src_ip;
 			if (colon && (size_t)(colon - dst) < sizeof(host)) {
 				snprintf(host, sizeof(host), "%.*s", (int)(colon - dst), dst);
-				if (strcmp(host, snodes[i].name) == 0 && snodes[i].ipv4.family) {
+				if (strcmp(host, pn->name) == 0 && pn->ipv4.family) {
 					char a[ADDR_STR_MAX];
 
-					addr_fmt(a, &snodes[i].ipv4);
+					addr_fmt(a, &pn->ipv4);
 					snprintf(dst_buf, sizeof(dst_buf), "%s%s", a, colon);
 					dst = dst_buf;
 				}
@@ -1271,8 +1260,7 @@ explain_policy(struct server *s, struct http_request *req, struct http_response 
 	if (own == NULL && ps->pol == NULL) {
 		pthread_mutex_unlock(&ps->lock);
 		if (have_nv)
-			node_view_free(&nv);
-		free(snodes);
+			mapper_policy_view_free(&nv);
 		json_decref(body);
 		buf_cleanup(&b);
 		server_reply_json(resp, 200, json_pack("{s:s, s:s}", "verdict", "accept",
@@ -1280,11 +1268,10 @@ explain_policy(struct server *s, struct http_request *req, struct http_response 
 		return;
 	}
 	r = policy_explain_nodes(own ? own : ps->pol, src, dst, proto, have_nv ? nv.pn : NULL,
-	    have_nv ? nsnodes : 0, &b);
+	    have_nv ? nv.n : 0, &b);
 	pthread_mutex_unlock(&ps->lock);
 	if (have_nv)
-		node_view_free(&nv);
-	free(snodes);
+		mapper_policy_view_free(&nv);
 	policy_free(own);
 	json_decref(body);
 	if (r < 0) {

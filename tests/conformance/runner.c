@@ -361,6 +361,16 @@ run_case(const char *path, const char *id)
 		goto out;
 	}
 	ok = 1;
+	/* the server relies on it: a node's peers are the nodes that see it */
+	for (i = 0; i < n; i++)
+		for (k = 0; k < n; k++)
+			if (policy_result_can_see(res, i, k) != policy_result_can_see(res, k, i)) {
+				if (ok)
+					printf("FAIL %s\n", id);
+				ok = 0;
+				printf("    visibility not symmetric: %s -> %s\n", tn[i].name,
+				    tn[k].name);
+			}
 	for (i = 0; i < n; i++) {
 		json_t *e = json_object_get(expected, tn[i].name), *ef, *ep, *got, *pj;
 		char *ne, *ng, gotpeers[4096] = "", wantpeers[4096] = "";

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "policy/policy.h"
 #include "server/mapper.h"
 
 enum { V0 = 1000 };
@@ -794,6 +795,82 @@ START_TEST(test_online_batch_by_peers)
 }
 END_TEST
 
+/* The policy compiler's view: what the mapper keeps parsed per node, copied
+ * with the node's changes; tags capped as the compiler expects them. */
+static const struct policy_node *
+view_node(const struct mapper_policy_view *v, int64_t id)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->pn[i].id == (uint64_t)id)
+			return &v->pn[i];
+	return NULL;
+}
+
+START_TEST(test_policy_view)
+{
+	struct mapper_policy_view v;
+	const struct policy_node *p;
+	struct mapper *m;
+	char t[ADDR_STR_MAX];
+
+	memset(nodes, 0, sizeof(nodes));
+	mk_node(&nodes[1], 1, "alice");
+	mk_node(&nodes[2], 2, "bob");
+	snprintf(nodes[2].tags, sizeof(nodes[2].tags), "[\"tag:a\",\"tag:b\"]");
+	mk_node(&nodes[3], 3, "carol");
+	snprintf(nodes[3].routes_advertised, sizeof(nodes[3].routes_advertised),
+	    "[\"10.0.0.0/24\",\"0.0.0.0/0\"]");
+	snprintf(nodes[3].routes_approved, sizeof(nodes[3].routes_approved), "[\"10.0.0.0/24\"]");
+	mk_node(&nodes[4], 4, "dave");
+	snprintf(nodes[4].tags, sizeof(nodes[4].tags), "[\"tag:%070d\",5,\"tag:c\"]", 7);
+	ck_assert_int_eq(addr_parse("100.64.0.3", &nodes[3].ipv4), 0);
+	m = new_mapper(V0, V0);
+	for (int i = 1; i <= 4; i++)
+		ck_assert_int_eq(mapper_load(m, &nodes[i], false), 0);
+	ck_assert_int_eq(mapper_policy_view(m, &v), 0);
+	ck_assert_uint_eq(v.n, 4);
+	p = view_node(&v, 1);
+	ck_assert_str_eq(p->name, "n1");
+	ck_assert_str_eq(p->user, "alice");
+	ck_assert_uint_eq(p->ntags, 0);
+	ck_assert_uint_eq(p->nadvertised, 0);
+	p = view_node(&v, 2);
+	ck_assert_ptr_null(p->user);	/* tagged: the tags are its identity */
+	ck_assert_uint_eq(p->ntags, 2);
+	ck_assert_str_eq(p->tags[0], "tag:a");
+	ck_assert_str_eq(p->tags[1], "tag:b");
+	p = view_node(&v, 3);
+	ck_assert_uint_eq(p->nadvertised, 2);
+	ck_assert_uint_eq(p->nroutes, 1);
+	prefix_fmt(t, &p->routes[0]);
+	ck_assert_str_eq(t, "10.0.0.0/24");
+	prefix_fmt(t, &p->advertised[1]);
+	ck_assert_str_eq(t, "0.0.0.0/0");
+	addr_fmt(t, &p->ipv4);
+	ck_assert_str_eq(t, "100.64.0.3");
+	p = view_node(&v, 4);	/* 64 bytes at most, up to the first non-string */
+	ck_assert_uint_eq(p->ntags, 1);
+	ck_assert_uint_eq(strlen(p->tags[0]), 64);
+	mapper_policy_view_free(&v);
+	/* a change of tags and routes, a removal: the next view has them */
+	snprintf(nodes[2].tags, sizeof(nodes[2].tags), "[\"tag:c\"]");
+	mapper_node_upsert(m, &nodes[2], V0 + 1, NULL);
+	snprintf(nodes[3].routes_approved, sizeof(nodes[3].routes_approved),
+	    "[\"0.0.0.0/0\",\"10.0.0.0/24\"]");
+	mapper_node_upsert(m, &nodes[3], V0 + 2, NULL);
+	mapper_node_remove(m, 1, V0 + 3, NULL, NULL);
+	ck_assert_int_eq(mapper_policy_view(m, &v), 0);
+	ck_assert_uint_eq(v.n, 3);
+	ck_assert_ptr_null(view_node(&v, 1));
+	p = view_node(&v, 2);
+	ck_assert_uint_eq(p->ntags, 1);
+	ck_assert_str_eq(p->tags[0], "tag:c");
+	ck_assert_uint_eq(view_node(&v, 3)->nroutes, 2);
+	mapper_policy_view_free(&v);
+	mapper_free(m);
+}
+END_TEST
+
 Suite *
 mapper_suite(void)
 {
@@ -807,6 +884,7 @@ mapper_suite(void)
 	tcase_add_test(tc, test_foreign_version_resumes);
 	tcase_add_test(tc, test_policy_change_peer_lists);
 	tcase_add_test(tc, test_online_batch_by_peers);
+	tcase_add_test(tc, test_policy_view);
 	suite_add_tcase(s, tc);
 	return s;
 }
