@@ -629,24 +629,13 @@ star_ranges(const struct policy_result *R, struct range **out, size_t *n)
 	return 0;
 }
 
+/* Node indexes by their address's range (ctx: the ranges by node index). */
 static int
-node_cmp_v4(const void *a, const void *b, void *ctx)
+node_cmp(const void *a, const void *b, void *ctx)
 {
-	const struct policy_node *nodes = ctx;
-	struct range x = addr_range(&nodes[*(const size_t *)a].ipv4);
-	struct range y = addr_range(&nodes[*(const size_t *)b].ipv4);
+	const struct range *r = ctx;
 
-	return range_cmp(&x, &y);
-}
-
-static int
-node_cmp_v6(const void *a, const void *b, void *ctx)
-{
-	const struct policy_node *nodes = ctx;
-	struct range x = addr_range(&nodes[*(const size_t *)a].ipv6);
-	struct range y = addr_range(&nodes[*(const size_t *)b].ipv6);
-
-	return range_cmp(&x, &y);
+	return range_cmp(&r[*(const size_t *)a], &r[*(const size_t *)b]);
 }
 
 static int
@@ -670,6 +659,7 @@ add_tentry(struct cls *c, uint32_t rule, uint32_t kind, uint32_t d)
 struct work {
 	size_t *ord4, *ord6;	/* node indexes sorted by address (those that have one) */
 	size_t n4, n6;
+	struct range *r4, *r6;	/* by node index: its addresses as ranges */
 	struct range *star;
 	size_t nstar;
 	struct range *tmp, *extra;
@@ -681,20 +671,35 @@ static int
 rule_sources(struct policy_result *R, struct work *W, const struct rule *ru,
 	     const uint64_t *named, bool all, struct plist *out)
 {
-	size_t i, na = 0, ne = 0, k;
+	size_t i, na = 0, ne = 0, k, c, members = 0;
 	int r;
 
-	for (i = 0; i < W->n4; i++) {
-		size_t n = W->ord4[i];
+	for (c = 0; c < R->ncl; c++)
+		if (bit(named, c))
+			members += R->cls[c].nmembers;
+	if (members * 16 < W->n4 + W->n6) {
+		/* a few classes of many (a group of a large network): their
+		 * members' addresses, sorted, instead of a walk over all */
+		for (c = 0; c < R->ncl; c++) {
+			if (!bit(named, c))
+				continue;
+			for (k = 0; k < R->cls[c].nmembers; k++) {
+				size_t n = R->cls[c].members[k];
 
-		if (bit(named, R->ncls[n]))
-			W->tmp[na++] = addr_range(&R->nodes[n].ipv4);
-	}
-	for (i = 0; i < W->n6; i++) {
-		size_t n = W->ord6[i];
-
-		if (bit(named, R->ncls[n]))
-			W->tmp[na++] = addr_range(&R->nodes[n].ipv6);
+				if (R->nodes[n].ipv4.family == AF_INET)
+					W->tmp[na++] = W->r4[n];
+				if (R->nodes[n].ipv6.family == AF_INET6)
+					W->tmp[na++] = W->r6[n];
+			}
+		}
+		qsort(W->tmp, na, sizeof(*W->tmp), range_cmp);
+	} else {
+		for (i = 0; i < W->n4; i++)
+			if (bit(named, R->ncls[W->ord4[i]]))
+				W->tmp[na++] = W->r4[W->ord4[i]];
+		for (i = 0; i < W->n6; i++)
+			if (bit(named, R->ncls[W->ord6[i]]))
+				W->tmp[na++] = W->r6[W->ord6[i]];
 	}
 	for (k = 0; k < ru->nsrc; k++) {
 		if (ru->src[k].kind == SEL_PREFIX) {
@@ -756,8 +761,7 @@ self_sources(struct policy_result *R, struct work *W, size_t rule)
 		const struct cls *c = &R->cls[R->ncls[n]];
 
 		if (c->userid < R->nusers && bit(W->srcmask, R->ncls[n]))
-			W->tmp[at[c->userid]++] = addr_range(v4 ? &R->nodes[n].ipv4 :
-			    &R->nodes[n].ipv6);
+			W->tmp[at[c->userid]++] = v4 ? W->r4[n] : W->r6[n];
 	}
 	/* at[u] is now the end of bucket u, the start of bucket u + 1. */
 	for (u = 0, na = 0; u < R->nusers; na = at[u], u++) {
@@ -1133,20 +1137,27 @@ policy_compile(const struct policy *p, const struct policy_node *nodes, size_t n
 	/* Work space. */
 	W.ord4 = malloc((n ? n : 1) * sizeof(size_t));
 	W.ord6 = malloc((n ? n : 1) * sizeof(size_t));
+	W.r4 = malloc((n ? n : 1) * sizeof(struct range));
+	W.r6 = malloc((n ? n : 1) * sizeof(struct range));
 	W.tmp = malloc((2 * n + 1) * sizeof(struct range));
 	W.srcmask = calloc(R->words, sizeof(uint64_t));
 	W.named = calloc(R->words, sizeof(uint64_t));
 	W.dstmask = calloc(R->words, sizeof(uint64_t));
-	if (!W.ord4 || !W.ord6 || !W.tmp || !W.srcmask || !W.named || !W.dstmask)
+	if (!W.ord4 || !W.ord6 || !W.r4 || !W.r6 || !W.tmp || !W.srcmask || !W.named ||
+	    !W.dstmask)
 		goto fail;
 	for (i = 0; i < n; i++) {
-		if (nodes[i].ipv4.family == AF_INET)
+		if (nodes[i].ipv4.family == AF_INET) {
+			W.r4[i] = addr_range(&nodes[i].ipv4);
 			W.ord4[W.n4++] = i;
-		if (nodes[i].ipv6.family == AF_INET6)
+		}
+		if (nodes[i].ipv6.family == AF_INET6) {
+			W.r6[i] = addr_range(&nodes[i].ipv6);
 			W.ord6[W.n6++] = i;
+		}
 	}
-	qsort_r(W.ord4, W.n4, sizeof(size_t), node_cmp_v4, R->nodes);
-	qsort_r(W.ord6, W.n6, sizeof(size_t), node_cmp_v6, R->nodes);
+	qsort_r(W.ord4, W.n4, sizeof(size_t), node_cmp, W.r4);
+	qsort_r(W.ord6, W.n6, sizeof(size_t), node_cmp, W.r6);
 	if (star_ranges(R, &W.star, &W.nstar) != 0)
 		goto fail;
 	for (i = 0; i < p->nrules; i++)
@@ -1193,6 +1204,8 @@ policy_compile(const struct policy *p, const struct policy_node *nodes, size_t n
 	free(ips.r);
 	free(W.ord4);
 	free(W.ord6);
+	free(W.r4);
+	free(W.r6);
 	free(W.tmp);
 	free(W.extra);
 	free(W.star);
@@ -1205,6 +1218,8 @@ fail:
 	free(ips.r);
 	free(W.ord4);
 	free(W.ord6);
+	free(W.r4);
+	free(W.r6);
 	free(W.tmp);
 	free(W.extra);
 	free(W.star);

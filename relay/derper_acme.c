@@ -84,6 +84,18 @@ void derper_tls_alpn_cert(void *arg, X509 *cert, EVP_PKEY *key)
 }
 
 
+/* Replaces the certificate served (owned from now on). Called with `lock`. */
+static void
+cur_set(X509 *leaf, STACK_OF(X509) *chain, EVP_PKEY *k)
+{
+	X509_free(cur_cert);
+	sk_X509_pop_free(cur_chain, X509_free);
+	EVP_PKEY_free(cur_key);
+	cur_cert = leaf;
+	cur_chain = chain;
+	cur_key = k;
+}
+
 int derper_tls_load(const char *cert, const char *key)
 {
 	FILE *f = fopen(cert, "r");
@@ -104,12 +116,7 @@ int derper_tls_load(const char *cert, const char *key)
 		goto fail;
 	fclose(f);
 	pthread_mutex_lock(&lock);
-	X509_free(cur_cert);
-	sk_X509_pop_free(cur_chain, X509_free);
-	EVP_PKEY_free(cur_key);
-	cur_cert = leaf;
-	cur_chain = chain;
-	cur_key = k;
+	cur_set(leaf, chain, k);
 	pthread_mutex_unlock(&lock);
 	return 0;
 fail:
@@ -155,12 +162,7 @@ void derper_tls_reloadable(SSL_CTX *ctx)
 void derper_tls_free(void)
 {
 	pthread_mutex_lock(&lock);
-	X509_free(cur_cert);
-	sk_X509_pop_free(cur_chain, X509_free);
-	EVP_PKEY_free(cur_key);
-	cur_cert = NULL;
-	cur_chain = NULL;
-	cur_key = NULL;
+	cur_set(NULL, NULL, NULL);
 	X509_free(alpn_cert);
 	EVP_PKEY_free(alpn_key);
 	alpn_cert = NULL;

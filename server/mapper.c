@@ -1714,6 +1714,24 @@ mapper_dns_differs(struct mapper *m, const char *dns_json)
 	return d;
 }
 
+/* Sends the delta b (consumed) to every stream; with none (no memory),
+ * every stream gets a full map instead. Called with m->lock. */
+static void
+push_all_or_full(struct mapper *m, struct rbuf *b)
+{
+	for (size_t i = 0; i < m->nnodes; i++)
+		for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node) {
+			if (b != NULL)
+				stream_push(s, b);
+			else
+				stream_force_full(s);
+		}
+	if (b != NULL) {
+		atomic_fetch_add(&m->deltas, 1);
+		rbuf_put(b);
+	}
+}
+
 void
 mapper_set_dns(struct mapper *m, const char *dns_json, uint64_t version)
 {
@@ -1726,18 +1744,8 @@ mapper_set_dns(struct mapper *m, const char *dns_json, uint64_t version)
 		free(m->dns);
 		m->dns = copy;
 	}
-	if (copy != NULL && (b = delta_new(m->version, "dns", m->dns, strlen(m->dns))) != NULL) {
-		for (size_t i = 0; i < m->nnodes; i++)
-			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
-				stream_push(s, b);
-		atomic_fetch_add(&m->deltas, 1);
-		rbuf_put(b);
-	} else {
-		/* No delta to send: everyone needs a full map with the new section. */
-		for (size_t i = 0; i < m->nnodes; i++)
-			for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
-				stream_force_full(s);
-	}
+	b = copy != NULL ? delta_new(m->version, "dns", m->dns, strlen(m->dns)) : NULL;
+	push_all_or_full(m, b);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -1764,7 +1772,6 @@ mapper_set_replicas(struct mapper *m, const char *control_urls_json, const char 
 		    uint64_t version)
 {
 	char *u = strdup(control_urls_json), *d = strdup(derp_map_json);
-	struct rbuf *b = NULL;
 
 	pthread_mutex_lock(&m->lock);
 	if (version != 0)
@@ -1776,19 +1783,8 @@ mapper_set_replicas(struct mapper *m, const char *control_urls_json, const char 
 		m->derp_map = d;
 		u = d = NULL;
 	}
-	if (version != 0) {
-		if ((b = replicas_delta(m, m->version)) != NULL) {
-			for (size_t i = 0; i < m->nnodes; i++)
-				for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
-					stream_push(s, b);
-			atomic_fetch_add(&m->deltas, 1);
-			rbuf_put(b);
-		} else {
-			for (size_t i = 0; i < m->nnodes; i++)
-				for (struct mstream *s = m->nodes[i]->streams; s; s = s->next_in_node)
-					stream_force_full(s);
-		}
-	}
+	if (version != 0)
+		push_all_or_full(m, replicas_delta(m, m->version));
 	pthread_mutex_unlock(&m->lock);
 	free(u);
 	free(d);

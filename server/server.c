@@ -854,7 +854,9 @@ static char start_error[600];	/* server_error() */
 /* What this server announces in the replica list (replica_list.h): the
  * configured DERP map as the base of the shared one, its embedded relay's
  * region (when it made the map itself), and its name there: the server_url,
- * else "derp:HOST:PORT" of that region, else "" (no record). */
+ * else "derp:HOST:PORT" of that region, else on PostgreSQL a name for this
+ * run ("run:HOST:PID:RANDOM", recorded but not in the list the nodes get),
+ * else "" (SQLite: no record). */
 static int
 replica_identity(struct server *s)
 {
@@ -886,6 +888,19 @@ replica_identity(struct server *s)
 		snprintf(s->replica_name, sizeof(s->replica_name), "derp:%s:%" JSON_INTEGER_FORMAT,
 		    json_string_value(json_object_get(node, "HostName")),
 		    json_integer_value(json_object_get(node, "DERPPort")));
+	else if (store_url_is_postgres(s->cfg.db_path)) {
+		/* Nothing to announce, but the online flags it sets need an
+		 * owner the leader can tell is gone: a name for this run,
+		 * recorded (not published) like the others'. */
+		char host[256] = "", hex[2 * 8 + 1];
+		uint8_t rnd[8];
+
+		(void)gethostname(host, sizeof(host) - 1);
+		randombytes_buf(rnd, sizeof(rnd));
+		(void)hex_encode(hex, sizeof(hex), rnd, sizeof(rnd));
+		snprintf(s->replica_name, sizeof(s->replica_name), "run:%s:%ld:%s", host,
+		    (long)getpid(), hex);
+	}
 	json_decref(dm);
 	return 0;
 }

@@ -177,7 +177,7 @@ struct server {
 	/* The replica list (replica_list.h). */
 	char *derp_base_json;		/* the configured DERP map ({"Regions":{}} none) */
 	char *derp_region_json;		/* the embedded relay's region, NULL: none */
-	char replica_name[600];		/* server_url, "derp:HOST:PORT", or "" */
+	char replica_name[600];		/* server_url, "derp:HOST:PORT", "run:...", or "" */
 	int64_t replica_started_at;
 	bool replica_beat_failing;	/* timer thread only */
 	bool replica_recorded;		/* replica_list_start() succeeded */
