@@ -73,6 +73,7 @@ struct policy_state {
 	struct compiled *pub_c;
 	struct mapper_ids pub_full, pub_filt;
 	char pub_etag[48];	/* of the policy posted last */
+	char etag_now[48];	/* `etag`, readable under pub_lock */
 	/* Replicas, the leader: the policy file as last seen (stat). */
 	struct timespec file_mtim, file_ctim;
 	off_t file_size;
@@ -597,6 +598,9 @@ install(struct server *s, struct policy *pol, char *text, size_t len)
 	ps->pol = pol;
 	ps->text = text;
 	make_etag(text, len, ps->etag);
+	pthread_mutex_lock(&ps->pub_lock);
+	str_copy(ps->etag_now, ps->etag, sizeof(ps->etag_now));
+	pthread_mutex_unlock(&ps->pub_lock);
 	if (s->mapper)
 		auto_approve_all(s);
 	republish(s, true);
@@ -929,6 +933,20 @@ policy_state_tick(struct server *s)
 		pthread_mutex_unlock(&ps->lock);
 	}
 	policy_state_publish(s);
+}
+
+bool
+policy_state_etag_is(struct server *s, const char *etag)
+{
+	struct policy_state *ps = s->policy;
+	bool same;
+
+	if (ps == NULL || etag == NULL || etag[0] == 0)
+		return false;
+	pthread_mutex_lock(&ps->pub_lock);
+	same = strcmp(ps->etag_now, etag) == 0;
+	pthread_mutex_unlock(&ps->pub_lock);
+	return same;
 }
 
 void

@@ -42,6 +42,8 @@ void policy_state_publish(struct server *s);
 /* Replicas: loads the policy another replica stored when its ETag differs
  * from this one's (timer thread; not with a policy file). */
 void policy_state_follow_store(struct server *s);
+/* Whether `etag` is the ETag of the policy installed here (any thread). */
+bool policy_state_etag_is(struct server *s, const char *etag);
 void policy_state_reload_file(struct server *s);
 /* Replicas, the leader's job (every second; `force` when it takes the
  * role): when the policy file changed (stat), loads it and stores it for

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/log.h"
 #include "common/util.h"
 #include "server/ipam.h"
@@ -48,6 +50,27 @@ struct walk {
 };
 
 enum { WALK_DONE = 1 };
+
+/* Whether a POLICY change's payload ends with the ETag of the policy
+ * installed here (`,"etag":"\"...\""}`, mapper.c's policy_payload). */
+static bool
+payload_etag_is(struct server *s, const char *payload)
+{
+	const char *p = NULL, *q = payload, *end;
+	json_t *t;
+	bool same;
+
+	while (q != NULL && (q = strstr(q, ",\"etag\":")) != NULL)
+		p = q++;
+	if (p == NULL || (end = strrchr(p, '}')) == NULL)
+		return false;
+	p += strlen(",\"etag\":");
+	if ((t = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY, NULL)) == NULL)
+		return false;
+	same = json_is_string(t) && policy_state_etag_is(s, json_string_value(t));
+	json_decref(t);
+	return same;
+}
 
 static void
 apply_foreign(struct replica *r, const struct store_change *c)
@@ -99,8 +122,11 @@ apply_foreign(struct replica *r, const struct store_change *c)
 	case STORE_CHANGE_POLICY:
 		/* the policy text may have changed there: reloaded from the
 		 * store by the timer thread, which logs this replica's own
-		 * POLICY change when it differs */
-		atomic_store(&r->policy_changed, true);
+		 * POLICY change when it differs; a change that names the ETag
+		 * installed here (another replica's recompilation after a
+		 * node change) has nothing to reload */
+		if (!payload_etag_is(s, c->payload))
+			atomic_store(&r->policy_changed, true);
 		break;
 	case STORE_CHANGE_REPLICAS:
 		replica_list_apply(s, c->version, c->payload);
