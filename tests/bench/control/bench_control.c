@@ -1664,6 +1664,12 @@ move_streams(int victim)
 		if (n->rep != victim)
 			continue;
 		conn_close(&n->c);
+		/* (a helper may have reopened it to the dead replica before
+		 * it heard of the kill: that attempt no longer counts) */
+		if (n->opening) {
+			n->opening = false;
+			g.n_opening--;
+		}
 		set_state(n, false, n->peers);
 		n->rep = moved++ % (g.nrep - 1);
 		n->backoff = 0;
