@@ -172,21 +172,21 @@ node_at "$U1" orph register --authkey "$AK" --hostname orph >"$T/orph.reg" || fa
 orph=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/orph.reg")
 "$WM_NODE" --server "$U3" --state "$T/orph.json" map >/dev/null 2>&1 & WM_PIDS+=($!)
 wait_for 10 grep -q '"type":"full"' "$T/mapj" || fail "no full map for joiner from replica 3"
-# Replica 4 announces nothing (no --server-url, no relay): its record and
-# the flags it sets carry a name for the run, not in the nodes' list; it
-# dies with replica 3 and the leader clears "orph4" too.
+# An "anonymous" replica announces nothing (no --server-url, no relay): its
+# record and the flags it sets carry a name for the run, not in the nodes'
+# list; it dies with replica 3 and the leader clears "orph4" too.
 port=$(free_port)
-"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" >>"$T/replica4.log" 2>&1 &
-RPID[4]=$!; WM_PIDS+=("${RPID[4]}"); U4=http://127.0.0.1:$port
-wait_for 15 curl -sf "$U4/healthz" || fail "replica 4 did not start: $(tail -5 "$T/replica4.log")"
+"$SRV" serve --db "$PG_URL" --listen "127.0.0.1:$port" >"$T/anon.log" 2>&1 &
+APID=$!; WM_PIDS+=("$APID"); UA=http://127.0.0.1:$port
+wait_for 15 curl -sf "$UA/healthz" || fail "the anonymous replica did not start: $(tail -5 "$T/anon.log")"
 node_at "$U1" orph4 register --authkey "$AK" --hostname orph4 >"$T/orph4.reg" || fail "register orph4"
 orph4=$(sed -E 's/.*"id":([0-9]+).*/\1/' "$T/orph4.reg")
-"$WM_NODE" --server "$U4" --state "$T/orph4.json" map >/dev/null 2>&1 & WM_PIDS+=($!)
+"$WM_NODE" --server "$UA" --state "$T/orph4.json" map >/dev/null 2>&1 & WM_PIDS+=($!)
 wait_for 10 sh -c "psql -X -q -tA '$PG_URL' -c 'SELECT online_by FROM nodes WHERE id = $orph4' | grep -q '^run:'" ||
-	fail "orph4's online flag has no run name of replica 4: $(pg_sql "SELECT online, online_by FROM nodes WHERE id = $orph4")"
+	fail "orph4's online flag has no run name of the anonymous replica: $(pg_sql "SELECT online, online_by FROM nodes WHERE id = $orph4")"
 by4=$(pg_sql "SELECT online_by FROM nodes WHERE id = $orph4")
 [ "$(pg_sql "SELECT COUNT(*) FROM replicas WHERE name = '$by4' AND server_url = ''")" = 1 ] ||
-	fail "replica 4's record is not in the replicas table as $by4"
+	fail "the anonymous replica's record is not in the replicas table as $by4"
 wait_for 10 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online_by FROM nodes WHERE id = $orph')\" = '$U3' ]" ||
 	fail "orph's online flag is not replica 3's"
 v=$(grep -o '"version":[0-9]*' "$T/map3" | tail -1 | cut -d: -f2)
@@ -201,7 +201,7 @@ seq 1 60 | xargs -P 12 -I{} sh -c '
 ' "$WM_NODE" "$T" "$AK" &
 burst=$!
 wait_for 15 sh -c "[ \$(psql -X -q -tA '$PG_URL' -c 'SELECT COUNT(*) FROM nodes') -ge $((base + 12)) ]" || fail "the registration burst did not start"
-kill -9 "${RPID[4]}"; kill -9 "${RPID[3]}"; t3=$SECONDS
+kill -9 "$APID"; kill -9 "${RPID[3]}"; t3=$SECONDS
 wait "$burst"
 acked=$(ls "$T"/breg* 2>/dev/null | wc -l)
 [ "$acked" -ge 40 ] || fail "only $acked of 60 registrations acknowledged (those on replicas 1 and 2 must all be)"
@@ -335,7 +335,7 @@ flag() { pg_sql "SELECT online, online_by FROM nodes WHERE id = $1"; }
 wait_for 5 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online FROM nodes WHERE id = $orph')\" = 0 ]" ||
 	fail "orph is still online after its replica dropped out: $(flag "$orph")"
 wait_for 5 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online FROM nodes WHERE id = $orph4')\" = 0 ]" ||
-	fail "orph4 is still online after replica 4 (no URL) dropped out: $(flag "$orph4")"
+	fail "orph4 is still online after the anonymous replica dropped out: $(flag "$orph4")"
 n1=$(grep -o '"self":{"id":[0-9]*' "$T/map2" | head -1 | cut -d: -f3)
 wait_for 5 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online, online_by FROM nodes WHERE id = $n1')\" = '1|${RURL[$F]}' ]" ||
 	fail "n1 (streams on replica $F) is not online as replica $F's: $(flag "$n1")"
@@ -343,7 +343,7 @@ wait_for 5 sh -c "[ \"\$(psql -X -q -tA '$PG_URL' -c 'SELECT online, online_by F
 f=$T/resume; [ "$F" = 1 ] && f=$T/resumej
 wait_for 5 sh -c "grep '\"online_flags\"' '$f' | grep -q '\"off\":\[[0-9,]*\b$orph\b'" ||
 	fail "replica $F's stream was not told orph went offline"
-ok "a replica killed drops out of the map's replica list and DERP map once its record is stale ($((SECONDS - t0)) s waited here, $((SECONDS - t3)) s after the kill); the leader clears the online flags it left (orph offline, n1 online on replica $F), and those of replica 4, which has no URL (orph4)"
+ok "a replica killed drops out of the map's replica list and DERP map once its record is stale ($((SECONDS - t0)) s waited here, $((SECONDS - t3)) s after the kill); the leader clears the online flags it left (orph offline, n1 online on replica $F), and those of a replica with no URL (orph4)"
 
 # policy_file (the leader's job): replicas 4 and 5 have the same file. When
 # replica F stops (cleanly, leaving the replica list at once), one of them leads and stores the file's policy for every
