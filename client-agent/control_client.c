@@ -18,6 +18,7 @@
 
 #include "client-agent/control_client.h"
 #include "common/buf.h"
+#include "common/curlx.h"
 #include "common/log.h"
 #include "common/sign.h"
 #include "common/util.h"
@@ -332,7 +333,8 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	int r;
 
 	*status = 0;
-	if ((k = curl_easy_init()) == NULL) {
+	snprintf(url, sizeof(url), "%s%s", base, path);
+	if ((k = curlx_new(url, on_data, sink, cerr, ca)) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return ERR_NOMEM;
 	}
@@ -343,7 +345,6 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 		return ERR_INTERNAL;
 	}
 	key_fmt(mk, "mkey:", c->keys.machine_pk);
-	snprintf(url, sizeof(url), "%s%s", base, path);
 	snprintf(mh, sizeof(mh), SIGN_HDR_MACHINE ": %s", mk);
 	snprintf(th, sizeof(th), SIGN_HDR_TIMESTAMP ": %" PRId64, ts);
 	snprintf(sh, sizeof(sh), SIGN_HDR_SIGNATURE ": %s", sig);
@@ -354,24 +355,16 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	h = curl_slist_append(h, sh);
 	h = curl_slist_append(h, "Content-Type: application/json");
 	h = curl_slist_append(h, "Expect:");
-	curl_easy_setopt(k, CURLOPT_URL, url);
 	curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(k, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(k, CURLOPT_WRITEDATA, sink);
-	curl_easy_setopt(k, CURLOPT_ERRORBUFFER, cerr);
-	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);
 	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT,
 	    sink->timeout_s > 0 && sink->timeout_s < 10 ? sink->timeout_s : 10L);
-	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(k, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	curl_easy_setopt(k, CURLOPT_SOCKOPTDATA, c);
-	if (ca && *ca)
-		curl_easy_setopt(k, CURLOPT_CAINFO, ca);
 	if (stream) {
 		/* the map stream compressed with zstd; libcurl decodes it */
 		curl_easy_setopt(k, CURLOPT_ACCEPT_ENCODING, "zstd");

@@ -34,6 +34,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "common/curlx.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -227,28 +228,20 @@ on_header(char *p, size_t sz, size_t n, void *arg)
 static int
 http(struct acme *a, const char *method, const char *url, const char *body, struct resp *r)
 {
-	CURL *c = curl_easy_init();
+	char err[CURL_ERROR_SIZE];
+	CURL *c;
 	struct curl_slist *h = NULL;
-	char err[CURL_ERROR_SIZE] = "";
 	CURLcode cc;
 
 	memset(r, 0, sizeof(*r));
-	if (c == NULL) {
+	if ((c = curlx_new(url, on_body, r, err, a->ca_file)) == NULL) {
 		fail(a, "out of memory");
 		return -1;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "wiremesh-acme/1");
-	if (a->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, a->ca_file);
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	if (body) {

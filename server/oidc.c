@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "common/buf.h"
+#include "common/curlx.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "server/oidc.h"
@@ -358,31 +359,23 @@ fetch(struct oidc *o, const char *url, const char *form, bool auth, long *status
       struct sink *sink, char *why, size_t whylen)
 {
 	const char *ca = getenv("SSL_CERT_FILE");
-	char err[CURL_ERROR_SIZE] = "", *uid = NULL, *usec = NULL;
+	char err[CURL_ERROR_SIZE], *uid = NULL, *usec = NULL;
 	struct curl_slist *h = NULL;
 	CURLcode cr;
-	CURL *k = curl_easy_init();
+	CURL *k;
 
 	*status = 0;
 	memset(sink, 0, sizeof(*sink));
 	buf_init(&sink->b, RESPONSE_MAX);
-	if (k == NULL) {
+	if ((k = curlx_new(url, on_data, sink, err, ca)) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return ERR_NOMEM;
 	}
 	h = curl_slist_append(h, "Accept: application/json");
-	curl_easy_setopt(k, CURLOPT_URL, url);
 	curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(k, CURLOPT_WRITEDATA, sink);
-	curl_easy_setopt(k, CURLOPT_ERRORBUFFER, err);
-	curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(k, CURLOPT_TIMEOUT, (long)o->cfg.timeout_s);
 	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, (long)o->cfg.timeout_s);
-	curl_easy_setopt(k, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(k, CURLOPT_FOLLOWLOCATION, 0L);
-	if (ca && *ca)
-		curl_easy_setopt(k, CURLOPT_CAINFO, ca);
 	if (form) {
 		curl_easy_setopt(k, CURLOPT_POSTFIELDS, form);
 		if (auth) {

@@ -61,6 +61,42 @@ served() { # served PORT: subject, SAN and serial of the certificate served ther
 serial() { served "$1" | sed -n 's/^serial=//p'; }
 https_ok() { curl -sf --cacert "$T/root.pem" --resolve "$HOST:$1:127.0.0.1" "https://$HOST:$1${2:-/healthz}"; }
 
+# alpn_issued WHO LOG [PATH]: WHO (logging to LOG) got its certificate by
+# TLS-ALPN-01 and serves it on P_TLS (PATH: what answers there): its SAN,
+# the CA's acme-tls/1 handshake seen, the challenge VALID in pebble's log
+# (sets CH, its id), no HTTP-01 listener, and acme-tls/1 not negotiated
+# outside a challenge (the real certificate).
+alpn_issued() {
+	local who=$1 log=$2 path=${3:-/healthz}
+	wait_for 40 https_ok $P_TLS "$path" ||
+		{ tail -20 "$log"; tail -20 "$T/pebble.log"; fail "$who tls-alpn-01: no HTTPS with the ACME certificate"; }
+	served $P_TLS | grep -q "DNS:$HOST" || fail "$who tls-alpn-01: SAN is not $HOST"
+	grep -q "acme: tls-alpn-01 validation handshake" "$log" ||
+		fail "$who tls-alpn-01: the CA's acme-tls/1 handshake was not seen"
+	# the CA's authorization names the validated challenge; pebble logs its id
+	CH=$(sed -n 's/.*acme: challenge validated.* type=tls-alpn-01 url=.*\/\([^/ ]*\)$/\1/p' "$log" | tail -1)
+	[ -n "$CH" ] || { tail -20 "$log"; fail "$who tls-alpn-01: no validated tls-alpn-01 challenge"; }
+	grep -q "set VALID by completed challenge $CH" "$T/pebble.log" ||
+		{ tail -20 "$T/pebble.log"; fail "pebble did not validate the $who's tls-alpn-01 challenge $CH"; }
+	curl -s -o /dev/null "http://127.0.0.1:$P_CHAL/" && fail "$who tls-alpn-01: an HTTP-01 listener is up"
+	openssl s_client -connect "127.0.0.1:$P_TLS" -servername $HOST -alpn acme-tls/1 </dev/null \
+		>"$T/$who-alpn-idle.txt" 2>&1
+	grep -q "No ALPN negotiated" "$T/$who-alpn-idle.txt" ||
+		{ cat "$T/$who-alpn-idle.txt"; fail "$who: acme-tls/1 negotiated outside a challenge"; }
+}
+
+# alpn_renewed WHO LOG PID SERIAL [PATH]: WHO (process PID) renewed the
+# certificate of SERIAL by a second TLS-ALPN-01 validation, without a restart.
+alpn_renewed() {
+	local who=$1 log=$2 pid=$3 old=$4 path=${5:-/healthz}
+	renewed() { local s; s=$(serial $P_TLS); [ -n "$s" ] && [ "$s" != "$old" ]; }
+	wait_for 40 renewed || { tail -20 "$log"; fail "$who tls-alpn-01: not renewed"; }
+	kill -0 "$pid" || fail "$who tls-alpn-01 died"
+	https_ok $P_TLS "$path" >/dev/null || fail "$who tls-alpn-01: no HTTPS after renewal"
+	[ "$(grep -c "acme: tls-alpn-01 validation handshake" "$log")" -ge 2 ] ||
+		fail "$who tls-alpn-01: renewal without a second validation"
+}
+
 # no --acme-http-listen: its default, :80
 ACME=(--acme-hostname $HOST --acme-email ops@example.com --acme-directory "$DIR"
 	--acme-ca-file "$T/ca.pem")
@@ -130,34 +166,18 @@ kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 P_DL=$(free_port)
 run_server --acme-challenge tls-alpn-01 --acme-state-dir "$T/srv-alpn" --acme-renew-before 3590s \
 	--derp --derp-listen "127.0.0.1:$P_DL"
-wait_for 40 https_ok $P_TLS || { tail -20 "$T/server.log"; tail -20 "$T/pebble.log"; fail "server tls-alpn-01: no HTTPS with the ACME certificate"; }
+alpn_issued server "$T/server.log"
 S2=$(serial $P_TLS)
 PID2=$SERVER_PID
-served $P_TLS | grep -q "DNS:$HOST" || fail "server tls-alpn-01: SAN is not $HOST"
-grep -q "acme: tls-alpn-01 validation handshake" "$T/server.log" ||
-	fail "server tls-alpn-01: the CA's acme-tls/1 handshake was not seen"
-CH=$(sed -n 's/.*acme: challenge validated.* type=tls-alpn-01 url=.*\/\([^/ ]*\)$/\1/p' "$T/server.log" | tail -1)
-[ -n "$CH" ] || { tail -20 "$T/server.log"; fail "server tls-alpn-01: no validated tls-alpn-01 challenge"; }
-grep -q "set VALID by completed challenge $CH" "$T/pebble.log" ||
-	{ tail -20 "$T/pebble.log"; fail "pebble did not validate the server's tls-alpn-01 challenge $CH"; }
-curl -s -o /dev/null "http://127.0.0.1:$P_CHAL/" && fail "server tls-alpn-01: an HTTP-01 listener is up"
 for f in account.key $HOST.key $HOST.crt; do
 	[ "$(stat -c %a "$T/srv-alpn/$f")" = 600 ] || fail "tls-alpn-01 $f mode $(stat -c %a "$T/srv-alpn/$f")"
 done
 ok "server tls-alpn-01: issued and served on 443 (serial $S2); pebble validated challenge $CH"
 [ "$(serial $P_DL)" = "$S2" ] || fail "derp_listen serves $(serial $P_DL), not the ACME certificate $S2"
 ok "server tls-alpn-01: derp_listen serves the same certificate"
-openssl s_client -connect "127.0.0.1:$P_TLS" -servername $HOST -alpn acme-tls/1 </dev/null \
-	>"$T/srv-alpn-idle.txt" 2>&1
-grep -q "No ALPN negotiated" "$T/srv-alpn-idle.txt" || { cat "$T/srv-alpn-idle.txt"; fail "server: acme-tls/1 negotiated outside a challenge"; }
 ok "server tls-alpn-01: acme-tls/1 refused outside a challenge"
-changed() { s=$(serial $P_TLS); [ -n "$s" ] && [ "$s" != "$S2" ]; }
-wait_for 40 changed || { tail -20 "$T/server.log"; fail "the served certificate was not renewed"; }
-kill -0 "$PID2" || fail "server died"
+alpn_renewed server "$T/server.log" "$PID2" "$S2"
 grep -q "serves the renewed certificate" "$T/server.log" || fail "no renewal logged"
-https_ok $P_TLS >/dev/null || fail "no HTTPS after renewal"
-[ "$(grep -c "acme: tls-alpn-01 validation handshake" "$T/server.log")" -ge 2 ] ||
-	fail "server tls-alpn-01: renewal without a second validation"
 ok "server tls-alpn-01: renewed without restart: serial $S2 -> $(serial $P_TLS), pid $PID2"
 dlchanged() { [ "$(serial $P_DL)" = "$(serial $P_TLS)" ]; }
 wait_for 10 dlchanged || fail "derp_listen still serves $(serial $P_DL) after the renewal to $(serial $P_TLS)"
@@ -171,30 +191,11 @@ kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 	--acme-ca-file "$T/ca.pem" --acme-renew-before 3590s >"$T/derper-alpn.log" 2>&1 &
 DERPER_PID=$!
 WM_PIDS+=("$DERPER_PID")
-wait_for 40 https_ok $P_TLS /derp/probe ||
-	{ tail -20 "$T/derper-alpn.log"; tail -20 "$T/pebble.log"; fail "derper tls-alpn-01: no HTTPS with the ACME certificate"; }
-served $P_TLS | grep -q "DNS:$HOST" || fail "derper tls-alpn-01: SAN is not $HOST"
+alpn_issued derper "$T/derper-alpn.log" /derp/probe
 A1=$(serial $P_TLS)
-grep -q "acme: tls-alpn-01 validation handshake" "$T/derper-alpn.log" ||
-	fail "derper tls-alpn-01: the CA's acme-tls/1 handshake was not seen"
-# the CA's authorization names the validated challenge; pebble logs its id
-CH=$(sed -n 's/.*acme: challenge validated.* type=tls-alpn-01 url=.*\/\([^/ ]*\)$/\1/p' "$T/derper-alpn.log" | head -1)
-[ -n "$CH" ] || { tail -20 "$T/derper-alpn.log"; fail "derper tls-alpn-01: no validated tls-alpn-01 challenge"; }
-grep -q "set VALID by completed challenge $CH" "$T/pebble.log" ||
-	{ tail -20 "$T/pebble.log"; fail "pebble did not validate the tls-alpn-01 challenge $CH"; }
-curl -s -o /dev/null "http://127.0.0.1:$P_CHAL/" && fail "derper tls-alpn-01: an HTTP-01 listener is up"
 ok "derper tls-alpn-01: issued and served (serial $A1); pebble validated tls-alpn-01 challenge $CH"
-# outside a challenge acme-tls/1 is not negotiated: the real certificate
-openssl s_client -connect "127.0.0.1:$P_TLS" -servername $HOST -alpn acme-tls/1 </dev/null \
-	>"$T/alpn-idle.txt" 2>&1
-grep -q "No ALPN negotiated" "$T/alpn-idle.txt" || { cat "$T/alpn-idle.txt"; fail "acme-tls/1 negotiated outside a challenge"; }
 ok "derper tls-alpn-01: acme-tls/1 refused outside a challenge"
-achanged() { s=$(serial $P_TLS); [ -n "$s" ] && [ "$s" != "$A1" ]; }
-wait_for 40 achanged || { tail -20 "$T/derper-alpn.log"; fail "derper tls-alpn-01: not renewed"; }
-kill -0 "$DERPER_PID" || fail "derper tls-alpn-01 died"
-https_ok $P_TLS /derp/probe >/dev/null || fail "derper tls-alpn-01: no HTTPS after renewal"
-[ "$(grep -c "acme: tls-alpn-01 validation handshake" "$T/derper-alpn.log")" -ge 2 ] ||
-	fail "derper tls-alpn-01: renewal without a second validation"
+alpn_renewed derper "$T/derper-alpn.log" "$DERPER_PID" "$A1" /derp/probe
 ok "derper tls-alpn-01: renewed without restart: serial $A1 -> $(serial $P_TLS)"
 kill "$DERPER_PID"; wait "$DERPER_PID" 2>/dev/null
 
