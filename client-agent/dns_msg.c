@@ -131,6 +131,15 @@ dns_query_parse(const uint8_t *p, size_t n, struct dns_query *q)
 		return ERR_INVALID;
 	if (name_read(p, n, &off, q->name, sizeof(q->name)) != 0 || off + 4 > n)
 		return ERR_INVALID;
+	/* A reply repeats the question alone (qraw): its name must read
+	 * within it. A pointer back into the name may go on with labels past
+	 * the name's end (into the records after it), which a reply lacks. */
+	{
+		size_t o = DNS_HDR_LEN;
+
+		if (name_read(p, off, &o, NULL, 0) != 0 || o != off)
+			return ERR_INVALID;
+	}
 	q->qtype = rd16(p + off);
 	q->qclass = rd16(p + off + 2);
 	off += 4;

@@ -86,6 +86,23 @@ START_TEST(name_pointers)
 	/* into the header */
 	b[13] = 2;
 	ck_assert_int_ne(dns_query_parse(b, 21, &q), 0);
+	/* a backward pointer whose label runs past the name's end into the
+	 * OPT record after the question (a reply, which repeats the question
+	 * alone, could not be read back: found by fuzz_dns) */
+	{
+		static const uint8_t m[31] = { 0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 1,
+			0x01, 0x09, 0xC0, 0x0D, 0, 1, 0, 1,
+			0, 0, 41, 0, 0x80, 0, 0, 0, 0, 0, 0 };
+		uint8_t r[64];
+		struct dns_msg_info mi;
+
+		ck_assert_int_ne(dns_query_parse(m, sizeof(m), &q), 0);
+		/* what the old parser accepted: its reply did not parse */
+		memcpy(r, m, 20);
+		r[11] = 0;
+		r[2] |= 0x80;
+		ck_assert_int_ne(dns_msg_parse(r, 20, &mi), 0);
+	}
 	/* a good backward pointer */
 	memcpy(b + 12, "\x01" "a\x01" "b\x00\xc0\x0e", 8);
 	off = 17;
