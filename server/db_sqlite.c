@@ -15,6 +15,8 @@
 #include "common/util.h"
 #include "server/db_int.h"
 
+#define BUSY_TIMEOUT_MS 5000
+
 struct sdb {
 	struct db base;
 	sqlite3 *h;
@@ -220,6 +222,24 @@ static const struct db_ops sqlite_ops = {
 	.integrity_check = s_integrity_check, .backup = s_backup,
 };
 
+/* Turning a new file to WAL needs an exclusive lock that SQLite takes
+ * without calling the busy handler, so processes opening a new database at
+ * once (a server and an admin's CLI, test threads) get SQLITE_BUSY here:
+ * retry for as long as the busy timeout. Once the file is WAL, the pragma
+ * only reads the mode. */
+static int
+set_wal(struct db *db)
+{
+	int r;
+
+	for (int waited = 0; ; waited += 10) {
+		r = s_exec(db, "PRAGMA journal_mode=WAL");
+		if (r != ERR_UNAVAILABLE || waited >= BUSY_TIMEOUT_MS)
+			return r;
+		sqlite3_sleep(10);
+	}
+}
+
 int
 db_sqlite_open(const char *path, struct db **out)
 {
@@ -246,8 +266,8 @@ db_sqlite_open(const char *path, struct db **out)
 		s_close(&s->base);
 		return ERR_IO;
 	}
-	sqlite3_busy_timeout(s->h, 5000);
-	if ((r = s_exec(&s->base, "PRAGMA journal_mode=WAL")) != 0 ||
+	sqlite3_busy_timeout(s->h, BUSY_TIMEOUT_MS);
+	if ((r = set_wal(&s->base)) != 0 ||
 	    (r = s_exec(&s->base, "PRAGMA synchronous=FULL")) != 0 ||
 	    (r = s_exec(&s->base, "PRAGMA foreign_keys=ON")) != 0) {
 		s_close(&s->base);
@@ -267,7 +287,7 @@ db_sqlite_file_version(const char *path, int *version)
 	*version = 0;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
 		goto out;
-	sqlite3_busy_timeout(db, 5000);
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 	if (sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND "
 	    "name = 'schema_migrations'", -1, &st, NULL) != SQLITE_OK)
 		goto out;	/* "file is not a database" surfaces here */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the unit runner, then every integration script, and prints one
-# closing line: "N passed, N failed".
+# closing line: "N passed, N failed", after the names of what failed (CI
+# may show only the end of the output).
 set -u
 runner=$1
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,8 +22,14 @@ if "$top/tests/run-integration.sh" > /tmp/wm-integration.$$ 2>&1; then ist=0; el
 cat /tmp/wm-integration.$$
 ip=$(grep -E '^integration: [0-9]+ passed' /tmp/wm-integration.$$ | sed -E 's/integration: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
 if_=$(grep -E '^integration: [0-9]+ passed' /tmp/wm-integration.$$ | sed -E 's/integration: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
-rm -f /tmp/wm-integration.$$
 pass=$((pass + ${ip:-0})); fail=$((fail + ${if_:-0}))
 [ "$ist" -eq 0 ] || [ "${if_:-0}" -gt 0 ] || fail=$((fail + 1))
+if [ "$fail" -gt 0 ]; then
+	echo "== what failed"
+	printf '%s\n' "$out" | grep -E ':[FE]:' | head -n 20
+	[ "$st" -eq 0 ] || [ "$nf" -gt 0 ] || echo "unit runner exited with status $st"
+	grep -E '^FAIL ' /tmp/wm-integration.$$ | head -n 20
+fi
+rm -f /tmp/wm-integration.$$
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
