@@ -961,43 +961,19 @@ note_routes(struct mnode *mn)
 
 /* Parses what the policy compiler reads of a node (tags, advertised
  * routes) once, so that a recompilation copies instead of parsing every
- * node. Up to MAPPER_POLICY_TAGS tags of up to 64 bytes, up to the first
- * one that is not a string. ERR_NOMEM leaves the node without tags. */
+ * node. ERR_NOMEM leaves the node without tags. */
 static int
 note_policy(struct mnode *mn)
 {
-	json_t *a = json_loads(mn->n.tags, 0, NULL), *t;
-	size_t k, len = 0, cap = 0;
-	char *v = NULL;
-	int r = 0;
+	size_t bytes, ntags;
+	int r;
 
 	free(mn->tagv);
-	mn->tagv = NULL;
-	mn->ntags = 0;
-	mn->tagbytes = 0;
-	json_array_foreach(a, k, t) {
-		if (k >= MAPPER_POLICY_TAGS || !json_is_string(t))
-			break;
-		cap += strnlen(json_string_value(t), 64) + 1;
-	}
-	if (cap > 0 && (v = malloc(cap)) == NULL)
-		r = ERR_NOMEM;
-	json_array_foreach(a, k, t) {
-		size_t l;
-
-		if (v == NULL || k >= MAPPER_POLICY_TAGS || !json_is_string(t))
-			break;
-		l = strnlen(json_string_value(t), 64);
-		memcpy(v + len, json_string_value(t), l);
-		v[len + l] = 0;
-		len += l + 1;
-		mn->ntags++;
-	}
-	json_decref(a);
-	mn->tagv = v;
-	mn->tagbytes = len;
+	r = nodeview_tags(mn->n.tags, &mn->tagv, &bytes, &ntags);
+	mn->ntags = (uint8_t)ntags;
+	mn->tagbytes = bytes;
 	mn->nadv = 0;
-	if (mn->n.routes_advertised[0] && strcmp(mn->n.routes_advertised, "[]") != 0)
+	if (nodeview_advertises(&mn->n))
 		mn->nadv = (uint8_t)routes_from_json(mn->n.routes_advertised, mn->adv, ROUTES_MAX);
 	return r;
 }
@@ -1162,6 +1138,19 @@ mapper_routers(struct mapper *m, struct mapper_ids *out)
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; r == 0 && i < m->nnodes; i++)
 		if (m->nodes[i]->nserved > 0 || m->nodes[i]->ncarried > 0)
+			r = ids_push(out, m->nodes[i]->n.id);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int
+mapper_advertisers(struct mapper *m, struct mapper_ids *out)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; r == 0 && i < m->nnodes; i++)
+		if (m->nodes[i]->nadv > 0)
 			r = ids_push(out, m->nodes[i]->n.id);
 	pthread_mutex_unlock(&m->lock);
 	return r;
@@ -1473,6 +1462,28 @@ policy_payload(const int64_t *full, size_t nfull, bool all, const int64_t *filte
 		out = strdup(buf_cstr(&b));
 	buf_cleanup(&b);
 	return out;
+}
+
+int
+mapper_policy_payload_etag(const char *payload, char *out, size_t outlen)
+{
+	const char *p = NULL, *q = payload, *end;
+	json_t *t;
+	int r = ERR_NOT_FOUND;
+
+	while (q != NULL && (q = strstr(q, ",\"etag\":")) != NULL)
+		p = q++;
+	if (p == NULL || (end = strrchr(p, '}')) == NULL)
+		return ERR_NOT_FOUND;
+	p += strlen(",\"etag\":");
+	if ((t = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY, NULL)) == NULL)
+		return ERR_NOT_FOUND;
+	if (json_is_string(t) && json_string_length(t) < outlen) {
+		memcpy(out, json_string_value(t), json_string_length(t) + 1);
+		r = 0;
+	}
+	json_decref(t);
+	return r;
 }
 
 char *
@@ -2105,7 +2116,9 @@ mapper_policy_view(struct mapper *m, struct mapper_policy_view *v)
 	for (size_t i = 0; i < m->nnodes; i++) {
 		const struct mnode *mn = m->nodes[i];
 
-		bytes += strlen(mn->n.name) + strlen(mn->n.user) + 2 + mn->tagbytes;
+		bytes += strlen(mn->n.name) + 1 + mn->tagbytes;
+		if (mn->ntags == 0)	/* a tagged node has no user for the policy */
+			bytes += strlen(mn->n.user) + 1;
 		ntags += mn->ntags;
 		if (mn->nadv > 0)
 			nroutes += (size_t)mn->nadv + mn->nserved;
@@ -2126,7 +2139,8 @@ mapper_policy_view(struct mapper *m, struct mapper_policy_view *v)
 
 		p->id = (uint64_t)mn->n.id;
 		p->name = pv_str(v, &at, mn->n.name, strlen(mn->n.name));
-		p->user = pv_str(v, &at, mn->n.user, strlen(mn->n.user));
+		if (mn->ntags == 0)
+			p->user = pv_str(v, &at, mn->n.user, strlen(mn->n.user));
 		p->ipv4 = mn->n.ipv4;
 		p->ipv6 = mn->n.ipv6;
 		p->tags = &v->tags[ti];
@@ -2137,8 +2151,6 @@ mapper_policy_view(struct mapper *m, struct mapper_policy_view *v)
 			t += l + 1;
 		}
 		p->ntags = mn->ntags;
-		if (p->ntags > 0)
-			p->user = NULL;
 		if (mn->nadv > 0) {
 			p->advertised = &v->routes[ri];
 			p->nadvertised = mn->nadv;

@@ -96,6 +96,8 @@ int mapper_log_load(struct mapper *m, const struct store_change *c) WM_MUST_CHEC
 void mapper_log_prune(struct mapper *m, uint64_t floor);
 /* Routers (nodes serving routes): their ids, for ROUTES changes at start. */
 int mapper_routers(struct mapper *m, struct mapper_ids *out) WM_MUST_CHECK;
+/* Nodes that advertise routes (approved or not): their ids. */
+int mapper_advertisers(struct mapper *m, struct mapper_ids *out) WM_MUST_CHECK;
 
 /*
  * Committed changes, applied with their store version in version order.
@@ -141,6 +143,10 @@ void mapper_primaries_apply(struct mapper *m, const struct mapper_primary *v, si
 /* The payload of a STORE_CHANGE_POLICY change (malloc'd). */
 char *mapper_policy_payload(const int64_t *full, size_t nfull, bool all,
 			    const int64_t *filter, size_t nfilter, const char *etag);
+/* The ETag of the policy a POLICY change's payload names, copied to out:
+ * 0, or ERR_NOT_FOUND (none, or longer than outlen). Read without parsing
+ * the payload's id lists (the ETag is written last). */
+int mapper_policy_payload_etag(const char *payload, char *out, size_t outlen) WM_MUST_CHECK;
 /* Bounds of one POLICY change's "vis" lists (docs/protocol.md, "Versions
  * and resume"): peer ids recorded, and viewer x node pairs compared. */
 #define MAPPER_POLICY_VIS_MAX 200000
@@ -202,9 +208,8 @@ int mapper_nodes_copy(struct mapper *m, struct store_node **out, size_t *n) WM_M
  * what the mapper keeps parsed: names, users, tags and routes in the view's
  * own memory (a few percent of mapper_nodes_copy's bytes, and no parsing),
  * ascending by node id (so a compiled result's node indexes are in id
- * order: its peer lists need no sort by id). Tags: up to MAPPER_POLICY_TAGS of up to 64 bytes each. Free it with
- * mapper_policy_view_free. */
-enum { MAPPER_POLICY_TAGS = 16 };
+ * order: its peer lists need no sort by id). Tags as nodeview_tags reads
+ * them. Free it with mapper_policy_view_free. */
 struct policy_node;
 struct mapper_policy_view {
 	struct policy_node *pn;

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
-/* Node JSON for netmaps and for the admin API; field names are documented
- * in docs/protocol.md and docs/openapi.json. */
+/* Node JSON for netmaps and for the admin API (field names are documented
+ * in docs/protocol.md and docs/openapi.json), and the parse of a node's
+ * tags that the mapper and the policy API both hand to the compiler. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/addr.h"
+#include "common/err.h"
 #include "common/keys.h"
 #include "common/util.h"
 #include "server/nodeview.h"
@@ -106,4 +109,45 @@ nodeview_admin(const struct store_node *n, bool online, int64_t now)
 	    "endpoints", json_array_text(n->endpoints), "home_derp", n->home_derp,
 	    "advertised_routes", json_array_text(n->routes_advertised),
 	    "approved_routes", json_array_text(n->routes_approved));
+}
+
+int
+nodeview_tags(const char *tags_json, char **out, size_t *bytes, size_t *ntags)
+{
+	json_t *a = json_loads(tags_json, 0, NULL), *t;
+	size_t k, len = 0, cap = 0;
+	char *v = NULL;
+
+	*out = NULL;
+	*bytes = *ntags = 0;
+	json_array_foreach(a, k, t) {
+		if (k >= NODEVIEW_TAGS || !json_is_string(t))
+			break;
+		cap += strnlen(json_string_value(t), NODEVIEW_TAG_MAX) + 1;
+	}
+	if (cap > 0 && (v = malloc(cap)) == NULL) {
+		json_decref(a);
+		return ERR_NOMEM;
+	}
+	json_array_foreach(a, k, t) {
+		size_t l;
+
+		if (k >= NODEVIEW_TAGS || !json_is_string(t))
+			break;
+		l = strnlen(json_string_value(t), NODEVIEW_TAG_MAX);
+		memcpy(v + len, json_string_value(t), l);
+		v[len + l] = 0;
+		len += l + 1;
+		(*ntags)++;
+	}
+	json_decref(a);
+	*out = v;
+	*bytes = len;
+	return 0;
+}
+
+bool
+nodeview_advertises(const struct store_node *n)
+{
+	return n->routes_advertised[0] && strcmp(n->routes_advertised, "[]") != 0;
 }

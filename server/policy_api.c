@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "server/mapper.h"
+#include "server/nodeview.h"
 #include "server/policy_api.h"
 #include "server/replica.h"
 #include "server/routes.h"
@@ -207,79 +208,6 @@ static const struct mapper_policy_ops compiled_ops = {
 	.put = compiled_put,
 	.peers = compiled_peers,
 };
-
-/* Builds the compiler's view of the nodes. Tag strings live in `tagbuf`. */
-struct node_view {
-	struct policy_node *pn;
-	const char **tags;
-	char (*tagstore)[65];
-	struct ip_prefix *routes;	/* 2 * ROUTES_MAX per node that has any */
-};
-
-static void
-node_view_free(struct node_view *v)
-{
-	free(v->pn);
-	free(v->tags);
-	free(v->tagstore);
-	free(v->routes);
-}
-
-static bool
-has_routes(const struct store_node *n)
-{
-	return n->routes_advertised[0] && strcmp(n->routes_advertised, "[]") != 0;
-}
-
-enum { TAGS_PER_NODE = 16 };
-
-static int
-node_view_build(const struct store_node *nodes, size_t n, struct node_view *v)
-{
-	size_t nrouters = 0, nr = 0;
-
-	memset(v, 0, sizeof(*v));
-	for (size_t i = 0; i < n; i++)
-		nrouters += has_routes(&nodes[i]);
-	v->pn = calloc(n + 1, sizeof(*v->pn));
-	v->tags = calloc(n * TAGS_PER_NODE + 1, sizeof(*v->tags));
-	v->tagstore = calloc(n * TAGS_PER_NODE + 1, sizeof(*v->tagstore));
-	v->routes = calloc(2 * ROUTES_MAX * nrouters + 1, sizeof(*v->routes));
-	if (v->pn == NULL || v->tags == NULL || v->tagstore == NULL || v->routes == NULL) {
-		node_view_free(v);
-		return ERR_NOMEM;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct policy_node *p = &v->pn[i];
-		json_t *tags = json_loads(nodes[i].tags, 0, NULL), *t;
-		size_t k;
-
-		p->id = (uint64_t)nodes[i].id;
-		p->name = nodes[i].name;
-		p->ipv4 = nodes[i].ipv4;
-		p->ipv6 = nodes[i].ipv6;
-		p->tags = &v->tags[i * TAGS_PER_NODE];
-		json_array_foreach(tags, k, t) {
-			if (k >= TAGS_PER_NODE || !json_is_string(t))
-				break;
-			str_copy(v->tagstore[i * TAGS_PER_NODE + k], json_string_value(t), 65);
-			v->tags[i * TAGS_PER_NODE + k] = v->tagstore[i * TAGS_PER_NODE + k];
-			p->ntags++;
-		}
-		json_decref(tags);
-		p->user = p->ntags ? NULL : nodes[i].user;
-		if (has_routes(&nodes[i])) {
-			struct ip_prefix *adv = &v->routes[2 * ROUTES_MAX * nr++];
-
-			p->advertised = adv;
-			p->nadvertised = routes_from_json(nodes[i].routes_advertised, adv,
-			    ROUTES_MAX);
-			p->routes = adv + ROUTES_MAX;
-			p->nroutes = routes_served(&nodes[i], adv + ROUTES_MAX);
-		}
-	}
-	return 0;
-}
 
 static struct compiled *
 compile(struct polref *pref, const struct policy_node *nodes, size_t n)
@@ -802,20 +730,31 @@ static bool
 auto_approve_locked(struct server *s, struct store_node *n)
 {
 	struct ip_prefix adv[ROUTES_MAX], served[ROUTES_MAX];
-	size_t na, ns;
-	struct node_view v;
+	const char *tags[NODEVIEW_TAGS];
+	struct policy_node pn;
+	size_t na, ns, bytes, ntags;
+	char *tagv;
 	bool changed = false;
 
-	if (s->policy->pol == NULL || !has_routes(n) || node_view_build(n, 1, &v) != 0)
+	if (s->policy->pol == NULL || !nodeview_advertises(n) ||
+	    nodeview_tags(n->tags, &tagv, &bytes, &ntags) != 0)
 		return false;
+	for (size_t k = 0, at = 0; k < ntags; k++) {
+		tags[k] = tagv + at;
+		at += strlen(tags[k]) + 1;
+	}
 	na = routes_from_json(n->routes_advertised, adv, ROUTES_MAX);
 	ns = routes_served(n, served);
+	pn = (struct policy_node){ .id = (uint64_t)n->id, .name = n->name,
+	    .user = ntags ? NULL : n->user, .tags = tags, .ntags = ntags, .ipv4 = n->ipv4,
+	    .ipv6 = n->ipv6, .routes = served, .nroutes = ns, .advertised = adv,
+	    .nadvertised = na };
 	for (size_t i = 0; i < na; i++) {
 		bool have = false;
 
 		for (size_t j = 0; j < ns && !have; j++)
 			have = served[j].bits == adv[i].bits && addr_equal(&served[j].addr, &adv[i].addr);
-		if (!have && policy_auto_approves(s->policy->pol, &v.pn[0], &adv[i]) &&
+		if (!have && policy_auto_approves(s->policy->pol, &pn, &adv[i]) &&
 		    routes_approve(n, &adv[i]) == 0) {
 			char t[ADDR_STR_MAX];
 
@@ -825,7 +764,7 @@ auto_approve_locked(struct server *s, struct store_node *n)
 			changed = true;
 		}
 	}
-	node_view_free(&v);
+	free(tagv);
 	return changed;
 }
 
@@ -853,19 +792,22 @@ policy_state_auto_approve(struct server *s, int64_t id)
 static void
 auto_approve_all(struct server *s)
 {
-	struct store_node *nodes;
-	size_t n;
+	struct mapper_ids ids = { 0 };
 
-	if (mapper_nodes_copy(s->mapper, &nodes, &n) != 0)
+	if (mapper_advertisers(s->mapper, &ids) != 0) {
+		log_error("msg=\"out of memory listing the nodes that advertise routes; "
+		    "autoApprovers apply at their next change\"");
+		mapper_ids_free(&ids);
 		return;
-	for (size_t i = 0; i < n; i++) {
-		if (!has_routes(&nodes[i]))
-			continue;
-		if (server_node_edit(s, nodes[i].id, STORE_NODE_APPROVED, approve_edit, s, NULL) != 0)
-			log_error("msg=\"cannot save auto-approved routes\" node_id=%" PRId64,
-			    nodes[i].id);
 	}
-	free(nodes);
+	for (size_t i = 0; i < ids.n; i++) {
+		int r = server_node_edit(s, ids.v[i], STORE_NODE_APPROVED, approve_edit, s, NULL);
+
+		if (r != 0 && r != ERR_NOT_FOUND)	/* not found: deleted meanwhile */
+			log_error("msg=\"cannot save auto-approved routes\" node_id=%" PRId64,
+			    ids.v[i]);
+	}
+	mapper_ids_free(&ids);
 }
 
 struct polref *

@@ -51,25 +51,14 @@ struct walk {
 
 enum { WALK_DONE = 1 };
 
-/* Whether a POLICY change's payload ends with the ETag of the policy
- * installed here (`,"etag":"\"...\""}`, mapper.c's policy_payload). */
+/* Whether a POLICY change names the ETag of the policy installed here. */
 static bool
 payload_etag_is(struct server *s, const char *payload)
 {
-	const char *p = NULL, *q = payload, *end;
-	json_t *t;
-	bool same;
+	char etag[64];
 
-	while (q != NULL && (q = strstr(q, ",\"etag\":")) != NULL)
-		p = q++;
-	if (p == NULL || (end = strrchr(p, '}')) == NULL)
-		return false;
-	p += strlen(",\"etag\":");
-	if ((t = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY, NULL)) == NULL)
-		return false;
-	same = json_is_string(t) && policy_state_etag_is(s, json_string_value(t));
-	json_decref(t);
-	return same;
+	return mapper_policy_payload_etag(payload, etag, sizeof(etag)) == 0 &&
+	    policy_state_etag_is(s, etag);
 }
 
 static void

@@ -871,6 +871,33 @@ START_TEST(test_policy_view)
 }
 END_TEST
 
+/* A replica reads the ETag a POLICY change names without parsing its id
+ * lists (replica.c: a change naming the installed policy is not reloaded). */
+START_TEST(test_policy_payload_etag)
+{
+	int64_t full[] = { 1, 2 }, filter[] = { 3 };
+	char *p, e[48];
+
+	p = mapper_policy_payload(full, 2, false, filter, 1, "\"ab12\"");
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(mapper_policy_payload_etag(p, e, sizeof(e)), 0);
+	ck_assert_str_eq(e, "\"ab12\"");
+	ck_assert_int_eq(mapper_policy_payload_etag(p, e, 6), ERR_NOT_FOUND);	/* too long */
+	ck_assert_int_eq(mapper_policy_payload_etag(p, e, 7), 0);
+	free(p);
+	p = mapper_policy_payload(NULL, 0, true, NULL, 0, "W/\"9\"");
+	ck_assert_int_eq(mapper_policy_payload_etag(p, e, sizeof(e)), 0);
+	ck_assert_str_eq(e, "W/\"9\"");
+	free(p);
+	p = mapper_policy_payload(full, 2, false, NULL, 0, NULL);	/* no policy */
+	ck_assert_int_eq(mapper_policy_payload_etag(p, e, sizeof(e)), ERR_NOT_FOUND);
+	free(p);
+	ck_assert_int_eq(mapper_policy_payload_etag("{\"all\":true,\"etag\":7}", e, sizeof(e)),
+	    ERR_NOT_FOUND);
+	ck_assert_int_eq(mapper_policy_payload_etag("", e, sizeof(e)), ERR_NOT_FOUND);
+}
+END_TEST
+
 Suite *
 mapper_suite(void)
 {
@@ -885,6 +912,7 @@ mapper_suite(void)
 	tcase_add_test(tc, test_policy_change_peer_lists);
 	tcase_add_test(tc, test_online_batch_by_peers);
 	tcase_add_test(tc, test_policy_view);
+	tcase_add_test(tc, test_policy_payload_etag);
 	suite_add_tcase(s, tc);
 	return s;
 }
