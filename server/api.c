@@ -638,7 +638,13 @@ nodes_enrol(struct server *s, struct http_request *req, struct http_response *re
 			http_problem(resp, 405, NULL, "%s is not supported on %s", req->method, req->path);
 			return;
 		}
-		server_reply_json(resp, 200, json_pack("{s:o}", "pending", enrol_pending_json(s)));
+		json_t *pending = enrol_pending_json(s);
+
+		if (pending == NULL) {
+			http_problem(resp, 503, NULL, "cannot read the registrations waiting for a login");
+			return;
+		}
+		server_reply_json(resp, 200, json_pack("{s:o}", "pending", pending));
 		return;
 	}
 	if (strcmp(req->method, "POST") != 0) {

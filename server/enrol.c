@@ -8,6 +8,14 @@
  * DONE or FAILED; a PENDING entry whose time ran out becomes EXPIRED. DONE,
  * FAILED and EXPIRED entries stay an hour as tombstones so that the page
  * and a late long-poll can say what happened, then are freed.
+ *
+ * Replicas on PostgreSQL share registrations through the store (migration
+ * 0011): each one is also a row, a completion claims the row (one replica
+ * wins), and a replica that meets an id it does not hold (an admin's
+ * approval, the register page, an agent's long-poll after a failover)
+ * adopts the row into its table. The replica holding a long-poll reads the
+ * rows that ended once a second (poll_shared). The table in memory keeps
+ * the waiters and the per-address limit, which is each replica's own.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -23,7 +31,7 @@
 #include "server/nodeview.h"
 #include "server/server.h"
 
-enum { TOMBSTONE_S = 3600 };
+enum { TOMBSTONE_S = 3600, POLL_MS = 1000, PURGE_S = 60 };
 
 enum state { E_PENDING, E_BUSY, E_DONE, E_FAILED, E_EXPIRED };
 
@@ -56,7 +64,15 @@ struct enrol {
 	struct entry *ents[ENROL_MAX];
 	size_t nwaiters;
 	struct waiter *waiters;
+	/* shared: the timer thread's last read of ended rows, and purge */
+	int64_t polled_ms, polled_s, purged_s;
 };
+
+static bool
+shared(const struct server *s)
+{
+	return s->replica != NULL;
+}
 
 static const char *const state_name[] = { "pending", "pending", "done", "failed", "expired" };
 
@@ -113,6 +129,86 @@ valid_id(const char *id)
 	    strspn(id, "0123456789abcdef") == ENROL_ID_LEN;
 }
 
+/* ---- rows of the store (shared) ---- */
+
+static void
+reg_from_row(struct control_reg *r, const struct store_reg *g)
+{
+	memset(r, 0, sizeof(*r));
+	memcpy(r->node_key, g->node_key, KEY_LEN);
+	memcpy(r->disco_key, g->disco_key, KEY_LEN);
+	str_copy(r->hostname, g->hostname, sizeof(r->hostname));
+	r->has_routes = g->has_routes;
+	str_copy(r->routes, g->routes, sizeof(r->routes));
+}
+
+static char *done_text(const struct store_node *n, const char *login);
+
+/* A registration of the store as an entry of this replica's table; NULL
+ * when out of memory. */
+static struct entry *
+entry_from_row(struct server *s, const struct store_reg *g)
+{
+	struct entry *en = calloc(1, sizeof(*en));
+	struct store_node n;
+
+	if (en == NULL)
+		return NULL;
+	str_copy(en->id, g->id, sizeof(en->id));
+	str_copy(en->addr, g->addr, sizeof(en->addr));
+	memcpy(en->mkey, g->machine_key, KEY_LEN);
+	reg_from_row(&en->reg, g);
+	en->created_s = g->created_at;
+	en->expires_s = g->expires_at;
+	en->ended_s = g->ended_at;
+	en->state = E_PENDING;
+	if (strcmp(g->state, "busy") == 0) {
+		en->state = E_BUSY;
+	} else if (strcmp(g->state, "failed") == 0) {
+		en->state = E_FAILED;
+		str_copy(en->error, g->error, sizeof(en->error));
+	} else if (strcmp(g->state, "done") == 0) {
+		en->state = E_DONE;
+		if (store_node_get(s->store, g->node_id, &n) == 0)
+			en->result = done_text(&n, g->login);
+	}
+	return en;
+}
+
+/* Makes sure this replica's table holds registration `id` when the store
+ * has it (shared only): one another replica began or completed. */
+static void
+adopt(struct server *s, const char *id)
+{
+	struct enrol *e = s->enrol;
+	struct store_reg *g;
+	struct entry *en = NULL;
+	bool have;
+
+	if (!shared(s) || !valid_id(id))
+		return;
+	pthread_mutex_lock(&e->mu);
+	have = find_locked(e, id) != NULL;
+	pthread_mutex_unlock(&e->mu);
+	if (have || (g = malloc(sizeof(*g))) == NULL)
+		return;
+	if (store_reg_get(s->store, id, g) == 0)
+		en = entry_from_row(s, g);
+	wipe(g, sizeof(*g));
+	free(g);
+	if (en == NULL)
+		return;
+	pthread_mutex_lock(&e->mu);
+	if (find_locked(e, id) == NULL)
+		for (size_t i = 0; i < ENROL_MAX && en != NULL; i++)
+			if (e->ents[i] == NULL) {
+				e->ents[i] = en;
+				en = NULL;
+			}
+	pthread_mutex_unlock(&e->mu);
+	entry_free(en);	/* held meanwhile, or the table is full */
+}
+
 /* Gives a waiter its answer (takes ownership of text) and wakes it. */
 static void
 answer_locked(struct enrol *e, struct waiter *w, char *text)
@@ -133,6 +229,18 @@ answer_locked(struct enrol *e, struct waiter *w, char *text)
 	w->off = 0;
 	if (w->hs)
 		http_stream_wake(w->hs);
+}
+
+/* The "done" answer of a long-poll: the node as an admin sees it. */
+static char *
+done_text(const struct store_node *n, const char *login)
+{
+	json_t *o = json_pack("{s:s, s:o, s:s}", "state", "done", "node",
+	    nodeview_admin(n, false, time_now_s()), "login", login);
+	char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	return t;
 }
 
 static char *
@@ -165,6 +273,94 @@ notify_locked(struct enrol *e, const struct entry *en)
 	}
 }
 
+struct rows {
+	struct store_reg *v;
+	size_t n, cap;
+};
+
+static int
+collect_row(void *ctx, const struct store_reg *g)
+{
+	struct rows *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? 2 * l->cap : 8;
+		struct store_reg *v = realloc(l->v, ncap * sizeof(*v));
+
+		if (v == NULL)
+			return ERR_NOMEM;
+		l->v = v;
+		l->cap = ncap;
+	}
+	l->v[l->n++] = *g;
+	return 0;
+}
+
+/* Shared: what other replicas did to the registrations held here (an
+ * admin's approval or a login there, a newer `up` of the machine), read
+ * once a second while any waits, and the store's old rows deleted. The
+ * window reaches back a minute for clocks that differ between replicas. */
+static void
+poll_shared(struct server *s)
+{
+	struct enrol *e = s->enrol;
+	int64_t now = time_now_s(), now_ms = time_mono_ms(), since = 0;
+	struct rows l = { 0 };
+	bool waiting = false, purge;
+
+	pthread_mutex_lock(&e->mu);
+	if (now_ms - e->polled_ms >= POLL_MS) {
+		for (size_t i = 0; i < ENROL_MAX && !waiting; i++)
+			waiting = e->ents[i] && (e->ents[i]->state == E_PENDING ||
+			    e->ents[i]->state == E_BUSY);
+		since = (e->polled_s ? e->polled_s : now) - 60;
+		e->polled_ms = now_ms;
+		e->polled_s = now;
+	}
+	if ((purge = now - e->purged_s >= PURGE_S))
+		e->purged_s = now;
+	pthread_mutex_unlock(&e->mu);
+	if (purge && store_reg_purge(s->store, now - TOMBSTONE_S) != 0)
+		log_warn("msg=\"cannot delete old registrations\"");
+	if (!waiting)
+		return;
+	if (store_reg_ended(s->store, since, collect_row, &l) != 0)
+		log_warn("msg=\"cannot read the registrations that ended\"");
+	for (size_t i = 0; i < l.n; i++) {
+		const struct store_reg *g = &l.v[i];
+		bool done = strcmp(g->state, "done") == 0, open;
+		struct store_node n;
+		struct entry *en;
+		char *res = NULL;
+
+		/* a done row also ends one this replica saw expire meanwhile */
+		pthread_mutex_lock(&e->mu);
+		en = find_locked(e, g->id);
+		open = en && (en->state == E_PENDING || en->state == E_BUSY ||
+		    (done && en->state == E_EXPIRED));
+		pthread_mutex_unlock(&e->mu);
+		if (!open || (done && (store_node_get(s->store, g->node_id, &n) != 0 ||
+		    (res = done_text(&n, g->login)) == NULL)))
+			continue;
+		pthread_mutex_lock(&e->mu);
+		if ((en = find_locked(e, g->id)) != NULL && (en->state == E_PENDING ||
+		    en->state == E_BUSY || (done && en->state == E_EXPIRED))) {
+			en->state = done ? E_DONE : E_FAILED;
+			en->ended_s = now;
+			free(en->result);
+			en->result = res;
+			res = NULL;
+			str_copy(en->error, g->error, sizeof(en->error));
+			notify_locked(e, en);
+		}
+		pthread_mutex_unlock(&e->mu);
+		free(res);
+	}
+	if (l.v)
+		wipe(l.v, l.cap * sizeof(*l.v));
+	free(l.v);
+}
+
 void
 enrol_tick(struct server *s)
 {
@@ -172,6 +368,8 @@ enrol_tick(struct server *s)
 	int64_t now = time_now_s(), now_ms = time_mono_ms();
 	struct waiter *w, *next;
 
+	if (shared(s))
+		poll_shared(s);
 	pthread_mutex_lock(&e->mu);
 	for (w = e->waiters; w; w = next) {
 		next = w->next;
@@ -223,6 +421,45 @@ base_url(struct server *s, struct http_request *req, char *out, size_t n)
 	snprintf(out, n, "%s://%s", s->cfg.tls_cert[0] ? "https" : "http", host);
 }
 
+/* Shared: the registration in table slot `slot` becomes a row too (the
+ * machine's older pending ones fail there as they did here); if it cannot,
+ * it leaves the table. */
+static int
+begin_shared(struct server *s, size_t slot, const struct entry *copy)
+{
+	struct enrol *e = s->enrol;
+	struct store_reg *g = calloc(1, sizeof(*g));
+	struct entry *en = NULL;
+	int r = ERR_NOMEM;
+
+	if (g != NULL) {
+		str_copy(g->id, copy->id, sizeof(g->id));
+		memcpy(g->machine_key, copy->mkey, KEY_LEN);
+		memcpy(g->node_key, copy->reg.node_key, KEY_LEN);
+		memcpy(g->disco_key, copy->reg.disco_key, KEY_LEN);
+		str_copy(g->hostname, copy->reg.hostname, sizeof(g->hostname));
+		g->has_routes = copy->reg.has_routes;
+		str_copy(g->routes, copy->reg.routes, sizeof(g->routes));
+		str_copy(g->addr, copy->addr, sizeof(g->addr));
+		g->created_at = copy->created_s;
+		g->expires_at = copy->expires_s;
+		r = store_reg_insert(s->store, g);
+		wipe(g, sizeof(*g));
+		free(g);
+	}
+	if (r == 0)
+		return 0;
+	log_error("msg=\"cannot record a registration\" err=%s", err_str(r));
+	pthread_mutex_lock(&e->mu);
+	if (e->ents[slot] != NULL && strcmp(e->ents[slot]->id, copy->id) == 0) {
+		en = e->ents[slot];
+		e->ents[slot] = NULL;
+	}
+	pthread_mutex_unlock(&e->mu);
+	entry_free(en);
+	return r;
+}
+
 void
 enrol_begin(struct server *s, struct http_request *req, struct http_response *resp,
 	    const uint8_t mkey[static KEY_LEN], const struct control_reg *rg)
@@ -231,6 +468,7 @@ enrol_begin(struct server *s, struct http_request *req, struct http_response *re
 	struct entry *en;
 	uint8_t raw[ENROL_ID_LEN / 2];
 	char base[512], url[700];
+	struct entry copy;
 	int64_t now = time_now_s();
 	size_t slot = ENROL_MAX;
 	int same_addr = 0;
@@ -291,11 +529,19 @@ enrol_begin(struct server *s, struct http_request *req, struct http_response *re
 		return;
 	}
 	e->ents[slot] = en;
-	base_url(s, req, base, sizeof(base));
-	snprintf(url, sizeof(url), "%s/register/%s", base, en->id);
-	server_reply_json(resp, 202, json_pack("{s:s, s:s, s:I}", "auth_url", url, "auth_id", en->id,
-	    "expires_at", (json_int_t)en->expires_s));
+	copy = *en;	/* what stays fixed; `en` may be replaced once unlocked */
+	copy.result = NULL;
 	pthread_mutex_unlock(&e->mu);
+	if (shared(s) && begin_shared(s, slot, &copy) != 0) {
+		wipe(&copy, sizeof(copy));
+		http_problem(resp, 503, NULL, "cannot record the registration in the database; retry");
+		return;
+	}
+	base_url(s, req, base, sizeof(base));
+	snprintf(url, sizeof(url), "%s/register/%s", base, copy.id);
+	server_reply_json(resp, 202, json_pack("{s:s, s:s, s:I}", "auth_url", url, "auth_id", copy.id,
+	    "expires_at", (json_int_t)copy.expires_s));
+	wipe(&copy, sizeof(copy));
 	server_dns_label(label, rg->hostname);	/* safe in a log line */
 	log_info("msg=\"registration waiting for a login\" hostname=%s expires_in_s=%" PRId64,
 	    label, s->cfg.register_expiry_s);
@@ -372,6 +618,7 @@ enrol_wait(struct server *s, struct http_response *resp, const uint8_t mkey[stat
 		    ENROL_ID_LEN);
 		return;
 	}
+	adopt(s, id);	/* begun on another replica (the agent moved here) */
 	pthread_mutex_lock(&e->mu);
 	en = find_locked(e, id);
 	if (en == NULL || memcmp(en->mkey, mkey, KEY_LEN) != 0) {
@@ -421,31 +668,84 @@ enrol_has_machine(struct server *s, const uint8_t mkey[static KEY_LEN])
 	for (size_t i = 0; i < ENROL_MAX && !found; i++)
 		found = e->ents[i] && memcmp(e->ents[i]->mkey, mkey, KEY_LEN) == 0;
 	pthread_mutex_unlock(&e->mu);
+	if (!found && shared(s))
+		found = store_reg_machine_known(s->store, mkey, time_now_s() - TOMBSTONE_S) == 1;
 	return found;
 }
 
 /* ---- completion ---- */
 
+static int
+claim_why(int r, char *why, size_t whylen)
+{
+	switch (r) {
+	case 0:
+		break;
+	case ERR_NOT_FOUND:
+		snprintf(why, whylen, "this registration link is not valid (mistyped, or the "
+		    "server restarted): run wiremesh up again for a new one");
+		break;
+	case ERR_EXPIRED:
+		snprintf(why, whylen, "this registration link has expired: run wiremesh up again "
+		    "for a new one");
+		break;
+	case ERR_USED:
+		snprintf(why, whylen, "this registration link has already been used");
+		break;
+	default:
+		snprintf(why, whylen, "cannot read the registration: %s", err_str(r));
+		break;
+	}
+	return r;
+}
+
+/* Shared: the store's row decides (one replica wins it); the entry here,
+ * if any, shows it busy. */
+static int
+claim_shared(struct server *s, const char *id, struct entry *copy)
+{
+	struct enrol *e = s->enrol;
+	struct store_reg *g = malloc(sizeof(*g));
+	struct entry *en;
+	int r;
+
+	if (g == NULL)
+		return ERR_NOMEM;
+	if ((r = store_reg_claim(s->store, id, time_now_s(), g)) == 0) {
+		memset(copy, 0, sizeof(*copy));
+		str_copy(copy->id, g->id, sizeof(copy->id));
+		memcpy(copy->mkey, g->machine_key, KEY_LEN);
+		reg_from_row(&copy->reg, g);
+		pthread_mutex_lock(&e->mu);
+		if ((en = find_locked(e, id)) != NULL && en->state == E_PENDING)
+			en->state = E_BUSY;
+		pthread_mutex_unlock(&e->mu);
+	}
+	wipe(g, sizeof(*g));
+	free(g);
+	return r;
+}
+
 /* Claims a PENDING entry (-> BUSY) and copies what the write needs. */
 static int
-claim(struct enrol *e, const char *id, struct entry *copy, char *why, size_t whylen)
+claim(struct server *s, const char *id, struct entry *copy, char *why, size_t whylen)
 {
+	struct enrol *e = s->enrol;
 	struct entry *en;
 	int r = 0;
 
+	if (!valid_id(id))
+		return claim_why(ERR_NOT_FOUND, why, whylen);
+	if (shared(s))
+		return claim_why(claim_shared(s, id, copy), why, whylen);
 	pthread_mutex_lock(&e->mu);
-	en = valid_id(id) ? find_locked(e, id) : NULL;
+	en = find_locked(e, id);
 	if (en == NULL) {
-		snprintf(why, whylen, "this registration link is not valid (mistyped, or the "
-		    "server restarted): run wiremesh up again for a new one");
 		r = ERR_NOT_FOUND;
 	} else if (en->state == E_EXPIRED ||
 	    (en->state == E_PENDING && time_now_s() >= en->expires_s)) {
-		snprintf(why, whylen, "this registration link has expired: run wiremesh up again "
-		    "for a new one");
 		r = ERR_EXPIRED;
 	} else if (en->state != E_PENDING) {
-		snprintf(why, whylen, "this registration link has already been used");
 		r = ERR_USED;
 	} else {
 		en->state = E_BUSY;
@@ -453,7 +753,7 @@ claim(struct enrol *e, const char *id, struct entry *copy, char *why, size_t why
 		copy->result = NULL;
 	}
 	pthread_mutex_unlock(&e->mu);
-	return r;
+	return claim_why(r, why, whylen);
 }
 
 /* Records the outcome of a claimed entry and answers its waiters. */
@@ -463,17 +763,18 @@ finish(struct server *s, const char *id, int r, const struct store_node *n, cons
 {
 	struct enrol *e = s->enrol;
 	struct entry *en;
+	int sr;
 
+	if (shared(s) && (sr = store_reg_finish(s->store, id, r == 0 ? n->id : 0, login,
+	    r == 0 ? NULL : why, time_now_s())) != 0)
+		log_error("msg=\"cannot record how a registration ended\" err=%s", err_str(sr));
 	pthread_mutex_lock(&e->mu);
 	if ((en = find_locked(e, id)) != NULL) {
 		en->ended_s = time_now_s();
 		if (r == 0) {
-			json_t *o = json_pack("{s:s, s:o, s:s}", "state", "done", "node",
-			    nodeview_admin(n, false, time_now_s()), "login", login);
-
 			en->state = E_DONE;
-			en->result = o ? json_dumps(o, JSON_COMPACT) : NULL;
-			json_decref(o);
+			free(en->result);
+			en->result = done_text(n, login);
 		} else {
 			en->state = E_FAILED;
 			str_copy(en->error, why, sizeof(en->error));
@@ -491,7 +792,7 @@ complete(struct server *s, const char *id, struct control_owner *o, const char *
 	bool created;
 	int r;
 
-	if ((r = claim(s->enrol, id, &en, why, whylen)) != 0)
+	if ((r = claim(s, id, &en, why, whylen)) != 0)
 		return r;
 	r = control_register_owned(s, en.mkey, &en.reg, o, out, &created, why, whylen);
 	finish(s, id, r, out, login, why);
@@ -606,6 +907,29 @@ enrol_approve(struct server *s, const char *id, const char *user, struct store_n
 	return 0;
 }
 
+static void
+pending_add(json_t *a, const char *id, const char *hostname, const uint8_t *mkey,
+	    const uint8_t *nkey, int64_t created, int64_t expires)
+{
+	char mk[KEY_STR_MAX], nk[KEY_STR_MAX], c[32], x[32];
+
+	key_fmt(mk, "mkey:", mkey);
+	key_fmt(nk, "nodekey:", nkey);
+	time_fmt_rfc3339(c, created);
+	time_fmt_rfc3339(x, expires);
+	json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "key", id,
+	    "hostname", hostname, "machine_key", mk, "node_key", nk, "created_at", c,
+	    "expires_at", x));
+}
+
+static int
+pending_row(void *ctx, const struct store_reg *g)
+{
+	pending_add(ctx, g->id, g->hostname, g->machine_key, g->node_key, g->created_at,
+	    g->expires_at);
+	return 0;
+}
+
 json_t *
 enrol_pending_json(struct server *s)
 {
@@ -613,20 +937,22 @@ enrol_pending_json(struct server *s)
 	json_t *a = json_array();
 	int64_t now = time_now_s();
 
+	if (a == NULL)
+		return NULL;
+	if (shared(s)) {	/* every replica's */
+		if (store_reg_pending(s->store, now, pending_row, a) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+		return a;
+	}
 	pthread_mutex_lock(&e->mu);
-	for (size_t i = 0; i < ENROL_MAX && a; i++) {
+	for (size_t i = 0; i < ENROL_MAX; i++) {
 		struct entry *en = e->ents[i];
-		char mk[KEY_STR_MAX], nk[KEY_STR_MAX], c[32], x[32];
 
-		if (en == NULL || en->state != E_PENDING || en->expires_s <= now)
-			continue;
-		key_fmt(mk, "mkey:", en->mkey);
-		key_fmt(nk, "nodekey:", en->reg.node_key);
-		time_fmt_rfc3339(c, en->created_s);
-		time_fmt_rfc3339(x, en->expires_s);
-		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "key", en->id,
-		    "hostname", en->reg.hostname, "machine_key", mk, "node_key", nk,
-		    "created_at", c, "expires_at", x));
+		if (en != NULL && en->state == E_PENDING && en->expires_s > now)
+			pending_add(a, en->id, en->reg.hostname, en->mkey, en->reg.node_key,
+			    en->created_s, en->expires_s);
 	}
 	pthread_mutex_unlock(&e->mu);
 	return a;
@@ -648,6 +974,7 @@ enrol_page(struct server *s, struct http_request *req, struct http_response *res
 		fail_page(resp, 405, "Not allowed", "Open this link in a web browser.");
 		return;
 	}
+	adopt(s, id);	/* begun on another replica */
 	pthread_mutex_lock(&e->mu);
 	en = valid_id(id) ? find_locked(e, id) : NULL;
 	if (en) {

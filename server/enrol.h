@@ -11,7 +11,9 @@
  * 15 min), and completes once. The table is in memory and bounded
  * (ENROL_MAX, and ENROL_PER_ADDR from one client address, so that one
  * source minting machine keys cannot lock everyone out); a server restart
- * forgets it and the agent asks again.
+ * forgets it and the agent asks again. Replicas on PostgreSQL also keep
+ * each registration in the database (migration 0011), so that any replica
+ * lists and completes it and an agent's long-poll may move to another.
  *
  * Threads: one mutex over the table and the waiting streams; the
  * registration write (control_register_owned) runs without it, with the
@@ -62,7 +64,8 @@ bool enrol_has_machine(struct server *s, const uint8_t mkey[static KEY_LEN]);
 void enrol_page(struct server *s, struct http_request *req, struct http_response *resp);
 void enrol_oidc_done(struct server *s, const struct oidc_login *login, struct http_response *resp);
 
-/* Admin: the waiting registrations (JSON array, new reference). */
+/* Admin: the waiting registrations (JSON array, new reference; with
+ * replicas, every replica's); NULL when they cannot be read. */
 json_t *enrol_pending_json(struct server *s);
 /* Admin: completes registration `id` for user `user` (who must exist).
  * ERR_NOT_FOUND, ERR_EXPIRED, ERR_USED (already completed or in progress),

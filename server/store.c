@@ -1480,6 +1480,218 @@ store_backup(struct store *s, const char *dest_path)
 	return r;
 }
 
+/* ---- registrations waiting for a person (migration 0011) ---- */
+
+#define REG_COLS "id, machine_key, node_key, disco_key, hostname, routes, addr, created_at, " \
+	"expires_at, state, ended_at, node_id, login, error"
+
+static void
+row_reg(struct db_stmt *st, struct store_reg *r)
+{
+	memset(r, 0, sizeof(*r));
+	col_text(st, 0, r->id, sizeof(r->id));
+	col_blob(st, 1, r->machine_key, KEY_LEN);
+	col_blob(st, 2, r->node_key, KEY_LEN);
+	col_blob(st, 3, r->disco_key, KEY_LEN);
+	col_text(st, 4, r->hostname, sizeof(r->hostname));
+	r->has_routes = !db_col_null(st, 5);
+	col_text(st, 5, r->routes, sizeof(r->routes));
+	col_text(st, 6, r->addr, sizeof(r->addr));
+	r->created_at = db_col_int(st, 7);
+	r->expires_at = db_col_int(st, 8);
+	col_text(st, 9, r->state, sizeof(r->state));
+	r->ended_at = db_col_int(st, 10);
+	r->node_id = db_col_int(st, 11);
+	col_text(st, 12, r->login, sizeof(r->login));
+	col_text(st, 13, r->error, sizeof(r->error));
+}
+
+static int
+reg_get_locked(struct store *s, const char *id, struct store_reg *out)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	if ((r = prepare(s, "SELECT " REG_COLS " FROM registrations WHERE id = ?", &st)) != 0)
+		return r;
+	bind_text(st, 1, id);
+	r = ERR_NOT_FOUND;
+	if (next_row(st, &r)) {
+		row_reg(st, out);
+		r = 0;
+	}
+	db_finalize(st);
+	return r;
+}
+
+int
+store_reg_insert(struct store *s, const struct store_reg *g)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	if ((r = store_tx_begin(s)) != 0)
+		return r;
+	if ((r = prepare(s, "UPDATE registrations SET state = 'failed', ended_at = ?, error = "
+	    "'replaced by a newer login of this machine' WHERE machine_key = ? AND "
+	    "state = 'pending'", &st)) != 0)
+		goto fail;
+	db_bind_int(st, 1, g->created_at);
+	db_bind_blob(st, 2, g->machine_key, KEY_LEN);
+	if ((r = step_done(s, st, false)) != 0)
+		goto fail;
+	if ((r = prepare(s, "INSERT INTO registrations(id, machine_key, node_key, disco_key, "
+	    "hostname, routes, addr, created_at, expires_at, state) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')", &st)) != 0)
+		goto fail;
+	bind_text(st, 1, g->id);
+	db_bind_blob(st, 2, g->machine_key, KEY_LEN);
+	db_bind_blob(st, 3, g->node_key, KEY_LEN);
+	db_bind_blob(st, 4, g->disco_key, KEY_LEN);
+	bind_text(st, 5, g->hostname);
+	bind_text(st, 6, g->has_routes ? g->routes : NULL);
+	bind_text(st, 7, g->addr);
+	db_bind_int(st, 8, g->created_at);
+	db_bind_int(st, 9, g->expires_at);
+	if ((r = step_done(s, st, true)) != 0)
+		goto fail;
+	return store_tx_commit(s);
+fail:
+	store_tx_rollback(s);
+	return r;
+}
+
+int
+store_reg_get(struct store *s, const char *id, struct store_reg *out)
+{
+	int r;
+
+	lock(s);
+	r = reg_get_locked(s, id, out);
+	unlock(s);
+	return r;
+}
+
+int
+store_reg_claim(struct store *s, const char *id, int64_t now, struct store_reg *out)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE registrations SET state = 'busy' WHERE id = ? AND "
+	    "state = 'pending' AND expires_at > ?", &st)) != 0)
+		goto out;
+	bind_text(st, 1, id);
+	db_bind_int(st, 2, now);
+	if ((r = step_done(s, st, true)) == ERR_NOT_FOUND) {
+		/* why not: no such id, expired, or taken */
+		if ((r = reg_get_locked(s, id, out)) == 0)
+			r = strcmp(out->state, "pending") == 0 ? ERR_EXPIRED : ERR_USED;
+		goto out;
+	}
+	if (r == 0)
+		r = reg_get_locked(s, id, out);
+out:
+	unlock(s);
+	return r;
+}
+
+int
+store_reg_finish(struct store *s, const char *id, int64_t node_id, const char *login,
+		 const char *error, int64_t now)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "UPDATE registrations SET state = ?, ended_at = ?, node_id = ?, "
+	    "login = ?, error = ? WHERE id = ? AND state = 'busy'", &st)) == 0) {
+		bind_text(st, 1, error ? "failed" : "done");
+		db_bind_int(st, 2, now);
+		db_bind_int(st, 3, error ? 0 : node_id);
+		bind_text(st, 4, error ? "" : login);
+		bind_text(st, 5, error ? error : "");
+		bind_text(st, 6, id);
+		r = step_done(s, st, true);
+	}
+	unlock(s);
+	return r;
+}
+
+static int
+reg_walk(struct store *s, const char *sql, int64_t arg, store_reg_fn fn, void *ctx)
+{
+	struct db_stmt *st = NULL;
+	struct store_reg *g;
+	int r;
+
+	if ((g = malloc(sizeof(*g))) == NULL)
+		return ERR_NOMEM;
+	lock(s);
+	if ((r = prepare(s, sql, &st)) == 0) {
+		db_bind_int(st, 1, arg);
+		while (r == 0 && next_row(st, &r)) {
+			row_reg(st, g);
+			r = fn(ctx, g);
+		}
+		db_finalize(st);
+	}
+	unlock(s);
+	free(g);
+	return r;
+}
+
+int
+store_reg_pending(struct store *s, int64_t now, store_reg_fn fn, void *ctx)
+{
+	return reg_walk(s, "SELECT " REG_COLS " FROM registrations WHERE state = 'pending' AND "
+	    "expires_at > ? ORDER BY created_at, id", now, fn, ctx);
+}
+
+int
+store_reg_ended(struct store *s, int64_t since, store_reg_fn fn, void *ctx)
+{
+	return reg_walk(s, "SELECT " REG_COLS " FROM registrations WHERE ended_at >= ? AND "
+	    "state IN ('done', 'failed') ORDER BY ended_at, id", since, fn, ctx);
+}
+
+int
+store_reg_machine_known(struct store *s, const uint8_t mkey[static KEY_LEN], int64_t since)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "SELECT COUNT(*) FROM registrations WHERE machine_key = ? AND "
+	    "(ended_at = 0 OR ended_at >= ?)", &st)) == 0) {
+		db_bind_blob(st, 1, mkey, KEY_LEN);
+		db_bind_int(st, 2, since);
+		if (next_row(st, &r))
+			r = db_col_int(st, 0) > 0;
+		db_finalize(st);
+	}
+	unlock(s);
+	return r;
+}
+
+int
+store_reg_purge(struct store *s, int64_t before)
+{
+	struct db_stmt *st = NULL;
+	int r;
+
+	lock(s);
+	if ((r = prepare(s, "DELETE FROM registrations WHERE expires_at < ? AND ended_at < ?",
+	    &st)) == 0) {
+		db_bind_int(st, 1, before);
+		db_bind_int(st, 2, before);
+		r = step_done(s, st, false);
+	}
+	unlock(s);
+	return r;
+}
+
 /* ---- change log (migration 0004) ---- */
 
 /* On the first open after 0004: versions continue above any version a

@@ -291,6 +291,50 @@ int store_session_delete(struct store *s, int64_t id) WM_MUST_CHECK;
 int store_session_purge(struct store *s, int64_t now, int64_t idle_s) WM_MUST_CHECK;
 
 /*
+ * Registrations waiting for a person, shared by replicas on PostgreSQL
+ * (migration 0011, server/enrol.c). state: "pending", "busy" (a replica is
+ * writing the node), "done" (node_id, login) or "failed" (error). A pending
+ * registration past expires_at has expired.
+ */
+enum { STORE_REG_ID_MAX = 33 };
+struct store_reg {
+	char id[STORE_REG_ID_MAX];
+	uint8_t machine_key[KEY_LEN], node_key[KEY_LEN], disco_key[KEY_LEN];
+	char hostname[STORE_NAME_MAX];
+	bool has_routes;
+	char routes[STORE_ROUTES_MAX];
+	char addr[64];
+	int64_t created_at, expires_at, ended_at;
+	char state[16];
+	int64_t node_id;
+	char login[STORE_NAME_MAX];
+	char error[256];
+};
+typedef int (*store_reg_fn)(void *ctx, const struct store_reg *r);
+
+/* Inserts a pending registration and, in the same transaction, fails the
+ * machine's other pending ones ("replaced by a newer login"). */
+int store_reg_insert(struct store *s, const struct store_reg *r) WM_MUST_CHECK;
+int store_reg_get(struct store *s, const char *id, struct store_reg *out) WM_MUST_CHECK;
+/* pending and unexpired at `now` -> busy, and *out; else ERR_NOT_FOUND,
+ * ERR_EXPIRED or ERR_USED (busy, done or failed). One wins a race. */
+int store_reg_claim(struct store *s, const char *id, int64_t now, struct store_reg *out)
+    WM_MUST_CHECK;
+/* busy -> done (error NULL: node_id and login) or failed (error). */
+int store_reg_finish(struct store *s, const char *id, int64_t node_id, const char *login,
+		     const char *error, int64_t now) WM_MUST_CHECK;
+/* Pending and unexpired at `now`, oldest first. */
+int store_reg_pending(struct store *s, int64_t now, store_reg_fn fn, void *ctx) WM_MUST_CHECK;
+/* Done or failed at `since` or later. */
+int store_reg_ended(struct store *s, int64_t since, store_reg_fn fn, void *ctx) WM_MUST_CHECK;
+/* 1 when the machine has a registration not ended, or ended at `since` or
+ * later; 0 when not; or an error. */
+int store_reg_machine_known(struct store *s, const uint8_t mkey[static KEY_LEN], int64_t since)
+    WM_MUST_CHECK;
+/* Deletes registrations that expired, and ended, before `before`. */
+int store_reg_purge(struct store *s, int64_t before) WM_MUST_CHECK;
+
+/*
  * The change log (migration 0004). Every change a map stream may see gets a
  * version from one counter, taken in the same transaction as the change:
  *

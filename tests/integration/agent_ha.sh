@@ -7,7 +7,9 @@
 # (no full map), and the tunnel between them never stops (ping every 100 ms,
 # no gap over 1 s). A third agent, given only the first URL, learns the
 # second from the map ("control_urls") and moves there too, and after a
-# restart reconnects through it while the first is still down.
+# restart reconnects through it while the first is still down. A fourth,
+# enrolled interactively through the first replica, is approved through
+# the second (the registrations waiting for a person are shared).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 for b in wiremeshd wiremesh wiremesh-server; do
@@ -66,6 +68,34 @@ known() { wm 3 status --json | python3 -c 'import json,sys; c=json.load(sys.stdi
 grep -q '"control_urls":\["https://203.0.113.1","https://203.0.113.3"\]' "$T/n3/state/prefs.json" ||
 	fail "node 3 did not save the learned URLs: $(cat "$T/n3/state/prefs.json")"
 ok "an agent given one URL learns the other replica from the map and saves it"
+
+# A registration waiting for a person is every replica's: node 4 runs `up`
+# without an auth key through the first replica (which holds its
+# long-poll); the second lists it and an admin approves it there; the
+# waiting `up` finishes; the first then refuses the used key.
+netns_add_node 4 none
+mesh_start_agent 4
+wm 4 up --login-server https://203.0.113.1 --hostname node4 >"$T/up4" 2>&1 &
+up4=$!; WM_PIDS+=("$up4")
+wait_for 10 grep -q '/register/' "$T/up4" || fail "node 4: no register URL: $(cat "$T/up4")"
+KEY=$(grep -o 'https://203.0.113.1/register/[0-9a-f]*' "$T/up4") || fail "node 4: register URL not on the first replica: $(cat "$T/up4")"
+KEY=${KEY##*/}
+CONTROL_URL=https://203.0.113.3 srv nodes pending >"$T/pending" || fail "nodes pending on the second replica"
+grep -q "^$KEY  *node4 " "$T/pending" || fail "the second replica does not list the registration begun on the first: $(cat "$T/pending")"
+CONTROL_URL=https://203.0.113.3 srv nodes register --user alice "$KEY" >"$T/reg4" 2>&1 ||
+	fail "approval through the second replica: $(cat "$T/reg4")"
+wait "$up4" || fail "node 4: the waiting up failed: $(cat "$T/up4")"
+grep -q 'Success' "$T/up4" || fail "node 4: $(cat "$T/up4")"
+! CONTROL_URL=https://203.0.113.1 srv nodes register --user alice "$KEY" >"$T/reg4b" 2>&1 ||
+	fail "the first replica approved the key a second time"
+grep -q 'already been used' "$T/reg4b" || fail "second approval: $(cat "$T/reg4b")"
+[ -z "$(CONTROL_URL=https://203.0.113.1 srv nodes pending --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pending"] or "")')" ] ||
+	fail "the first replica still lists the approved registration"
+ok "a registration begun on one replica is listed and approved on the other; the waiting up finishes; a second approval is refused"
+# node 4 leaves, so that the failover below counts the three agents
+kill -TERM "${AGENT_PID[4]}"; wait "${AGENT_PID[4]}" 2>/dev/null
+three() { [ "$(streams 1 wiremesh_map_streams)" = 3 ]; }
+wait_for 10 three || fail "node 4's stream did not end (streams: $(streams 1 wiremesh_map_streams))"
 
 ip netns exec "$(node_ns 1)" ping -D -i 0.1 -W 1 -w 60 "$IP2" >"$T/ping" 2>&1 &
 pp=$!; WM_PIDS+=("$pp")

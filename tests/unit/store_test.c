@@ -459,6 +459,91 @@ END_TEST
 
 /* SQLite copies itself into a file that opens as a store; PostgreSQL says
  * to use pg_dump. */
+static int
+collect_reg(void *ctx, const struct store_reg *r)
+{
+	char *ids = ctx;
+
+	strcat(ids, r->id);
+	strcat(ids, " ");
+	return 0;
+}
+
+/* Registrations waiting for a person, as replicas share them: a newer one
+ * of the same machine replaces the older, exactly one claim wins, an
+ * expired one cannot be claimed, the outcome is listed by time. */
+START_TEST(test_registrations)
+{
+	struct store *s;
+	struct store_reg a = { 0 }, b, got;
+	char ids[256] = "";
+
+	ck_assert_int_eq(store_open(dburl, &s), 0);
+	str_copy(a.id, "00000000000000000000000000000001", sizeof(a.id));
+	memset(a.machine_key, 1, KEY_LEN);
+	memset(a.node_key, 2, KEY_LEN);
+	memset(a.disco_key, 3, KEY_LEN);
+	str_copy(a.hostname, "laptop", sizeof(a.hostname));
+	str_copy(a.addr, "192.0.2.7", sizeof(a.addr));
+	a.created_at = 1000;
+	a.expires_at = 1900;
+	ck_assert_int_eq(store_reg_insert(s, &a), 0);
+	ck_assert_int_eq(store_reg_insert(s, &a), ERR_EXISTS);	/* the id is the key */
+	ck_assert_int_eq(store_reg_get(s, a.id, &got), 0);
+	ck_assert_str_eq(got.state, "pending");
+	ck_assert_str_eq(got.hostname, "laptop");
+	ck_assert(!got.has_routes);
+	ck_assert_mem_eq(got.node_key, a.node_key, KEY_LEN);
+	ck_assert_int_eq(store_reg_machine_known(s, a.machine_key, 5000), 1);
+	/* the same machine again: the first is failed, the second pending */
+	b = a;
+	str_copy(b.id, "00000000000000000000000000000002", sizeof(b.id));
+	b.created_at = 1100;
+	b.has_routes = true;
+	str_copy(b.routes, "[\"10.1.0.0/16\"]", sizeof(b.routes));
+	ck_assert_int_eq(store_reg_insert(s, &b), 0);
+	ck_assert_int_eq(store_reg_get(s, a.id, &got), 0);
+	ck_assert_str_eq(got.state, "failed");
+	ck_assert_int_eq(got.ended_at, 1100);
+	ck_assert_ptr_nonnull(strstr(got.error, "replaced"));
+	ck_assert_int_eq(store_reg_pending(s, 1200, collect_reg, ids), 0);
+	ck_assert_str_eq(ids, "00000000000000000000000000000002 ");
+	/* a claim: one wins; a second is told it was used */
+	ck_assert_int_eq(store_reg_claim(s, a.id, 1200, &got), ERR_USED);
+	ck_assert_int_eq(store_reg_claim(s, "00000000000000000000000000000009", 1200, &got),
+	    ERR_NOT_FOUND);
+	ck_assert_int_eq(store_reg_claim(s, b.id, 1900, &got), ERR_EXPIRED);
+	ck_assert_int_eq(store_reg_claim(s, b.id, 1200, &got), 0);
+	ck_assert(got.has_routes);
+	ck_assert_str_eq(got.routes, "[\"10.1.0.0/16\"]");
+	ck_assert_int_eq(store_reg_claim(s, b.id, 1200, &got), ERR_USED);
+	ids[0] = 0;
+	ck_assert_int_eq(store_reg_pending(s, 1200, collect_reg, ids), 0);
+	ck_assert_str_eq(ids, "");
+	ck_assert_int_eq(store_reg_finish(s, b.id, 42, "alice", NULL, 1300), 0);
+	ck_assert_int_eq(store_reg_finish(s, b.id, 42, "alice", NULL, 1300), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_reg_get(s, b.id, &got), 0);
+	ck_assert_str_eq(got.state, "done");
+	ck_assert_int_eq(got.node_id, 42);
+	ck_assert_str_eq(got.login, "alice");
+	ids[0] = 0;
+	ck_assert_int_eq(store_reg_ended(s, 1100, collect_reg, ids), 0);
+	ck_assert_str_eq(ids, "00000000000000000000000000000001 00000000000000000000000000000002 ");
+	ids[0] = 0;
+	ck_assert_int_eq(store_reg_ended(s, 1200, collect_reg, ids), 0);
+	ck_assert_str_eq(ids, "00000000000000000000000000000002 ");
+	ck_assert_int_eq(store_reg_machine_known(s, a.machine_key, 1301), 0);
+	ck_assert_int_eq(store_reg_machine_known(s, a.machine_key, 1300), 1);
+	/* kept until both expired and ended before the cut */
+	ck_assert_int_eq(store_reg_purge(s, 1250), 0);
+	ck_assert_int_eq(store_reg_get(s, a.id, &got), 0);
+	ck_assert_int_eq(store_reg_purge(s, 2000), 0);
+	ck_assert_int_eq(store_reg_get(s, a.id, &got), ERR_NOT_FOUND);
+	ck_assert_int_eq(store_reg_get(s, b.id, &got), ERR_NOT_FOUND);
+	store_close(s);
+}
+END_TEST
+
 START_TEST(test_backup_and_file_version)
 {
 	struct store *s, *copy;
@@ -928,6 +1013,7 @@ add_store_tests(TCase *tc)
 	tcase_add_test(tc, test_node_fields);
 	tcase_add_test(tc, test_policies);
 	tcase_add_test(tc, test_sessions);
+	tcase_add_test(tc, test_registrations);
 	tcase_add_test(tc, test_backup_and_file_version);
 	tcase_add_test(tc, test_change_versions_across_restart);
 }
