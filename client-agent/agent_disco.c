@@ -341,11 +341,10 @@ tailnet_addr(const struct ip_addr *ip)
 
 /* Local interface addresses with our port, then the STUN-mapped one. */
 static size_t
-gather_endpoints(struct agent *a, const struct netcheck_report *rep, struct endpoint *out,
-		 size_t max)
+gather_endpoints(struct agent *a, uint16_t port, const struct netcheck_report *rep,
+		 struct endpoint *out, size_t max)
 {
 	struct ifaddrs *ifa = NULL;
-	uint16_t port = wg_device_listen_port(a->dev);
 	size_t n = 0;
 
 	if (rep && rep->udp && rep->ipv4 && rep->global_v4.port)
@@ -385,8 +384,15 @@ agent_report_endpoints(struct agent *a)
 	struct buf b;
 	int home;
 
+	/* The device's lock before a->mu, never inside it: an engine thread
+	 * holding the device's lock takes a->mu (hook_send), and a writer
+	 * waiting on the device's lock (a peer change) would block this reader
+	 * while it held a->mu: three threads stuck (ThreadSanitizer's
+	 * lock-order report, agent_ha.sh). */
+	uint16_t port = wg_device_listen_port(a->dev);
+
 	pthread_mutex_lock(&a->mu);
-	n = gather_endpoints(a, a->have_report ? &a->report : NULL, eps, MAX_EPS);
+	n = gather_endpoints(a, port, a->have_report ? &a->report : NULL, eps, MAX_EPS);
 	memcpy(a->my_eps, eps, n * sizeof(eps[0]));
 	a->nmy_eps = n;
 	home = a->home_region;
