@@ -17,6 +17,8 @@
 # the others by version (deltas only). The replica list: every map carries the
 # three replicas' URLs and a DERP map with each one's embedded region; a
 # node registered through replica 1 is admitted by replica 2's relay; a
+# registration waiting for a person, begun on one replica, is listed,
+# approved and long-polled through the others; a
 # replica announcing a region id a live one has is refused; a replica killed
 # drops out of the list once its record is stale, one stopped at once.
 . "$(dirname "$0")/lib.sh"
@@ -73,6 +75,34 @@ seq 1 6 | xargs -P 6 -I{} sh -c '
 ' "$WM_NODE" "$T" "$AK"
 [ "$(pg_sql "SELECT COUNT(*) FROM nodes")" = $N ] || fail "one machine became two nodes"
 ok "one machine registering on two replicas at once stays one node"
+
+# A registration waiting for a person moves with its agent: begun on
+# replica 1, listed by replica 2, its long-poll asked of replica 2 (as after
+# a failover), which takes it over from the database and answers "done"
+# once an admin approves it through replica 3; replica 1 then refuses a
+# second approval.
+"$WM_NODE" --server "${RURL[1]}" --state "$T/int.json" register --interactive --hostname waiting >"$T/int.reg" 2>&1 ||
+	fail "interactive register: $(cat "$T/int.reg")"
+AID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["auth_id"])' "$T/int.reg") ||
+	fail "no auth_id: $(cat "$T/int.reg")"
+WIREMESH_SERVER=${RURL[2]} "$SRV" nodes pending >"$T/int.pending" || fail "nodes pending on replica 2"
+grep -q "^$AID  *waiting " "$T/int.pending" || fail "replica 2 does not list replica 1's registration: $(cat "$T/int.pending")"
+"$WM_NODE" --server "${RURL[2]}" --state "$T/int.json" wait "$AID" >"$T/int.wait" 2>&1 &
+wp=$!; WM_PIDS+=("$wp")
+polling() { ss -Htnp state established "( dport = :${RPORT[2]} )" | grep -q "pid=$wp,"; }
+wait_for 10 polling || fail "the long-poll did not reach replica 2"
+WIREMESH_SERVER=${RURL[3]} "$SRV" nodes register --user alice "$AID" >"$T/int.approve" 2>&1 ||
+	fail "approval through replica 3: $(cat "$T/int.approve")"
+t0=$(date +%s%N)
+wait "$wp" || fail "the long-poll on replica 2 failed: $(cat "$T/int.wait")"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+python3 -c 'import json,sys; w=json.load(open(sys.argv[1])); assert w["state"]=="done" and w["login"]=="alice" and w["node"]["name"]=="waiting", w' "$T/int.wait" ||
+	fail "the long-poll on replica 2 answered: $(cat "$T/int.wait")"
+[ "$(pg_sql "SELECT COUNT(*) FROM nodes WHERE hostname = 'waiting'")" = 1 ] || fail "the approved node is not stored once"
+! WIREMESH_SERVER=${RURL[1]} "$SRV" nodes register --user alice "$AID" >"$T/int.again" 2>&1 ||
+	fail "replica 1 approved the registration a second time"
+grep -q 'already been used' "$T/int.again" || fail "second approval: $(cat "$T/int.again")"
+ok "a registration begun on replica 1 is listed by 2, approved through 3, and 2's long-poll answers done ${ms} ms after; a second approval is refused"
 
 # A node registered through replica 1 reaches the map streams held by
 # replicas 2 and 3 (LISTEN/NOTIFY with the version, the change read from the

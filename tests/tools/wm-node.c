@@ -6,6 +6,10 @@
  *
  *   wm-node --server URL --state FILE register --authkey KEY --hostname NAME
  *           [--routes CIDR,...]  (advertised routes; also taken by endpoints)
+ *   wm-node --server URL --state FILE register --interactive --hostname NAME
+ *           (no key: prints {"auth_url","auth_id",...})
+ *   wm-node --server URL --state FILE wait AUTH_ID   (one long-poll of
+ *           /machine/register/wait: prints its answer)
  *   wm-node --server URL --state FILE map [--since V] [--lines N] [--until-peers N] [--zstd]
  *           [--hostinfo JSON]   (sent as the request's "hostinfo")
  *   wm-node --server URL --state FILE endpoints 192.0.2.1:41641,... [--home-derp N]
@@ -209,11 +213,13 @@ main(int argc, char **argv)
 		{ "repeat", required_argument, NULL, 'R' },
 		{ "hostinfo", required_argument, NULL, 'I' },
 		{ "zstd", no_argument, NULL, 'z' },
+		{ "interactive", no_argument, NULL, 'i' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *authkey = NULL, *hostname = "node", *since = "0", *home = NULL;
 	const char *routes = NULL, *hostinfo = NULL;
 	long repeat = 0;
+	int interactive = 0;
 	char nk[KEY_STR_MAX], dk[KEY_STR_MAX];
 	struct state st;
 	json_t *body = NULL;
@@ -237,12 +243,13 @@ main(int argc, char **argv)
 		case 'R': repeat = atol(optarg); break;
 		case 'I': hostinfo = optarg; break;
 		case 'z': want_zstd = 1; break;
+		case 'i': interactive = 1; break;
 		default: return 2;
 		}
 	}
 	if (state_path == NULL || optind >= argc) {
 		fprintf(stderr, "usage: wm-node --server URL --state FILE "
-		    "register|map|endpoints|logout|rotate ...\n");
+		    "register|map|endpoints|logout|wait|rotate ...\n");
 		return 2;
 	}
 	if (load(&st) != 0) {
@@ -278,6 +285,10 @@ main(int argc, char **argv)
 		    "hostname", hostname);
 		if (authkey)
 			json_object_set_new(body, "auth_key", json_string(authkey));
+		if (interactive)
+			json_object_set_new(body, "interactive", json_true());
+	} else if (strcmp(argv[optind], "wait") == 0 && optind + 1 < argc) {
+		body = json_pack("{s:s}", "auth_id", argv[optind + 1]);
 	} else if (strcmp(argv[optind], "map") == 0) {
 		body = json_pack("{s:I}", "version", (json_int_t)strtoull(since, NULL, 10));
 		if (hostinfo)	/* any JSON, to test the server's checks too */
@@ -329,6 +340,7 @@ main(int argc, char **argv)
 	}
 	rc = post(&st, strcmp(argv[optind], "map") == 0 ? "/machine/map" :
 	    strcmp(argv[optind], "register") == 0 ? "/machine/register" :
+	    strcmp(argv[optind], "wait") == 0 ? "/machine/register/wait" :
 	    strcmp(argv[optind], "endpoints") == 0 ? "/machine/endpoints" : "/machine/logout",
 	    text, strcmp(argv[optind], "map") == 0);
 	free(text);
