@@ -1184,11 +1184,12 @@ agent_cmd_debug(struct agent *a)
 		    "dropped_queue_full", (json_int_t)ds.dropped_queue_full,
 		    "connects", (json_int_t)ds.connects, "disconnects", (json_int_t)ds.disconnects));
 	}
-	agent = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	agent = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 	    "netmaps", (json_int_t)a->netmaps, "deltas", (json_int_t)a->deltas,
 	    "inbox_dropped", (json_int_t)atomic_load(&a->c_inbox_drop),
 	    "disco_bad", (json_int_t)atomic_load(&a->c_disco_bad),
 	    "disco_unknown_sender", (json_int_t)atomic_load(&a->c_disco_unknown),
+	    "disco_via_tunnel", (json_int_t)atomic_load(&a->c_disco_via_tunnel),
 	    "derp_in", (json_int_t)atomic_load(&a->c_derp_in),
 	    "derp_out", (json_int_t)atomic_load(&a->c_derp_out),
 	    "derp_dropped", (json_int_t)atomic_load(&a->c_derp_drop),

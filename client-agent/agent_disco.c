@@ -32,6 +32,17 @@ agent_update_candidates_locked(struct apeer *p, int64_t now)
 	paths_set_candidates(p->paths, all, n, now);
 }
 
+/* An address of the tailnet itself (100.64.0.0/10, fd7a:115c:a1e0::/48). */
+static bool
+tailnet_addr(const struct ip_addr *ip)
+{
+	static const uint8_t ula[6] = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0 };
+
+	if (ip->family == AF_INET)
+		return ip->b[0] == 100 && (ip->b[1] & 0xc0) == 64;
+	return memcmp(ip->b, ula, sizeof(ula)) == 0;
+}
+
 static void
 handle_disco(struct agent *a, const struct inbox_item *it)
 {
@@ -44,6 +55,14 @@ handle_disco(struct agent *a, const struct inbox_item *it)
 
 	if (disco_open(a->disco_priv, it->pkt, it->len, sender, &m) != 0) {
 		atomic_fetch_add(&a->c_disco_bad, 1);
+		return;
+	}
+	/* Disco over UDP from a tailnet address came through a tunnel (the
+	 * peer routed its packet into its own, toward an exit node or a
+	 * subnet router): a path over that would be WireGuard inside
+	 * WireGuard, gone with the tunnel it rides on. Not a path. */
+	if (it->kind == IN_UDP && tailnet_addr(&it->from.addr)) {
+		atomic_fetch_add(&a->c_disco_via_tunnel, 1);
 		return;
 	}
 	memset(&r, 0, sizeof(r));
@@ -328,16 +347,6 @@ agent_loop_main(void *arg)
 }
 
 /* ---- endpoints and netcheck ---- */
-
-static bool
-tailnet_addr(const struct ip_addr *ip)
-{
-	static const uint8_t ula[6] = { 0xfd, 0x7a, 0x11, 0x5c, 0xa1, 0xe0 };
-
-	if (ip->family == AF_INET)
-		return ip->b[0] == 100 && (ip->b[1] & 0xc0) == 64;
-	return memcmp(ip->b, ula, sizeof(ula)) == 0;
-}
 
 /* Local interface addresses with our port, then the STUN-mapped one. */
 static size_t

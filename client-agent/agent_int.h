@@ -211,6 +211,7 @@ struct agent {
 	bool tun_started, resume_started;
 
 	atomic_uint_fast64_t c_inbox_drop, c_disco_bad, c_disco_unknown, c_derp_in, c_derp_out;
+	atomic_uint_fast64_t c_disco_via_tunnel;	/* UDP disco from a tailnet address */
 	atomic_uint_fast64_t c_derp_drop, c_tun_write_err, c_filter_drop;
 };
 

@@ -192,7 +192,8 @@ out=$(mesh_api PUT /api/v1/policy "{
 }")
 expect_status 200 "$out"
 wait_for 10 eval "! get 1 $LANHOST:22 1" || fail "policy: node1 still reaches $LANHOST:22"
-get_is 1 "$LANHOST:80" 192.0.2.241 || fail "policy: node1 -> $LANHOST:80 got '$(get 1 "$LANHOST:80")'"
+# (port 22 also goes quiet while a path changes: 80 must come back)
+wait_for 10 get_is 1 "$LANHOST:80" 192.0.2.241 || fail "policy: node1 -> $LANHOST:80 got '$(get 1 "$LANHOST:80")'"
 wm 2 debug | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["filter"]["dropped_policy"] > 0, d["filter"]' ||
 	fail "policy: router A's filter counted no drops"
 ok "policy: through the subnet router only the allowed port (80) passes; router A's filter drops port 22"
@@ -270,3 +271,10 @@ in_node 3 nft list table inet wiremesh >/dev/null 2>&1 && fail "down: masquerade
 wm 1 down >/dev/null || fail "down on node1"
 [ -z "$(in_node 1 ip rule show | grep -E '^57[137]0:')" ] || fail "down: rules left: $(in_node 1 ip rule show)"
 ok "down: forwarding restored, NAT table, rules and routes removed"
+
+# No path through the tunnel itself: with exit nodes and subnet routers in
+# play a peer's disco can arrive from a tailnet address (it came through a
+# tunnel); such a "direct path" would be WireGuard inside WireGuard.
+! grep -h 'msg="direct path"' "$T"/n*/agent.log | grep -E 'endpoint=(\[fd7a:115c:a1e0:|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.)' ||
+	fail "a direct path over a tailnet address: $(grep -h 'msg="direct path"' "$T"/n*/agent.log | grep -E 'endpoint=(\[fd7a|100\.)')"
+ok "no direct path over a tailnet address (disco through a tunnel is not a path)"
