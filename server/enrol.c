@@ -392,7 +392,10 @@ enrol_tick(struct server *s)
 			server_dns_label(lbl, en->reg.hostname);	/* safe in a log line */
 			log_info("msg=\"registration expired\" hostname=%s", lbl);
 		}
-		if (en->state != E_PENDING && en->state != E_BUSY && now >= en->ended_s + TOMBSTONE_S) {
+		/* A busy entry taken over from the database whose replica died
+		 * while writing the node ends nowhere: forgotten with the rest. */
+		if ((en->state != E_PENDING && en->state != E_BUSY && now >= en->ended_s + TOMBSTONE_S) ||
+		    (en->state == E_BUSY && now >= en->expires_s + TOMBSTONE_S)) {
 			entry_free(en);
 			e->ents[i] = NULL;
 		}
