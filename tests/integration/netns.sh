@@ -88,7 +88,11 @@ netns_setup() {
 	local a
 	netns_new "$NS_INET"
 	in_inet sysctl -qw net.ipv4.ip_forward=0
-	ip -n "$NS_INET" link add br0 type bridge || fail "bridge"
+	# A fixed address: a bridge without one takes its lowest port's, so a
+	# node added later (netns_add_node) could change it under the running
+	# nodes, whose ARP entries for the gateway and the servers then point
+	# nowhere until they expire (agent_ha.sh's node 4 did, 1 run in 5).
+	ip -n "$NS_INET" link add br0 address 02:77:6d:00:00:01 type bridge || fail "bridge"
 	ip -n "$NS_INET" addr add 198.51.100.1/24 dev br0
 	for a in "${NETNS_INET_IPS[@]}"; do ip -n "$NS_INET" addr add "$a/24" dev br0; done
 	ip -n "$NS_INET" link set br0 up
