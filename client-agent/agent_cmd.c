@@ -912,6 +912,9 @@ agent_cmd_status(struct agent *a)
 		if (n > 0)
 			json_object_set_new(json_object_get(data, "control"), "url_in_use",
 			    json_string(u[cur]));
+		if (control_keepalive_ms(a->ctl) > 0)	/* as measured on the stream */
+			json_object_set_new(json_object_get(data, "control"), "keepalive_ms",
+			    json_integer(control_keepalive_ms(a->ctl)));
 		free(u);
 	}
 	if (data)

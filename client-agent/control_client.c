@@ -35,6 +35,7 @@ struct control {
 	struct control_callbacks cb;
 	atomic_bool stop;
 	atomic_uint_fast64_t version;
+	atomic_int_fast64_t keepalive_ms;	/* measured (stream_limit_ms); 0: not yet */
 
 	pthread_t stream_thr, ep_thr;
 	bool started;
@@ -84,6 +85,7 @@ control_new(const char *url, const struct control_keys *keys, const struct contr
 	c->keys = *keys;
 	c->cb = *cb;
 	atomic_init(&c->stop, false);
+	atomic_init(&c->keepalive_ms, 0);
 	atomic_init(&c->version, 0);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
@@ -221,6 +223,12 @@ on_sockopt(void *ctx, curl_socket_t fd, curlsocktype purpose)
 	return CURL_SOCKOPT_OK;
 }
 
+int64_t
+control_keepalive_ms(struct control *c)
+{
+	return atomic_load(&c->keepalive_ms);
+}
+
 uint64_t
 control_version(struct control *c)
 {
@@ -235,7 +243,48 @@ struct sink {
 	bool stream;
 	bool got_line;
 	long timeout_s;		/* plain requests; 0: 15 s */
+	/* The map stream: when its last message came, when its last keepalive
+	 * came and the longest time between two keepalives (the server's
+	 * keepalive_interval), and whether it was given up as silent. */
+	int64_t last_ms, last_ka_ms, max_gap_ms;
+	int gaps;
+	bool silent;
 };
+
+/* A map stream that delivered nothing for three keepalive intervals
+ * (docs/protocol.md; the interval as measured between the server's
+ * keepalives) is dead: a connection whose packets vanish (the server's
+ * host gone, a path that blackholes) ends no sooner otherwise. Until two
+ * intervals were measured, and never longer than that, CONTROL_STALL_S;
+ * never shorter than CONTROL_STALL_MIN_S. */
+static int64_t
+stream_limit_ms(const struct sink *s)
+{
+	int64_t l = 3 * s->max_gap_ms;
+
+	if (s->gaps < 2 || l > CONTROL_STALL_S * 1000)
+		return CONTROL_STALL_S * 1000;
+	return l < CONTROL_STALL_MIN_S * 1000 ? CONTROL_STALL_MIN_S * 1000 : l;
+}
+
+/* A stream message: when it came, and the keepalives' spacing. */
+static void
+note_message(struct sink *s, const json_t *msg)
+{
+	const char *type = json_string_value(json_object_get(msg, "type"));
+	int64_t now = time_mono_ms();
+
+	s->last_ms = now;
+	if (type == NULL || strcmp(type, "keepalive") != 0)
+		return;
+	if (s->last_ka_ms != 0) {
+		if (now - s->last_ka_ms > s->max_gap_ms)
+			s->max_gap_ms = now - s->last_ka_ms;
+		if (++s->gaps >= 2)
+			atomic_store(&s->c->keepalive_ms, s->max_gap_ms);
+	}
+	s->last_ka_ms = now;
+}
 
 static size_t
 on_data(char *p, size_t sz, size_t nmemb, void *ctx)
@@ -268,6 +317,7 @@ on_data(char *p, size_t sz, size_t nmemb, void *ctx)
 			if (s->c->cb.state)
 				s->c->cb.state(s->c->cb.ctx, true, NULL);
 		}
+		note_message(s, msg);
 		s->c->cb.message(s->c->cb.ctx, msg);
 		json_t *v = json_object_get(msg, "version");
 		if (json_is_integer(v) && json_integer_value(v) > 0)
@@ -280,9 +330,15 @@ on_data(char *p, size_t sz, size_t nmemb, void *ctx)
 static int
 on_progress(void *ctx, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
-	struct control *c = ctx;
+	struct sink *s = ctx;
 
-	return atomic_load(&c->stop) ? 1 : 0;
+	if (atomic_load(&s->c->stop))
+		return 1;
+	if (s->stream && s->last_ms != 0 && time_mono_ms() - s->last_ms > stream_limit_ms(s)) {
+		s->silent = true;
+		return 1;
+	}
+	return 0;
 }
 
 /* The problem detail of an RFC 7807 body, else the body's start. */
@@ -359,7 +415,7 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 	curl_easy_setopt(k, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);
+	curl_easy_setopt(k, CURLOPT_XFERINFODATA, sink);
 	curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT,
 	    sink->timeout_s > 0 && sink->timeout_s < 10 ? sink->timeout_s : 10L);
 	curl_easy_setopt(k, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -404,8 +460,12 @@ post(struct control *c, const char *path, const char *body, bool stream, struct 
 			snprintf(why, whylen, "stopped");
 			return ERR_UNAVAILABLE;
 		}
-		snprintf(why, whylen, "cannot reach the control server at %s: %s", base,
-		    cerr[0] ? cerr : curl_easy_strerror(cr));
+		if (sink->silent)
+			snprintf(why, whylen, "the map stream from %s was silent for %" PRId64 " s "
+			    "(three keepalive intervals)", base, stream_limit_ms(sink) / 1000);
+		else
+			snprintf(why, whylen, "cannot reach the control server at %s: %s", base,
+			    cerr[0] ? cerr : curl_easy_strerror(cr));
 		return *status ? ERR_IO : ERR_UNAVAILABLE;
 	}
 	r = 0;

@@ -27,7 +27,8 @@ enum {
 	CONTROL_MAX_ENDPOINTS = 16,
 	CONTROL_BACKOFF_MIN_MS = 500,
 	CONTROL_BACKOFF_MAX_MS = 8000,
-	CONTROL_STALL_S = 100,		/* no byte for this long: the stream is dead */
+	CONTROL_STALL_S = 100,		/* no message for this long: the stream is dead */
+	CONTROL_STALL_MIN_S = 5,	/* 3 keepalive intervals, but at least this */
 	CONTROL_WAIT_S = 40,		/* one interactive-login long-poll (server: 25 s) */
 	CONTROL_URL_MAX = 512,
 };
@@ -126,5 +127,10 @@ size_t control_urls(struct control *c, char (*out)[CONTROL_URL_MAX], size_t max,
 
 /* Last map version seen. */
 uint64_t control_version(struct control *c);
+/* The server's keepalive interval as measured on the map stream (the
+ * longest gap between keepalives), ms; 0 until two were measured. A stream
+ * silent for three of them is given up (CONTROL_STALL_MIN_S at least,
+ * CONTROL_STALL_S before any was measured). */
+int64_t control_keepalive_ms(struct control *c);
 
 #endif
