@@ -243,7 +243,8 @@ struct sink {
 	bool stream;
 	bool got_line;
 	long timeout_s;		/* plain requests; 0: 15 s */
-	/* The map stream: when its last message came, when its last keepalive
+	/* The map stream: when bytes last came (of any message: a large one
+	 * may take longer than the limit to arrive), when its last keepalive
 	 * came and the longest time between two keepalives (the server's
 	 * keepalive_interval), and whether it was given up as silent. */
 	int64_t last_ms, last_ka_ms, max_gap_ms;
@@ -251,7 +252,7 @@ struct sink {
 	bool silent;
 };
 
-/* A map stream that delivered nothing for three keepalive intervals
+/* A map stream that delivered no byte for three keepalive intervals
  * (docs/protocol.md; the interval as measured between the server's
  * keepalives) is dead: a connection whose packets vanish (the server's
  * host gone, a path that blackholes) ends no sooner otherwise. Until two
@@ -267,14 +268,13 @@ stream_limit_ms(const struct sink *s)
 	return l < CONTROL_STALL_MIN_S * 1000 ? CONTROL_STALL_MIN_S * 1000 : l;
 }
 
-/* A stream message: when it came, and the keepalives' spacing. */
+/* A stream message: the keepalives' spacing. */
 static void
 note_message(struct sink *s, const json_t *msg)
 {
 	const char *type = json_string_value(json_object_get(msg, "type"));
 	int64_t now = time_mono_ms();
 
-	s->last_ms = now;
 	if (type == NULL || strcmp(type, "keepalive") != 0)
 		return;
 	if (s->last_ka_ms != 0) {
@@ -294,6 +294,7 @@ on_data(char *p, size_t sz, size_t nmemb, void *ctx)
 
 	if (!s->stream)
 		return buf_append(&s->data, p, n) == 0 ? n : 0;
+	s->last_ms = time_mono_ms();
 	for (size_t i = 0; i < n; i++) {
 		json_t *msg;
 		json_error_t e;

@@ -27,7 +27,7 @@ enum {
 	CONTROL_MAX_ENDPOINTS = 16,
 	CONTROL_BACKOFF_MIN_MS = 500,
 	CONTROL_BACKOFF_MAX_MS = 8000,
-	CONTROL_STALL_S = 100,		/* no message for this long: the stream is dead */
+	CONTROL_STALL_S = 100,		/* no byte for this long: the stream is dead */
 	CONTROL_STALL_MIN_S = 5,	/* 3 keepalive intervals, but at least this */
 	CONTROL_WAIT_S = 40,		/* one interactive-login long-poll (server: 25 s) */
 	CONTROL_URL_MAX = 512,
