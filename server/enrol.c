@@ -144,13 +144,22 @@ reg_from_row(struct control_reg *r, const struct store_reg *g)
 
 static char *done_text(const struct store_node *n, const char *login);
 
+/* The long-poll's answer for a row that is done: NULL when its node is
+ * gone meanwhile or out of memory. */
+static char *
+row_done_text(struct server *s, const struct store_reg *g)
+{
+	struct store_node n;
+
+	return store_node_get(s->store, g->node_id, &n) == 0 ? done_text(&n, g->login) : NULL;
+}
+
 /* A registration of the store as an entry of this replica's table; NULL
  * when out of memory. */
 static struct entry *
 entry_from_row(struct server *s, const struct store_reg *g)
 {
 	struct entry *en = calloc(1, sizeof(*en));
-	struct store_node n;
 
 	if (en == NULL)
 		return NULL;
@@ -169,8 +178,7 @@ entry_from_row(struct server *s, const struct store_reg *g)
 		str_copy(en->error, g->error, sizeof(en->error));
 	} else if (strcmp(g->state, "done") == 0) {
 		en->state = E_DONE;
-		if (store_node_get(s->store, g->node_id, &n) == 0)
-			en->result = done_text(&n, g->login);
+		en->result = row_done_text(s, g);
 	}
 	return en;
 }
@@ -329,7 +337,6 @@ poll_shared(struct server *s)
 	for (size_t i = 0; i < l.n; i++) {
 		const struct store_reg *g = &l.v[i];
 		bool done = strcmp(g->state, "done") == 0, open;
-		struct store_node n;
 		struct entry *en;
 		char *res = NULL;
 
@@ -339,8 +346,7 @@ poll_shared(struct server *s)
 		open = en && (en->state == E_PENDING || en->state == E_BUSY ||
 		    (done && en->state == E_EXPIRED));
 		pthread_mutex_unlock(&e->mu);
-		if (!open || (done && (store_node_get(s->store, g->node_id, &n) != 0 ||
-		    (res = done_text(&n, g->login)) == NULL)))
+		if (!open || (done && (res = row_done_text(s, g)) == NULL))
 			continue;
 		pthread_mutex_lock(&e->mu);
 		if ((en = find_locked(e, g->id)) != NULL && (en->state == E_PENDING ||
