@@ -1620,7 +1620,7 @@ store_reg_finish(struct store *s, const char *id, int64_t node_id, const char *l
 }
 
 static int
-reg_walk(struct store *s, const char *sql, int64_t arg, store_reg_fn fn, void *ctx)
+reg_walk(struct store *s, const char *sql, int64_t arg, store_reg_cb fn, void *ctx)
 {
 	struct db_stmt *st = NULL;
 	struct store_reg *g;
@@ -1643,14 +1643,14 @@ reg_walk(struct store *s, const char *sql, int64_t arg, store_reg_fn fn, void *c
 }
 
 int
-store_reg_pending(struct store *s, int64_t now, store_reg_fn fn, void *ctx)
+store_reg_pending(struct store *s, int64_t now, store_reg_cb fn, void *ctx)
 {
 	return reg_walk(s, "SELECT " REG_COLS " FROM registrations WHERE state = 'pending' AND "
 	    "expires_at > ? ORDER BY created_at, id", now, fn, ctx);
 }
 
 int
-store_reg_ended(struct store *s, int64_t since, store_reg_fn fn, void *ctx)
+store_reg_ended(struct store *s, int64_t since, store_reg_cb fn, void *ctx)
 {
 	return reg_walk(s, "SELECT " REG_COLS " FROM registrations WHERE ended_at >= ? AND "
 	    "state IN ('done', 'failed') ORDER BY ended_at, id", since, fn, ctx);

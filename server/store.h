@@ -310,7 +310,7 @@ struct store_reg {
 	char login[STORE_NAME_MAX];
 	char error[256];
 };
-typedef int (*store_reg_fn)(void *ctx, const struct store_reg *r);
+typedef int (*store_reg_cb)(void *ctx, const struct store_reg *r);
 
 /* Inserts a pending registration and, in the same transaction, fails the
  * machine's other pending ones ("replaced by a newer login"). */
@@ -324,9 +324,9 @@ int store_reg_claim(struct store *s, const char *id, int64_t now, struct store_r
 int store_reg_finish(struct store *s, const char *id, int64_t node_id, const char *login,
 		     const char *error, int64_t now) WM_MUST_CHECK;
 /* Pending and unexpired at `now`, oldest first. */
-int store_reg_pending(struct store *s, int64_t now, store_reg_fn fn, void *ctx) WM_MUST_CHECK;
+int store_reg_pending(struct store *s, int64_t now, store_reg_cb fn, void *ctx) WM_MUST_CHECK;
 /* Done or failed at `since` or later. */
-int store_reg_ended(struct store *s, int64_t since, store_reg_fn fn, void *ctx) WM_MUST_CHECK;
+int store_reg_ended(struct store *s, int64_t since, store_reg_cb fn, void *ctx) WM_MUST_CHECK;
 /* 1 when the machine has a registration not ended, or ended at `since` or
  * later; 0 when not; or an error. */
 int store_reg_machine_known(struct store *s, const uint8_t mkey[static KEY_LEN], int64_t since)
